@@ -1,0 +1,48 @@
+from uuid import UUID
+
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from ninja import Query, Router
+from ninja.pagination import LimitOffsetPagination, paginate
+
+from calculations.actions import access_calculation_by_id, do_request_cancel, user_actor
+from calculations.logs import read_logs
+from calculations.models import Calculation
+from calculations.schemas import CalculationFilters, CalculationOut, ErrorOut, LogsOut
+
+router = Router(tags=["calculations"])
+
+
+def _visible(request: HttpRequest) -> QuerySet[Calculation]:
+    return Calculation.objects.filter(owner_id=request.auth.id).prefetch_related("inputs", "output_files")  # type: ignore[union-attr]
+
+
+@router.get("", response=list[CalculationOut], operation_id="list_calculations")
+@paginate(LimitOffsetPagination)
+def list_calculations(request: HttpRequest, filters: Query[CalculationFilters]) -> QuerySet[Calculation]:
+    """Your calculations, newest first; filter by `state` and `tool`."""
+    return filters.filter(_visible(request))
+
+
+@router.get("/{calculation_id}", response={200: CalculationOut, 404: ErrorOut}, operation_id="get_calculation")
+def get_calculation(request: HttpRequest, calculation_id: UUID) -> Calculation:
+    access_calculation_by_id(request.auth.id, calculation_id)  # type: ignore[union-attr]
+    return _visible(request).get(id=calculation_id)
+
+
+@router.post(
+    "/{calculation_id}/cancel",
+    response={202: CalculationOut, 404: ErrorOut, 409: ErrorOut},
+    operation_id="cancel_calculation",
+)
+def cancel_calculation(request: HttpRequest, calculation_id: UUID) -> tuple[int, Calculation]:
+    """Stop a calculation: CANCELED at once if it had not started, else CANCELING until its tool is gone."""
+    calc = access_calculation_by_id(request.auth.id, calculation_id)  # type: ignore[union-attr]
+    do_request_cancel(calc.id, actor=user_actor(request.auth.id))  # type: ignore[union-attr]
+    return 202, _visible(request).get(id=calc.id)
+
+
+@router.get("/{calculation_id}/logs", response={200: LogsOut, 404: ErrorOut}, operation_id="get_calculation_logs")
+def get_calculation_logs(request: HttpRequest, calculation_id: UUID) -> LogsOut:
+    """The tool's stdout and stderr (their ends, if long): live while it runs, stored once it ended."""
+    return read_logs(access_calculation_by_id(request.auth.id, calculation_id))  # type: ignore[union-attr]

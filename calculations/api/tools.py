@@ -1,0 +1,122 @@
+"""Tool listing and submission. One typed submission endpoint per registered tool is generated
+from the registry (its OpenAPI schema names the tool's input roles and parameters), plus a generic
+`{name}` route that answers unknown tools with a clear 404."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from django.http import HttpRequest
+from ninja import Body, Router, Schema
+from pydantic import ConfigDict, Field, create_model
+
+from calculations.actions import check_create_calculation
+from calculations.errors import NotFound
+from calculations.models import Calculation
+from calculations.schemas import CalculationIn, CalculationOut, ErrorOut, ToolOut, ToolSummaryOut
+from calculations.states import CalculationState
+from calculations.tools import ToolSpec, UnknownTool, get_registry, get_tool
+from workflows.backends import BACKENDS
+
+router = Router(tags=["tools"])
+SUBMIT_RESPONSES: dict[int, Any] = {200: CalculationOut, 202: CalculationOut, 404: ErrorOut, 422: ErrorOut}
+
+
+def _tool_out(spec: ToolSpec) -> ToolOut:
+    return ToolOut(
+        name=spec.name,
+        version=spec.version,
+        description=spec.description,
+        params_schema=spec.params_model.model_json_schema(),
+        inputs=[{"name": r.name, "description": r.description, "formats": list(r.formats)} for r in spec.inputs],
+        outputs=[
+            {"name": r.name, "description": r.description, "path": r.path, "format": r.format, "required": r.required}
+            for r in spec.outputs
+        ],
+        resources={
+            "cpus": spec.resources.cpus,
+            "memory_mb": spec.resources.memory_mb,
+            "time_limit_seconds": spec.resources.time_limit_seconds,
+        },
+        backends=sorted(BACKENDS),
+    )
+
+
+@router.get("", response=list[ToolSummaryOut], operation_id="list_tools")
+def list_tools(request: HttpRequest) -> list[ToolSummaryOut]:
+    return [
+        ToolSummaryOut(name=s.name, version=s.version, description=s.description)
+        for s in sorted(get_registry().values(), key=lambda s: s.name)
+    ]
+
+
+@router.get("/{name}", response={200: ToolOut, 404: ErrorOut}, operation_id="get_tool")
+def get_tool_detail(request: HttpRequest, name: str) -> ToolOut:
+    try:
+        return _tool_out(get_tool(name))
+    except UnknownTool as exc:
+        raise NotFound(str(exc)) from None
+
+
+def _submitted(calc: Calculation) -> tuple[int, Calculation]:
+    # 200: answered at once from the cache; 202: queued (possibly following an identical run)
+    return (200 if calc.state == CalculationState.COMPLETE else 202), calc
+
+
+def _submission_schema(spec: ToolSpec) -> type[Schema]:
+    prefix = "".join(part.capitalize() for part in spec.name.replace("-", "_").split("_"))
+    inputs_model = create_model(  # type: ignore[call-overload]
+        f"{prefix}Inputs",
+        __config__=ConfigDict(extra="forbid"),
+        **{role.name: (UUID, Field(description=f"{role.description} File id.")) for role in spec.inputs},
+    )
+    return create_model(  # type: ignore[call-overload, no-any-return]
+        f"{prefix}CalculationIn",
+        __base__=Schema,
+        inputs=(inputs_model, Field(description="File id for each input role.")),
+        params=(spec.params_model, Field(default_factory=spec.params_model, description=spec.description)),
+        use_cache=(bool, Field(True, description="Answer from an identical earlier calculation if there is one.")),
+    )
+
+
+def _add_submission_route(spec: ToolSpec) -> None:
+    schema = _submission_schema(spec)
+
+    def submit(request: HttpRequest, payload: schema = Body(...)) -> tuple[int, Calculation]:  # type: ignore[valid-type]
+        return _submitted(
+            check_create_calculation(
+                request.auth.id,  # type: ignore[union-attr]
+                spec.name,
+                inputs=payload.inputs.model_dump(),
+                params=payload.params.model_dump(mode="json"),
+                use_cache=payload.use_cache,
+            )
+        )
+
+    submit.__name__ = f"submit_{spec.name.replace('-', '_')}"
+    router.post(
+        f"/{spec.name}/calculations",
+        response=SUBMIT_RESPONSES,
+        operation_id=f"submit_{spec.name.replace('-', '_')}",
+        summary=f"Run {spec.name}",
+        description=spec.description,
+    )(submit)
+
+
+for _spec in sorted(get_registry().values(), key=lambda s: s.name):
+    _add_submission_route(_spec)
+
+
+@router.post("/{name}/calculations", response=SUBMIT_RESPONSES, operation_id="submit_calculation")
+def submit_calculation(request: HttpRequest, name: str, payload: CalculationIn) -> tuple[int, Calculation]:
+    """Submit to a tool by name (the typed per-tool routes above document each tool's body)."""
+    return _submitted(
+        check_create_calculation(
+            request.auth.id,  # type: ignore[union-attr]
+            name,
+            inputs=payload.inputs,
+            params=payload.params,
+            use_cache=payload.use_cache,
+        )
+    )

@@ -1,0 +1,13 @@
+"""Domain errors; the API maps each to one HTTP status in one handler (emgapiv2/api.py)."""
+
+
+class NotFound(LookupError):
+    """The object does not exist or belongs to someone else (both answer 404)."""
+
+
+class InvalidInput(ValueError):
+    """The request is well-formed but its content is wrong (422)."""
+
+
+class InvalidTransition(RuntimeError):
+    """The calculation is not in a state that allows this change (409)."""

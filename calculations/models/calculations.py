@@ -1,0 +1,68 @@
+"""The Calculation row: the single source of truth about a run (design brief §1)."""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+from calculations.states import CalculationState
+
+
+class Calculation(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="calculations")
+    tool = models.CharField(max_length=64, db_index=True)
+    tool_version = models.CharField(max_length=64)
+    params = models.JSONField(default=dict)
+    state = models.CharField(
+        max_length=16, choices=CalculationState.choices, default=CalculationState.QUEUED, db_index=True
+    )
+    attempt = models.PositiveIntegerField(default=1)
+    cache_key = models.CharField(max_length=64, db_index=True)
+    use_cache = models.BooleanField(default=True)
+    cached_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="cache_followers"
+    )
+    flow_run_id = models.UUIDField(null=True, blank=True, db_index=True)
+    backend = models.CharField(max_length=32, blank=True)
+    backend_job_id = models.CharField(max_length=128, blank=True)
+    exit_code = models.IntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    # Validated by calculations.provenance.Provenance before every write.
+    provenance = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "id"]
+        indexes = [models.Index(fields=["owner", "-created_at"]), models.Index(fields=["cache_key", "state"])]
+
+    def __str__(self) -> str:
+        return f"{self.tool} {self.id} [{self.state}]"
+
+
+class CalculationInput(models.Model):
+    calculation = models.ForeignKey(Calculation, on_delete=models.CASCADE, related_name="inputs")
+    role = models.CharField(max_length=64)
+    # PROTECT: an input may not vanish from under a calculation that used it.
+    file = models.ForeignKey("calculations.File", on_delete=models.PROTECT, related_name="used_by")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["calculation", "role"], name="one_file_per_input_role")]
+
+
+class CalculationEvent(models.Model):
+    """Append-only log of every state change: who, when, from, to, why."""
+
+    calculation = models.ForeignKey(Calculation, on_delete=models.CASCADE, related_name="events")
+    attempt = models.PositiveIntegerField()
+    from_state = models.CharField(max_length=16, blank=True)
+    to_state = models.CharField(max_length=16)
+    actor = models.CharField(max_length=128)
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]

@@ -1,0 +1,27 @@
+"""A user's view of an immutable, content-addressed blob."""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+class File(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="files")
+    name = models.CharField(max_length=255)
+    size = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64, db_index=True)
+    # Set for outputs only: the calculation that produced this file, and in which output role.
+    produced_by = models.ForeignKey(
+        "calculations.Calculation", null=True, blank=True, on_delete=models.CASCADE, related_name="output_files"
+    )
+    output_role = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "id"]
+        indexes = [models.Index(fields=["owner", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.sha256[:12]})"

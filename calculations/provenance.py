@@ -1,0 +1,54 @@
+"""The schema of `Calculation.provenance` (design brief §9); validated before every write."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+
+class AttemptRecord(BaseModel):
+    attempt: int
+    backend: str
+    host: str
+    job_id: str = ""
+    workdir: str = ""
+    argv: list[str] = []
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    exit_code: int | None = None
+    resource_usage: dict[str, float] = {}
+    stdout_sha256: str | None = None
+    stderr_sha256: str | None = None
+
+
+class Provenance(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tool: str
+    tool_version: str
+    executable: str | None = None
+    params: dict[str, Any]
+    inputs: dict[str, str]  # role -> sha256
+    outputs: dict[str, list[str]] = {}  # role -> sha256s
+    attempts: list[AttemptRecord] = []
+
+    def current(self, attempt: int) -> AttemptRecord:
+        for record in self.attempts:
+            if record.attempt == attempt:
+                return record
+        raise KeyError(f"no provenance for attempt {attempt}")
+
+
+def update_attempt(provenance: dict[str, Any], attempt: int, **changes: Any) -> dict[str, Any]:
+    """Return `provenance` with the record of `attempt` changed (created if missing), validated."""
+    model = Provenance.model_validate(provenance)
+    record = next((r for r in model.attempts if r.attempt == attempt), None)
+    if record is None:
+        record = AttemptRecord.model_validate({"attempt": attempt, "backend": "", "host": "", **changes})
+        model.attempts.append(record)
+    else:
+        for name, value in changes.items():
+            setattr(record, name, value)
+    return Provenance.model_validate(model.model_dump()).model_dump(mode="json")

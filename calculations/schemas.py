@@ -1,0 +1,131 @@
+"""API schemas: <Noun>In, <Noun>Out, <Noun>Filters."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from ninja import FilterSchema, Schema
+from pydantic import Field
+
+from calculations.models import Calculation, File
+from calculations.states import CalculationState
+
+
+class ErrorOut(Schema):
+    detail: str
+
+
+class FileOut(Schema):
+    id: UUID
+    name: str
+    size: int
+    sha256: str
+    created_at: datetime
+    produced_by: UUID | None = Field(None, description="Calculation that produced this file (outputs only).")
+    output_role: str = ""
+
+    @staticmethod
+    def resolve_produced_by(file: File) -> UUID | None:
+        return file.produced_by_id
+
+
+class InputRoleOut(Schema):
+    name: str
+    description: str
+    formats: list[str]
+
+
+class OutputRoleOut(Schema):
+    name: str
+    description: str
+    path: str
+    format: str
+    required: bool
+
+
+class ResourcesOut(Schema):
+    cpus: int
+    memory_mb: int
+    time_limit_seconds: int
+
+
+class ToolSummaryOut(Schema):
+    name: str
+    version: str
+    description: str
+
+
+class ToolOut(ToolSummaryOut):
+    params_schema: dict[str, Any]
+    inputs: list[InputRoleOut]
+    outputs: list[OutputRoleOut]
+    resources: ResourcesOut
+    backends: list[str]
+
+
+class CalculationIn(Schema):
+    inputs: dict[str, UUID] = Field(description="File id for each input role of the tool.")
+    params: dict[str, Any] = Field(default_factory=dict, description="The tool's parameters.")
+    use_cache: bool = Field(True, description="Answer from an identical earlier calculation if there is one.")
+
+
+class CalculationOut(Schema):
+    id: UUID
+    tool: str
+    tool_version: str
+    state: CalculationState
+    params: dict[str, Any]
+    inputs: dict[str, UUID]
+    outputs: dict[str, list[UUID]]
+    error: str
+    attempts: int
+    cached_from: UUID | None
+    backend: str
+    flow_run_id: UUID | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    provenance: dict[str, Any]
+
+    @staticmethod
+    def resolve_inputs(calc: Calculation) -> dict[str, UUID]:
+        return {link.role: link.file_id for link in calc.inputs.all()}
+
+    @staticmethod
+    def resolve_outputs(calc: Calculation) -> dict[str, list[UUID]]:
+        outputs: dict[str, list[UUID]] = {}
+        for file in sorted(calc.output_files.all(), key=lambda f: (f.output_role, f.name)):
+            outputs.setdefault(file.output_role, []).append(file.id)
+        return outputs
+
+    @staticmethod
+    def resolve_attempts(calc: Calculation) -> int:
+        return calc.attempt
+
+    @staticmethod
+    def resolve_cached_from(calc: Calculation) -> UUID | None:
+        return calc.cached_from_id
+
+
+class CalculationFilters(FilterSchema):
+    state: CalculationState | None = None
+    tool: str | None = None
+
+
+class LogsOut(Schema):
+    attempt: int
+    stdout: str
+    stderr: str
+    truncated: bool = Field(description="True if only the end of a stream is shown.")
+
+
+class HealthCheckOut(Schema):
+    ok: bool
+    detail: str = ""
+
+
+class HealthOut(Schema):
+    status: str
+    checks: dict[str, HealthCheckOut]

@@ -1,0 +1,66 @@
+"""The storage interface. Blobs are immutable and keyed by the sha256 of their bytes."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+CHUNK_BYTES = 1024 * 1024
+
+
+class StorageError(Exception):
+    """The storage backend failed (a platform fault, not the user's)."""
+
+
+class BlobNotFound(StorageError):
+    pass
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    sha256: str
+    size: int
+
+
+class BlobStorage(Protocol):
+    kind: str
+
+    def put(self, stream: BinaryIO) -> BlobInfo:
+        """Store the stream's bytes (read once, in chunks) and return their digest and size."""
+        ...
+
+    def put_path(self, path: Path) -> BlobInfo:
+        """Store a local file."""
+        ...
+
+    def exists(self, sha256: str) -> bool: ...
+
+    def iter_chunks(self, sha256: str, *, limit_bytes: int | None = None) -> Iterator[bytes]:
+        """Stream a blob's bytes (optionally only its first `limit_bytes`)."""
+        ...
+
+    def copy_to_path(self, sha256: str, destination: Path) -> None:
+        """Write a blob to a local file, streaming."""
+        ...
+
+    def check(self) -> None:
+        """Raise StorageError if the storage cannot be reached or written."""
+        ...
+
+
+def hash_path(path: Path) -> BlobInfo:
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK_BYTES):
+            digest.update(chunk)
+            size += len(chunk)
+    return BlobInfo(sha256=digest.hexdigest(), size=size)
+
+
+def read_head(storage: BlobStorage, sha256: str, limit_bytes: int) -> bytes:
+    """The first `limit_bytes` of a blob (for cheap format checks)."""
+    return b"".join(storage.iter_chunks(sha256, limit_bytes=limit_bytes))[:limit_bytes]

@@ -1,0 +1,65 @@
+"""The NinjaAPI at /api/v2: routers, auth, and the one mapping from domain errors to HTTP."""
+
+from django.http import HttpRequest, HttpResponse
+from ninja import NinjaAPI
+from ninja.errors import AuthenticationError
+from ninja.errors import ValidationError as NinjaValidationError
+
+from calculations.api.calculations import router as calculations_router
+from calculations.api.files import router as files_router
+from calculations.api.health import router as health_router
+from calculations.api.tools import router as tools_router
+from calculations.auth import TokenAuth
+from calculations.errors import InvalidInput, InvalidTransition, NotFound
+from calculations.storage import StorageError
+
+api = NinjaAPI(
+    title="EMG calculations API",
+    version="2",
+    description="Upload files, run registered tools as tracked calculations, fetch their results.",
+    auth=TokenAuth(),
+    urls_namespace="api-v2",
+)
+api.add_router("/files", files_router)
+api.add_router("/tools", tools_router)
+api.add_router("/calculations", calculations_router)
+api.add_router("/health", health_router)
+
+
+def _error(request: HttpRequest, status: int, detail: str, **extra: object) -> HttpResponse:
+    return api.create_response(request, {"detail": detail, **extra}, status=status)
+
+
+@api.exception_handler(NotFound)
+def _not_found(request: HttpRequest, exc: NotFound) -> HttpResponse:
+    return _error(request, 404, str(exc))
+
+
+@api.exception_handler(InvalidInput)
+def _invalid_input(request: HttpRequest, exc: InvalidInput) -> HttpResponse:
+    return _error(request, 422, str(exc))
+
+
+@api.exception_handler(InvalidTransition)
+def _invalid_transition(request: HttpRequest, exc: InvalidTransition) -> HttpResponse:
+    return _error(request, 409, str(exc))
+
+
+@api.exception_handler(StorageError)
+def _storage_error(request: HttpRequest, exc: StorageError) -> HttpResponse:
+    return _error(request, 503, f"storage unavailable: {exc}")
+
+
+@api.exception_handler(AuthenticationError)
+def _unauthenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+    return _error(request, 401, "authentication required: send 'Authorization: Bearer <token>' (task token USER=…)")
+
+
+@api.exception_handler(NinjaValidationError)
+def _validation_error(request: HttpRequest, exc: NinjaValidationError) -> HttpResponse:
+    # one readable sentence per problem, e.g. "body.payload.params.mode: Input should be 'single' or 'meta'"
+    messages = []
+    for error in exc.errors:
+        location = ".".join(str(part) for part in error.get("loc", ()) if part not in ("body", "payload"))
+        messages.append(f"{location}: {error.get('msg', 'invalid')}" if location else str(error.get("msg")))
+    return _error(request, 422, "; ".join(messages), errors=exc.errors)

@@ -1,0 +1,106 @@
+"""The one Settings object: every configurable value of the platform, read from the environment.
+
+Variables are prefixed `EMGAPI_`; nested sections use `__` (`EMGAPI_DB__URL`).
+`.env.example` documents each of them.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+class DatabaseSettings(BaseModel):
+    url: str | None = Field(
+        None,
+        description="PostgreSQL URL (postgresql://user:pass@host:port/name). Unset: SQLite in data_dir.",
+    )
+    sqlite_timeout_seconds: float = Field(20, description="How long a SQLite writer waits for the lock.")
+
+
+class StorageSettings(BaseModel):
+    backend: Literal["filesystem", "s3"] = Field("filesystem", description="Where file contents live.")
+    root: Path | None = Field(None, description="Filesystem blob root. Unset: data_dir/blobs.")
+
+
+class S3Settings(BaseModel):
+    endpoint_url: str | None = Field(None, description="S3 endpoint; unset means AWS itself.")
+    bucket: str = Field("emgapi", description="Bucket holding the content-addressed blobs.")
+    access_key_id: str | None = Field(None, description="S3 access key id.")
+    secret_access_key: SecretStr | None = Field(None, description="S3 secret access key.")
+    region: str = Field("us-east-1", description="S3 region used for signing.")
+    key_prefix: str = Field("blobs/", description="Prefix of every blob key in the bucket.")
+
+
+class PrefectSettings(BaseModel):
+    api_url: str = Field("http://127.0.0.1:4200/api", description="Prefect server API URL.")
+    work_pool: str = Field("calculations", description="Work pool served by the calculation worker.")
+    deployment: str = Field(
+        "run-calculation/run-calculation", description="Deployment (flow/deployment) that runs one calculation."
+    )
+    dispatch: Literal["background", "off"] = Field(
+        "background",
+        description="'background': the API triggers flow runs after commit from a dispatcher thread. "
+        "'off': rows stay QUEUED until the reconciler dispatches them (unit tests).",
+    )
+
+
+class WorkerSettings(BaseModel):
+    query_seconds: float = Field(0.25, description="How often the worker asks Prefect for scheduled runs.")
+    concurrency: int = Field(500, description="Flow runs one worker process executes at once.")
+    cancel_check_seconds: float = Field(1.0, description="How often a running calculation checks for a cancel.")
+    heartbeat_seconds: float = Field(15, description="Worker heartbeat interval shown in the Prefect UI.")
+    kill_grace_seconds: float = Field(5, description="SIGTERM to SIGKILL grace period when cancelling a tool.")
+
+
+class ReconcilerSettings(BaseModel):
+    interval_seconds: int = Field(30, description="Schedule of the reconcile-calculations flow.")
+    dispatch_after_seconds: float = Field(
+        10, description="A QUEUED row without a flow run older than this is dispatched by the reconciler."
+    )
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="EMGAPI_", env_nested_delimiter="__", env_file=".env", extra="ignore"
+    )
+
+    debug: bool = Field(False, description="Django DEBUG. Never in production.")
+    secret_key: SecretStr = Field(
+        SecretStr("insecure-development-key-change-me"), description="Django SECRET_KEY."
+    )
+    allowed_hosts: list[str] = Field(["127.0.0.1", "localhost", "testserver"], description="Django ALLOWED_HOSTS.")
+    public_url: str = Field("http://127.0.0.1:8000", description="Base URL clients use to reach the API.")
+    data_dir: Path = Field(BASE_DIR / "var", description="Local state: SQLite DB, blobs, work directories.")
+    work_dir: Path | None = Field(None, description="Per-calculation working directories. Unset: data_dir/work.")
+    tool_packages: list[str] = Field(
+        ["tools"], description="Python packages whose subpackages each declare one tool (JSON list)."
+    )
+    max_upload_bytes: int = Field(2 * 1024**3, description="Largest accepted upload.")
+    log_tail_bytes: int = Field(1024 * 1024, description="Most bytes of each log stream the logs endpoint returns.")
+
+    db: DatabaseSettings = DatabaseSettings()
+    storage: StorageSettings = StorageSettings()
+    s3: S3Settings = S3Settings()
+    prefect: PrefectSettings = PrefectSettings()
+    worker: WorkerSettings = WorkerSettings()
+    reconciler: ReconcilerSettings = ReconcilerSettings()
+
+    @property
+    def blob_root(self) -> Path:
+        return self.storage.root or self.data_dir / "blobs"
+
+    @property
+    def calculations_dir(self) -> Path:
+        return self.work_dir or self.data_dir / "work"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

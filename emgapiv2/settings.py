@@ -1,0 +1,97 @@
+"""Django settings: derived from the Settings object only (emgapiv2/config.py)."""
+
+import os
+
+import dj_database_url
+
+from emgapiv2.config import BASE_DIR, get_settings
+
+config = get_settings()
+config.data_dir.mkdir(parents=True, exist_ok=True)
+
+# Every process that may talk to Prefect (API, worker, management commands) must know the server;
+# without PREFECT_API_URL Prefect silently starts a temporary server of its own per process.
+os.environ.setdefault("PREFECT_API_URL", config.prefect.api_url)
+
+SECRET_KEY = config.secret_key.get_secret_value()
+DEBUG = config.debug
+ALLOWED_HOSTS = config.allowed_hosts
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "ninja",
+    "calculations",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "emgapiv2.urls"
+WSGI_APPLICATION = "emgapiv2.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+if config.db.url:
+    DATABASES = {"default": dj_database_url.parse(config.db.url, conn_max_age=60, conn_health_checks=True)}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": config.data_dir / "db.sqlite3",
+            "OPTIONS": {
+                # IMMEDIATE: writers take the lock at BEGIN, so two transactions never deadlock
+                # upgrading a read lock; WAL lets readers run beside the one writer.
+                "transaction_mode": "IMMEDIATE",
+                "timeout": config.db.sqlite_timeout_seconds,
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+        }
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_PASSWORD_VALIDATORS: list[dict[str, str]] = []
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = config.data_dir / "static"
+DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {
+        "calculations": {"handlers": ["console"], "level": "INFO"},
+        "workflows": {"handlers": ["console"], "level": "INFO"},
+    },
+}
+

@@ -1,0 +1,1 @@
+"""Registered tools: one subpackage each, declaring `TOOL = ToolSpec(...)` (see calculations/tools.py)."""

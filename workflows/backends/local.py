@@ -1,0 +1,159 @@
+"""LocalBackend: runs a tool as a child process of the worker.
+
+Each job gets its own process group (so cancel kills the tool and everything it spawned), its
+working directory, stdout/stderr redirected to files (a child holding the worker's pipes would
+hide a worker crash), and limits through `prlimit` (address space, CPU time). The exit is
+observed through a pidfd in the event loop: waiting costs no thread. Needs Linux ≥ 5.3.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+
+from workflows.backends.base import JobHandle, JobSpec, JobState, JobStatus
+
+
+@dataclass
+class _Job:
+    process: subprocess.Popen[bytes]
+    started_monotonic: float
+    time_limit_seconds: int
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    state: JobState = field(default_factory=lambda: JobState(JobStatus.RUNNING))
+    canceled: bool = False
+    timed_out: bool = False
+
+
+def _describe_signal(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+class LocalBackend:
+    kind = "local"
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, _Job] = {}
+        self._host = socket.gethostname()
+        self._prlimit = shutil.which("prlimit")
+
+    def _limited_argv(self, spec: JobSpec) -> list[str]:
+        if not self._prlimit:
+            return spec.argv
+        memory_bytes = spec.memory_mb * 1024 * 1024
+        cpu_seconds = spec.time_limit_seconds * max(spec.cpus, 1)
+        return [self._prlimit, f"--as={memory_bytes}", f"--cpu={cpu_seconds}", "--", *spec.argv]
+
+    async def submit(self, spec: JobSpec) -> JobHandle:
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8", "HOME": str(spec.workdir)}
+        env |= {"OMP_NUM_THREADS": str(spec.cpus), **spec.env}
+        with spec.stdout_path.open("wb") as stdout, spec.stderr_path.open("wb") as stderr:
+            process = subprocess.Popen(  # noqa: S603 - an argv list, never a shell
+                self._limited_argv(spec),
+                cwd=spec.workdir,
+                stdin=subprocess.DEVNULL,
+                stdout=stdout,
+                stderr=stderr,
+                env=env,
+                start_new_session=True,  # own process group: cancel kills the whole tree
+                close_fds=True,
+            )
+        job = _Job(process, time.monotonic(), spec.time_limit_seconds)
+        job_id = str(process.pid)
+        self._jobs[job_id] = job
+        self._watch(job)
+        return JobHandle(backend=self.kind, job_id=job_id, host=self._host)
+
+    def _watch(self, job: _Job) -> None:
+        loop = asyncio.get_running_loop()
+        pidfd = os.pidfd_open(job.process.pid)
+
+        def on_exit() -> None:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+            _, status, usage = os.wait4(job.process.pid, 0)
+            job.process.returncode = os.waitstatus_to_exitcode(status)
+            job.state = self._final_state(job, status, usage)
+            job.done.set()
+
+        loop.add_reader(pidfd, on_exit)
+
+    def _final_state(self, job: _Job, status: int, usage: os.struct_rusage) -> JobState:
+        resource_usage = {
+            "wall_seconds": round(time.monotonic() - job.started_monotonic, 3),
+            "user_cpu_seconds": round(usage.ru_utime, 3),
+            "system_cpu_seconds": round(usage.ru_stime, 3),
+            "max_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        }
+        if os.WIFSIGNALED(status):
+            number = os.WTERMSIG(status)
+            exit_code = 128 + number
+            if job.canceled:
+                return JobState(JobStatus.CANCELED, exit_code, "canceled", resource_usage)
+            if job.timed_out:
+                message = f"time limit of {job.time_limit_seconds} s exceeded"
+            elif number == signal.SIGXCPU:
+                message = "CPU time limit exceeded"
+            else:
+                message = f"killed by {_describe_signal(number)}"
+            return JobState(JobStatus.FAILED, exit_code, message, resource_usage)
+        exit_code = os.WEXITSTATUS(status)
+        if job.canceled:
+            return JobState(JobStatus.CANCELED, exit_code, "canceled", resource_usage)
+        if exit_code == 0:
+            return JobState(JobStatus.SUCCEEDED, 0, "", resource_usage)
+        return JobState(JobStatus.FAILED, exit_code, f"exited with code {exit_code}", resource_usage)
+
+    def _job(self, handle: JobHandle) -> _Job | None:
+        return self._jobs.get(handle.job_id)
+
+    async def poll(self, handle: JobHandle) -> JobState:
+        job = self._job(handle)
+        if job is None:
+            return JobState(JobStatus.LOST, message=f"process {handle.job_id} is unknown to this worker")
+        if not job.done.is_set() and time.monotonic() - job.started_monotonic > job.time_limit_seconds:
+            job.timed_out = True
+            self._signal(job, signal.SIGKILL)
+        if job.done.is_set():
+            self._jobs.pop(handle.job_id, None)
+        return job.state
+
+    async def wait(self, handle: JobHandle, timeout_seconds: float) -> JobState:
+        job = self._job(handle)
+        if job is not None and not job.done.is_set():
+            remaining = job.time_limit_seconds - (time.monotonic() - job.started_monotonic)
+            try:
+                await asyncio.wait_for(job.done.wait(), max(min(timeout_seconds, remaining), 0))
+            except TimeoutError:
+                pass
+        return await self.poll(handle)
+
+    @staticmethod
+    def _signal(job: _Job, number: int) -> None:
+        try:
+            os.killpg(job.process.pid, number)
+        except ProcessLookupError:
+            pass
+
+    async def cancel(self, handle: JobHandle, grace_seconds: float) -> None:
+        job = self._job(handle)
+        if job is None or job.done.is_set():
+            return
+        job.canceled = True
+        self._signal(job, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(job.done.wait(), grace_seconds)
+        except TimeoutError:
+            self._signal(job, signal.SIGKILL)
+            await job.done.wait()
+        # the tool may have left children in its group: they go too
+        self._signal(job, signal.SIGKILL)

@@ -1,0 +1,124 @@
+"""Triggering Prefect flow runs for calculations, after their transaction has committed.
+
+A request thread only enqueues the calculation id; one dispatcher thread per process creates the
+flow runs. So a slow or unreachable Prefect never slows the API down: a calculation that could
+not be dispatched stays QUEUED without a flow run, and the reconciler dispatches it later.
+The idempotency key `<id>:<attempt>` makes a repeated dispatch return the existing flow run.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from typing import TYPE_CHECKING
+from uuid import UUID
+
+from emgapiv2.config import get_settings
+
+if TYPE_CHECKING:
+    from prefect.client.orchestration import SyncPrefectClient
+
+logger = logging.getLogger(__name__)
+
+_queue: queue.Queue[UUID] = queue.Queue()
+_thread: threading.Thread | None = None
+_thread_lock = threading.Lock()
+_deployment_ids: dict[str, UUID] = {}
+
+
+def flow_run_name(calculation_id: UUID) -> str:
+    """Operators find a calculation's flow run in the Prefect UI by this name."""
+    return f"calc-{calculation_id}"
+
+
+def dispatch_calculation(calculation_id: UUID) -> None:
+    """Queue a committed calculation for a flow run (non-blocking)."""
+    if get_settings().prefect.dispatch == "off":
+        return
+    _ensure_thread()
+    _queue.put(calculation_id)
+
+
+def _ensure_thread() -> None:
+    global _thread
+    with _thread_lock:
+        if _thread is None or not _thread.is_alive():
+            _thread = threading.Thread(target=_dispatch_forever, name="calculation-dispatcher", daemon=True)
+            _thread.start()
+
+
+def _deployment_id(client: SyncPrefectClient) -> UUID:
+    name = get_settings().prefect.deployment
+    if name not in _deployment_ids:
+        _deployment_ids[name] = client.read_deployment_by_name(name).id
+    return _deployment_ids[name]
+
+
+def create_flow_run(client: SyncPrefectClient, calculation_id: UUID) -> UUID | None:
+    """Create (idempotently) the flow run of the calculation's current attempt and record it."""
+    from calculations.actions import do_record_flow_run
+    from calculations.models import Calculation
+    from calculations.states import CalculationState
+
+    row = Calculation.objects.filter(id=calculation_id).values("attempt", "state", "flow_run_id").first()
+    if row is None or row["state"] != CalculationState.QUEUED or row["flow_run_id"] is not None:
+        return None
+    flow_run = client.create_flow_run_from_deployment(
+        _deployment_id(client),
+        parameters={"calculation_id": str(calculation_id)},
+        idempotency_key=f"{calculation_id}:{row['attempt']}",
+        name=flow_run_name(calculation_id),
+    )
+    do_record_flow_run(calculation_id, row["attempt"], flow_run.id)
+    return flow_run.id
+
+
+def _dispatch_forever() -> None:
+    from django.db import close_old_connections
+    from prefect.client.orchestration import get_client
+
+    while True:
+        calculation_id = _queue.get()
+        try:
+            with get_client(sync_client=True) as client:
+                while True:
+                    create_flow_run(client, calculation_id)
+                    try:
+                        calculation_id = _queue.get(timeout=1)
+                    except queue.Empty:
+                        break
+        except Exception:
+            logger.exception("could not dispatch calculation %s; the reconciler will retry", calculation_id)
+        finally:
+            close_old_connections()
+
+
+def cancel_flow_run(flow_run_id: UUID) -> None:
+    """Mark a flow run cancelled in Prefect so operators see it; best-effort.
+
+    The calculation's own state (CANCELING) is what the worker acts on, so a failure here
+    changes nothing for the user.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelled, Cancelling
+
+    try:
+        with get_client(sync_client=True) as client:
+            flow_run = client.read_flow_run(flow_run_id)
+            if flow_run.state is None or flow_run.state.is_final():
+                return
+            # a run not yet picked up is simply cancelled; a running one is asked to stop
+            target = Cancelling() if flow_run.state.is_running() else Cancelled()
+            client.set_flow_run_state(flow_run_id, target, force=True)
+    except Exception:
+        logger.warning("could not mark flow run %s cancelled in Prefect", flow_run_id, exc_info=True)
+
+
+def wait_until_idle(timeout_seconds: float = 10) -> None:
+    """For tests: block until every queued dispatch has been taken."""
+    import time
+
+    deadline = time.monotonic() + timeout_seconds
+    while not _queue.empty() and time.monotonic() < deadline:
+        time.sleep(0.05)

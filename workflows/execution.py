@@ -1,0 +1,250 @@
+"""Running one attempt of a calculation: stage inputs, run the tool, validate and register outputs.
+
+This is the single submission path, above the backends: whatever runs the tool, the working
+directory, staging, output validation and every state change happen here, through the actions.
+Database calls run in asgiref's one shared thread (sync ORM, one connection), so thousands of
+calculations wait concurrently in one event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+from uuid import UUID
+
+from asgiref.sync import sync_to_async
+
+from calculations import actions
+from calculations.actions import JobOutcome, OutputBlob
+from calculations.errors import InvalidTransition
+from calculations.models import Calculation, CalculationInput
+from calculations.states import CalculationState
+from calculations.storage import StorageError, get_storage
+from calculations.tools import ToolSpec, get_tool
+from emgapiv2.config import get_settings
+from workflows.backends import ExecutionBackend, JobHandle, JobSpec, JobState, JobStatus
+from workflows.cancellation import get_cancel_watcher
+
+S = CalculationState
+P = ParamSpec("P")
+T = TypeVar("T")
+ERROR_TAIL_CHARS = 4000
+
+
+def _db(function: Callable[P, T]) -> Callable[P, Any]:
+    return sync_to_async(function, thread_sensitive=True)
+
+
+class OutputMissing(Exception):
+    pass
+
+
+def attempt_dir(calculation_id: UUID, attempt: int) -> Path:
+    return get_settings().calculations_dir / str(calculation_id) / f"attempt-{attempt}"
+
+
+def log_paths(calculation_id: UUID, attempt: int) -> tuple[Path, Path]:
+    base = attempt_dir(calculation_id, attempt)
+    return base / "stdout.txt", base / "stderr.txt"
+
+
+def _stage_inputs(calculation_id: UUID, base: Path) -> dict[str, Path]:
+    """Copy each input blob to `inputs/<role>/<name>`: tools may read names (extensions) and may
+    write to their inputs without harming the stored blob."""
+    storage = get_storage()
+    staged: dict[str, Path] = {}
+    for link in CalculationInput.objects.filter(calculation_id=calculation_id).select_related("file"):
+        destination = base / "inputs" / link.role / link.file.name
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        storage.copy_to_path(link.file.sha256, destination)
+        staged[link.role] = destination
+    return staged
+
+
+def _collect_outputs(spec: ToolSpec, workdir: Path) -> list[OutputBlob]:
+    """Store every declared output; refuse missing or empty required ones, and anything that
+    resolves outside the working directory (a symlink to elsewhere)."""
+    storage = get_storage()
+    root = workdir.resolve()
+    found: list[tuple[str, Path]] = []
+    for role in spec.outputs:
+        paths = [
+            path
+            for path in sorted(workdir.glob(role.path))
+            if path.is_file() and not path.is_symlink() and path.resolve().is_relative_to(root)
+        ]
+        if role.required and not any(path.stat().st_size > 0 for path in paths):
+            raise OutputMissing(f"{spec.name} produced no {role.name!r} output ({role.path} missing or empty)")
+        found += [(role.name, path) for path in paths]
+    outputs = []
+    for role_name, path in found:
+        info = storage.put_path(path)
+        outputs.append(OutputBlob(role=role_name, name=path.name, sha256=info.sha256, size=info.size))
+    return outputs
+
+
+def _tail(path: Path, chars: int = ERROR_TAIL_CHARS) -> str:
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, 2)
+            handle.seek(max(handle.tell() - chars, 0))
+            return handle.read().decode("utf-8", errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def _store_logs(calculation_id: UUID, attempt: int) -> tuple[str | None, str | None]:
+    storage = get_storage()
+    shas: list[str | None] = []
+    for path in log_paths(calculation_id, attempt):
+        shas.append(storage.put_path(path).sha256 if path.exists() else None)
+    return shas[0], shas[1]
+
+
+class CalculationRun:
+    """One attempt of one calculation on one backend."""
+
+    def __init__(self, calculation_id: UUID, backend: ExecutionBackend, logger: logging.Logger | Any) -> None:
+        self.calculation_id = calculation_id
+        self.backend = backend
+        self.logger = logger
+        self.attempt = 0
+
+    async def execute(self, flow_run_id: UUID | None = None) -> CalculationState:
+        calc = await _db(Calculation.objects.get)(id=self.calculation_id)
+        if calc.state != S.QUEUED:
+            self.logger.info("calculation %s is %s: nothing to run", calc.id, calc.state)
+            return CalculationState(calc.state)
+        self.attempt = calc.attempt
+        spec = get_tool(calc.tool)
+        base = attempt_dir(calc.id, self.attempt)
+        workdir = base / "work"
+        try:
+            await _db(actions.do_start_calculation)(
+                calc.id, self.attempt, flow_run_id=flow_run_id, backend=self.backend.kind,
+                host=_hostname(), workdir=str(workdir),
+            )  # fmt: skip
+        except InvalidTransition as exc:
+            self.logger.info("not starting: %s", exc)
+            return await self._current_state()
+        try:
+            return await self._run(calc, spec, base, workdir)
+        except Exception as exc:
+            self.logger.exception("calculation %s failed in the platform", calc.id)
+            await self._fail(S.SYSTEM_ERROR, f"platform error: {type(exc).__name__}: {exc}", None)
+            raise
+
+    async def _run(self, calc: Calculation, spec: ToolSpec, base: Path, workdir: Path) -> CalculationState:
+        workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            staged = await asyncio.to_thread(_stage_inputs, calc.id, base)
+        except StorageError as exc:
+            return await self._fail(S.SYSTEM_ERROR, f"could not stage inputs: {exc}", None)
+        params = spec.params_model.model_validate(calc.params)
+        argv = spec.build_argv(params, staged)
+        stdout_path, stderr_path = log_paths(calc.id, self.attempt)
+        job = JobSpec(
+            argv=argv,
+            workdir=workdir,
+            stdout_path=stdout_path,
+            stderr_path=stderr_path,
+            cpus=spec.resources.cpus,
+            memory_mb=spec.resources.memory_mb,
+            time_limit_seconds=spec.resources.time_limit_seconds,
+        )
+        watcher = get_cancel_watcher()
+        watcher.track(calc.id)
+        try:
+            if watcher.is_canceling(calc.id) or await self._current_state() == S.CANCELING:
+                return await self._finish_cancel("canceled before the tool started", None)
+            try:
+                handle = await self.backend.submit(job)
+            except OSError as exc:
+                return await self._fail(S.EXECUTOR_ERROR, f"could not start {argv[0]!r}: {exc}", None)
+            try:
+                await _db(actions.do_mark_running)(
+                    calc.id, self.attempt, job_id=handle.job_id, argv=argv, executable=shutil.which(spec.executable)
+                )
+            except InvalidTransition:
+                await self.backend.cancel(handle, get_settings().worker.kill_grace_seconds)
+                return await self._finish_cancel("canceled while starting", None)
+            self.logger.info("calculation %s: %s job %s running: %s", calc.id, self.backend.kind, handle.job_id, argv)
+            state = await self._wait(handle)
+        finally:
+            watcher.untrack(calc.id)
+        return await self._record(spec, workdir, base, state)
+
+    async def _wait(self, handle: JobHandle) -> JobState:
+        settings = get_settings().worker
+        watcher = get_cancel_watcher()
+        while True:
+            state = await self.backend.wait(handle, settings.cancel_check_seconds)
+            if state.is_final:
+                return state
+            if watcher.is_canceling(self.calculation_id):
+                self.logger.info("calculation %s: cancel requested, stopping job %s", self.calculation_id, handle.job_id)
+                await self.backend.cancel(handle, settings.kill_grace_seconds)
+                return await self.backend.poll(handle)
+
+    async def _record(self, spec: ToolSpec, workdir: Path, base: Path, state: JobState) -> CalculationState:
+        stdout_sha, stderr_sha = await asyncio.to_thread(_store_logs, self.calculation_id, self.attempt)
+        outcome = JobOutcome(state.exit_code, state.resource_usage, stdout_sha, stderr_sha)
+        if state.status is JobStatus.CANCELED:
+            return await self._finish_cancel("canceled; tool stopped", outcome)
+        if state.status is JobStatus.LOST:
+            return await self._fail(S.SYSTEM_ERROR, state.message, outcome)
+        if state.status is JobStatus.FAILED:
+            stdout_path, stderr_path = log_paths(self.calculation_id, self.attempt)
+            detail = _tail(stderr_path) or _tail(stdout_path) or "(no output)"
+            return await self._fail(S.EXECUTOR_ERROR, f"{spec.name} {state.message}:\n{detail}", outcome)
+        try:
+            outputs = await asyncio.to_thread(_collect_outputs, spec, workdir)
+        except OutputMissing as exc:
+            stdout_path, stderr_path = log_paths(self.calculation_id, self.attempt)
+            detail = _tail(stderr_path) or _tail(stdout_path)
+            return await self._fail(S.EXECUTOR_ERROR, f"{exc}:\n{detail}" if detail else str(exc), outcome)
+        except StorageError as exc:
+            return await self._fail(S.SYSTEM_ERROR, f"could not store outputs: {exc}", outcome)
+        try:
+            await _db(actions.do_complete_calculation)(
+                self.calculation_id, self.attempt, outputs=outputs, outcome=outcome
+            )
+        except InvalidTransition:
+            # a cancel arrived after the tool finished: it wins, and no outputs are registered
+            return await self._finish_cancel("canceled as the tool finished; outputs discarded", outcome)
+        # inputs and outputs are in storage now; the logs too
+        await asyncio.to_thread(shutil.rmtree, base, True)
+        return S.COMPLETE
+
+    async def _current_state(self) -> CalculationState:
+        state = await _db(lambda: Calculation.objects.values_list("state", flat=True).get(id=self.calculation_id))()
+        return CalculationState(state)
+
+    async def _fail(self, state: CalculationState, error: str, outcome: JobOutcome | None) -> CalculationState:
+        try:
+            await _db(actions.do_fail_calculation)(
+                self.calculation_id, self.attempt, state=state, error=error, outcome=outcome
+            )
+            self.logger.warning("calculation %s: %s: %s", self.calculation_id, state, error[:500])
+            return state
+        except InvalidTransition:
+            if await self._current_state() == S.CANCELING:
+                return await self._finish_cancel("canceled", outcome)
+            return await self._current_state()
+
+    async def _finish_cancel(self, reason: str, outcome: JobOutcome | None) -> CalculationState:
+        try:
+            await _db(actions.do_finish_cancel)(self.calculation_id, self.attempt, reason=reason, outcome=outcome)
+        except InvalidTransition as exc:
+            self.logger.info("cancel not recorded: %s", exc)
+        return await self._current_state()
+
+
+def _hostname() -> str:
+    import socket
+
+    return socket.gethostname()
