@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Install what the platform and its tests need. Idempotent; fast when nothing changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# System packages: the real tools, PostgreSQL (tests), prlimit (resource limits).
+need_apt=()
+command -v prodigal >/dev/null || need_apt+=(prodigal)
+command -v hmmsearch >/dev/null || need_apt+=(hmmer)
+command -v obabel >/dev/null || need_apt+=(openbabel)
+command -v prlimit >/dev/null || need_apt+=(util-linux)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "bootstrap: please install as root: apt-get install ${need_apt[*]}" >&2
+    exit 1
+  fi
+  echo "bootstrap: installing ${need_apt[*]} (apt)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+# Python: a venv with every package pinned (go-task comes from PyPI as go-task-bin).
+python=${PYTHON:-python3}
+stamp=".venv/.installed-$(cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  echo "bootstrap: installing Python packages into .venv"
+  [ -x .venv/bin/python ] || "$python" -m venv .venv
+  .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+  # compile bytecode: this machine sets PYTHONDONTWRITEBYTECODE, and Prefect imports twice as slowly without it
+  .venv/bin/python -m pip install -q --disable-pip-version-check --compile -r requirements-dev.txt
+  rm -f .venv/.installed-*
+  touch "$stamp"
+fi

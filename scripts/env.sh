@@ -1,0 +1,18 @@
+# Sourced by every script: the environment each process of the platform needs.
+# Values already set in the environment (or in .env) win.
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if [ -f "$ROOT/.env" ]; then set -a; . "$ROOT/.env"; set +a; fi
+export EMGAPI_DATA_DIR="${EMGAPI_DATA_DIR:-$ROOT/var}"
+export WEB_HOST="${WEB_HOST:-127.0.0.1}" WEB_PORT="${WEB_PORT:-8000}"
+export PREFECT_PORT="${PREFECT_PORT:-4200}"
+export EMGAPI_PUBLIC_URL="${EMGAPI_PUBLIC_URL:-http://$WEB_HOST:$WEB_PORT}"
+export PREFECT_HOME="${PREFECT_HOME:-$EMGAPI_DATA_DIR/prefect}"
+export PREFECT_API_URL="${PREFECT_API_URL:-http://127.0.0.1:$PREFECT_PORT/api}"
+export EMGAPI_PREFECT__API_URL="$PREFECT_API_URL"
+export PREFECT_SERVER_API_HOST="${PREFECT_SERVER_API_HOST:-127.0.0.1}" PREFECT_SERVER_API_PORT="$PREFECT_PORT"
+export PREFECT_SERVER_ANALYTICS_ENABLED=false DO_NOT_TRACK=1
+export PREFECT_LOGGING_TO_API_BATCH_INTERVAL="${PREFECT_LOGGING_TO_API_BATCH_INTERVAL:-1}"
+export DJANGO_SETTINGS_MODULE=emgapiv2.settings
+export PATH="$ROOT/.venv/bin:$PATH"
+RUN_DIR="$EMGAPI_DATA_DIR/run"
+mkdir -p "$RUN_DIR" "$PREFECT_HOME"
