@@ -1,0 +1,198 @@
+"""Every endpoint through the real URL routing: auth, isolation (404 for others' objects), bad input."""
+
+import hashlib
+from collections.abc import Callable
+from uuid import uuid4
+
+import pytest
+
+from calculations.states import CalculationState
+from conftest import ApiClient
+
+pytestmark = pytest.mark.django_db
+Upload = Callable[[str, bytes], str]
+
+
+def submit(client: ApiClient, tool: str, inputs: dict[str, str], params: dict | None = None, **extra: object):
+    return client.post(f"/tools/{tool}/calculations", {"inputs": inputs, "params": params or {}, **extra})
+
+
+@pytest.mark.parametrize(
+    "path", ["/files", f"/files/{uuid4()}", "/tools", "/tools/prodigal", "/calculations", f"/calculations/{uuid4()}"]
+)
+def test_every_endpoint_requires_a_token(anonymous: ApiClient, path: str) -> None:
+    response = anonymous.get(path)
+    assert response.status_code == 401
+    assert "Bearer" in response.json()["detail"]
+
+
+def test_a_wrong_token_is_refused(db: None) -> None:
+    assert ApiClient("emg_not-a-token").get("/files").status_code == 401
+
+
+def test_upload_then_read_back(alice: ApiClient) -> None:
+    response = alice.upload("../../etc/evil\x07name.fna", b">a\nACGT\n")
+    assert response.status_code == 201
+    file = response.json()
+    assert file["name"] in {"evil_name.fna", "evilname.fna"}  # no directories, no control characters
+    assert file["size"] == 8
+    assert file["sha256"] == hashlib.sha256(b">a\nACGT\n").hexdigest()
+    assert alice.get(f"/files/{file['id']}").json()["id"] == file["id"]
+    content = alice.get(f"/files/{file['id']}/content")
+    assert b"".join(content.streaming_content) == b">a\nACGT\n"
+    assert [f["id"] for f in alice.get("/files").json()["items"]] == [file["id"]]
+
+
+def test_identical_uploads_share_one_blob(alice: ApiClient, bob: ApiClient) -> None:
+    first = alice.upload("a.txt", b"same bytes").json()
+    second = bob.upload("b.txt", b"same bytes").json()
+    assert first["sha256"] == second["sha256"] and first["id"] != second["id"]
+
+
+def test_others_files_and_calculations_are_404(alice: ApiClient, bob: ApiClient, uploaded: Upload) -> None:
+    file_id = uploaded("m.smi", b"CCO\n")
+    calc_id = submit(alice, "obabel", {"molecules": file_id}).json()["id"]
+    for path in (f"/files/{file_id}", f"/files/{file_id}/content", f"/calculations/{calc_id}",
+                 f"/calculations/{calc_id}/logs"):  # fmt: skip
+        response = bob.get(path)
+        assert response.status_code == 404, path
+        assert "not found" in response.json()["detail"]
+    assert bob.post(f"/calculations/{calc_id}/cancel").status_code == 404
+    assert bob.get("/files").json()["count"] == 0
+    assert bob.get("/calculations").json()["count"] == 0
+    # nor can bob use alice's file as an input
+    response = submit(bob, "obabel", {"molecules": file_id})
+    assert response.status_code == 422
+    assert f"file {file_id} not found" in response.json()["detail"]
+
+
+def test_tools_are_listed_with_their_schemas(alice: ApiClient) -> None:
+    names = [tool["name"] for tool in alice.get("/tools").json()]
+    assert {"prodigal", "hmmsearch", "obabel"} <= set(names)
+    prodigal = alice.get("/tools/prodigal").json()
+    assert prodigal["params_schema"]["properties"]["mode"]["enum"] == ["single", "meta"]
+    assert [role["name"] for role in prodigal["inputs"]] == ["contigs"]
+    assert {role["name"] for role in prodigal["outputs"]} == {"proteins", "genes"}
+    assert prodigal["resources"]["cpus"] == 1
+    assert "local" in prodigal["backends"]
+    missing = alice.get("/tools/blastx")
+    assert missing.status_code == 404 and "unknown tool 'blastx'" in missing.json()["detail"]
+
+
+def test_openapi_documents_one_typed_endpoint_per_tool(alice: ApiClient) -> None:
+    schema = alice.client.get("/api/v2/openapi.json").json()
+    assert "/api/v2/tools/prodigal/calculations" in schema["paths"]
+    assert "ProdigalParams" in schema["components"]["schemas"]
+
+
+@pytest.mark.parametrize(
+    ("tool", "inputs", "params", "status", "message"),
+    [
+        ("blastx", {}, {}, 404, "unknown tool 'blastx'"),
+        ("prodigal", {}, {}, 422, "inputs.contigs: Field required"),
+        ("prodigal", {"contigs": "FILE", "reads": "FILE"}, {}, 422, "inputs.reads: Extra inputs are not permitted"),
+        ("prodigal", {"contigs": "FILE"}, {"mode": "closed"}, 422, "params.mode: Input should be 'single' or 'meta'"),
+        ("prodigal", {"contigs": "FILE"}, {"translation_table": 7}, 422, "translation_table 7 is not one"),
+        ("prodigal", {"contigs": "NOT-A-UUID"}, {}, 422, "inputs.contigs: Input should be a valid UUID"),
+        ("prodigal", {"contigs": str(uuid4())}, {}, 422, "not found"),
+        ("prodigal", {"contigs": "TEXT"}, {}, 422, "is not FASTA"),
+        ("prodigal", {"contigs": "EMPTY"}, {}, 422, "is empty"),
+        ("prodigal", {"contigs": "BINARY"}, {}, 422, "is binary"),
+        ("hmmsearch", {"profile": "FILE", "sequences": "FILE"}, {}, 422, "is not an HMMER3 profile"),
+        ("obabel", {"molecules": "TEXT"}, {}, 422, "cannot tell the molecule format of 'notes.txt'"),
+        ("obabel", {"molecules": "SMILES"}, {"output_format": "png"}, 422, "params.output_format"),
+    ],
+)
+def test_bad_submissions_say_what_is_wrong(
+    alice: ApiClient, uploaded: Upload, tool: str, inputs: dict, params: dict, status: int, message: str
+) -> None:
+    files = {
+        "FILE": uploaded("g.fna", b">c\nACGT\n"),
+        "TEXT": uploaded("notes.txt", b"hello\n"),
+        "EMPTY": uploaded("empty.fna", b""),
+        "BINARY": uploaded("x.fna", b"\x00\x01\x02"),
+        "SMILES": uploaded("m.smi", b"CCO\n"),
+    }
+    response = submit(alice, tool, {role: files.get(value, value) for role, value in inputs.items()}, params)
+    assert response.status_code == status, response.content
+    assert message in response.json()["detail"]
+
+
+def test_submission_is_queued_and_listed(alice: ApiClient, uploaded: Upload) -> None:
+    response = submit(alice, "obabel", {"molecules": uploaded("m.smi", b"CCO\n")}, {"output_format": "inchikey"})
+    assert response.status_code == 202
+    calc = response.json()
+    assert calc["state"] == "QUEUED" and calc["tool_version"] == "3.1.1"
+    assert calc["params"] == {"input_format": None, "output_format": "inchikey", "gen3d": False}
+    assert calc["provenance"]["inputs"]["molecules"]
+    listed = alice.get("/calculations", state="QUEUED", tool="obabel").json()
+    assert [c["id"] for c in listed["items"]] == [calc["id"]]
+    assert alice.get("/calculations", state="COMPLETE").json()["count"] == 0
+    assert alice.get("/calculations", tool="prodigal").json()["count"] == 0
+    assert alice.get("/calculations", state="BOGUS").status_code == 422
+
+
+def test_identical_submission_follows_the_one_in_flight(alice: ApiClient, uploaded: Upload) -> None:
+    file_id = uploaded("m.smi", b"CCO\n")
+    first = submit(alice, "obabel", {"molecules": file_id}).json()
+    second = submit(alice, "obabel", {"molecules": file_id}).json()
+    assert second["cached_from"] == first["id"] and second["state"] == "QUEUED"
+    opted_out = submit(alice, "obabel", {"molecules": file_id}, use_cache=False).json()
+    assert opted_out["cached_from"] is None
+
+
+def test_identical_submission_after_completion_is_answered_from_the_cache(
+    alice: ApiClient, uploaded: Upload, alice_id: int
+) -> None:
+    from calculations.actions import JobOutcome, OutputBlob, do_complete_calculation, do_mark_running, do_start_calculation
+    from calculations.storage import get_storage
+
+    file_id = uploaded("m.smi", b"CCO\n")
+    first = submit(alice, "obabel", {"molecules": file_id}).json()
+    follower = submit(alice, "obabel", {"molecules": file_id}).json()
+    blob = get_storage().put_path(__import__("pathlib").Path(__file__))
+    do_start_calculation(first["id"], 1, flow_run_id=None, backend="local", host="h", workdir="/w")
+    do_mark_running(first["id"], 1, job_id="1", argv=["obabel"], executable=None)
+    outcome = JobOutcome(0, {}, None, None)
+    do_complete_calculation(first["id"], 1, outputs=[OutputBlob("molecules", "m.sdf", blob.sha256, blob.size)], outcome=outcome)
+
+    # the follower took over the outcome, with its own output file rows
+    follower = alice.get(f"/calculations/{follower['id']}").json()
+    assert follower["state"] == "COMPLETE"
+    original = alice.get(f"/calculations/{first['id']}").json()
+    assert follower["outputs"]["molecules"] != original["outputs"]["molecules"]
+
+    response = submit(alice, "obabel", {"molecules": file_id})
+    assert response.status_code == 200
+    cached = response.json()
+    assert cached["state"] == CalculationState.COMPLETE and cached["cached_from"] == first["id"]
+    output = alice.get(f"/files/{cached['outputs']['molecules'][0]}").json()
+    assert output["sha256"] == blob.sha256 and output["produced_by"] == cached["id"]
+
+
+def test_cancel(alice: ApiClient, uploaded: Upload) -> None:
+    calc = submit(alice, "obabel", {"molecules": uploaded("m.smi", b"CCO\n")}).json()
+    response = alice.post(f"/calculations/{calc['id']}/cancel")
+    assert response.status_code == 202 and response.json()["state"] == "CANCELED"
+    again = alice.post(f"/calculations/{calc['id']}/cancel")
+    assert again.status_code == 409 and "already CANCELED" in again.json()["detail"]
+
+
+def test_logs_of_a_calculation_that_has_not_run_are_empty(alice: ApiClient, uploaded: Upload) -> None:
+    calc = submit(alice, "obabel", {"molecules": uploaded("m.smi", b"CCO\n")}).json()
+    assert alice.get(f"/calculations/{calc['id']}/logs").json() == {
+        "attempt": 1, "stdout": "", "stderr": "", "truncated": False
+    }  # fmt: skip
+
+
+def test_malformed_json_is_a_4xx(alice: ApiClient) -> None:
+    response = alice.client.post("/api/v2/tools/prodigal/calculations", "{not json", content_type="application/json")
+    assert 400 <= response.status_code < 500
+
+
+def test_health_reports_each_dependency(anonymous: ApiClient) -> None:
+    response = anonymous.get("/health")
+    body = response.json()
+    assert body["checks"]["database"]["ok"] and body["checks"]["storage"]["ok"]
+    # no Prefect server runs for the unit tests
+    assert response.status_code == 503 and body["status"] == "degraded" and not body["checks"]["prefect"]["ok"]

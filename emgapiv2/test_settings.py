@@ -1,0 +1,26 @@
+"""Settings for the test suite: the real settings, with test defaults set first.
+
+Test defaults: a throwaway data dir, the test-only tools, no dispatch to Prefect (integration
+tests switch it on), and a Prefect URL on a free port where the integration fixtures start a server.
+"""
+
+import os
+import socket
+import tempfile
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+os.environ.setdefault("EMGAPI_DATA_DIR", tempfile.mkdtemp(prefix="emgapi-test-"))
+os.environ.setdefault("EMGAPI_TOOL_PACKAGES", '["tools", "workflows.tests.tools"]')
+os.environ.setdefault("EMGAPI_PREFECT__DISPATCH", "off")
+os.environ.setdefault("EMGAPI_WORKER__KILL_GRACE_SECONDS", "2")
+os.environ.setdefault("EMGAPI_WORKER__CANCEL_CHECK_SECONDS", "0.5")
+os.environ["PREFECT_API_URL"] = os.environ["EMGAPI_PREFECT__API_URL"] = f"http://127.0.0.1:{_free_port()}/api"
+os.environ.setdefault("PREFECT_CLIENT_MAX_RETRIES", "0")
+
+from emgapiv2.settings import *  # noqa: E402, F403

@@ -1,0 +1,1 @@
+"""Tools that exist only for the tests (a long-running one, to cancel)."""
