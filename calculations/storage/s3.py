@@ -38,7 +38,15 @@ class S3BlobStorage:
             region_name=s3.region,
             aws_access_key_id=s3.access_key_id,
             aws_secret_access_key=s3.secret_access_key.get_secret_value() if s3.secret_access_key else None,
-            config=Config(signature_version="s3v4", s3={"addressing_style": "path"}, retries={"max_attempts": 5}),
+            config=Config(
+                signature_version="s3v4",
+                s3={"addressing_style": "path"},
+                retries={"max_attempts": 5},
+                # S3-compatible servers differ on flexible checksums, and a ranged read (format
+                # sniffing) cannot match a whole-object checksum: validate only when S3 requires it
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+            ),
         )
         return cls(client, s3.bucket, s3.key_prefix)
 

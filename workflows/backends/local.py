@@ -123,6 +123,7 @@ class LocalBackend:
         if not job.done.is_set() and time.monotonic() - job.started_monotonic > job.time_limit_seconds:
             job.timed_out = True
             self._signal(job, signal.SIGKILL)
+            await job.done.wait()  # SIGKILL cannot be ignored: the exit follows at once
         if job.done.is_set():
             self._jobs.pop(handle.job_id, None)
         return job.state

@@ -1,0 +1,103 @@
+"""LocalBackend with real processes."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from workflows.backends import JobSpec, JobStatus, LocalBackend
+
+
+def _spec(tmp_path: Path, argv: list[str], **limits: int) -> JobSpec:
+    return JobSpec(argv=argv, workdir=tmp_path, stdout_path=tmp_path / "out", stderr_path=tmp_path / "err", **limits)
+
+
+def _alive(pid: int) -> bool:
+    """True if the process exists and is not a zombie (an orphan may wait for init to reap it)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "State:\tZ" not in status
+
+
+def test_success_records_output_and_usage(tmp_path: Path) -> None:
+    async def run() -> None:
+        backend = LocalBackend()
+        handle = await backend.submit(_spec(tmp_path, ["sh", "-c", "echo hello; pwd"]))
+        state = await backend.wait(handle, 10)
+        assert state.status is JobStatus.SUCCEEDED and state.exit_code == 0
+        assert (tmp_path / "out").read_text() == f"hello\n{tmp_path}\n"
+        assert state.resource_usage["wall_seconds"] >= 0 and "max_rss_mb" in state.resource_usage
+
+    asyncio.run(run())
+
+
+def test_failure_keeps_exit_code_and_stderr(tmp_path: Path) -> None:
+    async def run() -> None:
+        backend = LocalBackend()
+        handle = await backend.submit(_spec(tmp_path, ["sh", "-c", "echo broken >&2; exit 3"]))
+        state = await backend.wait(handle, 10)
+        assert (state.status, state.exit_code, state.message) == (JobStatus.FAILED, 3, "exited with code 3")
+        assert (tmp_path / "err").read_text() == "broken\n"
+
+    asyncio.run(run())
+
+
+def test_missing_executable_raises(tmp_path: Path) -> None:
+    async def run() -> None:
+        with pytest.raises(OSError):
+            await LocalBackend().submit(_spec(tmp_path, ["/nonexistent/tool"]))
+
+    # prlimit reports the missing program as a failed job instead
+    if LocalBackend()._prlimit:
+        async def run_limited() -> None:
+            backend = LocalBackend()
+            state = await backend.wait(await backend.submit(_spec(tmp_path, ["/nonexistent/tool"])), 10)
+            assert state.status is JobStatus.FAILED
+        asyncio.run(run_limited())
+    else:
+        asyncio.run(run())
+
+
+def test_cancel_kills_the_whole_process_group(tmp_path: Path) -> None:
+    async def run() -> None:
+        backend = LocalBackend()
+        # the shell starts a grandchild that ignores SIGTERM; cancel must still remove it
+        script = "sh -c 'trap \"\" TERM; sleep 60' & echo $! > child.pid; wait"
+        handle = await backend.submit(_spec(tmp_path, ["sh", "-c", script]))
+        for _ in range(50):
+            if (tmp_path / "child.pid").exists() and (tmp_path / "child.pid").read_text().strip():
+                break
+            await asyncio.sleep(0.05)
+        child = int((tmp_path / "child.pid").read_text())
+        await backend.cancel(handle, grace_seconds=0.5)
+        state = await backend.poll(handle)
+        assert state.status is JobStatus.CANCELED
+        await asyncio.sleep(0.2)
+        assert not _alive(child)
+
+    asyncio.run(run())
+
+
+def test_time_limit_kills_the_job(tmp_path: Path) -> None:
+    async def run() -> None:
+        backend = LocalBackend()
+        handle = await backend.submit(_spec(tmp_path, ["sleep", "30"], time_limit_seconds=1))
+        state = await backend.wait(handle, 10)
+        assert state.status is JobStatus.FAILED and "time limit of 1 s exceeded" in state.message
+
+    asyncio.run(run())
+
+
+def test_memory_limit_is_applied(tmp_path: Path) -> None:
+    async def run() -> None:
+        backend = LocalBackend()
+        allocate = ["python3", "-c", "x = bytearray(400 * 1024 * 1024)"]
+        state = await backend.wait(await backend.submit(_spec(tmp_path, allocate, memory_mb=100)), 30)
+        assert state.status is JobStatus.FAILED
+        assert "MemoryError" in (tmp_path / "err").read_text()
+
+    asyncio.run(run())
