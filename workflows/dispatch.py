@@ -91,7 +91,10 @@ def _dispatch_forever() -> None:
         except Exception:
             logger.exception("could not dispatch calculation %s; the reconciler will retry", calculation_id)
         finally:
-            close_old_connections()
+            try:
+                close_old_connections()
+            except Exception:
+                logger.debug("could not close the dispatcher's database connection", exc_info=True)
 
 
 def cancel_flow_run(flow_run_id: UUID) -> None:

@@ -1,0 +1,117 @@
+"""Integration fixtures: a real Prefect server (on the test PostgreSQL) and a real calculation worker."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from django.conf import settings as django_settings
+
+from emgapiv2.config import BASE_DIR, get_settings
+
+
+def _postgres_url(database: str, *, driver: str = "postgresql") -> str:
+    db = django_settings.DATABASES["default"]
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    return f"{driver}://{db['USER']}{password}@{db['HOST']}:{db['PORT']}/{database}"
+
+
+def _wait_http(url: str, process: subprocess.Popen[bytes], log: Path, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"process exited ({process.returncode}):\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    raise RuntimeError(f"{url} did not answer within {seconds} s:\n{log.read_text()[-3000:]}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, 15)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, 9)
+            process.wait()
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if django_settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        pytest.skip("integration tests run on PostgreSQL (task test starts one)")
+    import psycopg
+
+    database = f"prefect_test_{os.getpid()}"
+    with psycopg.connect(_postgres_url("postgres"), autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{database}"')
+        connection.execute(f'CREATE DATABASE "{database}"')
+    api_url = os.environ["PREFECT_API_URL"]
+    port = api_url.rsplit(":", 1)[1].split("/")[0]
+    home = tmp_path_factory.mktemp("prefect")
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_API_HOST": "127.0.0.1",
+        "PREFECT_SERVER_API_PORT": port,
+        "PREFECT_SERVER_DATABASE_CONNECTION_URL": _postgres_url(database, driver="postgresql+asyncpg"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+    }
+    log = home / "server.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start"],
+        env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        _wait_http(f"{api_url}/health", process, log, 120)
+        from workflows.deploy import deploy
+
+        deploy(["run-calculation"])
+        yield api_url
+    finally:
+        _stop(process)
+
+
+@pytest.fixture(scope="session")
+def calculation_worker(prefect_server: str, django_db_setup: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    from django.db import connection
+
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "emgapiv2.settings",
+        # the worker must use the test database pytest-django created
+        "EMGAPI_DB__URL": _postgres_url(connection.settings_dict["NAME"]),
+        "EMGAPI_DATA_DIR": str(get_settings().data_dir),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "workflows.worker"], cwd=BASE_DIR, env=env,
+        stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while "serving work pool" not in log.read_text():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"worker did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
+    yield
+    _stop(process)
+    print(f"\nworker log tail:\n{log.read_text()[-2000:]}")
+
+
+@pytest.fixture
+def dispatching(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let the API trigger flow runs (unit tests keep dispatch off)."""
+    monkeypatch.setattr(get_settings().prefect, "dispatch", "background")

@@ -1,0 +1,136 @@
+"""The whole path through the HTTP API with a real Prefect server and worker, on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from calculations.actions import do_create_api_token
+from demo.synthetic import fasta, genome_with_genes, protein_family
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+TERMINAL = {"COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED"}
+
+
+class Api:
+    def __init__(self, base_url: str) -> None:
+        token = do_create_api_token("integration")
+        self.http = httpx.Client(base_url=f"{base_url}/api/v2", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+    def upload(self, name: str, content: bytes) -> str:
+        response = self.http.post("/files", files={"file": (name, content)})
+        assert response.status_code == 201, response.text
+        return str(response.json()["id"])
+
+    def submit(self, tool: str, inputs: dict[str, str], params: dict[str, Any], **extra: Any) -> httpx.Response:
+        return self.http.post(f"/tools/{tool}/calculations", json={"inputs": inputs, "params": params, **extra})
+
+    def wait_for(self, calculation_id: str, states: set[str], timeout_seconds: float = 60) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_seconds
+        while True:
+            calc = self.http.get(f"/calculations/{calculation_id}").json()
+            if calc["state"] in states:
+                return calc
+            assert time.monotonic() < deadline, f"still {calc['state']} after {timeout_seconds} s: {calc}"
+            time.sleep(0.1)
+
+    def content(self, file_id: str) -> bytes:
+        response = self.http.get(f"/files/{file_id}/content")
+        assert response.status_code == 200
+        return response.content
+
+
+@pytest.fixture
+def api(live_server: Any, calculation_worker: None, dispatching: None) -> Api:
+    return Api(live_server.url)
+
+
+def _flow_run_state(flow_run_id: str) -> str:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(flow_run_id)
+        assert run.name.startswith("calc-")
+        return run.state.type.value if run.state else "NONE"
+
+
+def test_prodigal_end_to_end_matches_a_direct_run(api: Api, tmp_path: Path) -> None:
+    rng = random.Random(99)
+    genome = fasta({"c1": genome_with_genes(rng, protein_family(rng, length=220, members=3, identity=0.8),
+                                            length=30_000)}).encode()  # fmt: skip
+    response = api.submit("prodigal", {"contigs": api.upload("genome.fna", genome)}, {"mode": "single"})
+    assert response.status_code == 202
+    calc = api.wait_for(response.json()["id"], TERMINAL)
+    assert calc["state"] == "COMPLETE", calc["error"]
+
+    (tmp_path / "g.fna").write_bytes(genome)
+    subprocess.run(["prodigal", "-q", "-i", "g.fna", "-a", "p.faa", "-f", "gff", "-o", "g.gff", "-p", "single",
+                    "-g", "11"], cwd=tmp_path, check=True)  # fmt: skip
+    assert api.content(calc["outputs"]["proteins"][0]) == (tmp_path / "p.faa").read_bytes()
+    assert api.content(calc["outputs"]["genes"][0]) == (tmp_path / "g.gff").read_bytes()
+    assert calc["flow_run_id"] and _flow_run_state(calc["flow_run_id"]) == "COMPLETED"
+    assert calc["provenance"]["attempts"][0]["host"]
+
+
+def test_a_failing_tool_ends_in_executor_error_with_its_stderr(api: Api) -> None:
+    response = api.submit("prodigal", {"contigs": api.upload("short.fna", b">s\nACGTACGTAA\n")}, {"mode": "single"})
+    calc = api.wait_for(response.json()["id"], TERMINAL)
+    assert calc["state"] == "EXECUTOR_ERROR"
+    assert "Sequence must be 20000 characters" in calc["error"]
+    assert calc["outputs"] == {}
+    logs = api.http.get(f"/calculations/{calc['id']}/logs").json()
+    assert "Sequence must be 20000 characters" in logs["stderr"]
+    assert _flow_run_state(calc["flow_run_id"]) == "FAILED"
+
+
+def test_cancel_stops_a_long_run_and_its_process(api: Api) -> None:
+    response = api.submit("sleep", {"text": api.upload("t.txt", b"x\n")}, {"seconds": 120})
+    assert response.status_code == 202, response.text
+    calc = api.wait_for(response.json()["id"], {"RUNNING"})
+    pid = int(calc["provenance"]["attempts"][0]["job_id"])
+    assert Path(f"/proc/{pid}").exists()
+
+    cancel = api.http.post(f"/calculations/{calc['id']}/cancel")
+    assert cancel.status_code == 202 and cancel.json()["state"] == "CANCELING"
+    calc = api.wait_for(calc["id"], TERMINAL, timeout_seconds=15)
+    assert calc["state"] == "CANCELED" and calc["outputs"] == {}
+    status = Path(f"/proc/{pid}/status")
+    assert not status.exists() or "State:\tZ" in status.read_text()
+
+
+def test_identical_resubmission_is_answered_from_the_cache(api: Api) -> None:
+    molecules = api.upload("ethanol.smi", b"CCO\n")
+    first = api.wait_for(api.submit("obabel", {"molecules": molecules}, {"output_format": "inchikey"}).json()["id"], TERMINAL)
+    assert first["state"] == "COMPLETE", first["error"]
+    again = api.submit("obabel", {"molecules": molecules}, {"output_format": "inchikey"})
+    assert again.status_code == 200
+    cached = again.json()
+    assert cached["state"] == "COMPLETE" and cached["cached_from"] == first["id"] and cached["flow_run_id"] is None
+    assert api.content(cached["outputs"]["molecules"][0]).strip() == b"LFQSCWFLJHTTHZ-UHFFFAOYSA-N"
+    fresh = api.submit("obabel", {"molecules": molecules}, {"output_format": "inchikey"}, use_cache=False)
+    assert fresh.status_code == 202 and fresh.json()["cached_from"] is None
+
+
+def test_reconciler_dispatches_what_never_reached_prefect(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from emgapiv2.config import get_settings
+    from workflows.flows.reconcile_calculations import reconcile_calculations_flow
+
+    monkeypatch.setattr(get_settings().prefect, "dispatch", "off")  # as if Prefect had been down
+    calc = api.submit("obabel", {"molecules": api.upload("m.smi", b"CC\n")}, {}, use_cache=False).json()
+    time.sleep(0.5)
+    assert api.http.get(f"/calculations/{calc['id']}").json()["flow_run_id"] is None
+
+    monkeypatch.setattr(get_settings().prefect, "dispatch", "background")  # Prefect is back
+    monkeypatch.setattr(get_settings().reconciler, "dispatch_after_seconds", 0)
+    counts = asyncio.run(reconcile_calculations_flow())
+    assert counts["dispatched"] == 1
+    assert api.wait_for(calc["id"], TERMINAL)["state"] == "COMPLETE"
