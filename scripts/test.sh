@@ -7,15 +7,11 @@ cd "$ROOT"
 # the test settings (pyproject.toml) choose these; the environment must not override them
 unset DJANGO_SETTINGS_MODULE EMGAPI_DB__URL EMGAPI_DATA_DIR PREFECT_API_URL EMGAPI_PREFECT__API_URL
 
-pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+. scripts/pg.sh
 pg_dir=$(mktemp -d /tmp/emgapi-test-pg.XXXXXX)
 pg_port=$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-as_pg=()
-if [ "$(id -u)" -eq 0 ]; then chown postgres "$pg_dir"; as_pg=(runuser -u postgres --); fi
-"${as_pg[@]}" "$pg_bin/initdb" -D "$pg_dir/data" -A trust -U postgres >/dev/null
-"${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -w -o \
-  "-p $pg_port -k $pg_dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" start >/dev/null
-cleanup() { "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$pg_dir"; }
+pg_start "$pg_dir" "$pg_port"
+cleanup() { pg_stop "$pg_dir"; rm -rf "$pg_dir"; }
 trap cleanup EXIT
 
 echo "== test suite on PostgreSQL (port $pg_port)"
