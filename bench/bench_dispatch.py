@@ -21,7 +21,9 @@ SMILES = "CCO\n"
 
 
 def _token() -> str:
-    out = subprocess.run([sys.executable, "manage.py", "create_token", "bench"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "manage.py", "create_token", "bench"], capture_output=True, text=True, check=True
+    )
     return out.stdout.strip()
 
 

@@ -186,9 +186,7 @@ def do_create_calculation(
     owner_id: int, spec: ToolSpec, *, params: dict[str, Any], files: Mapping[str, File], use_cache: bool
 ) -> Calculation:
     input_sha256s = {role: file.sha256 for role, file in files.items()}
-    cache_key = compute_cache_key(
-        tool=spec.name, tool_version=spec.version, params=params, input_sha256s=input_sha256s
-    )
+    cache_key = compute_cache_key(tool=spec.name, tool_version=spec.version, params=params, input_sha256s=input_sha256s)
     provenance = Provenance(tool=spec.name, tool_version=spec.version, params=params, inputs=input_sha256s)
     calc = Calculation(
         owner_id=owner_id,
@@ -249,9 +247,9 @@ def _transition(
     calc = Calculation.objects.select_for_update().filter(id=calculation_id).first()
     if calc is None:
         raise NotFound(f"calculation {calculation_id} not found")
-    updated = Calculation.objects.filter(
-        id=calculation_id, attempt=attempt, state__in=sources_of(target)
-    ).update(state=target, updated_at=timezone.now(), **fields)
+    updated = Calculation.objects.filter(id=calculation_id, attempt=attempt, state__in=sources_of(target)).update(
+        state=target, updated_at=timezone.now(), **fields
+    )
     if not updated:
         raise InvalidTransition(
             f"calculation {calculation_id} is {calc.state} (attempt {calc.attempt}); "
@@ -335,7 +333,11 @@ def _finish_fields(calc: Calculation, attempt: int, outcome: JobOutcome, **prove
         stderr_sha256=outcome.stderr_sha256,
     )
     record.update(provenance)
-    return {"finished_at": now, "exit_code": outcome.exit_code, "provenance": Provenance(**record).model_dump(mode="json")}
+    return {
+        "finished_at": now,
+        "exit_code": outcome.exit_code,
+        "provenance": Provenance(**record).model_dump(mode="json"),
+    }
 
 
 @transaction.atomic

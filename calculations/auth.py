@@ -12,8 +12,6 @@ from calculations.models import ApiToken
 class TokenAuth(HttpBearer):
     def authenticate(self, request: HttpRequest, token: str) -> Any:
         found = (
-            ApiToken.objects.select_related("user")
-            .filter(token_sha256=hash_token(token), user__is_active=True)
-            .first()
+            ApiToken.objects.select_related("user").filter(token_sha256=hash_token(token), user__is_active=True).first()
         )
         return found.user if found else None

@@ -24,7 +24,9 @@ class Client:
 
     def _check(self, response: httpx.Response) -> Any:
         if response.status_code >= 400:
-            raise SystemExit(f"{response.request.method} {response.request.url} -> {response.status_code}: {response.text}")
+            raise SystemExit(
+                f"{response.request.method} {response.request.url} -> {response.status_code}: {response.text}"
+            )
         return response.json()
 
     def upload(self, path: Path) -> dict[str, Any]:

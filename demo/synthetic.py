@@ -21,9 +21,7 @@ def protein_family(rng: random.Random, *, length: int, members: int, identity: f
     ancestor = "M" + "".join(rng.choice(AMINO_ACIDS) for _ in range(length - 1))
     family = []
     for _ in range(members):
-        family.append(
-            "M" + "".join(aa if rng.random() < identity else rng.choice(AMINO_ACIDS) for aa in ancestor[1:])
-        )
+        family.append("M" + "".join(aa if rng.random() < identity else rng.choice(AMINO_ACIDS) for aa in ancestor[1:]))
     return family
 
 

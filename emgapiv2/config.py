@@ -67,14 +67,10 @@ class ReconcilerSettings(BaseModel):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="EMGAPI_", env_nested_delimiter="__", env_file=".env", extra="ignore"
-    )
+    model_config = SettingsConfigDict(env_prefix="EMGAPI_", env_nested_delimiter="__", env_file=".env", extra="ignore")
 
     debug: bool = Field(False, description="Django DEBUG. Never in production.")
-    secret_key: SecretStr = Field(
-        SecretStr("insecure-development-key-change-me"), description="Django SECRET_KEY."
-    )
+    secret_key: SecretStr = Field(SecretStr("insecure-development-key-change-me"), description="Django SECRET_KEY.")
     allowed_hosts: list[str] = Field(["127.0.0.1", "localhost", "testserver"], description="Django ALLOWED_HOSTS.")
     public_url: str = Field("http://127.0.0.1:8000", description="Base URL clients use to reach the API.")
     data_dir: Path = Field(BASE_DIR / "var", description="Local state: SQLite DB, blobs, work directories.")

@@ -4,7 +4,7 @@ import os
 
 import dj_database_url
 
-from emgapiv2.config import BASE_DIR, get_settings
+from emgapiv2.config import get_settings
 
 config = get_settings()
 config.data_dir.mkdir(parents=True, exist_ok=True)
@@ -98,4 +98,3 @@ LOGGING = {
         "httpx": {"level": "WARNING"},
     },
 }
-

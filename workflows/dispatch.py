@@ -116,12 +116,3 @@ def cancel_flow_run(flow_run_id: UUID) -> None:
             client.set_flow_run_state(flow_run_id, target, force=True)
     except Exception:
         logger.warning("could not mark flow run %s cancelled in Prefect", flow_run_id, exc_info=True)
-
-
-def wait_until_idle(timeout_seconds: float = 10) -> None:
-    """For tests: block until every queued dispatch has been taken."""
-    import time
-
-    deadline = time.monotonic() + timeout_seconds
-    while not _queue.empty() and time.monotonic() < deadline:
-        time.sleep(0.05)

@@ -2,7 +2,6 @@
 from the registry (its OpenAPI schema names the tool's input roles and parameters), plus a generic
 `{name}` route that answers unknown tools with a clear 404."""
 
-
 from typing import Any
 from uuid import UUID
 

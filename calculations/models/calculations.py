@@ -52,6 +52,9 @@ class CalculationInput(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["calculation", "role"], name="one_file_per_input_role")]
 
+    def __str__(self) -> str:
+        return f"{self.role}: {self.file_id}"
+
 
 class CalculationEvent(models.Model):
     """Append-only log of every state change: who, when, from, to, why."""
@@ -66,3 +69,6 @@ class CalculationEvent(models.Model):
 
     class Meta:
         ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.from_state or '∅'} → {self.to_state} ({self.actor})"

@@ -144,7 +144,13 @@ def test_identical_submission_follows_the_one_in_flight(alice: ApiClient, upload
 def test_identical_submission_after_completion_is_answered_from_the_cache(
     alice: ApiClient, uploaded: Upload, alice_id: int
 ) -> None:
-    from calculations.actions import JobOutcome, OutputBlob, do_complete_calculation, do_mark_running, do_start_calculation
+    from calculations.actions import (
+        JobOutcome,
+        OutputBlob,
+        do_complete_calculation,
+        do_mark_running,
+        do_start_calculation,
+    )
     from calculations.storage import get_storage
 
     file_id = uploaded("m.smi", b"CCO\n")
@@ -154,7 +160,9 @@ def test_identical_submission_after_completion_is_answered_from_the_cache(
     do_start_calculation(first["id"], 1, flow_run_id=None, backend="local", host="h", workdir="/w")
     do_mark_running(first["id"], 1, job_id="1", argv=["obabel"], executable=None)
     outcome = JobOutcome(0, {}, None, None)
-    do_complete_calculation(first["id"], 1, outputs=[OutputBlob("molecules", "m.sdf", blob.sha256, blob.size)], outcome=outcome)
+    do_complete_calculation(
+        first["id"], 1, outputs=[OutputBlob("molecules", "m.sdf", blob.sha256, blob.size)], outcome=outcome
+    )
 
     # the follower took over the outcome, with its own output file rows
     follower = alice.get(f"/calculations/{follower['id']}").json()

@@ -1,6 +1,11 @@
 from calculations.caching import compute_cache_key
 
-BASE = {"tool": "prodigal", "tool_version": "2.6.3", "params": {"mode": "meta", "table": 11}, "input_sha256s": {"contigs": "a" * 64}}
+BASE = {
+    "tool": "prodigal",
+    "tool_version": "2.6.3",
+    "params": {"mode": "meta", "table": 11},
+    "input_sha256s": {"contigs": "a" * 64},
+}
 
 
 def test_key_ignores_parameter_order() -> None:

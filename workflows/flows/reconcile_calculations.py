@@ -72,11 +72,7 @@ async def reconcile_calculations_flow() -> dict[str, int]:
             flow_runs = await client.read_flow_runs(
                 flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[c["flow_run_id"] for c in in_flight]))
             )
-        ended = {
-            run.id: run.state.type.value
-            for run in flow_runs
-            if run.state is not None and run.state.is_final()
-        }
+        ended = {run.id: run.state.type.value for run in flow_runs if run.state is not None and run.state.is_final()}
         for calc in in_flight:
             if calc["flow_run_id"] in ended:
                 outcome = await sync_to_async(_settle)(calc, ended[calc["flow_run_id"]])

@@ -86,7 +86,9 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def calculation_worker(prefect_server: str, django_db_setup: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+def calculation_worker(
+    prefect_server: str, django_db_setup: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
     from django.db import connection
 
     log = tmp_path_factory.mktemp("worker") / "worker.log"

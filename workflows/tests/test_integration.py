@@ -22,7 +22,9 @@ TERMINAL = {"COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED"}
 class Api:
     def __init__(self, base_url: str) -> None:
         token = do_create_api_token("integration")
-        self.http = httpx.Client(base_url=f"{base_url}/api/v2", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        self.http = httpx.Client(
+            base_url=f"{base_url}/api/v2", headers={"Authorization": f"Bearer {token}"}, timeout=30
+        )
 
     def upload(self, name: str, content: bytes) -> str:
         response = self.http.post("/files", files={"file": (name, content)})
@@ -107,7 +109,9 @@ def test_cancel_stops_a_long_run_and_its_process(api: Api) -> None:
 
 def test_identical_resubmission_is_answered_from_the_cache(api: Api) -> None:
     molecules = api.upload("ethanol.smi", b"CCO\n")
-    first = api.wait_for(api.submit("obabel", {"molecules": molecules}, {"output_format": "inchikey"}).json()["id"], TERMINAL)
+    first = api.wait_for(
+        api.submit("obabel", {"molecules": molecules}, {"output_format": "inchikey"}).json()["id"], TERMINAL
+    )
     assert first["state"] == "COMPLETE", first["error"]
     again = api.submit("obabel", {"molecules": molecules}, {"output_format": "inchikey"})
     assert again.status_code == 200
@@ -118,9 +122,7 @@ def test_identical_resubmission_is_answered_from_the_cache(api: Api) -> None:
     assert fresh.status_code == 202 and fresh.json()["cached_from"] is None
 
 
-def test_reconciler_dispatches_what_never_reached_prefect(
-    api: Api, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_reconciler_dispatches_what_never_reached_prefect(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     from emgapiv2.config import get_settings
     from workflows.flows.reconcile_calculations import reconcile_calculations_flow
 

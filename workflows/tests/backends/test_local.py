@@ -53,10 +53,12 @@ def test_missing_executable_raises(tmp_path: Path) -> None:
 
     # prlimit reports the missing program as a failed job instead
     if LocalBackend()._prlimit:
+
         async def run_limited() -> None:
             backend = LocalBackend()
             state = await backend.wait(await backend.submit(_spec(tmp_path, ["/nonexistent/tool"])), 10)
             assert state.status is JobStatus.FAILED
+
         asyncio.run(run_limited())
     else:
         asyncio.run(run())
