@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -126,7 +127,7 @@ class CalculationRun:
         try:
             await _db(actions.do_start_calculation)(
                 calc.id, self.attempt, flow_run_id=flow_run_id, backend=self.backend.kind,
-                host=_hostname(), workdir=str(workdir),
+                host=socket.gethostname(), workdir=str(workdir),
             )  # fmt: skip
         except InvalidTransition as exc:
             self.logger.info("not starting: %s", exc)
@@ -244,9 +245,3 @@ class CalculationRun:
         except InvalidTransition as exc:
             self.logger.info("cancel not recorded: %s", exc)
         return await self._current_state()
-
-
-def _hostname() -> str:
-    import socket
-
-    return socket.gethostname()
