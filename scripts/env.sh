@@ -1,6 +1,8 @@
 # Sourced by every script: the environment each process of the platform needs.
 # Values already set in the environment (or in .env) win.
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# go-task runs inline commands in its own shell, where BASH_SOURCE is empty: the Taskfile passes
+# EMGAPI_ROOT; scripts run by bash find the root from this file's path.
+ROOT="${EMGAPI_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
 if [ -f "$ROOT/.env" ]; then set -a; . "$ROOT/.env"; set +a; fi
 export EMGAPI_DATA_DIR="${EMGAPI_DATA_DIR:-$ROOT/var}"
 export WEB_HOST="${WEB_HOST:-127.0.0.1}" WEB_PORT="${WEB_PORT:-8000}"

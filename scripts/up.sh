@@ -19,4 +19,5 @@ Platform running:
   API token        ./taskw token USER=<name>
 Logs in $RUN_DIR. Press Ctrl-C to stop everything.
 MSG
-while true; do sleep 5 & wait $!; done
+# serve until Ctrl-C, or until `task down` has stopped the API
+while [ -f "$RUN_DIR/web.pid" ]; do sleep 2 & wait $!; done
