@@ -21,7 +21,8 @@ def _tail_of_blob(sha256: str | None, size_limit: int) -> tuple[str, bool]:
     return data[-size_limit:].decode("utf-8", errors="replace"), len(data) > size_limit
 
 
-def _tail_of_path(path: Path, size_limit: int) -> tuple[str, bool]:
+def tail_of_file(path: Path, size_limit: int) -> tuple[str, bool]:
+    """The last `size_limit` bytes of a file as text, and whether anything was cut."""
     try:
         with path.open("rb") as handle:
             handle.seek(0, 2)
@@ -43,6 +44,6 @@ def read_logs(calc: Calculation) -> LogsOut:
         from workflows.execution import log_paths
 
         stdout_path, stderr_path = log_paths(calc.id, calc.attempt)
-        stdout, stdout_cut = _tail_of_path(stdout_path, limit)
-        stderr, stderr_cut = _tail_of_path(stderr_path, limit)
+        stdout, stdout_cut = tail_of_file(stdout_path, limit)
+        stderr, stderr_cut = tail_of_file(stderr_path, limit)
     return LogsOut(attempt=calc.attempt, stdout=stdout, stderr=stderr, truncated=stdout_cut or stderr_cut)

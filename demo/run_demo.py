@@ -48,13 +48,9 @@ class Client:
 
     def content(self, file_id: str) -> str:
         response = self.http.get(f"/files/{file_id}/content")
-        self._check_status(response)
-        return response.text
-
-    @staticmethod
-    def _check_status(response: httpx.Response) -> None:
         if response.status_code >= 400:
-            raise SystemExit(f"{response.request.url} -> {response.status_code}: {response.text}")
+            self._check(response)
+        return response.text
 
 
 def _run(client: Client, tool: str, inputs: dict[str, str], params: dict[str, Any]) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from asgiref.sync import sync_to_async
 from calculations import actions
 from calculations.actions import JobOutcome, OutputBlob
 from calculations.errors import InvalidTransition
+from calculations.logs import tail_of_file
 from calculations.models import Calculation, CalculationInput
 from calculations.states import CalculationState
 from calculations.storage import StorageError, get_storage
@@ -88,14 +89,13 @@ def _collect_outputs(spec: ToolSpec, workdir: Path) -> list[OutputBlob]:
     return outputs
 
 
-def _tail(path: Path, chars: int = ERROR_TAIL_CHARS) -> str:
-    try:
-        with path.open("rb") as handle:
-            handle.seek(0, 2)
-            handle.seek(max(handle.tell() - chars, 0))
-            return handle.read().decode("utf-8", errors="replace").strip()
-    except OSError:
-        return ""
+def _tool_output_tail(calculation_id: UUID, attempt: int) -> str:
+    """The end of the tool's stderr (or of its stdout if stderr is empty), for error messages."""
+    stdout_path, stderr_path = log_paths(calculation_id, attempt)
+    for path in (stderr_path, stdout_path):
+        if text := tail_of_file(path, ERROR_TAIL_CHARS)[0].strip():
+            return text
+    return ""
 
 
 def _store_logs(calculation_id: UUID, attempt: int) -> tuple[str | None, str | None]:
@@ -201,14 +201,12 @@ class CalculationRun:
         if state.status is JobStatus.LOST:
             return await self._fail(S.SYSTEM_ERROR, state.message, outcome)
         if state.status is JobStatus.FAILED:
-            stdout_path, stderr_path = log_paths(self.calculation_id, self.attempt)
-            detail = _tail(stderr_path) or _tail(stdout_path) or "(no output)"
+            detail = _tool_output_tail(self.calculation_id, self.attempt) or "(no output)"
             return await self._fail(S.EXECUTOR_ERROR, f"{spec.name} {state.message}:\n{detail}", outcome)
         try:
             outputs = await asyncio.to_thread(_collect_outputs, spec, workdir)
         except OutputMissing as exc:
-            stdout_path, stderr_path = log_paths(self.calculation_id, self.attempt)
-            detail = _tail(stderr_path) or _tail(stdout_path)
+            detail = _tool_output_tail(self.calculation_id, self.attempt)
             return await self._fail(S.EXECUTOR_ERROR, f"{exc}:\n{detail}" if detail else str(exc), outcome)
         except StorageError as exc:
             return await self._fail(S.SYSTEM_ERROR, f"could not store outputs: {exc}", outcome)
