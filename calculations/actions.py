@@ -108,13 +108,23 @@ def _format_validation_error(prefix: str, exc: ValidationError) -> str:
 
 
 def check_create_calculation(
-    owner_id: int, tool_name: str, *, inputs: Mapping[str, UUID], params: Mapping[str, Any], use_cache: bool = True
+    owner_id: int,
+    tool_name: str,
+    *,
+    inputs: Mapping[str, UUID],
+    params: Mapping[str, Any],
+    use_cache: bool = True,
+    backend: str | None = None,
 ) -> Calculation:
-    """Validate a submission (tool, parameters, input roles, files and their formats), then create it."""
+    """Validate a submission (tool, backend, parameters, input roles, files and their formats), then create it."""
     try:
         spec = get_tool(tool_name)
     except UnknownTool as exc:
         raise NotFound(str(exc)) from None
+    try:
+        chosen_backend = spec.choose_backend(backend)
+    except ValueError as exc:
+        raise InvalidInput(f"backend: {exc}") from None
     try:
         validated = spec.params_model.model_validate(dict(params))
     except ValidationError as exc:
@@ -149,7 +159,12 @@ def check_create_calculation(
             raise InvalidInput(str(exc)) from None
 
     return do_create_calculation(
-        owner_id, spec, params=validated.model_dump(mode="json"), files=files, use_cache=use_cache
+        owner_id,
+        spec,
+        params=validated.model_dump(mode="json"),
+        files=files,
+        use_cache=use_cache,
+        backend=chosen_backend,
     )
 
 
@@ -183,7 +198,13 @@ def _record_event(calc: Calculation, from_state: str, to_state: str, actor: str,
 
 @transaction.atomic
 def do_create_calculation(
-    owner_id: int, spec: ToolSpec, *, params: dict[str, Any], files: Mapping[str, File], use_cache: bool
+    owner_id: int,
+    spec: ToolSpec,
+    *,
+    params: dict[str, Any],
+    files: Mapping[str, File],
+    use_cache: bool,
+    backend: str = "local",
 ) -> Calculation:
     input_sha256s = {role: file.sha256 for role, file in files.items()}
     cache_key = compute_cache_key(tool=spec.name, tool_version=spec.version, params=params, input_sha256s=input_sha256s)
@@ -195,6 +216,7 @@ def do_create_calculation(
         params=params,
         cache_key=cache_key,
         use_cache=use_cache,
+        backend=backend,
         provenance=provenance.model_dump(mode="json"),
     )
     actor = user_actor(owner_id)
@@ -212,6 +234,7 @@ def do_create_calculation(
         calc.state = S.COMPLETE
         calc.cached_from = hit.cached_from or hit
         calc.provenance = hit.provenance
+        calc.backend = hit.backend  # the backend that ran it
         calc.started_at = calc.finished_at = now
         calc.save()
         _copy_outputs(hit, calc)
@@ -285,12 +308,22 @@ def do_start_calculation(
 
 @transaction.atomic
 def do_mark_running(
-    calculation_id: UUID, attempt: int, *, job_id: str, argv: list[str], executable: str | None
+    calculation_id: UUID,
+    attempt: int,
+    *,
+    job_id: str,
+    argv: list[str],
+    executable: str | None,
+    image: str | None = None,
+    image_digest: str | None = None,
 ) -> Calculation:
     calc = Calculation.objects.select_for_update().get(id=calculation_id)
     now = timezone.now()
-    provenance = update_attempt(calc.provenance, attempt, job_id=job_id, argv=argv, started_at=now)
+    provenance = update_attempt(
+        calc.provenance, attempt, job_id=job_id, argv=argv, started_at=now, image=image, image_digest=image_digest
+    )
     provenance["executable"] = executable
+    provenance["image"], provenance["image_digest"] = image, image_digest
     return _transition(
         calculation_id,
         attempt,

@@ -12,7 +12,9 @@ class AttemptRecord(BaseModel):
     attempt: int
     backend: str
     host: str
-    job_id: str = ""
+    job_id: str = ""  # pid, container id or Slurm job id
+    image: str | None = None
+    image_digest: str | None = None
     workdir: str = ""
     argv: list[str] = []
     started_at: datetime | None = None
@@ -29,6 +31,8 @@ class Provenance(BaseModel):
     tool: str
     tool_version: str
     executable: str | None = None
+    image: str | None = None  # the container image of the latest attempt, and its digest
+    image_digest: str | None = None
     params: dict[str, Any]
     inputs: dict[str, str]  # role -> sha256
     outputs: dict[str, list[str]] = {}  # role -> sha256s

@@ -62,13 +62,18 @@ class ToolOut(ToolSummaryOut):
     inputs: list[InputRoleOut]
     outputs: list[OutputRoleOut]
     resources: ResourcesOut
-    backends: list[str]
+    backends: list[str] = Field(description="Backends this deployment can run the tool on.")
+    default_backend: str | None = Field(description="The backend a submission naming none runs on.")
+    image: str | None = Field(description="The tool's container image (container backend, Slurm with containers).")
 
 
 class CalculationIn(Schema):
     inputs: dict[str, UUID] = Field(description="File id for each input role of the tool.")
     params: dict[str, Any] = Field(default_factory=dict, description="The tool's parameters.")
     use_cache: bool = Field(True, description="Answer from an identical earlier calculation if there is one.")
+    backend: str | None = Field(
+        None, description="local, container or slurm; one the tool lists. Unset: the tool's default."
+    )
 
 
 class CalculationOut(Schema):

@@ -48,6 +48,15 @@ class Resources:
     time_limit_seconds: int = 3600
 
 
+@dataclass(frozen=True)
+class ContainerImage:
+    """The tool's image: `name` is the tag `task images` builds from `context`/Dockerfile, whose
+    base image is the build argument BASE_IMAGE (a public image, or a locally built one)."""
+
+    name: str
+    context: Path
+
+
 ArgvBuilder = Callable[[Any, Mapping[str, Path]], list[str]]
 InputCheck = Callable[[Any, Mapping[str, str]], None]
 
@@ -61,13 +70,46 @@ class ToolSpec:
     inputs: tuple[InputRole, ...]
     outputs: tuple[OutputRole, ...]
     build_argv: ArgvBuilder  # (validated params, staged input paths by role) -> argv
-    executable: str  # looked up on PATH by the local backend
+    executable: str  # looked up on PATH by the local backend (and by Slurm jobs without a container)
+    image: ContainerImage | None = None
+    default_backend: str = "local"
+    network: bool = False  # containers of tools that need none get no network
     resources: Resources = field(default_factory=Resources)
     # Optional extra submission check: (params, input file names by role); raises ValueError.
     check_inputs: InputCheck | None = None
 
     def input_role(self, name: str) -> InputRole | None:
         return next((role for role in self.inputs if role.name == name), None)
+
+    @property
+    def backends(self) -> tuple[str, ...]:
+        """Backends that can run this tool: an executable runs locally or in a Slurm job; the
+        container backend needs an image."""
+        return ("local", "container", "slurm") if self.image else ("local", "slurm")
+
+    def available_backends(self) -> list[str]:
+        enabled = get_settings().execution.enabled
+        return [name for name in self.backends if name in enabled]
+
+    def choose_backend(self, requested: str | None) -> str:
+        """The backend a submission runs on: the request's, else the deployment's default, else
+        the tool's; ValueError says why a choice is impossible."""
+        available = self.available_backends()
+        if requested is not None:
+            if requested not in self.backends:
+                raise ValueError(
+                    f"tool {self.name!r} cannot run on backend {requested!r}; it supports {', '.join(self.backends)}"
+                )
+            if requested not in available:
+                enabled = ", ".join(get_settings().execution.enabled)
+                raise ValueError(f"backend {requested!r} is not enabled on this deployment (enabled: {enabled})")
+            return requested
+        if not available:
+            raise ValueError(f"no backend enabled on this deployment can run tool {self.name!r}")
+        for candidate in (get_settings().execution.default, self.default_backend):
+            if candidate in available:
+                return candidate
+        return available[0]
 
 
 class UnknownTool(LookupError):

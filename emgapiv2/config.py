@@ -59,6 +59,41 @@ class WorkerSettings(BaseModel):
     kill_grace_seconds: float = Field(5, description="SIGTERM to SIGKILL grace period when cancelling a tool.")
 
 
+BackendName = Literal["local", "container", "slurm"]
+
+
+class ExecutionSettings(BaseModel):
+    enabled: list[BackendName] = Field(
+        ["local"], description="Backends this deployment offers (JSON list of local, container, slurm)."
+    )
+    default: BackendName | None = Field(
+        None,
+        description="Backend used when a request names none and the tool supports it. Unset: each tool's own default.",
+    )
+
+
+class ContainerSettings(BaseModel):
+    docker_host: str | None = Field(
+        None,
+        description="Docker API socket (unix:///… or tcp://…); Podman's compatible socket works too. "
+        "Unset: DOCKER_HOST.",
+    )
+    poll_seconds: float = Field(
+        30, description="Safety-net inspection interval per container; exits arrive through the events stream."
+    )
+
+
+class SlurmSettings(BaseModel):
+    partition: str | None = Field(None, description="sbatch --partition. Unset: the cluster's default.")
+    account: str | None = Field(None, description="sbatch --account.")
+    extra_args: list[str] = Field([], description='Extra sbatch arguments (JSON list), e.g. ["--qos=normal"].')
+    poll_seconds: float = Field(2, description="How often one squeue call checks every job this worker waits on.")
+    container_runtime: Literal["", "docker", "podman"] = Field(
+        "", description="Run the tool's container inside the job with this CLI; empty: the tool's executable."
+    )
+    bin_dir: Path | None = Field(None, description="Directory of sbatch/squeue/scancel/scontrol. Unset: PATH.")
+
+
 class ReconcilerSettings(BaseModel):
     interval_seconds: int = Field(30, description="Schedule of the reconcile-calculations flow.")
     dispatch_after_seconds: float = Field(
@@ -87,6 +122,9 @@ class Settings(BaseSettings):
     prefect: PrefectSettings = PrefectSettings()
     worker: WorkerSettings = WorkerSettings()
     reconciler: ReconcilerSettings = ReconcilerSettings()
+    execution: ExecutionSettings = ExecutionSettings()
+    container: ContainerSettings = ContainerSettings()
+    slurm: SlurmSettings = SlurmSettings()
 
     @property
     def blob_root(self) -> Path:

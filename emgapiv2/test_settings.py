@@ -20,6 +20,9 @@ os.environ.setdefault("EMGAPI_TOOL_PACKAGES", '["tools", "workflows.tests.tools"
 os.environ.setdefault("EMGAPI_PREFECT__DISPATCH", "off")
 os.environ.setdefault("EMGAPI_WORKER__KILL_GRACE_SECONDS", "2")
 os.environ.setdefault("EMGAPI_WORKER__CANCEL_CHECK_SECONDS", "0.5")
+os.environ.setdefault("EMGAPI_EXECUTION__ENABLED", '["local", "container", "slurm"]')
+os.environ.setdefault("EMGAPI_SLURM__POLL_SECONDS", "0.5")
+os.environ.setdefault("EMGAPI_CONTAINER__POLL_SECONDS", "5")
 os.environ["PREFECT_API_URL"] = os.environ["EMGAPI_PREFECT__API_URL"] = f"http://127.0.0.1:{_free_port()}/api"
 os.environ.setdefault("PREFECT_CLIENT_MAX_RETRIES", "0")
 

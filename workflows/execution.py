@@ -28,7 +28,15 @@ from calculations.states import CalculationState
 from calculations.storage import StorageError, get_storage
 from calculations.tools import ToolSpec, get_tool
 from emgapiv2.config import get_settings
-from workflows.backends import ExecutionBackend, JobHandle, JobSpec, JobState, JobStatus
+from workflows.backends import (
+    BackendUnavailable,
+    ExecutionBackend,
+    JobHandle,
+    JobSpec,
+    JobState,
+    JobStatus,
+    get_backend,
+)
 from workflows.cancellation import get_cancel_watcher
 
 S = CalculationState
@@ -59,6 +67,7 @@ def _stage_inputs(calculation_id: UUID, base: Path) -> dict[str, Path]:
     write to their inputs without harming the stored blob."""
     storage = get_storage()
     staged: dict[str, Path] = {}
+    (base / "inputs").mkdir(parents=True, exist_ok=True)
     for link in CalculationInput.objects.filter(calculation_id=calculation_id).select_related("file"):
         destination = base / "inputs" / link.role / link.file.name
         destination.parent.mkdir(parents=True, exist_ok=True)
@@ -109,10 +118,17 @@ def _store_logs(calculation_id: UUID, attempt: int) -> tuple[str | None, str | N
 class CalculationRun:
     """One attempt of one calculation on one backend."""
 
-    def __init__(self, calculation_id: UUID, backend: ExecutionBackend, logger: logging.Logger | Any) -> None:
+    def __init__(
+        self,
+        calculation_id: UUID,
+        logger: logging.Logger | Any,
+        *,
+        backend_for: Callable[[str], ExecutionBackend] = get_backend,
+    ) -> None:
         self.calculation_id = calculation_id
-        self.backend = backend
         self.logger = logger
+        self.backend_for = backend_for
+        self.backend_name = "local"
         self.attempt = 0
 
     async def execute(self, flow_run_id: UUID | None = None) -> CalculationState:
@@ -121,12 +137,13 @@ class CalculationRun:
             self.logger.info("calculation %s is %s: nothing to run", calc.id, calc.state)
             return CalculationState(calc.state)
         self.attempt = calc.attempt
+        self.backend_name = calc.backend or "local"
         spec = get_tool(calc.tool)
         base = attempt_dir(calc.id, self.attempt)
         workdir = base / "work"
         try:
             await _db(actions.do_start_calculation)(
-                calc.id, self.attempt, flow_run_id=flow_run_id, backend=self.backend.kind,
+                calc.id, self.attempt, flow_run_id=flow_run_id, backend=self.backend_name,
                 host=socket.gethostname(), workdir=str(workdir),
             )  # fmt: skip
         except InvalidTransition as exc:
@@ -140,6 +157,10 @@ class CalculationRun:
             raise
 
     async def _run(self, calc: Calculation, spec: ToolSpec, base: Path, workdir: Path) -> CalculationState:
+        try:
+            self.backend = self.backend_for(self.backend_name)
+        except BackendUnavailable as exc:
+            return await self._fail(S.SYSTEM_ERROR, str(exc), None)
         workdir.mkdir(parents=True, exist_ok=True)
         try:
             staged = await asyncio.to_thread(_stage_inputs, calc.id, base)
@@ -156,6 +177,10 @@ class CalculationRun:
             cpus=spec.resources.cpus,
             memory_mb=spec.resources.memory_mb,
             time_limit_seconds=spec.resources.time_limit_seconds,
+            name=f"calc-{calc.id}-a{self.attempt}",
+            inputs_dir=base / "inputs",
+            image=spec.image.name if spec.image else None,
+            network=spec.network,
         )
         watcher = get_cancel_watcher()
         watcher.track(calc.id)
@@ -164,12 +189,16 @@ class CalculationRun:
                 return await self._finish_cancel("canceled before the tool started", None)
             try:
                 handle = await self.backend.submit(job)
+            except BackendUnavailable as exc:
+                return await self._fail(S.SYSTEM_ERROR, f"{self.backend.kind} backend: {exc}", None)
             except OSError as exc:
                 return await self._fail(S.EXECUTOR_ERROR, f"could not start {argv[0]!r}: {exc}", None)
+            executable = None if handle.details.get("image") else shutil.which(spec.executable)
             try:
                 await _db(actions.do_mark_running)(
-                    calc.id, self.attempt, job_id=handle.job_id, argv=argv, executable=shutil.which(spec.executable)
-                )
+                    calc.id, self.attempt, job_id=handle.job_id, argv=argv, executable=executable,
+                    image=handle.details.get("image") or None, image_digest=handle.details.get("image_digest") or None,
+                )  # fmt: skip
             except InvalidTransition:
                 await self.backend.cancel(handle, get_settings().worker.kill_grace_seconds)
                 return await self._finish_cancel("canceled while starting", None)

@@ -2,7 +2,7 @@
 from the registry (its OpenAPI schema names the tool's input roles and parameters), plus a generic
 `{name}` route that answers unknown tools with a clear 404."""
 
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from django.http import HttpRequest
@@ -15,7 +15,6 @@ from calculations.models import Calculation
 from calculations.schemas import CalculationIn, CalculationOut, ErrorOut, ToolOut, ToolSummaryOut
 from calculations.states import CalculationState
 from calculations.tools import ToolSpec, UnknownTool, get_registry, get_tool
-from workflows.backends import BACKENDS
 
 router = Router(tags=["tools"])
 SUBMIT_RESPONSES: dict[int, Any] = {200: CalculationOut, 202: CalculationOut, 404: ErrorOut, 422: ErrorOut}
@@ -37,8 +36,17 @@ def _tool_out(spec: ToolSpec) -> ToolOut:
             "memory_mb": spec.resources.memory_mb,
             "time_limit_seconds": spec.resources.time_limit_seconds,
         },
-        backends=sorted(BACKENDS),
+        backends=spec.available_backends(),
+        default_backend=_default_backend(spec),
+        image=spec.image.name if spec.image else None,
     )
+
+
+def _default_backend(spec: ToolSpec) -> str | None:
+    try:
+        return spec.choose_backend(None)
+    except ValueError:
+        return None
 
 
 @router.get("", response=list[ToolSummaryOut], operation_id="list_tools")
@@ -75,6 +83,10 @@ def _submission_schema(spec: ToolSpec) -> type[Schema]:
         inputs=(inputs_model, Field(description="File id for each input role.")),
         params=(spec.params_model, Field(default_factory=spec.params_model, description=spec.description)),
         use_cache=(bool, Field(True, description="Answer from an identical earlier calculation if there is one.")),
+        backend=(
+            Literal[spec.backends] | None,  # type: ignore[valid-type]
+            Field(None, description="Where to run it (GET /tools/{name} lists what this deployment offers)."),
+        ),
     )
 
 
@@ -89,6 +101,7 @@ def _add_submission_route(spec: ToolSpec) -> None:
                 inputs=payload.inputs.model_dump(),
                 params=payload.params.model_dump(mode="json"),
                 use_cache=payload.use_cache,
+                backend=payload.backend,
             )
         )
 
@@ -116,5 +129,6 @@ def submit_calculation(request: HttpRequest, name: str, payload: CalculationIn) 
             inputs=payload.inputs,
             params=payload.params,
             use_cache=payload.use_cache,
+            backend=payload.backend,
         )
     )

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from calculations.tools import InputRole, OutputRole, Resources, ToolParams, ToolSpec
+from calculations.tools import ContainerImage, InputRole, OutputRole, Resources, ToolParams, ToolSpec
 
 
 class HmmsearchParams(ToolParams):
@@ -39,5 +39,6 @@ TOOL = ToolSpec(
     ),
     build_argv=build_argv,
     executable="hmmsearch",
+    image=ContainerImage("emgapi/hmmsearch:3.3.2", Path(__file__).parent),
     resources=Resources(cpus=1, memory_mb=2048, time_limit_seconds=3600),
 )

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from calculations.tools import InputRole, OutputRole, Resources, ToolParams, ToolSpec
+from calculations.tools import ContainerImage, InputRole, OutputRole, Resources, ToolParams, ToolSpec
 
 MoleculeFormat = Literal["smi", "can", "sdf", "mol", "mol2", "pdb", "xyz", "cml", "inchi"]
 OutputFormat = Literal["smi", "can", "sdf", "mol", "mol2", "pdb", "xyz", "cml", "inchi", "inchikey"]
@@ -63,6 +63,7 @@ TOOL = ToolSpec(
     outputs=(OutputRole("molecules", "The converted molecules.", _output_path(), "text"),),
     build_argv=build_argv,
     executable="obabel",
+    image=ContainerImage("emgapi/obabel:3.1.1", Path(__file__).parent),
     resources=Resources(cpus=1, memory_mb=1024, time_limit_seconds=600),
     check_inputs=check_inputs,
 )

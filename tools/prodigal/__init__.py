@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from calculations.tools import InputRole, OutputRole, Resources, ToolParams, ToolSpec
+from calculations.tools import ContainerImage, InputRole, OutputRole, Resources, ToolParams, ToolSpec
 
 # NCBI genetic codes Prodigal accepts
 TRANSLATION_TABLES = frozenset({1, 2, 3, 4, 5, 6, 9, 10, 11, 12, 13, 14, 15, 16, 21, 22, 23, 24, 25})
@@ -50,5 +50,6 @@ TOOL = ToolSpec(
     ),
     build_argv=build_argv,
     executable="prodigal",
+    image=ContainerImage("emgapi/prodigal:2.6.3", Path(__file__).parent),
     resources=Resources(cpus=1, memory_mb=1024, time_limit_seconds=3600),
 )

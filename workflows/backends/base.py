@@ -15,13 +15,22 @@ from typing import Protocol
 @dataclass(frozen=True)
 class JobSpec:
     argv: list[str]
-    workdir: Path
+    workdir: Path  # the tool's working directory; its outputs land here
     stdout_path: Path
     stderr_path: Path
     cpus: int = 1
     memory_mb: int = 1024
     time_limit_seconds: int = 3600
     env: dict[str, str] = field(default_factory=dict)
+    name: str = "job"  # names the container or Slurm job (calc-<id>-a<attempt>)
+    inputs_dir: Path | None = None  # staged inputs: mounted read-only in containers
+    image: str | None = None  # the tool's container image
+    network: bool = False  # containers get no network unless the tool declares it
+
+    @property
+    def job_dir(self) -> Path:
+        """The attempt's directory (holds the logs): for backend files such as a batch script."""
+        return self.stdout_path.parent
 
 
 @dataclass(frozen=True)
@@ -29,6 +38,13 @@ class JobHandle:
     backend: str
     job_id: str
     host: str
+    # what provenance should keep about where it ran, e.g. {"image": …, "image_digest": …}
+    details: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+
+
+class BackendUnavailable(Exception):
+    """The backend cannot take the job (engine or scheduler unreachable, image missing): a
+    platform fault (SYSTEM_ERROR), unlike a tool that cannot start (EXECUTOR_ERROR)."""
 
 
 class JobStatus(enum.Enum):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from uuid import UUID
 
 from prefect import flow, get_run_logger
@@ -10,21 +9,15 @@ from prefect.context import get_run_context
 from prefect.states import Cancelled, Completed, Failed, State
 
 from calculations.states import CalculationState
-from workflows.backends import BACKENDS, ExecutionBackend
+from workflows.backends import get_backend
 from workflows.execution import CalculationRun
-
-
-@lru_cache
-def get_backend(kind: str) -> ExecutionBackend:
-    """One backend instance per process: it tracks every job this worker runs."""
-    return BACKENDS[kind]()
 
 
 @flow(name="run-calculation", flow_run_name="calc-{calculation_id}", persist_result=False, log_prints=False)
 async def run_calculation_flow(calculation_id: UUID) -> State:
     context = get_run_context()
     flow_run_id = context.flow_run.id if context.flow_run else None  # type: ignore[union-attr]
-    run = CalculationRun(calculation_id, get_backend("local"), get_run_logger())
+    run = CalculationRun(calculation_id, get_run_logger(), backend_for=get_backend)
     state = await run.execute(flow_run_id=flow_run_id)
     message = f"calculation {calculation_id}: {state}"
     if state == CalculationState.COMPLETE:

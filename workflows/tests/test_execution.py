@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 
 def run(calculation_id: str) -> Calculation:
-    asyncio.run(CalculationRun(calculation_id, LocalBackend(), logger).execute())  # type: ignore[arg-type]
+    asyncio.run(CalculationRun(calculation_id, logger, backend_for=lambda _: LocalBackend()).execute())  # type: ignore[arg-type]
     return Calculation.objects.get(id=calculation_id)
 
 

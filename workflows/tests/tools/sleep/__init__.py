@@ -5,7 +5,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from calculations.tools import InputRole, OutputRole, Resources, ToolParams, ToolSpec
+from calculations.tools import ContainerImage, InputRole, OutputRole, Resources, ToolParams, ToolSpec
 
 
 class SleepParams(ToolParams):
@@ -27,5 +27,6 @@ TOOL = ToolSpec(
     outputs=(OutputRole("copy", "The input, copied.", "copy.txt", "text"),),
     build_argv=build_argv,
     executable="sh",
+    image=ContainerImage("emgapi/test-sleep:1", Path(__file__).parent),
     resources=Resources(cpus=1, memory_mb=256, time_limit_seconds=600),
 )

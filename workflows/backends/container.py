@@ -1,0 +1,294 @@
+"""ContainerBackend: runs a tool in its own container through the Docker API (docker-py).
+
+The same code serves a Docker engine and Podman's compatible socket (`DOCKER_HOST`). Each job is
+one container of the tool's image, with the spec's memory and CPU limits, no network unless the
+tool declares it, a read-only root filesystem, all capabilities dropped, the staged inputs mounted
+read-only and the working directory read-write, each at its host path, so the argv the tool spec
+built runs unchanged. A `/bin/sh` wrapper sends the tool's output to the attempt's log files, which
+are live while it runs (the images are Debian-based; a shell is there).
+
+Waiting costs no thread per job: one thread follows the engine's event stream and wakes the job
+whose container died; an inspection every `poll_seconds` is the safety net for a missed event.
+docker-py is synchronous, so each call runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from workflows.backends.base import BackendUnavailable, JobHandle, JobSpec, JobState, JobStatus
+
+logger = logging.getLogger(__name__)
+
+LABEL = "org.emgapi.job"  # every container this backend starts carries it
+STDOUT_IN_CONTAINER = "/emgapi/stdout"
+STDERR_IN_CONTAINER = "/emgapi/stderr"
+# exec: the tool becomes the container's main process, so `docker stop` signals the tool itself
+WRAPPER = ["/bin/sh", "-c", f'exec "$@" >{STDOUT_IN_CONTAINER} 2>{STDERR_IN_CONTAINER}', "emgapi-tool"]
+RUNNING_STATUSES = {"created", "running", "restarting", "paused"}
+
+
+@dataclass
+class _Job:
+    time_limit_seconds: int
+    memory_mb: int
+    started_monotonic: float = field(default_factory=time.monotonic)
+    last_inspected: float = field(default_factory=time.monotonic)
+    exited: asyncio.Event = field(default_factory=asyncio.Event)
+    canceled: bool = False
+    timed_out: bool = False
+
+
+def _timestamp(value: str) -> datetime:
+    # engines report nanoseconds; Python parses at most microseconds
+    return datetime.fromisoformat(re.sub(r"(\.\d{6})\d+", r"\1", value).replace("Z", "+00:00"))
+
+
+def _wall_seconds(state: dict[str, Any]) -> float | None:
+    try:
+        started, finished = _timestamp(state["StartedAt"]), _timestamp(state["FinishedAt"])
+    except (KeyError, ValueError):
+        return None
+    seconds = (finished - started).total_seconds()
+    return round(seconds, 3) if seconds >= 0 else None
+
+
+def container_options(spec: JobSpec) -> dict[str, Any]:
+    """docker-py `containers.create` options for one job (also the source of the CLI form)."""
+    if spec.image is None:
+        raise BackendUnavailable("the tool declares no container image")
+    volumes = {
+        str(spec.workdir): {"bind": str(spec.workdir), "mode": "rw"},
+        str(spec.stdout_path): {"bind": STDOUT_IN_CONTAINER, "mode": "rw"},
+        str(spec.stderr_path): {"bind": STDERR_IN_CONTAINER, "mode": "rw"},
+    }
+    if spec.inputs_dir is not None:
+        volumes[str(spec.inputs_dir)] = {"bind": str(spec.inputs_dir), "mode": "ro"}
+    return {
+        "image": spec.image,
+        "command": [*WRAPPER, *spec.argv],
+        "name": spec.name,
+        "working_dir": str(spec.workdir),
+        "user": f"{os.getuid()}:{os.getgid()}",
+        "environment": {"HOME": str(spec.workdir), "LC_ALL": "C.UTF-8", "OMP_NUM_THREADS": str(spec.cpus), **spec.env},
+        "volumes": volumes,
+        "network_mode": "bridge" if spec.network else "none",
+        "mem_limit": f"{spec.memory_mb}m",
+        "memswap_limit": f"{spec.memory_mb}m",  # no swap beyond the limit: over it, the tool is killed
+        "nano_cpus": int(spec.cpus * 1_000_000_000),
+        "pids_limit": 4096,
+        "read_only": True,
+        "tmpfs": {"/tmp": "rw,size=1g"},
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges"],
+        "labels": {LABEL: spec.name},
+    }
+
+
+class ContainerBackend:
+    kind = "container"
+
+    def __init__(self, docker_host: str | None = None, poll_seconds: float | None = None) -> None:
+        from emgapiv2.config import get_settings
+
+        settings = get_settings().container
+        self._docker_host = docker_host or settings.docker_host
+        self._poll_seconds = poll_seconds if poll_seconds is not None else settings.poll_seconds
+        self._client: Any = None
+        self._jobs: dict[str, _Job] = {}
+        self._events_thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._host = socket.gethostname()
+
+    # --- the engine ------------------------------------------------------------------------
+
+    def _docker(self) -> Any:
+        import docker
+
+        if self._client is None:
+            try:
+                if self._docker_host:
+                    self._client = docker.DockerClient(base_url=self._docker_host, timeout=60)
+                else:
+                    self._client = docker.from_env(timeout=60)
+                self._client.ping()
+            except docker.errors.DockerException as exc:
+                self._client = None
+                where = self._docker_host or os.environ.get("DOCKER_HOST") or "the default socket"
+                raise BackendUnavailable(f"cannot reach the container engine at {where}: {exc}") from None
+        return self._client
+
+    def _follow_events(self) -> None:
+        """Thread: wake the job whose container died. Reconnects after a broken stream."""
+        while True:
+            try:
+                stream = self._docker().events(decode=True, filters={"type": "container", "event": "die"})
+                for event in stream:
+                    container_id = event.get("id") or event.get("Actor", {}).get("ID", "")
+                    if self._loop is not None and container_id in self._jobs:
+                        self._loop.call_soon_threadsafe(self._wake, container_id)
+            except Exception:
+                logger.warning("container event stream broke; reconnecting", exc_info=True)
+            time.sleep(1)
+
+    def _wake(self, container_id: str) -> None:
+        if job := self._jobs.get(container_id):
+            job.exited.set()
+
+    def _ensure_events(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        if self._events_thread is None or not self._events_thread.is_alive():
+            self._events_thread = threading.Thread(target=self._follow_events, name="container-events", daemon=True)
+            self._events_thread.start()
+
+    # --- the protocol ----------------------------------------------------------------------
+
+    def _create_and_start(self, spec: JobSpec) -> tuple[str, dict[str, str]]:
+        import docker
+
+        client = self._docker()
+        try:
+            image = client.images.get(spec.image)
+        except docker.errors.ImageNotFound:
+            raise BackendUnavailable(
+                f"image {spec.image} is not on the container engine; build it with `task images`"
+            ) from None
+        except docker.errors.DockerException as exc:
+            raise BackendUnavailable(f"container engine error: {exc}") from None
+        for path in (spec.stdout_path, spec.stderr_path):
+            path.touch()  # bind-mounted files must exist
+        try:
+            container = client.containers.create(**container_options(spec))
+        except docker.errors.APIError as exc:
+            raise BackendUnavailable(f"could not create the container: {exc.explanation or exc}") from None
+        try:
+            container.start()
+        except docker.errors.APIError as exc:
+            container.remove(force=True)
+            raise BackendUnavailable(f"could not start the container: {exc.explanation or exc}") from None
+        digests = image.attrs.get("RepoDigests") or []
+        details = {"image": spec.image or "", "image_digest": digests[0] if digests else image.id}
+        return container.id, details
+
+    async def submit(self, spec: JobSpec) -> JobHandle:
+        self._ensure_events()
+        container_id, details = await asyncio.to_thread(self._create_and_start, spec)
+        self._jobs[container_id] = _Job(spec.time_limit_seconds, spec.memory_mb)
+        return JobHandle(backend=self.kind, job_id=container_id, host=self._host, details=details)
+
+    def _inspect(self, container_id: str) -> dict[str, Any] | None:
+        import docker
+
+        try:
+            return self._docker().api.inspect_container(container_id)  # type: ignore[no-any-return]
+        except docker.errors.NotFound:
+            return None
+
+    def _remove(self, container_id: str) -> None:
+        import docker
+
+        try:
+            self._docker().api.remove_container(container_id, force=True)
+        except docker.errors.NotFound:
+            pass
+
+    def _final_state(self, job: _Job | None, attrs: dict[str, Any]) -> JobState:
+        state = attrs.get("State", {})
+        exit_code = int(state.get("ExitCode", -1))
+        usage: dict[str, float] = {}
+        if (wall := _wall_seconds(state)) is not None:
+            usage["wall_seconds"] = wall
+        if job is not None and job.canceled:
+            return JobState(JobStatus.CANCELED, exit_code, "canceled", usage)
+        if job is not None and job.timed_out:
+            return JobState(JobStatus.FAILED, exit_code, f"time limit of {job.time_limit_seconds} s exceeded", usage)
+        if state.get("OOMKilled"):
+            limit = f" of {job.memory_mb} MB" if job else ""
+            return JobState(JobStatus.FAILED, exit_code, f"killed: out of memory (limit{limit})", usage)
+        if state.get("Error"):
+            return JobState(JobStatus.FAILED, exit_code, f"could not run: {state['Error']}", usage)
+        if exit_code == 0:
+            return JobState(JobStatus.SUCCEEDED, 0, "", usage)
+        if exit_code > 128:
+            try:
+                name = signal.Signals(exit_code - 128).name
+            except ValueError:
+                name = f"signal {exit_code - 128}"
+            return JobState(JobStatus.FAILED, exit_code, f"killed by {name}", usage)
+        return JobState(JobStatus.FAILED, exit_code, f"exited with code {exit_code}", usage)
+
+    async def poll(self, handle: JobHandle) -> JobState:
+        job = self._jobs.get(handle.job_id)
+        attrs = await asyncio.to_thread(self._inspect, handle.job_id)
+        if job is not None:
+            job.last_inspected = time.monotonic()
+        if attrs is None:
+            self._jobs.pop(handle.job_id, None)
+            return JobState(JobStatus.LOST, message=f"container {handle.job_id[:12]} no longer exists")
+        if attrs.get("State", {}).get("Status") in RUNNING_STATUSES:
+            if job is not None and time.monotonic() - job.started_monotonic > job.time_limit_seconds:
+                job.timed_out = True
+                await asyncio.to_thread(self._kill, handle.job_id)
+                return await self.poll(handle)
+            return JobState(JobStatus.RUNNING)
+        final = self._final_state(job, attrs)
+        await asyncio.to_thread(self._remove, handle.job_id)
+        self._jobs.pop(handle.job_id, None)
+        return final
+
+    def _kill(self, container_id: str) -> None:
+        import docker
+
+        try:
+            self._docker().api.kill(container_id)
+            self._docker().api.wait(container_id, timeout=30)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:  # 409: it is not running any more
+                raise
+
+    async def wait(self, handle: JobHandle, timeout_seconds: float) -> JobState:
+        job = self._jobs.get(handle.job_id)
+        if job is None:
+            return await self.poll(handle)  # a job this process did not start: ask the engine
+        now = time.monotonic()
+        until_limit = job.time_limit_seconds - (now - job.started_monotonic)
+        until_inspection = self._poll_seconds - (now - job.last_inspected)
+        try:
+            await asyncio.wait_for(job.exited.wait(), max(min(timeout_seconds, until_limit, until_inspection), 0))
+        except TimeoutError:
+            pass
+        now = time.monotonic()
+        due = (
+            job.exited.is_set()
+            or now - job.started_monotonic > job.time_limit_seconds
+            or now - job.last_inspected >= self._poll_seconds
+        )
+        return await self.poll(handle) if due else JobState(JobStatus.RUNNING)
+
+    def _stop(self, container_id: str, grace_seconds: float) -> None:
+        import docker
+
+        try:
+            self._docker().api.stop(container_id, timeout=max(int(grace_seconds), 1))
+        except docker.errors.NotFound:
+            pass
+
+    async def cancel(self, handle: JobHandle, grace_seconds: float) -> None:
+        """SIGTERM, then SIGKILL after the grace period (the engine's own stop); the container is
+        removed by the poll that records its final state."""
+        job = self._jobs.get(handle.job_id)
+        if job is not None:
+            job.canceled = True
+        await asyncio.to_thread(self._stop, handle.job_id, grace_seconds)

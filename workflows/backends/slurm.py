@@ -1,0 +1,353 @@
+"""SlurmBackend: each calculation attempt is one Slurm batch job.
+
+The batch script holds only the tool's command (its argv, each word quoted with `shlex.quote`)
+and records the exit code in the attempt's directory; every option goes to `sbatch` as an argv
+word: resources (`--cpus-per-task`, `--mem`, `--time`), the job name `calc-<id>-a<attempt>`, and
+stdout/stderr paths in the attempt's directory, so logs are live while the job runs. The job may
+run the tool's container (`settings.slurm.container_runtime`).
+
+Waiting is one poller per worker process: a single `squeue` call every `poll_seconds` covers every
+job the worker waits on, and each waiting calculation is a coroutine blocked on an event, so
+thousands of jobs in flight cost a few kilobytes each. A job missing from `squeue` is not taken as
+a success: its final state comes from the exit-code file the script wrote, then `scontrol`, then
+(with accounting) `sacct` as text (its JSON misreports exit codes on Slurm 22.05); with none of
+them it is LOST. A job cancelled from outside the platform is reported as such.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import re
+import shlex
+import shutil
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from workflows.backends.base import BackendUnavailable, JobHandle, JobSpec, JobState, JobStatus
+
+logger = logging.getLogger(__name__)
+
+# Slurm job states in which the job has not ended yet
+ACTIVE = {
+    "PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD",
+    "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED", "RESV_DEL_HOLD",
+}  # fmt: skip
+EXIT_FILE = "exit_code"
+SCRIPT_FILE = "job.sh"
+MISSING_POLLS_BEFORE_FINAL = 2  # a job absent from squeue this many times in a row has ended
+COMMAND_TIMEOUT_SECONDS = 60
+
+
+class SlurmCommandError(Exception):
+    pass
+
+
+@dataclass
+class _Job:
+    job_dir: Path | None
+    time_limit_seconds: int
+    memory_mb: int
+    submitted_monotonic: float = field(default_factory=time.monotonic)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    state: JobState = field(default_factory=lambda: JobState(JobStatus.RUNNING))
+    canceled: bool = False
+    missing_polls: int = 0
+
+
+def container_command(runtime: str, spec: JobSpec) -> list[str]:
+    """`docker run`/`podman run` with the same isolation the container backend applies."""
+    from workflows.backends.container import container_options
+
+    options = container_options(spec)
+    argv = [runtime, "run", "--rm", "--name", spec.name, "--workdir", options["working_dir"], "--user", options["user"]]
+    argv += ["--network", options["network_mode"], "--memory", options["mem_limit"]]
+    argv += ["--memory-swap", options["memswap_limit"], "--cpus", str(spec.cpus), "--pids-limit", "4096"]
+    argv += ["--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
+    for name, value in options["environment"].items():
+        argv += ["--env", f"{name}={value}"]
+    # stdout and stderr go to Slurm's files through the CLI: only the data directories are mounted
+    for host_path, mount in options["volumes"].items():
+        if mount["bind"] == host_path:
+            argv += ["--volume", f"{host_path}:{mount['bind']}:{mount['mode']}"]
+    return [*argv, options["image"], *spec.argv]
+
+
+def batch_script(command: list[str], spec: JobSpec, env: dict[str, str]) -> str:
+    exit_file = spec.job_dir / EXIT_FILE
+    lines = [
+        "#!/bin/sh",
+        f"# emgapi job {spec.name}: written by workflows/backends/slurm.py; options are on sbatch's command line",
+        *(f"export {name}={shlex.quote(value)}" for name, value in env.items()),
+        shlex.join(command),
+        "code=$?",
+        f'echo "$code" > {shlex.quote(str(exit_file))}.tmp && mv {shlex.quote(str(exit_file))}.tmp '
+        f"{shlex.quote(str(exit_file))}",
+        'exit "$code"',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _read_exit_file(job_dir: Path | None) -> int | None:
+    if job_dir is None:
+        return None
+    try:
+        return int((job_dir / EXIT_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _parse_exit_code(text: str) -> tuple[int, int] | None:
+    """'ExitCode=7:0' (exit status : signal) from `scontrol show job -o` or sacct's column."""
+    match = re.search(r"(?:ExitCode=)?\b(\d+):(\d+)\b", text)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+class SlurmBackend:
+    kind = "slurm"
+
+    def __init__(
+        self,
+        *,
+        partition: str | None = None,
+        account: str | None = None,
+        extra_args: list[str] | None = None,
+        poll_seconds: float | None = None,
+        container_runtime: str | None = None,
+        bin_dir: Path | None = None,
+    ) -> None:
+        from emgapiv2.config import get_settings
+
+        settings = get_settings().slurm
+        self.partition = partition if partition is not None else settings.partition
+        self.account = account if account is not None else settings.account
+        self.extra_args = extra_args if extra_args is not None else list(settings.extra_args)
+        self.poll_seconds = poll_seconds if poll_seconds is not None else settings.poll_seconds
+        self.container_runtime = container_runtime if container_runtime is not None else settings.container_runtime
+        self.bin_dir = bin_dir or settings.bin_dir
+        self._jobs: dict[str, _Job] = {}
+        self._poller: asyncio.Task[None] | None = None
+        self._host = socket.gethostname()
+
+    # --- commands ---------------------------------------------------------------------------
+
+    def _command(self, name: str) -> str:
+        path = str(self.bin_dir / name) if self.bin_dir else shutil.which(name)
+        if not path or not os.path.exists(path):
+            raise BackendUnavailable(f"{name} not found (is Slurm's client installed, or set EMGAPI_SLURM__BIN_DIR?)")
+        return path
+
+    async def _run(self, name: str, *args: str) -> str:
+        process = await asyncio.create_subprocess_exec(
+            self._command(name), *args, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            stdout, stderr = await asyncio.wait_for(process.communicate(), COMMAND_TIMEOUT_SECONDS)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            raise SlurmCommandError(f"{name} did not answer within {COMMAND_TIMEOUT_SECONDS} s") from None
+        if process.returncode != 0:
+            message = stderr.decode(errors="replace").strip() or stdout.decode(errors="replace").strip()
+            raise SlurmCommandError(f"{name} failed (exit {process.returncode}): {message}")
+        return stdout.decode(errors="replace")
+
+    def _sbatch_args(self, spec: JobSpec) -> list[str]:
+        args = [
+            "--parsable",
+            f"--job-name={spec.name}",
+            f"--output={spec.stdout_path}",
+            f"--error={spec.stderr_path}",
+            f"--chdir={spec.workdir}",
+            "--nodes=1",
+            "--ntasks=1",
+            f"--cpus-per-task={spec.cpus}",
+            f"--mem={spec.memory_mb}M",
+            f"--time={max(math.ceil(spec.time_limit_seconds / 60), 1)}",
+            "--export=NIL",  # the worker's environment (with its secrets) stays out of the job
+        ]
+        if self.partition:
+            args.append(f"--partition={self.partition}")
+        if self.account:
+            args.append(f"--account={self.account}")
+        return [*args, *self.extra_args]
+
+    def _job_env(self, spec: JobSpec) -> dict[str, str]:
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+            "HOME": str(spec.workdir),
+            "LC_ALL": "C.UTF-8",
+            "OMP_NUM_THREADS": str(spec.cpus),
+        }
+        if self.container_runtime and "DOCKER_HOST" in os.environ:
+            env["DOCKER_HOST"] = os.environ["DOCKER_HOST"]
+        return env | spec.env
+
+    # --- the protocol -----------------------------------------------------------------------
+
+    async def submit(self, spec: JobSpec) -> JobHandle:
+        command = container_command(self.container_runtime, spec) if self.container_runtime else spec.argv
+        script = spec.job_dir / SCRIPT_FILE
+        script.write_text(batch_script(command, spec, self._job_env(spec)))
+        (spec.job_dir / EXIT_FILE).unlink(missing_ok=True)
+        try:
+            output = await self._run("sbatch", *self._sbatch_args(spec), str(script))
+        except SlurmCommandError as exc:
+            raise BackendUnavailable(f"Slurm refused the job: {exc}") from None
+        job_id = output.strip().split(";")[0]
+        if not job_id.isdigit():
+            raise BackendUnavailable(f"sbatch printed no job id: {output.strip()!r}")
+        self._track(job_id, _Job(spec.job_dir, spec.time_limit_seconds, spec.memory_mb))
+        details = {"image": spec.image or ""} if self.container_runtime else {}
+        return JobHandle(backend=self.kind, job_id=job_id, host=self._host, details=details)
+
+    def _track(self, job_id: str, job: _Job) -> None:
+        self._jobs[job_id] = job
+        if self._poller is None or self._poller.done():
+            self._poller = asyncio.get_running_loop().create_task(self._poll_forever(), name="slurm-poller")
+
+    def _job(self, handle: JobHandle) -> _Job:
+        if handle.job_id not in self._jobs:
+            # a job this process did not submit (e.g. after a restart): follow it all the same
+            self._track(handle.job_id, _Job(None, 0, 0))
+        return self._jobs[handle.job_id]
+
+    async def poll(self, handle: JobHandle) -> JobState:
+        job = self._job(handle)
+        if job.done.is_set():
+            self._jobs.pop(handle.job_id, None)
+        return job.state
+
+    async def wait(self, handle: JobHandle, timeout_seconds: float) -> JobState:
+        job = self._job(handle)
+        try:
+            await asyncio.wait_for(job.done.wait(), timeout_seconds)
+        except TimeoutError:
+            pass
+        return await self.poll(handle)
+
+    async def cancel(self, handle: JobHandle, grace_seconds: float) -> None:
+        """scancel: SIGTERM, then Slurm's own SIGKILL after its KillWait; forced after our grace."""
+        job = self._job(handle)
+        if job.done.is_set():
+            return
+        job.canceled = True
+        try:
+            await self._run("scancel", handle.job_id)
+            await asyncio.wait_for(job.done.wait(), grace_seconds + 2 * self.poll_seconds + 1)
+        except (SlurmCommandError, TimeoutError):
+            logger.warning("Slurm job %s did not end after scancel; sending SIGKILL", handle.job_id)
+            try:
+                await self._run("scancel", "--signal=KILL", "--full", handle.job_id)
+            except SlurmCommandError as exc:
+                logger.warning("scancel --signal=KILL %s: %s", handle.job_id, exc)
+            await job.done.wait()
+
+    # --- the one poller ---------------------------------------------------------------------
+
+    async def _poll_forever(self) -> None:
+        while self._jobs:
+            try:
+                await self._poll_once()
+            except Exception:
+                logger.exception("polling Slurm failed; retrying")  # never conclude anything from a failed poll
+            await asyncio.sleep(self.poll_seconds)
+
+    async def _poll_once(self) -> None:
+        waiting = {job_id: job for job_id, job in self._jobs.items() if not job.done.is_set()}
+        if not waiting:
+            return
+        output = await self._run("squeue", "--noheader", "--states=all", "--me", "--format=%i|%T")
+        states: dict[str, str] = {}
+        for line in output.splitlines():
+            job_id, _, state = line.strip().partition("|")
+            states[job_id] = state.strip()
+        for job_id, job in waiting.items():
+            state = states.get(job_id)
+            if state in ACTIVE:
+                job.missing_polls = 0
+                continue
+            if state is None:
+                job.missing_polls += 1
+                if job.missing_polls < MISSING_POLLS_BEFORE_FINAL and _read_exit_file(job.job_dir) is None:
+                    continue
+            job.state = await self._final_state(job_id, job, state)
+            job.done.set()
+
+    async def _details(self, job_id: str) -> str:
+        """`scontrol show job` in one line; empty once Slurm has forgotten the job."""
+        try:
+            return await self._run("scontrol", "--oneliner", "show", "job", job_id)
+        except SlurmCommandError:
+            return ""
+
+    async def _sacct(self, job_id: str) -> tuple[str, tuple[int, int] | None] | None:
+        """State and exit code from accounting, as text (not --json: it misreports exit codes)."""
+        try:
+            output = await self._run("sacct", "-X", "-P", "-n", "-j", job_id, "-o", "State,ExitCode")
+        except (SlurmCommandError, BackendUnavailable):
+            return None
+        line = output.strip().splitlines()[0] if output.strip() else ""
+        if "|" not in line:
+            return None
+        state, exit_code = line.split("|", 1)
+        return state.split()[0], _parse_exit_code(exit_code)
+
+    async def _final_state(self, job_id: str, job: _Job, state: str | None) -> JobState:
+        details = await self._details(job_id)
+        if state is None and (match := re.search(r"JobState=(\S+)", details)):
+            state = match.group(1)
+        exit_pair = _parse_exit_code(details)
+        if state is None and (accounted := await self._sacct(job_id)):
+            state, exit_pair = accounted
+        usage: dict[str, float] = {}
+        if match := re.search(r"RunTime=(?:(\d+)-)?(\d+):(\d+):(\d+)", details):
+            days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
+            usage["wall_seconds"] = float(((days * 24 + hours) * 60 + minutes) * 60 + seconds)
+        exit_code = _read_exit_file(job.job_dir)
+        if exit_code is None and exit_pair is not None:
+            exit_code = exit_pair[0]
+        return self._interpret(job_id, job, state, exit_code, exit_pair, usage)
+
+    @staticmethod
+    def _interpret(
+        job_id: str,
+        job: _Job,
+        state: str | None,
+        exit_code: int | None,
+        exit_pair: tuple[int, int] | None,
+        usage: dict[str, float],
+    ) -> JobState:
+        if state and state.startswith("CANCELLED"):
+            if job.canceled:
+                return JobState(JobStatus.CANCELED, exit_code, "canceled", usage)
+            return JobState(
+                JobStatus.LOST, exit_code,
+                f"Slurm job {job_id} was cancelled outside the platform (scancel or an administrator)", usage,
+            )  # fmt: skip
+        if job.canceled and state is None:
+            return JobState(JobStatus.CANCELED, exit_code, "canceled", usage)
+        if state == "TIMEOUT":
+            limit = f" of {job.time_limit_seconds} s" if job.time_limit_seconds else ""
+            return JobState(JobStatus.FAILED, exit_code, f"time limit{limit} exceeded (Slurm TIMEOUT)", usage)
+        if state == "OUT_OF_MEMORY":
+            limit = f" of {job.memory_mb} MB" if job.memory_mb else ""
+            return JobState(JobStatus.FAILED, exit_code, f"killed: out of memory (limit{limit}; Slurm)", usage)
+        if state in (None, "COMPLETED", "FAILED") and exit_code is not None:
+            if exit_code == 0 and state != "FAILED":
+                return JobState(JobStatus.SUCCEEDED, 0, "", usage)
+            if exit_pair is not None and exit_pair[1] and _read_exit_file(job.job_dir) is None:
+                return JobState(JobStatus.FAILED, exit_code, f"killed by signal {exit_pair[1]}", usage)
+            return JobState(JobStatus.FAILED, exit_code, f"exited with code {exit_code}", usage)
+        if state is None:
+            return JobState(
+                JobStatus.LOST, None,
+                f"Slurm job {job_id} disappeared: squeue, scontrol and sacct no longer know it and it left no "
+                "exit status", usage,
+            )  # fmt: skip
+        return JobState(JobStatus.LOST, exit_code, f"Slurm job {job_id} ended {state}", usage)
