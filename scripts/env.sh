@@ -15,6 +15,14 @@ export PREFECT_SERVER_API_HOST="${PREFECT_SERVER_API_HOST:-127.0.0.1}" PREFECT_S
 export PREFECT_SERVER_ANALYTICS_ENABLED=false DO_NOT_TRACK=1
 export PREFECT_LOGGING_TO_API_BATCH_INTERVAL="${PREFECT_LOGGING_TO_API_BATCH_INTERVAL:-1}"
 export DJANGO_SETTINGS_MODULE=emgapiv2.settings
+# The project-local container engine and Slurm dev cluster (task engines-up / task slurm-up), unless
+# the environment points at others (a system Docker, a real cluster's slurm.conf).
+if [ -z "${DOCKER_HOST:-}" ] && [ -S "$EMGAPI_DATA_DIR/run/docker.sock" ]; then
+  export DOCKER_HOST="unix://$EMGAPI_DATA_DIR/run/docker.sock"
+fi
+if [ -z "${SLURM_CONF:-}" ] && [ -f "${SLURM_DEV_DIR:-$EMGAPI_DATA_DIR/slurm}/slurm.conf" ]; then
+  export SLURM_CONF="${SLURM_DEV_DIR:-$EMGAPI_DATA_DIR/slurm}/slurm.conf"
+fi
 export PATH="$ROOT/.venv/bin:$PATH"
 RUN_DIR="$EMGAPI_DATA_DIR/run"
 mkdir -p "$RUN_DIR" "$PREFECT_HOME"

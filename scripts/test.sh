@@ -7,12 +7,36 @@ cd "$ROOT"
 # the test settings (pyproject.toml) choose these; the environment must not override them
 unset DJANGO_SETTINGS_MODULE EMGAPI_DB__URL EMGAPI_DATA_DIR PREFECT_API_URL EMGAPI_PREFECT__API_URL
 
+# The container and Slurm backends are tested for real: a project-local dockerd with the tools'
+# images, and the Slurm dev cluster. Whatever this script starts, it stops at the end.
+started=()
+cleanup() {
+  [ -n "${pg_dir:-}" ] && { pg_stop "$pg_dir"; rm -rf "$pg_dir"; }
+  for service in "${started[@]}"; do
+    case "$service" in
+      docker) scripts/engines.sh down docker >/dev/null ;;
+      slurm) slurm-dev-environment/slurm.sh down >/dev/null ;;
+    esac
+  done
+}
+trap cleanup EXIT
+docker_host=$(scripts/engines.sh host docker)
+if ! /usr/bin/docker -H "$docker_host" version >/dev/null 2>&1; then
+  started+=(docker)
+  scripts/engines.sh up docker
+fi
+export DOCKER_HOST="$docker_host"
+EMGAPI_TOOL_PACKAGES='["tools", "workflows.tests.tools"]' scripts/images.sh
+if ! slurm-dev-environment/slurm.sh status >/dev/null 2>&1; then
+  started+=(slurm)
+  slurm-dev-environment/slurm.sh up
+fi
+eval "$(slurm-dev-environment/slurm.sh env)"
+
 . scripts/pg.sh
 pg_dir=$(mktemp -d /tmp/emgapi-test-pg.XXXXXX)
 pg_port=$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 pg_start "$pg_dir" "$pg_port"
-cleanup() { pg_stop "$pg_dir"; rm -rf "$pg_dir"; }
-trap cleanup EXIT
 
 echo "== test suite on PostgreSQL (port $pg_port)"
 EMGAPI_DB__URL="postgresql://postgres@127.0.0.1:$pg_port/emgapi" python -m pytest -p no:cacheprovider "$@"

@@ -113,6 +113,53 @@ def calculation_worker(
     print(f"\nworker log tail:\n{log.read_text()[-2000:]}")
 
 
+@pytest.fixture(scope="session")
+def container_engine() -> str:
+    """The Docker-API engine at DOCKER_HOST with every tool image built (task test provides both)."""
+    import docker
+
+    from calculations.tools import get_registry
+
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as exc:
+        pytest.fail(f"no container engine at DOCKER_HOST ({exc}); `task test` starts one (scripts/engines.sh up)")
+    for spec in get_registry().values():
+        if spec.image is not None:
+            try:
+                client.images.get(spec.image.name)
+            except docker.errors.ImageNotFound:
+                pytest.fail(f"image {spec.image.name} is missing; build it with `task images`")
+    return str(client.api.base_url)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> str:
+    """A Slurm cluster answering `sinfo` (task test starts the dev cluster: task slurm-up)."""
+    result = subprocess.run(["sinfo", "-h", "-o", "%P %a"], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        pytest.fail(f"no Slurm cluster answers ({result.stderr.strip()}); start one with `task slurm-up`")
+    return result.stdout.strip()
+
+
+BACKEND_PARAMS = [
+    pytest.param("local", id="local"),
+    pytest.param("container", id="container", marks=pytest.mark.container),
+    pytest.param("slurm", id="slurm", marks=pytest.mark.slurm),
+]
+
+
+@pytest.fixture(params=BACKEND_PARAMS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each backend in turn, with its engine or cluster checked first."""
+    if request.param == "container":
+        request.getfixturevalue("container_engine")
+    elif request.param == "slurm":
+        request.getfixturevalue("slurm_cluster")
+    return str(request.param)
+
+
 @pytest.fixture
 def dispatching(monkeypatch: pytest.MonkeyPatch) -> None:
     """Let the API trigger flow runs (unit tests keep dispatch off)."""

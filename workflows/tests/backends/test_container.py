@@ -1,0 +1,146 @@
+"""ContainerBackend against the real engine at DOCKER_HOST, with the tools' real images."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from workflows.backends import BackendUnavailable, ContainerBackend, JobSpec, JobState, JobStatus
+
+pytestmark = pytest.mark.container
+IMAGE = "emgapi/test-sleep:1"  # the test tool's image: a Debian base with sh, sleep, cp
+
+
+@pytest.fixture(autouse=True)
+def _engine(container_engine: str) -> None:
+    pass
+
+
+def _spec(tmp_path: Path, argv: list[str], **options: Any) -> JobSpec:
+    for name in ("work", "inputs"):
+        (tmp_path / name).mkdir(exist_ok=True)
+    (tmp_path / "inputs" / "in.txt").write_text("input\n")
+    return JobSpec(
+        argv=argv,
+        workdir=tmp_path / "work",
+        stdout_path=tmp_path / "stdout.txt",
+        stderr_path=tmp_path / "stderr.txt",
+        inputs_dir=tmp_path / "inputs",
+        name=f"test-{time.time_ns()}",
+        image=options.pop("image", IMAGE),
+        **options,
+    )
+
+
+async def _until_final(backend: ContainerBackend, handle: Any, seconds: float = 60) -> JobState:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        state = await backend.wait(handle, 1)
+        if state.is_final:
+            return state
+    raise AssertionError(f"job {handle.job_id} still running after {seconds} s")
+
+
+def _run(test: Callable[[ContainerBackend], Awaitable[None]]) -> None:
+    asyncio.run(test(ContainerBackend()))
+
+
+def _container_exists(container_id: str) -> bool:
+    try:
+        docker.from_env().containers.get(container_id)
+        return True
+    except docker.errors.NotFound:
+        return False
+
+
+def test_runs_the_tool_with_inputs_read_only_and_outputs_in_its_workdir(tmp_path: Path) -> None:
+    script = f"cp {tmp_path}/inputs/in.txt copy.txt; echo to-stdout; echo to-stderr >&2; touch {tmp_path}/inputs/new"
+
+    async def test(backend: ContainerBackend) -> None:
+        handle = await backend.submit(_spec(tmp_path, ["sh", "-c", script]))
+        assert handle.details["image"] == IMAGE and handle.details["image_digest"].startswith("sha256:")
+        state = await _until_final(backend, handle)
+        assert state.status is JobStatus.FAILED  # the last command: touching an input is refused
+        assert (tmp_path / "work" / "copy.txt").read_text() == "input\n"
+        assert (tmp_path / "stdout.txt").read_text() == "to-stdout\n"
+        assert "Read-only file system" in (tmp_path / "stderr.txt").read_text()
+        assert not (tmp_path / "inputs" / "new").exists()
+        assert not _container_exists(handle.job_id)  # removed once its state was recorded
+
+    _run(test)
+
+
+def test_non_zero_exit_is_a_failure_with_its_code(tmp_path: Path) -> None:
+    async def test(backend: ContainerBackend) -> None:
+        state = await _until_final(backend, await backend.submit(_spec(tmp_path, ["sh", "-c", "exit 7"])))
+        assert state.status is JobStatus.FAILED and state.exit_code == 7
+        assert state.message == "exited with code 7" and state.resource_usage["wall_seconds"] >= 0
+
+    _run(test)
+
+
+def test_no_network_unless_the_tool_declares_it(tmp_path: Path) -> None:
+    async def test(backend: ContainerBackend) -> None:
+        handle = await backend.submit(_spec(tmp_path, ["sh", "-c", "cat /sys/class/net/*/address | wc -l"]))
+        assert (await _until_final(backend, handle)).status is JobStatus.SUCCEEDED
+        assert (tmp_path / "stdout.txt").read_text().strip() == "1"  # loopback only
+
+    _run(test)
+
+
+def test_memory_limit_kills_a_tool_that_exceeds_it(tmp_path: Path) -> None:
+    # 200 MB of zeros held in a shell variable, in a 64 MB container
+    script = "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo ${#x}"
+
+    async def test(backend: ContainerBackend) -> None:
+        state = await _until_final(backend, await backend.submit(_spec(tmp_path, ["sh", "-c", script], memory_mb=64)))
+        assert state.status is JobStatus.FAILED
+        assert "out of memory" in state.message or "SIGKILL" in state.message
+
+    _run(test)
+
+
+def test_cancel_stops_and_removes_the_container(tmp_path: Path) -> None:
+    async def test(backend: ContainerBackend) -> None:
+        handle = await backend.submit(_spec(tmp_path, ["sleep", "300"]))
+        assert (await backend.wait(handle, 0.5)).status is JobStatus.RUNNING
+        started = time.monotonic()
+        await backend.cancel(handle, grace_seconds=1)
+        state = await backend.poll(handle)
+        assert state.status is JobStatus.CANCELED and time.monotonic() - started < 15
+        assert not _container_exists(handle.job_id)
+
+    _run(test)
+
+
+def test_time_limit(tmp_path: Path) -> None:
+    async def test(backend: ContainerBackend) -> None:
+        state = await _until_final(
+            backend, await backend.submit(_spec(tmp_path, ["sleep", "60"], time_limit_seconds=1))
+        )
+        assert state.status is JobStatus.FAILED and "time limit of 1 s exceeded" in state.message
+
+    _run(test)
+
+
+def test_a_missing_image_is_a_platform_fault_naming_the_fix(tmp_path: Path) -> None:
+    async def test(backend: ContainerBackend) -> None:
+        with pytest.raises(BackendUnavailable, match="task images"):
+            await backend.submit(_spec(tmp_path, ["true"], image="emgapi/no-such-tool:0"))
+
+    _run(test)
+
+
+def test_an_unreachable_engine_is_a_platform_fault(tmp_path: Path) -> None:
+    async def test(_: ContainerBackend) -> None:
+        backend = ContainerBackend(docker_host=f"unix://{tmp_path}/no-engine.sock")
+        with pytest.raises(BackendUnavailable, match="cannot reach the container engine"):
+            await backend.submit(_spec(tmp_path, ["true"]))
+
+    _run(test)
