@@ -42,5 +42,5 @@ echo "== test suite on PostgreSQL (port $pg_port)"
 EMGAPI_DB__URL="postgresql://postgres@127.0.0.1:$pg_port/emgapi" python -m pytest -p no:cacheprovider "$@"
 
 echo "== smoke subset on SQLite"
-python -m pytest -p no:cacheprovider -q -m "not integration" \
+python -m pytest -p no:cacheprovider -q -m "not integration and not container and not slurm" \
   calculations/tests/test_api.py calculations/tests/test_states.py workflows/tests/test_execution.py

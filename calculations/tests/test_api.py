@@ -74,7 +74,8 @@ def test_tools_are_listed_with_their_schemas(alice: ApiClient) -> None:
     assert [role["name"] for role in prodigal["inputs"]] == ["contigs"]
     assert {role["name"] for role in prodigal["outputs"]} == {"proteins", "genes"}
     assert prodigal["resources"]["cpus"] == 1
-    assert "local" in prodigal["backends"]
+    assert prodigal["backends"] == ["local", "container", "slurm"]  # all enabled in the test settings
+    assert prodigal["default_backend"] == "local" and prodigal["image"] == "emgapi/prodigal:2.6.3"
     missing = alice.get("/tools/blastx")
     assert missing.status_code == 404 and "unknown tool 'blastx'" in missing.json()["detail"]
 
@@ -116,6 +117,59 @@ def test_bad_submissions_say_what_is_wrong(
     response = submit(alice, tool, {role: files.get(value, value) for role, value in inputs.items()}, params)
     assert response.status_code == status, response.content
     assert message in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("request_backend", "enabled", "default", "status", "outcome"),
+    [
+        (None, ["local", "container", "slurm"], None, 202, "local"),  # the tool's default
+        ("slurm", ["local", "container", "slurm"], None, 202, "slurm"),  # the request's choice
+        (None, ["local", "container", "slurm"], "container", 202, "container"),  # the deployment's default
+        (None, ["slurm"], None, 202, "slurm"),  # the only backend this deployment offers
+        ("slurm", ["local"], None, 422, "backend: backend 'slurm' is not enabled on this deployment (enabled: local)"),
+        ("lsf", ["local"], None, 422, "backend: Input should be 'local', 'container' or 'slurm'"),
+    ],
+)
+def test_the_backend_is_chosen_per_request_deployment_and_tool(
+    alice: ApiClient,
+    uploaded: Upload,
+    monkeypatch: pytest.MonkeyPatch,
+    request_backend: str | None,
+    enabled: list[str],
+    default: str | None,
+    status: int,
+    outcome: str,
+) -> None:
+    from emgapiv2.config import get_settings
+
+    monkeypatch.setattr(get_settings().execution, "enabled", enabled)
+    monkeypatch.setattr(get_settings().execution, "default", default)
+    body = {"inputs": {"molecules": uploaded("m.smi", b"CCO\n")}, "params": {}, "backend": request_backend}
+    response = alice.post("/tools/obabel/calculations", body)
+    assert response.status_code == status, response.content
+    if status == 202:
+        assert response.json()["backend"] == outcome
+    else:
+        assert outcome in response.json()["detail"]
+
+
+def test_a_tool_without_an_image_cannot_run_in_a_container(alice: ApiClient, uploaded: Upload) -> None:
+    from dataclasses import replace
+
+    from calculations.actions import check_create_calculation
+    from calculations.errors import InvalidInput
+    from calculations.tools import get_registry
+
+    registry = get_registry()
+    original = registry["obabel"]
+    registry["obabel"] = replace(original, image=None)
+    try:
+        file_id = uploaded("m.smi", b"CCO\n")
+        user_id = alice.get("/calculations").wsgi_request.auth.id
+        with pytest.raises(InvalidInput, match="cannot run on backend 'container'; it supports local, slurm"):
+            check_create_calculation(user_id, "obabel", inputs={"molecules": file_id}, params={}, backend="container")
+    finally:
+        registry["obabel"] = original
 
 
 def test_submission_is_queued_and_listed(alice: ApiClient, uploaded: Upload) -> None:

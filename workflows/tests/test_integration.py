@@ -63,14 +63,16 @@ def _flow_run_state(flow_run_id: str) -> str:
         return run.state.type.value if run.state else "NONE"
 
 
-def test_prodigal_end_to_end_matches_a_direct_run(api: Api, tmp_path: Path) -> None:
+def test_prodigal_end_to_end_matches_a_direct_run(api: Api, tmp_path: Path, backend: str) -> None:
     rng = random.Random(99)
     genome = fasta({"c1": genome_with_genes(rng, protein_family(rng, length=220, members=3, identity=0.8),
                                             length=30_000)}).encode()  # fmt: skip
-    response = api.submit("prodigal", {"contigs": api.upload("genome.fna", genome)}, {"mode": "single"})
+    inputs = {"contigs": api.upload("genome.fna", genome)}
+    response = api.submit("prodigal", inputs, {"mode": "single"}, backend=backend, use_cache=False)
     assert response.status_code == 202
     calc = api.wait_for(response.json()["id"], TERMINAL)
     assert calc["state"] == "COMPLETE", calc["error"]
+    assert calc["backend"] == backend
 
     (tmp_path / "g.fna").write_bytes(genome)
     subprocess.run(["prodigal", "-q", "-i", "g.fna", "-a", "p.faa", "-f", "gff", "-o", "g.gff", "-p", "single",
@@ -81,8 +83,9 @@ def test_prodigal_end_to_end_matches_a_direct_run(api: Api, tmp_path: Path) -> N
     assert calc["provenance"]["attempts"][0]["host"]
 
 
-def test_a_failing_tool_ends_in_executor_error_with_its_stderr(api: Api) -> None:
-    response = api.submit("prodigal", {"contigs": api.upload("short.fna", b">s\nACGTACGTAA\n")}, {"mode": "single"})
+def test_a_failing_tool_ends_in_executor_error_with_its_stderr(api: Api, backend: str) -> None:
+    inputs = {"contigs": api.upload("short.fna", b">s\nACGTACGTAA\n")}
+    response = api.submit("prodigal", inputs, {"mode": "single"}, backend=backend, use_cache=False)
     calc = api.wait_for(response.json()["id"], TERMINAL)
     assert calc["state"] == "EXECUTOR_ERROR"
     assert "Sequence must be 20000 characters" in calc["error"]
@@ -92,19 +95,45 @@ def test_a_failing_tool_ends_in_executor_error_with_its_stderr(api: Api) -> None
     assert _flow_run_state(calc["flow_run_id"]) == "FAILED"
 
 
-def test_cancel_stops_a_long_run_and_its_process(api: Api) -> None:
-    response = api.submit("sleep", {"text": api.upload("t.txt", b"x\n")}, {"seconds": 120})
+def _job_is_running(backend: str, job_id: str) -> bool:
+    """Whether the process, container or Slurm job of a calculation still runs."""
+    if backend == "local":
+        status = Path(f"/proc/{job_id}/status")
+        return status.exists() and "State:\tZ" not in status.read_text()
+    if backend == "container":
+        import docker
+
+        try:
+            return bool(docker.from_env().containers.get(job_id).status == "running")
+        except docker.errors.NotFound:
+            return False
+    state = subprocess.run(["squeue", "-h", "-t", "all", "-j", job_id, "-o", "%T"], capture_output=True, text=True)
+    return state.stdout.strip() in {"PENDING", "RUNNING", "COMPLETING"}
+
+
+def test_cancel_stops_a_long_run_and_its_job(api: Api, backend: str) -> None:
+    response = api.submit("sleep", {"text": api.upload("t.txt", b"x\n")}, {"seconds": 120}, backend=backend)
     assert response.status_code == 202, response.text
     calc = api.wait_for(response.json()["id"], {"RUNNING"})
-    pid = int(calc["provenance"]["attempts"][0]["job_id"])
-    assert Path(f"/proc/{pid}").exists()
+    job_id = calc["provenance"]["attempts"][0]["job_id"]
+    assert _job_is_running(backend, job_id)
 
     cancel = api.http.post(f"/calculations/{calc['id']}/cancel")
     assert cancel.status_code == 202 and cancel.json()["state"] == "CANCELING"
-    calc = api.wait_for(calc["id"], TERMINAL, timeout_seconds=15)
+    calc = api.wait_for(calc["id"], TERMINAL, timeout_seconds=20)
     assert calc["state"] == "CANCELED" and calc["outputs"] == {}
-    status = Path(f"/proc/{pid}/status")
-    assert not status.exists() or "State:\tZ" in status.read_text()
+    assert not _job_is_running(backend, job_id)
+
+
+@pytest.mark.slurm
+def test_a_slurm_job_cancelled_from_outside_fails_the_calculation(api: Api, slurm_cluster: str) -> None:
+    response = api.submit("sleep", {"text": api.upload("t.txt", b"y\n")}, {"seconds": 120}, backend="slurm")
+    calc = api.wait_for(response.json()["id"], {"RUNNING"})
+    job_id = calc["provenance"]["attempts"][0]["job_id"]
+    subprocess.run(["scancel", job_id], check=True)
+    calc = api.wait_for(calc["id"], TERMINAL, timeout_seconds=20)
+    assert calc["state"] == "SYSTEM_ERROR" and calc["outputs"] == {}
+    assert calc["error"] == f"Slurm job {job_id} was cancelled outside the platform (scancel or an administrator)"
 
 
 def test_identical_resubmission_is_answered_from_the_cache(api: Api) -> None:

@@ -1,0 +1,166 @@
+"""SlurmBackend: the batch script and state interpretation, then real jobs on the dev cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from workflows.backends import BackendUnavailable, JobSpec, JobState, JobStatus, SlurmBackend
+from workflows.backends.slurm import _Job, batch_script, container_command
+
+
+def _spec(tmp_path: Path, argv: list[str], **options: Any) -> JobSpec:
+    for name in ("work", "inputs"):
+        (tmp_path / name).mkdir(exist_ok=True)
+    return JobSpec(
+        argv=argv,
+        workdir=tmp_path / "work",
+        stdout_path=tmp_path / "stdout.txt",
+        stderr_path=tmp_path / "stderr.txt",
+        inputs_dir=tmp_path / "inputs",
+        name=f"test-{time.time_ns()}",
+        memory_mb=100,
+        **options,
+    )
+
+
+# --- no cluster needed ----------------------------------------------------------------------
+
+
+def test_the_batch_script_quotes_every_word(tmp_path: Path) -> None:
+    hostile = "x'; rm -rf / #$(reboot)"
+    script = batch_script(["echo", hostile], _spec(tmp_path, []), {"HOME": "/h o"})
+    result = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=False)
+    assert result.stdout == f"{hostile}\n"  # printed, never run
+    assert (tmp_path / "exit_code").read_text() == "0\n"
+
+
+def test_container_command_keeps_the_isolation_of_the_container_backend(tmp_path: Path) -> None:
+    argv = container_command("docker", _spec(tmp_path, ["prodigal", "-i", "x"], image="emgapi/prodigal:2.6.3"))
+    assert argv[:3] == ["docker", "run", "--rm"] and argv[-3:] == ["prodigal", "-i", "x"]
+    assert "--read-only" in argv and argv[argv.index("--network") + 1] == "none"
+    assert f"{tmp_path}/inputs:{tmp_path}/inputs:ro" in argv and f"{tmp_path}/work:{tmp_path}/work:rw" in argv
+
+
+@pytest.mark.parametrize(
+    ("state", "exit_code", "canceled", "status", "message"),
+    [
+        ("COMPLETED", 0, False, JobStatus.SUCCEEDED, ""),
+        ("FAILED", 7, False, JobStatus.FAILED, "exited with code 7"),
+        ("CANCELLED", None, True, JobStatus.CANCELED, "canceled"),
+        ("CANCELLED", None, False, JobStatus.LOST, "cancelled outside the platform"),
+        ("TIMEOUT", None, False, JobStatus.FAILED, "time limit of 60 s exceeded"),
+        ("OUT_OF_MEMORY", None, False, JobStatus.FAILED, "out of memory"),
+        ("NODE_FAIL", None, False, JobStatus.LOST, "ended NODE_FAIL"),
+        (None, None, False, JobStatus.LOST, "disappeared"),  # gone from squeue, no exit status: not a success
+        (None, 0, False, JobStatus.SUCCEEDED, ""),  # gone from squeue, but its exit status was recorded
+    ],
+)
+def test_final_states_are_read_without_guessing(
+    state: str | None, exit_code: int | None, canceled: bool, status: JobStatus, message: str
+) -> None:
+    job = _Job(None, 60, 100, canceled=canceled)
+    result = SlurmBackend._interpret("42", job, state, exit_code, None, {})
+    assert result.status is status and message in result.message
+
+
+# --- on the dev cluster ---------------------------------------------------------------------
+
+slurm = pytest.mark.slurm
+
+
+@pytest.fixture
+def cluster(slurm_cluster: str) -> None:
+    pass
+
+
+def _run(test: Callable[[SlurmBackend], Awaitable[None]]) -> None:
+    asyncio.run(test(SlurmBackend(poll_seconds=0.3)))
+
+
+async def _until_final(backend: SlurmBackend, handle: Any, seconds: float = 60) -> JobState:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        state = await backend.wait(handle, 1)
+        if state.is_final:
+            return state
+    raise AssertionError(f"job {handle.job_id} still running after {seconds} s")
+
+
+def _slurm_state(job_id: str) -> str:
+    return subprocess.run(
+        ["squeue", "-h", "-t", "all", "-j", job_id, "-o", "%T"], capture_output=True, text=True
+    ).stdout
+
+
+@slurm
+def test_a_job_runs_with_live_logs_and_without_the_workers_environment(
+    cluster: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EMGAPI_SECRET_KEY", "must-not-leak")
+
+    async def test(backend: SlurmBackend) -> None:
+        spec = _spec(tmp_path, ["sh", "-c", 'pwd; echo "[$EMGAPI_SECRET_KEY]"; echo warn >&2'], cpus=1)
+        handle = await backend.submit(spec)
+        assert handle.job_id.isdigit()
+        state = await _until_final(backend, handle)
+        assert state.status is JobStatus.SUCCEEDED and state.exit_code == 0
+        assert (tmp_path / "stdout.txt").read_text() == f"{tmp_path / 'work'}\n[]\n"
+        assert (tmp_path / "stderr.txt").read_text() == "warn\n"
+        assert "COMPLETED" in _slurm_state(handle.job_id)
+
+    _run(test)
+
+
+@slurm
+def test_a_failing_job_keeps_its_exit_code(cluster: None, tmp_path: Path) -> None:
+    async def test(backend: SlurmBackend) -> None:
+        state = await _until_final(backend, await backend.submit(_spec(tmp_path, ["sh", "-c", "exit 7"])))
+        assert state.status is JobStatus.FAILED and state.exit_code == 7 and state.message == "exited with code 7"
+
+    _run(test)
+
+
+@slurm
+def test_cancel_ends_the_job(cluster: None, tmp_path: Path) -> None:
+    async def test(backend: SlurmBackend) -> None:
+        handle = await backend.submit(_spec(tmp_path, ["sleep", "300"]))
+        await backend.wait(handle, 1)
+        await backend.cancel(handle, grace_seconds=2)
+        state = await backend.poll(handle)
+        assert state.status is JobStatus.CANCELED
+        assert "CANCELLED" in _slurm_state(handle.job_id)
+
+    _run(test)
+
+
+@slurm
+def test_a_job_cancelled_from_outside_is_reported_as_such(cluster: None, tmp_path: Path) -> None:
+    async def test(backend: SlurmBackend) -> None:
+        handle = await backend.submit(_spec(tmp_path, ["sleep", "300"]))
+        await backend.wait(handle, 1)
+        subprocess.run(["scancel", handle.job_id], check=True)
+        state = await _until_final(backend, handle)
+        assert state.status is JobStatus.LOST
+        assert (
+            state.message
+            == f"Slurm job {handle.job_id} was cancelled outside the platform (scancel or an administrator)"
+        )
+
+    _run(test)
+
+
+@slurm
+def test_a_job_slurm_refuses_is_a_platform_fault_with_slurms_reason(cluster: None, tmp_path: Path) -> None:
+    async def test(_: SlurmBackend) -> None:
+        backend = SlurmBackend(partition="no-such-partition")
+        with pytest.raises(BackendUnavailable, match="invalid partition"):
+            await backend.submit(_spec(tmp_path, ["true"]))
+
+    _run(test)
