@@ -45,6 +45,22 @@ async def ensure_work_pool(client: PrefectClient, name: str) -> None:
         pass
 
 
+def disable_suspension_observer() -> None:
+    """Prefect 3.8's flow engine starts, for every flow run of a deployment, a thread with its own
+    event loop and a websocket to the server, only to notice a suspension requested from the UI;
+    and it blocks the caller's event loop until that websocket is up. In this worker that is a
+    thread and ~1 MB per waiting calculation, and every flow-run start stalls the whole loop
+    (1,000 Slurm calculations in flight passed 1.2 GB). Calculations never suspend (they are
+    cancelled, through the API), so the observer is switched off here, in this process only."""
+    from contextlib import nullcontext
+
+    import prefect.flow_engine
+
+    if not hasattr(prefect.flow_engine, "observe_flow_run_suspension"):
+        raise RuntimeError("prefect.flow_engine.observe_flow_run_suspension is gone: review this patch")
+    prefect.flow_engine.observe_flow_run_suspension = lambda *args, **kwargs: nullcontext()  # type: ignore[assignment]
+
+
 class CalculationWorker:
     def __init__(self, work_pool: str, *, concurrency: int, query_seconds: float, heartbeat_seconds: float) -> None:
         self.work_pool = work_pool
@@ -150,6 +166,7 @@ def main() -> None:
     from emgapiv2.config import get_settings
 
     settings = get_settings()
+    disable_suspension_observer()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     worker = CalculationWorker(
         settings.prefect.work_pool,
