@@ -164,3 +164,23 @@ def test_a_job_slurm_refuses_is_a_platform_fault_with_slurms_reason(cluster: Non
             await backend.submit(_spec(tmp_path, ["true"]))
 
     _run(test)
+
+
+@slurm
+@pytest.mark.container
+def test_a_job_can_run_the_tools_container(cluster: None, container_engine: str, tmp_path: Path) -> None:
+    (tmp_path / "inputs").mkdir()
+    (tmp_path / "inputs" / "in.txt").write_text("from the host\n")
+
+    async def test(_: SlurmBackend) -> None:
+        backend = SlurmBackend(poll_seconds=0.3, container_runtime="docker")
+        script = f"cat {tmp_path}/inputs/in.txt > copy.txt; cat /etc/debian_version"
+        spec = _spec(tmp_path, ["sh", "-c", script], image="emgapi/test-sleep:1")
+        handle = await backend.submit(spec)
+        assert handle.details == {"image": "emgapi/test-sleep:1"}
+        state = await _until_final(backend, handle)
+        assert state.status is JobStatus.SUCCEEDED, (tmp_path / "stderr.txt").read_text()
+        assert (tmp_path / "work" / "copy.txt").read_text() == "from the host\n"
+        assert (tmp_path / "stdout.txt").read_text().startswith("12.")  # Debian 12, inside the image
+
+    _run(test)
