@@ -15,6 +15,7 @@ cleanup() {
   for service in "${started[@]}"; do
     case "$service" in
       docker) scripts/engines.sh down docker >/dev/null ;;
+      podman) scripts/engines.sh down podman >/dev/null ;;
       slurm) slurm-dev-environment/slurm.sh down >/dev/null ;;
     esac
   done
@@ -40,6 +41,15 @@ pg_start "$pg_dir" "$pg_port"
 
 echo "== test suite on PostgreSQL (port $pg_port)"
 EMGAPI_DB__URL="postgresql://postgres@127.0.0.1:$pg_port/emgapi" python -m pytest -p no:cacheprovider "$@"
+
+echo "== container backend on Podman's Docker-compatible API (the same code, unchanged)"
+podman_host=$(scripts/engines.sh host podman)
+if ! /usr/bin/docker -H "$podman_host" version >/dev/null 2>&1; then
+  started+=(podman)
+  scripts/engines.sh up podman
+fi
+DOCKER_HOST="$podman_host" EMGAPI_TOOL_PACKAGES='["tools", "workflows.tests.tools"]' scripts/images.sh prodigal sleep
+DOCKER_HOST="$podman_host" python -m pytest -p no:cacheprovider -q workflows/tests/backends/test_container.py
 
 echo "== smoke subset on SQLite"
 python -m pytest -p no:cacheprovider -q -m "not integration and not container and not slurm" \

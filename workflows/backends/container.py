@@ -59,8 +59,8 @@ def _wall_seconds(state: dict[str, Any]) -> float | None:
         started, finished = _timestamp(state["StartedAt"]), _timestamp(state["FinishedAt"])
     except (KeyError, ValueError):
         return None
-    seconds = (finished - started).total_seconds()
-    return round(seconds, 3) if seconds >= 0 else None
+    # Podman may stamp a container that exits at once as finished a few µs before it started
+    return round(max((finished - started).total_seconds(), 0.0), 3)
 
 
 def container_options(spec: JobSpec) -> dict[str, Any]:
@@ -176,9 +176,9 @@ class ContainerBackend:
         except docker.errors.APIError as exc:
             container.remove(force=True)
             raise BackendUnavailable(f"could not start the container: {exc.explanation or exc}") from None
-        digests = image.attrs.get("RepoDigests") or []
-        details = {"image": spec.image or "", "image_digest": digests[0] if digests else image.id}
-        return container.id, details
+        # the image's own content digest (its id): engines agree on it, whereas a "repo digest"
+        # exists only for pulled images (and Podman invents one for local builds)
+        return container.id, {"image": spec.image or "", "image_digest": image.id}
 
     async def submit(self, spec: JobSpec) -> JobHandle:
         self._ensure_events()
