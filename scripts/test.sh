@@ -48,7 +48,7 @@ if ! /usr/bin/docker -H "$podman_host" version >/dev/null 2>&1; then
   started+=(podman)
   scripts/engines.sh up podman
 fi
-DOCKER_HOST="$podman_host" EMGAPI_TOOL_PACKAGES='["tools", "workflows.tests.tools"]' scripts/images.sh prodigal sleep
+DOCKER_HOST="$podman_host" EMGAPI_TOOL_PACKAGES='["tools", "workflows.tests.tools"]' scripts/images.sh
 DOCKER_HOST="$podman_host" python -m pytest -p no:cacheprovider -q workflows/tests/backends/test_container.py
 
 echo "== smoke subset on SQLite"
