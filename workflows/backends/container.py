@@ -132,8 +132,10 @@ class ContainerBackend:
         """Thread: wake the job whose container died. Reconnects after a broken stream."""
         while True:
             try:
-                stream = self._docker().events(decode=True, filters={"type": "container", "event": "die"})
-                for event in stream:
+                # filtered here, not by the engine: Podman ignores an "event" filter on this API
+                for event in self._docker().events(decode=True, filters={"type": "container"}):
+                    if (event.get("Action") or event.get("status")) != "die":
+                        continue
                     container_id = event.get("id") or event.get("Actor", {}).get("ID", "")
                     if self._loop is not None and container_id in self._jobs:
                         self._loop.call_soon_threadsafe(self._wake, container_id)
