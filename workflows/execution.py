@@ -129,6 +129,7 @@ class CalculationRun:
         self.logger = logger
         self.backend_for = backend_for
         self.backend_name = "local"
+        self.backend: ExecutionBackend  # chosen from the calculation's row once it starts
         self.attempt = 0
 
     async def execute(self, flow_run_id: UUID | None = None) -> CalculationState:

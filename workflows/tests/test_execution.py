@@ -93,3 +93,16 @@ def test_a_calculation_canceled_before_it_ran_is_not_run(
     alice.post(f"/calculations/{calc_id}/cancel")
     calc = run(calc_id)
     assert calc.state == "CANCELED" and calc.started_at is None
+
+
+def test_an_unreachable_engine_is_a_system_error_that_says_so(
+    alice: ApiClient, uploaded: Callable[[str, bytes], str], tmp_path: Path
+) -> None:
+    from workflows.backends import ContainerBackend
+
+    calc_id = submit(alice, "obabel", {"molecules": uploaded("m.smi", b"CCO\n")}, {}, "container")
+    unreachable = ContainerBackend(docker_host=f"unix://{tmp_path}/no-engine.sock")
+    asyncio.run(CalculationRun(calc_id, logger, backend_for=lambda _: unreachable).execute())  # type: ignore[arg-type]
+    calc = Calculation.objects.get(id=calc_id)
+    assert calc.state == "SYSTEM_ERROR" and "cannot reach the container engine" in calc.error
+    assert not calc.output_files.exists()
