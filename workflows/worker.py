@@ -167,7 +167,12 @@ def main() -> None:
 
     settings = get_settings()
     disable_suspension_observer()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Prefect's logging set-up (done on import) already gives the root logger its console handler;
+    # a second handler would print every line twice
+    import prefect.logging.configuration  # noqa: F401
+
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("workflows").setLevel(logging.INFO)
     worker = CalculationWorker(
         settings.prefect.work_pool,
         concurrency=settings.worker.concurrency,

@@ -265,8 +265,8 @@ class SlurmBackend:
         output = await self._run("squeue", "--noheader", "--states=all", "--me", "--format=%i|%T")
         states: dict[str, str] = {}
         for line in output.splitlines():
-            job_id, _, state = line.strip().partition("|")
-            states[job_id] = state.strip()
+            listed_id, _, listed_state = line.strip().partition("|")
+            states[listed_id] = listed_state.strip()
         for job_id, job in waiting.items():
             state = states.get(job_id)
             if state in ACTIVE:
