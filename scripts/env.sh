@@ -1,9 +1,24 @@
 # Sourced by every script: the environment each process of the platform needs.
-# Values already set in the environment (or in .env) win.
+# Values already set in the environment win, then those in .env, then the defaults below.
 # go-task runs inline commands in its own shell, where BASH_SOURCE is empty: the Taskfile passes
 # EMGAPI_ROOT; scripts run by bash find the root from this file's path.
 ROOT="${EMGAPI_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
-if [ -f "$ROOT/.env" ]; then set -a; . "$ROOT/.env"; set +a; fi
+# .env is read as data, the way the Python side (python-dotenv) reads it, not run as shell: a JSON
+# value such as EMGAPI_EXECUTION__ENABLED=["local","slurm"] keeps its quotes, and one pair of
+# quotes around a whole value is removed. The environment wins over .env, as in pydantic-settings.
+_load_dotenv() {
+  local line key value
+  while IFS= read -r line || [ -n "$line" ]; do
+    line=${line%$'\r'}
+    case "$line" in '' | '#'*) continue ;; esac
+    key=${line%%=*}; value=${line#*=}
+    key=${key#export }; key=${key//[[:space:]]/}
+    [[ "$key" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || continue
+    if [[ ${#value} -ge 2 && ( "$value" == \"*\" || "$value" == \'*\' ) ]]; then value=${value:1:${#value}-2}; fi
+    [ -n "${!key+set}" ] || export "$key=$value"
+  done <"$1"
+}
+if [ -f "$ROOT/.env" ]; then _load_dotenv "$ROOT/.env"; fi
 export EMGAPI_DATA_DIR="${EMGAPI_DATA_DIR:-$ROOT/var}"
 export WEB_HOST="${WEB_HOST:-127.0.0.1}" WEB_PORT="${WEB_PORT:-8000}"
 export PREFECT_PORT="${PREFECT_PORT:-4200}"

@@ -165,3 +165,28 @@ def test_reconciler_dispatches_what_never_reached_prefect(api: Api, monkeypatch:
     counts = asyncio.run(reconcile_calculations_flow())
     assert counts["dispatched"] == 1
     assert api.wait_for(calc["id"], TERMINAL)["state"] == "COMPLETE"
+
+
+def test_the_prefect_server_schedules_the_reconciler(prefect_server: str) -> None:
+    """The reconciler runs only if Prefect's scheduler creates its runs (SQLAlchemy 2.1 broke that
+    silently: the scheduler service failed on every loop while everything else worked)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+
+    from workflows.deploy import deploy
+
+    deploy(["reconcile-calculations"])
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("reconcile-calculations/reconcile-calculations")
+        try:
+            deadline = time.monotonic() + 60
+            runs: list[Any] = []
+            while not runs and time.monotonic() < deadline:
+                time.sleep(1)
+                runs = client.read_flow_runs(
+                    deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[deployment.name]))
+                )
+            assert runs, "Prefect's scheduler created no run of reconcile-calculations within 60 s"
+            assert all(run.state and run.state.is_scheduled() for run in runs)
+        finally:
+            client.delete_deployment(deployment.id)  # its runs must not reconcile the other tests' rows
