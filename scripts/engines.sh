@@ -120,6 +120,10 @@ down_docker() {
 down_podman() {
   stop_one podman podman 20
   rm -f "$(_socket podman 2>/dev/null)"
+  # podman leaves its storage's overlay mounted after the service exits: unmount it (deepest first)
+  awk -v dir="$PODMAN_DIR/" 'index($2, dir) == 1 { print $2 }' /proc/mounts | sort -r | while read -r mount; do
+    umount "$mount" 2>/dev/null || umount -l "$mount" 2>/dev/null || true
+  done
 }
 
 status() {
