@@ -130,6 +130,7 @@ class ContainerBackend:
 
     def _follow_events(self) -> None:
         """Thread: wake the job whose container died. Reconnects after a broken stream."""
+        pause = 1.0
         while True:
             try:
                 # filtered here, not by the engine: Podman ignores an "event" filter on this API
@@ -139,9 +140,12 @@ class ContainerBackend:
                     container_id = event.get("id") or event.get("Actor", {}).get("ID", "")
                     if self._loop is not None and container_id in self._jobs:
                         self._loop.call_soon_threadsafe(self._wake, container_id)
-            except Exception:
-                logger.warning("container event stream broke; reconnecting", exc_info=True)
-            time.sleep(1)
+                    pause = 1.0
+            except Exception as exc:
+                # the periodic inspection still finds every exit meanwhile, only later
+                logger.warning("container event stream broke (%s); reconnecting in %.0f s", exc, pause)
+            time.sleep(pause)
+            pause = min(pause * 2, 30.0)
 
     def _wake(self, container_id: str) -> None:
         if job := self._jobs.get(container_id):
@@ -183,8 +187,8 @@ class ContainerBackend:
         return container.id, {"image": spec.image or "", "image_digest": image.id}
 
     async def submit(self, spec: JobSpec) -> JobHandle:
-        self._ensure_events()
         container_id, details = await asyncio.to_thread(self._create_and_start, spec)
+        self._ensure_events()  # the engine answered: follow its events
         self._jobs[container_id] = _Job(spec.time_limit_seconds, spec.memory_mb)
         return JobHandle(backend=self.kind, job_id=container_id, host=self._host, details=details)
 
