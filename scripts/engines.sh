@@ -67,8 +67,9 @@ up_docker() {
   rm -f "$sock"
   local started=$SECONDS
   # --exec-root is short and under /tmp: containerd's sockets live there (path length again)
-  setsid /usr/sbin/dockerd -H "unix://$sock" --data-root "$EMGAPI_DATA_DIR/docker" --exec-root "$exec_root" \
-    --pidfile "$RUN_DIR/dockerd.daemon.pid" >"$RUN_DIR/dockerd.log" 2>&1 </dev/null &
+  # run from the run directory: the engine's helpers drop files (e.g. "oom") in their working directory
+  (cd "$RUN_DIR" && exec setsid /usr/sbin/dockerd -H "unix://$sock" --data-root "$EMGAPI_DATA_DIR/docker" \
+    --exec-root "$exec_root" --pidfile "$RUN_DIR/dockerd.daemon.pid") >"$RUN_DIR/dockerd.log" 2>&1 </dev/null &
   echo $! >"$RUN_DIR/dockerd.pid"
   _wait_api dockerd "$sock" 60
   echo "docker: running (pid $(_pid dockerd), up in $(( SECONDS - started )) s), DOCKER_HOST=unix://$sock"
@@ -86,8 +87,8 @@ up_podman() {
   rm -f "$sock"
   local started=$SECONDS
   # project-local storage, run state and libpod tmp dir: the machine's podman is not touched
-  setsid podman --root "$PODMAN_DIR/root" --runroot "$PODMAN_DIR/runroot" --tmpdir "$PODMAN_DIR/tmp" \
-    system service --time=0 "unix://$sock" >"$RUN_DIR/podman.log" 2>&1 </dev/null &
+  (cd "$RUN_DIR" && exec setsid podman --root "$PODMAN_DIR/root" --runroot "$PODMAN_DIR/runroot" \
+    --tmpdir "$PODMAN_DIR/tmp" system service --time=0 "unix://$sock") >"$RUN_DIR/podman.log" 2>&1 </dev/null &
   echo $! >"$RUN_DIR/podman.pid"
   _wait_api podman "$sock" 60
   echo "podman: running (pid $(_pid podman), up in $(( SECONDS - started )) s), DOCKER_HOST=unix://$sock"

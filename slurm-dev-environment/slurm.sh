@@ -243,7 +243,7 @@ _spawn() {  # name command...
   # Slurm writes its own pid file at the same path; a stale one (from before a reboot) must not
   # survive, or the daemon would signal whatever process now has that pid.
   rm -f "$RUN/$name.pid"
-  setsid "$@" >>"$LOG/$name.console.log" 2>&1 </dev/null &
+  (cd "$RUN" && exec setsid "$@") >>"$LOG/$name.console.log" 2>&1 </dev/null &  # not from the caller's directory
   echo $! >"$RUN/$name.pid"
   say "started $name (pid $!)"
 }
