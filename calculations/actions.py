@@ -14,6 +14,7 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, BinaryIO
 from uuid import UUID
 
@@ -31,6 +32,7 @@ from calculations.states import ACTIVE_STATES, CalculationState, sources_of
 from calculations.storage import get_storage
 from calculations.storage.base import read_head
 from calculations.tools import ToolSpec, UnknownTool, get_tool
+from emgapiv2.config import get_settings
 from workflows.dispatch import cancel_flow_run, dispatch_calculation
 
 logger = logging.getLogger(__name__)
@@ -261,12 +263,14 @@ def _transition(
     calculation_id: UUID,
     attempt: int,
     target: CalculationState,
+    /,
     *,
     actor: str,
     reason: str = "",
     **fields: Any,
 ) -> Calculation:
-    """Move one attempt of a calculation to `target` if its current state allows it; log the event."""
+    """Move one attempt of a calculation to `target` if its current state allows it; log the event.
+    `fields` may set `attempt` too: a retry moves attempt N to QUEUED as attempt N + 1."""
     calc = Calculation.objects.select_for_update().filter(id=calculation_id).first()
     if calc is None:
         raise NotFound(f"calculation {calculation_id} not found")
@@ -296,11 +300,18 @@ def do_record_flow_run(calculation_id: UUID, attempt: int, flow_run_id: UUID) ->
 
 @transaction.atomic
 def do_start_calculation(
-    calculation_id: UUID, attempt: int, *, flow_run_id: UUID | None, backend: str, host: str, workdir: str
+    calculation_id: UUID,
+    attempt: int,
+    *,
+    flow_run_id: UUID | None,
+    backend: str,
+    host: str,
+    workdir: str,
+    worker: str = "",
 ) -> Calculation:
     calc = Calculation.objects.select_for_update().get(id=calculation_id)
-    provenance = update_attempt(calc.provenance, attempt, backend=backend, host=host, workdir=workdir)
-    fields: dict[str, Any] = {"backend": backend, "provenance": provenance}
+    provenance = update_attempt(calc.provenance, attempt, backend=backend, host=host, workdir=workdir, worker=worker)
+    fields: dict[str, Any] = {"backend": backend, "provenance": provenance, "heartbeat_at": timezone.now()}
     if flow_run_id is not None:
         fields["flow_run_id"] = flow_run_id
     return _transition(calculation_id, attempt, S.INITIALIZING, actor=WORKER_ACTOR, reason=f"on {host}", **fields)
@@ -428,13 +439,37 @@ def do_fail_calculation(
     outcome: JobOutcome | None = None,
     actor: str = WORKER_ACTOR,
 ) -> Calculation:
-    """End an attempt in EXECUTOR_ERROR (the tool failed) or SYSTEM_ERROR (the platform failed)."""
+    """End an attempt in EXECUTOR_ERROR (the tool failed: final) or SYSTEM_ERROR (the platform
+    failed). A platform failure with attempts left queues a new attempt instead, after a backoff;
+    only the last one ends in SYSTEM_ERROR."""
     if state not in (S.EXECUTOR_ERROR, S.SYSTEM_ERROR):
         raise ValueError(f"{state} is not a failure state")
     calc = Calculation.objects.select_for_update().get(id=calculation_id)
     fields = _finish_fields(calc, attempt, outcome) if outcome else {"finished_at": timezone.now()}
+    retry = get_settings().retry
+    if state == S.SYSTEM_ERROR and attempt < retry.max_attempts and calc.state in sources_of(S.QUEUED):
+        return _retry(calc, attempt, error=error, actor=actor, provenance=fields.get("provenance"))
     calc = _transition(calculation_id, attempt, state, actor=actor, reason=error[:2000], error=error, **fields)
     _release_followers(calc)
+    return calc
+
+
+def _retry(calc: Calculation, attempt: int, *, error: str, actor: str, provenance: Any) -> Calculation:
+    """Queue attempt + 1 of a calculation the platform failed; its followers keep following it."""
+    delay = get_settings().retry.delay_before(attempt + 1)
+    fields: dict[str, Any] = {
+        "attempt": attempt + 1,
+        "flow_run_id": None,
+        "backend_job_id": "",
+        "heartbeat_at": None,
+        "not_before": timezone.now() + timedelta(seconds=delay),
+        "error": error,
+    }
+    # the failed attempt keeps its record: when it ended, and its exit code, usage and logs if known
+    fields["provenance"] = provenance or update_attempt(calc.provenance, attempt, finished_at=timezone.now())
+    reason = f"system error on attempt {attempt}: {error[:1800]}; retrying as attempt {attempt + 1} in {delay:.0f} s"
+    calc = _transition(calc.id, attempt, S.QUEUED, actor=actor, reason=reason, **fields)
+    transaction.on_commit(lambda: dispatch_calculation(calc.id))
     return calc
 
 

@@ -12,6 +12,7 @@ class AttemptRecord(BaseModel):
     attempt: int
     backend: str
     host: str
+    worker: str = ""  # host:pid of the worker process that ran the attempt
     job_id: str = ""  # pid, container id or Slurm job id
     image: str | None = None
     image_digest: str | None = None

@@ -55,7 +55,9 @@ class WorkerSettings(BaseModel):
     query_seconds: float = Field(0.25, description="How often the worker asks Prefect for scheduled runs.")
     concurrency: int = Field(500, description="Flow runs one worker process executes at once.")
     cancel_check_seconds: float = Field(1.0, description="How often a running calculation checks for a cancel.")
-    heartbeat_seconds: float = Field(15, description="Worker heartbeat interval shown in the Prefect UI.")
+    heartbeat_seconds: float = Field(
+        15, description="Heartbeat interval: of the worker in the Prefect UI, and of each calculation it runs."
+    )
     kill_grace_seconds: float = Field(5, description="SIGTERM to SIGKILL grace period when cancelling a tool.")
 
 
@@ -99,6 +101,20 @@ class ReconcilerSettings(BaseModel):
     dispatch_after_seconds: float = Field(
         10, description="A QUEUED row without a flow run older than this is dispatched by the reconciler."
     )
+    stale_after_seconds: float = Field(
+        90, description="A running calculation whose heartbeat is older than this has lost its worker."
+    )
+
+
+class RetrySettings(BaseModel):
+    max_attempts: int = Field(3, ge=1, description="Attempts a calculation gets when the platform fails it.")
+    backoff_seconds: float = Field(10, ge=0, description="Wait before the first retry.")
+    backoff_factor: float = Field(2, ge=1, description="Each further retry waits this much longer.")
+    max_backoff_seconds: float = Field(600, ge=0, description="Longest wait before a retry.")
+
+    def delay_before(self, attempt: int) -> float:
+        """Seconds to wait before starting `attempt` (2, 3, …)."""
+        return min(self.backoff_seconds * self.backoff_factor ** max(attempt - 2, 0), self.max_backoff_seconds)
 
 
 class Settings(BaseSettings):
@@ -122,6 +138,7 @@ class Settings(BaseSettings):
     prefect: PrefectSettings = PrefectSettings()
     worker: WorkerSettings = WorkerSettings()
     reconciler: ReconcilerSettings = ReconcilerSettings()
+    retry: RetrySettings = RetrySettings()
     execution: ExecutionSettings = ExecutionSettings()
     container: ContainerSettings = ContainerSettings()
     slurm: SlurmSettings = SlurmSettings()

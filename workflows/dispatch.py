@@ -14,6 +14,8 @@ import threading
 from typing import TYPE_CHECKING
 from uuid import UUID
 
+from django.utils import timezone
+
 from emgapiv2.config import get_settings
 
 if TYPE_CHECKING:
@@ -57,18 +59,23 @@ def _deployment_id(client: SyncPrefectClient) -> UUID:
 
 def create_flow_run(client: SyncPrefectClient, calculation_id: UUID) -> UUID | None:
     """Create (idempotently) the flow run of the calculation's current attempt and record it."""
+    from prefect.states import Scheduled
+
     from calculations.actions import do_record_flow_run
     from calculations.models import Calculation
     from calculations.states import CalculationState
 
-    row = Calculation.objects.filter(id=calculation_id).values("attempt", "state", "flow_run_id").first()
+    row = Calculation.objects.filter(id=calculation_id).values("attempt", "state", "flow_run_id", "not_before").first()
     if row is None or row["state"] != CalculationState.QUEUED or row["flow_run_id"] is not None:
         return None
+    # a retry waits out its backoff as a flow run scheduled for later, visible in the Prefect UI
+    not_before = row["not_before"]
     flow_run = client.create_flow_run_from_deployment(
         _deployment_id(client),
         parameters={"calculation_id": str(calculation_id)},
         idempotency_key=f"{calculation_id}:{row['attempt']}",
         name=flow_run_name(calculation_id),
+        state=Scheduled(scheduled_time=not_before) if not_before and not_before > timezone.now() else None,
     )
     do_record_flow_run(calculation_id, row["attempt"], flow_run.id)
     return flow_run.id

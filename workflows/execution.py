@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import socket
 from collections.abc import Callable
@@ -37,7 +38,7 @@ from workflows.backends import (
     JobStatus,
     get_backend,
 )
-from workflows.cancellation import get_cancel_watcher
+from workflows.inflight import get_inflight_watcher
 
 S = CalculationState
 P = ParamSpec("P")
@@ -145,17 +146,21 @@ class CalculationRun:
         try:
             await _db(actions.do_start_calculation)(
                 calc.id, self.attempt, flow_run_id=flow_run_id, backend=self.backend_name,
-                host=socket.gethostname(), workdir=str(workdir),
+                host=socket.gethostname(), workdir=str(workdir), worker=f"{socket.gethostname()}:{os.getpid()}",
             )  # fmt: skip
         except InvalidTransition as exc:
             self.logger.info("not starting: %s", exc)
             return await self._current_state()
+        watcher = get_inflight_watcher()
+        watcher.track(calc.id)  # heartbeats from staging the inputs to storing the outputs
         try:
             return await self._run(calc, spec, base, workdir)
         except Exception as exc:
             self.logger.exception("calculation %s failed in the platform", calc.id)
             await self._fail(S.SYSTEM_ERROR, f"platform error: {type(exc).__name__}: {exc}", None)
             raise
+        finally:
+            watcher.untrack(calc.id)
 
     async def _run(self, calc: Calculation, spec: ToolSpec, base: Path, workdir: Path) -> CalculationState:
         try:
@@ -183,35 +188,31 @@ class CalculationRun:
             image=spec.image.name if spec.image else None,
             network=spec.network,
         )
-        watcher = get_cancel_watcher()
-        watcher.track(calc.id)
+        watcher = get_inflight_watcher()
+        if watcher.is_canceling(calc.id) or await self._current_state() == S.CANCELING:
+            return await self._finish_cancel("canceled before the tool started", None)
         try:
-            if watcher.is_canceling(calc.id) or await self._current_state() == S.CANCELING:
-                return await self._finish_cancel("canceled before the tool started", None)
-            try:
-                handle = await self.backend.submit(job)
-            except BackendUnavailable as exc:
-                return await self._fail(S.SYSTEM_ERROR, f"{self.backend.kind} backend: {exc}", None)
-            except OSError as exc:
-                return await self._fail(S.EXECUTOR_ERROR, f"could not start {argv[0]!r}: {exc}", None)
-            executable = None if handle.details.get("image") else shutil.which(spec.executable)
-            try:
-                await _db(actions.do_mark_running)(
-                    calc.id, self.attempt, job_id=handle.job_id, argv=argv, executable=executable,
-                    image=handle.details.get("image") or None, image_digest=handle.details.get("image_digest") or None,
-                )  # fmt: skip
-            except InvalidTransition:
-                await self.backend.cancel(handle, get_settings().worker.kill_grace_seconds)
-                return await self._finish_cancel("canceled while starting", None)
-            self.logger.info("calculation %s: %s job %s running: %s", calc.id, self.backend.kind, handle.job_id, argv)
-            state = await self._wait(handle)
-        finally:
-            watcher.untrack(calc.id)
+            handle = await self.backend.submit(job)
+        except BackendUnavailable as exc:
+            return await self._fail(S.SYSTEM_ERROR, f"{self.backend.kind} backend: {exc}", None)
+        except OSError as exc:
+            return await self._fail(S.EXECUTOR_ERROR, f"could not start {argv[0]!r}: {exc}", None)
+        executable = None if handle.details.get("image") else shutil.which(spec.executable)
+        try:
+            await _db(actions.do_mark_running)(
+                calc.id, self.attempt, job_id=handle.job_id, argv=argv, executable=executable,
+                image=handle.details.get("image") or None, image_digest=handle.details.get("image_digest") or None,
+            )  # fmt: skip
+        except InvalidTransition:
+            await self.backend.cancel(handle, get_settings().worker.kill_grace_seconds)
+            return await self._finish_cancel("canceled while starting", None)
+        self.logger.info("calculation %s: %s job %s running: %s", calc.id, self.backend.kind, handle.job_id, argv)
+        state = await self._wait(handle)
         return await self._record(spec, workdir, base, state)
 
     async def _wait(self, handle: JobHandle) -> JobState:
         settings = get_settings().worker
-        watcher = get_cancel_watcher()
+        watcher = get_inflight_watcher()
         while True:
             state = await self.backend.wait(handle, settings.cancel_check_seconds)
             if state.is_final:
@@ -257,11 +258,12 @@ class CalculationRun:
 
     async def _fail(self, state: CalculationState, error: str, outcome: JobOutcome | None) -> CalculationState:
         try:
-            await _db(actions.do_fail_calculation)(
+            calc = await _db(actions.do_fail_calculation)(
                 self.calculation_id, self.attempt, state=state, error=error, outcome=outcome
             )
-            self.logger.warning("calculation %s: %s: %s", self.calculation_id, state, error[:500])
-            return state
+            # a platform failure with attempts left is QUEUED again, as the next attempt
+            self.logger.warning("calculation %s: %s, now %s: %s", self.calculation_id, state, calc.state, error[:500])
+            return CalculationState(calc.state)
         except InvalidTransition:
             if await self._current_state() == S.CANCELING:
                 return await self._finish_cancel("canceled", outcome)

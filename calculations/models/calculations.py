@@ -34,6 +34,10 @@ class Calculation(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # The worker running the current attempt refreshes this; a stale one means the worker is gone.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # A retry (a new attempt after a SYSTEM_ERROR) does not start before this: the backoff.
+    not_before = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "id"]

@@ -1,8 +1,11 @@
 """reconcile-calculations: the scheduled sweep that keeps Django and Prefect in agreement.
 
 - QUEUED calculations that never got a flow run (Prefect was unreachable) are dispatched.
-- Active calculations whose flow run ended (crashed, failed, cancelled) without finishing them
-  are moved to SYSTEM_ERROR (or CANCELED, if a cancel was pending).
+- Running calculations whose heartbeat is stale (the worker was killed, ran out of memory, lost its
+  host) and active ones whose flow run ended without finishing them are failed with a system
+  error: the next attempt is queued (after a backoff) while attempts are left, else SYSTEM_ERROR;
+  CANCELED if a cancel was pending. A lost attempt's container or Slurm job is stopped, and its
+  flow run marked Crashed in Prefect.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from typing import Any
 from uuid import UUID
 
 from asgiref.sync import sync_to_async
+from django.db.models import Q
 from django.utils import timezone
 from prefect import flow, get_run_logger
 from prefect.client.orchestration import get_client
@@ -28,11 +32,24 @@ S = CalculationState
 
 
 def _undispatched() -> list[UUID]:
-    cutoff = timezone.now() - timedelta(seconds=get_settings().reconciler.dispatch_after_seconds)
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=get_settings().reconciler.dispatch_after_seconds)
     return list(
         Calculation.objects.filter(
-            state=S.QUEUED, flow_run_id__isnull=True, cached_from__isnull=True, created_at__lt=cutoff
-        ).values_list("id", flat=True)
+            state=S.QUEUED, flow_run_id__isnull=True, cached_from__isnull=True, updated_at__lt=cutoff
+        )
+        .filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
+        .values_list("id", flat=True)
+    )
+
+
+def _stale() -> list[dict[str, Any]]:
+    """Running calculations whose worker has stopped heartbeating (killed, out of memory, host lost)."""
+    cutoff = timezone.now() - timedelta(seconds=get_settings().reconciler.stale_after_seconds)
+    return list(
+        Calculation.objects.filter(state__in=(S.INITIALIZING, S.RUNNING, S.CANCELING))
+        .filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, updated_at__lt=cutoff))
+        .values("id", "attempt", "state", "flow_run_id", "backend", "backend_job_id", "heartbeat_at")
     )
 
 
@@ -44,27 +61,67 @@ def _in_flight() -> list[dict[str, Any]]:
     )
 
 
-def _settle(calc: dict[str, Any], flow_state: str) -> str:
-    reason = f"flow run {calc['flow_run_id']} ended {flow_state} without finishing the calculation"
+def _settle(calc: dict[str, Any], reason: str) -> str:
+    """End the attempt whose worker is gone: CANCELED if a cancel was pending, else a system error
+    (which queues the next attempt while attempts are left)."""
     try:
         if calc["state"] == S.CANCELING:
             actions.do_finish_cancel(calc["id"], calc["attempt"], reason=reason, actor=actions.RECONCILER_ACTOR)
             return "canceled"
-        actions.do_fail_calculation(
+        updated = actions.do_fail_calculation(
             calc["id"], calc["attempt"], state=S.SYSTEM_ERROR, error=reason, actor=actions.RECONCILER_ACTOR
         )
-        return "failed"
+        return "retried" if updated.state == S.QUEUED else "failed"
     except InvalidTransition:
         return "moved on"
+
+
+async def _stop_orphan(calc: dict[str, Any]) -> None:
+    """Best effort: stop the job a lost worker left behind, where any worker can reach it (a
+    container, a Slurm job). A local process is left to end by itself: its pid may be on another
+    host, or reused."""
+    if calc["backend"] not in ("container", "slurm") or not calc["backend_job_id"]:
+        return
+    from workflows.backends import JobHandle, get_backend
+
+    handle = JobHandle(backend=calc["backend"], job_id=calc["backend_job_id"], host="")
+    try:
+        await get_backend(calc["backend"]).cancel(handle, get_settings().worker.kill_grace_seconds)
+    except Exception as exc:
+        get_run_logger().warning("could not stop %s job %s: %s", calc["backend"], calc["backend_job_id"], exc)
+
+
+async def _mark_crashed(flow_run_id: UUID | None, reason: str) -> None:
+    """Tell Prefect the lost attempt's flow run is over (it would show RUNNING forever)."""
+    if flow_run_id is None:
+        return
+    from prefect.states import Crashed
+
+    try:
+        async with get_client() as client:
+            await client.set_flow_run_state(flow_run_id, Crashed(message=reason), force=True)
+    except Exception as exc:
+        get_run_logger().warning("could not mark flow run %s crashed: %s", flow_run_id, exc)
 
 
 @flow(name="reconcile-calculations", persist_result=False)
 async def reconcile_calculations_flow() -> dict[str, int]:
     logger = get_run_logger()
-    counts = {"dispatched": 0, "failed": 0, "canceled": 0}
+    counts = {"dispatched": 0, "retried": 0, "failed": 0, "canceled": 0}
     for calculation_id in await sync_to_async(_undispatched)():
         dispatch_calculation(calculation_id)
         counts["dispatched"] += 1
+
+    for calc in await sync_to_async(_stale)():
+        silent = (timezone.now() - calc["heartbeat_at"]).total_seconds() if calc["heartbeat_at"] else None
+        reason = "heartbeat lost: its worker " + (
+            f"has been silent for {silent:.0f} s" if silent is not None else "never reported"
+        )
+        outcome = await sync_to_async(_settle)(calc, reason)
+        if outcome in counts:
+            counts[outcome] += 1
+            await _stop_orphan(calc)
+            await _mark_crashed(calc["flow_run_id"], reason)
 
     in_flight = await sync_to_async(_in_flight)()
     if in_flight:
@@ -75,7 +132,8 @@ async def reconcile_calculations_flow() -> dict[str, int]:
         ended = {run.id: run.state.type.value for run in flow_runs if run.state is not None and run.state.is_final()}
         for calc in in_flight:
             if calc["flow_run_id"] in ended:
-                outcome = await sync_to_async(_settle)(calc, ended[calc["flow_run_id"]])
+                reason = f"flow run {calc['flow_run_id']} ended {ended[calc['flow_run_id']]} without finishing it"
+                outcome = await sync_to_async(_settle)(calc, reason)
                 if outcome in counts:
                     counts[outcome] += 1
     if any(counts.values()):

@@ -95,14 +95,22 @@ def test_a_calculation_canceled_before_it_ran_is_not_run(
     assert calc.state == "CANCELED" and calc.started_at is None
 
 
-def test_an_unreachable_engine_is_a_system_error_that_says_so(
+def test_a_platform_fault_is_retried_then_final_and_says_why(
     alice: ApiClient, uploaded: Callable[[str, bytes], str], tmp_path: Path
 ) -> None:
+    from emgapiv2.config import get_settings
     from workflows.backends import ContainerBackend
 
     calc_id = submit(alice, "obabel", {"molecules": uploaded("m.smi", b"CCO\n")}, {}, "container")
     unreachable = ContainerBackend(docker_host=f"unix://{tmp_path}/no-engine.sock")
-    asyncio.run(CalculationRun(calc_id, logger, backend_for=lambda _: unreachable).execute())  # type: ignore[arg-type]
-    calc = Calculation.objects.get(id=calc_id)
-    assert calc.state == "SYSTEM_ERROR" and "cannot reach the container engine" in calc.error
+    max_attempts = get_settings().retry.max_attempts
+    for attempt in range(1, max_attempts + 1):
+        asyncio.run(CalculationRun(calc_id, logger, backend_for=lambda _: unreachable).execute())  # type: ignore[arg-type]
+        calc = Calculation.objects.get(id=calc_id)
+        assert "cannot reach the container engine" in calc.error
+        if attempt < max_attempts:  # a new attempt is queued, after a backoff
+            assert (calc.state, calc.attempt, calc.flow_run_id) == ("QUEUED", attempt + 1, None)
+            assert calc.not_before is not None
+    assert (calc.state, calc.attempt) == ("SYSTEM_ERROR", max_attempts)
+    assert [record["attempt"] for record in calc.provenance["attempts"]] == list(range(1, max_attempts + 1))
     assert not calc.output_files.exists()

@@ -1,0 +1,76 @@
+"""One watcher per worker process over every calculation it runs: it learns which are being
+canceled, and it heartbeats for all of them.
+
+One query per interval covers every calculation the process runs, instead of one per
+calculation: with thousands in flight that is the difference between 1 and 1,000 queries/s. The
+heartbeat is what tells the reconciler that the worker is alive: when it stops (the worker was
+killed, its host died), the calculations go to a retry once it is `stale_after_seconds` old.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from uuid import UUID
+
+from asgiref.sync import sync_to_async
+from django.utils import timezone
+
+from calculations.models import Calculation
+from calculations.states import CalculationState
+from emgapiv2.config import get_settings
+
+logger = logging.getLogger(__name__)
+S = CalculationState
+RUNNING_STATES = (S.INITIALIZING, S.RUNNING, S.CANCELING)
+
+
+class InFlightWatcher:
+    def __init__(self, interval_seconds: float, heartbeat_seconds: float) -> None:
+        self.interval_seconds = interval_seconds
+        self.heartbeat_seconds = heartbeat_seconds
+        self._tracked: set[UUID] = set()
+        self._canceling: set[UUID] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._last_heartbeat = 0.0
+
+    def track(self, calculation_id: UUID) -> None:
+        self._tracked.add(calculation_id)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._poll_forever())
+
+    def untrack(self, calculation_id: UUID) -> None:
+        self._tracked.discard(calculation_id)
+        self._canceling.discard(calculation_id)
+
+    def is_canceling(self, calculation_id: UUID) -> bool:
+        return calculation_id in self._canceling
+
+    async def _poll_forever(self) -> None:
+        while self._tracked:
+            heartbeat = time.monotonic() - self._last_heartbeat >= self.heartbeat_seconds
+            try:
+                self._canceling = await sync_to_async(self._query, thread_sensitive=True)(set(self._tracked), heartbeat)
+                if heartbeat:
+                    self._last_heartbeat = time.monotonic()
+            except Exception:
+                logger.exception("could not read cancel requests or heartbeat; retrying")
+            await asyncio.sleep(self.interval_seconds)
+
+    @staticmethod
+    def _query(ids: set[UUID], heartbeat: bool) -> set[UUID]:
+        if heartbeat:
+            Calculation.objects.filter(id__in=ids, state__in=RUNNING_STATES).update(heartbeat_at=timezone.now())
+        return set(Calculation.objects.filter(id__in=ids, state=S.CANCELING).values_list("id", flat=True))
+
+
+_watcher: InFlightWatcher | None = None
+
+
+def get_inflight_watcher() -> InFlightWatcher:
+    global _watcher
+    if _watcher is None:
+        settings = get_settings().worker
+        _watcher = InFlightWatcher(settings.cancel_check_seconds, settings.heartbeat_seconds)
+    return _watcher
