@@ -85,13 +85,49 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         _stop(process)
 
 
+class WorkerProcess:
+    """The real calculation worker as a subprocess on the test database; it can be killed and restarted."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env = env
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def start(self) -> None:
+        offset = self.log.stat().st_size if self.log.exists() else 0
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "workflows.worker"], cwd=BASE_DIR, env=self.env,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while "serving work pool" not in self.log.read_text()[offset:]:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"worker did not start:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        """SIGKILL, as the kernel's OOM killer would: no clean-up runs."""
+        assert self.process is not None
+        os.killpg(self.process.pid, 9)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _stop(self.process)
+
+
 @pytest.fixture(scope="session")
 def calculation_worker(
     prefect_server: str, django_db_setup: Any, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[None]:
+) -> Iterator[WorkerProcess]:
     from django.db import connection
 
-    log = tmp_path_factory.mktemp("worker") / "worker.log"
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "emgapiv2.settings",
@@ -99,18 +135,11 @@ def calculation_worker(
         "EMGAPI_DB__URL": _postgres_url(connection.settings_dict["NAME"]),
         "EMGAPI_DATA_DIR": str(get_settings().data_dir),
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "workflows.worker"], cwd=BASE_DIR, env=env,
-        stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while "serving work pool" not in log.read_text():
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"worker did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.2)
-    yield
-    _stop(process)
-    print(f"\nworker log tail:\n{log.read_text()[-2000:]}")
+    worker = WorkerProcess(env, tmp_path_factory.mktemp("worker") / "worker.log")
+    worker.start()
+    yield worker
+    worker.stop()
+    print(f"\nworker log tail:\n{worker.log.read_text()[-2000:]}")
 
 
 @pytest.fixture(scope="session")
