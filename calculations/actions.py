@@ -438,16 +438,17 @@ def do_fail_calculation(
     error: str,
     outcome: JobOutcome | None = None,
     actor: str = WORKER_ACTOR,
+    retry: bool = True,
 ) -> Calculation:
     """End an attempt in EXECUTOR_ERROR (the tool failed: final) or SYSTEM_ERROR (the platform
-    failed). A platform failure with attempts left queues a new attempt instead, after a backoff;
-    only the last one ends in SYSTEM_ERROR."""
+    failed). A platform failure with attempts left queues a new attempt instead, after a backoff,
+    unless `retry` is off; only the last one ends in SYSTEM_ERROR."""
     if state not in (S.EXECUTOR_ERROR, S.SYSTEM_ERROR):
         raise ValueError(f"{state} is not a failure state")
     calc = Calculation.objects.select_for_update().get(id=calculation_id)
     fields = _finish_fields(calc, attempt, outcome) if outcome else {"finished_at": timezone.now()}
-    retry = get_settings().retry
-    if state == S.SYSTEM_ERROR and attempt < retry.max_attempts and calc.state in sources_of(S.QUEUED):
+    settings = get_settings().retry
+    if retry and state == S.SYSTEM_ERROR and attempt < settings.max_attempts and calc.state in sources_of(S.QUEUED):
         return _retry(calc, attempt, error=error, actor=actor, provenance=fields.get("provenance"))
     calc = _transition(calculation_id, attempt, state, actor=actor, reason=error[:2000], error=error, **fields)
     _release_followers(calc)

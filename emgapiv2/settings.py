@@ -37,6 +37,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "calculations.idempotency.IdempotencyMiddleware",
 ]
 
 ROOT_URLCONF = "emgapiv2.urls"

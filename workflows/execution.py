@@ -231,6 +231,8 @@ class CalculationRun:
             return await self._finish_cancel("canceled; tool stopped", outcome)
         if state.status is JobStatus.LOST:
             return await self._fail(S.SYSTEM_ERROR, state.message, outcome)
+        if state.status is JobStatus.STOPPED:  # an operator stopped it: do not start it again
+            return await self._fail(S.SYSTEM_ERROR, state.message, outcome, retry=False)
         if state.status is JobStatus.FAILED:
             detail = _tool_output_tail(self.calculation_id, self.attempt) or "(no output)"
             return await self._fail(S.EXECUTOR_ERROR, f"{spec.name} {state.message}:\n{detail}", outcome)
@@ -256,10 +258,12 @@ class CalculationRun:
         state = await _db(lambda: Calculation.objects.values_list("state", flat=True).get(id=self.calculation_id))()
         return CalculationState(state)
 
-    async def _fail(self, state: CalculationState, error: str, outcome: JobOutcome | None) -> CalculationState:
+    async def _fail(
+        self, state: CalculationState, error: str, outcome: JobOutcome | None, *, retry: bool = True
+    ) -> CalculationState:
         try:
             calc = await _db(actions.do_fail_calculation)(
-                self.calculation_id, self.attempt, state=state, error=error, outcome=outcome
+                self.calculation_id, self.attempt, state=state, error=error, outcome=outcome, retry=retry
             )
             # a platform failure with attempts left is QUEUED again, as the next attempt
             self.logger.warning("calculation %s: %s, now %s: %s", self.calculation_id, state, calc.state, error[:500])

@@ -52,7 +52,8 @@ class JobStatus(enum.Enum):
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"  # the tool exited non-zero or was killed for exceeding a limit
     CANCELED = "CANCELED"
-    LOST = "LOST"  # the backend no longer knows the job: a platform fault
+    LOST = "LOST"  # the backend no longer knows the job: a platform fault (retried)
+    STOPPED = "STOPPED"  # stopped from outside the platform (an operator's scancel): final, not retried
 
 
 @dataclass(frozen=True)

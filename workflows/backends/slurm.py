@@ -327,7 +327,7 @@ class SlurmBackend:
             if job.canceled:
                 return JobState(JobStatus.CANCELED, exit_code, "canceled", usage)
             return JobState(
-                JobStatus.LOST, exit_code,
+                JobStatus.STOPPED, exit_code,
                 f"Slurm job {job_id} was cancelled outside the platform (scancel or an administrator)", usage,
             )  # fmt: skip
         if job.canceled and state is None:

@@ -134,6 +134,7 @@ def calculation_worker(
         # the worker must use the test database pytest-django created
         "EMGAPI_DB__URL": _postgres_url(connection.settings_dict["NAME"]),
         "EMGAPI_DATA_DIR": str(get_settings().data_dir),
+        "EMGAPI_PREFECT__DISPATCH": "background",  # as in production: it dispatches the retries it queues
     }
     worker = WorkerProcess(env, tmp_path_factory.mktemp("worker") / "worker.log")
     worker.start()

@@ -64,3 +64,38 @@ def test_a_worker_killed_mid_run_costs_a_retry_never_a_calculation(
             f"one output each; stale heartbeat -> retry queued in median {statistics.median(recoveries):.1f} s "
             f"(stale after 3 s), submit -> COMPLETE median {statistics.median(totals):.1f} s, max {max(totals):.1f} s"
         )
+
+
+def test_identical_submissions_arriving_together_run_once(api: Api, capsys: pytest.CaptureFixture[str]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    molecules = api.upload("together.smi", b"CCCCO\n")
+    with ThreadPoolExecutor(25) as pool:
+        answers = list(pool.map(lambda _: api.submit("obabel", {"molecules": molecules}, {}), range(50)))
+    assert {answer.status_code for answer in answers} <= {200, 202}
+    finals = [api.wait_for(answer.json()["id"], TERMINAL) for answer in answers]
+    assert {calc["state"] for calc in finals} == {"COMPLETE"}
+    executed = [calc for calc in finals if calc["flow_run_id"] is not None]
+    assert len(executed) == 1 and executed[0]["cached_from"] is None
+    assert all(calc["cached_from"] == executed[0]["id"] for calc in finals if calc is not executed[0])
+    outputs = {api.content(calc["outputs"]["molecules"][0]) for calc in finals}
+    assert len(outputs) == 1
+    with capsys.disabled():
+        print("\nCONCURRENCY: 50 identical submissions at once -> 50 COMPLETE, 1 execution (1 flow run), 49 followers")
+
+
+def test_a_request_retried_with_its_idempotency_key_creates_one_calculation(api: Api) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    body = {"inputs": {"molecules": api.upload("key.smi", b"CCCCCO\n")}, "params": {}, "use_cache": False}
+    before = api.http.get("/calculations", params={"tool": "obabel", "limit": 1}).json()["count"]
+
+    def post(_: int) -> Any:
+        return api.http.post("/tools/obabel/calculations", json=body, headers={"Idempotency-Key": "retry-42"})
+
+    with ThreadPoolExecutor(20) as pool:
+        answers = list(pool.map(post, range(20)))
+    accepted = {answer.json()["id"] for answer in answers if answer.status_code == 202}
+    assert len(accepted) == 1 and {answer.status_code for answer in answers} <= {202, 409}
+    assert post(0).json()["id"] in accepted  # a later retry is answered from the record
+    assert api.http.get("/calculations", params={"tool": "obabel", "limit": 1}).json()["count"] == before + 1

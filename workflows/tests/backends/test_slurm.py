@@ -54,7 +54,7 @@ def test_container_command_keeps_the_isolation_of_the_container_backend(tmp_path
         ("COMPLETED", 0, False, JobStatus.SUCCEEDED, ""),
         ("FAILED", 7, False, JobStatus.FAILED, "exited with code 7"),
         ("CANCELLED", None, True, JobStatus.CANCELED, "canceled"),
-        ("CANCELLED", None, False, JobStatus.LOST, "cancelled outside the platform"),
+        ("CANCELLED", None, False, JobStatus.STOPPED, "cancelled outside the platform"),
         ("TIMEOUT", None, False, JobStatus.FAILED, "time limit of 60 s exceeded"),
         ("OUT_OF_MEMORY", None, False, JobStatus.FAILED, "out of memory"),
         ("NODE_FAIL", None, False, JobStatus.LOST, "ended NODE_FAIL"),

@@ -1,0 +1,87 @@
+"""Idempotency-Key on every POST of the API (the IETF draft's header, as Stripe and others use it).
+
+The first request with a key runs and its response is stored; a retry with the same key and the
+same request gets that response again (`Idempotent-Replayed: true`) and runs nothing. The same key
+with a different request is a 422; a retry while the first is still running is a 409. A response
+that is a server error is not kept, so a retry runs again. Keys belong to the token's user.
+
+The fingerprint covers method, path and JSON body. A multipart upload is fingerprinted by its
+length only: its boundary differs on every retry, and reading a large body to hash it would hold
+it in memory (an upload is content-addressed anyway).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from calculations.auth import TokenAuth
+from calculations.models import IdempotentRequest
+
+HEADER = "Idempotency-Key"
+MAX_KEY_LENGTH = 255
+
+
+def _fingerprint(request: HttpRequest) -> str:
+    digest = hashlib.sha256(f"{request.method} {request.get_full_path()}\n".encode())
+    if request.content_type == "multipart/form-data":
+        digest.update(f"multipart {request.META.get('CONTENT_LENGTH', '')}".encode())
+    else:
+        digest.update(request.body)
+    return digest.hexdigest()
+
+
+def _error(status: int, detail: str) -> JsonResponse:
+    return JsonResponse({"detail": detail}, status=status)
+
+
+class IdempotencyMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        key = request.headers.get(HEADER)
+        if request.method != "POST" or key is None or not request.path.startswith("/api/"):
+            return self.get_response(request)
+        if not 0 < len(key) <= MAX_KEY_LENGTH or not key.isprintable():
+            return _error(400, f"{HEADER} must be 1 to {MAX_KEY_LENGTH} printable characters")
+        authorization = request.headers.get("Authorization", "")
+        scheme, _, token = authorization.partition(" ")
+        user = TokenAuth().authenticate(request, token) if scheme.lower() == "bearer" and token else None
+        if user is None:
+            return self.get_response(request)  # the route answers 401
+        fingerprint = _fingerprint(request)
+        try:
+            with transaction.atomic():
+                record = IdempotentRequest.objects.create(owner=user, key=key, fingerprint=fingerprint)
+        except IntegrityError:
+            return self._replay(user.pk, key, fingerprint)
+        try:
+            response = self.get_response(request)
+        except BaseException:
+            record.delete()
+            raise
+        if response.status_code >= 500 or response.streaming:
+            record.delete()  # not an answer worth repeating: a retry runs again
+            return response
+        record.status_code = response.status_code
+        record.content_type = response.get("Content-Type", "")
+        record.body = response.content
+        record.save(update_fields=["status_code", "content_type", "body"])
+        return response
+
+    @staticmethod
+    def _replay(owner_id: int, key: str, fingerprint: str) -> HttpResponse:
+        record = IdempotentRequest.objects.filter(owner_id=owner_id, key=key).first()
+        if record is None:  # the first request failed and let go of the key meanwhile
+            return _error(409, f"a request with this {HEADER} just failed; retry it")
+        if record.fingerprint != fingerprint:
+            return _error(422, f"this {HEADER} was used for a different request (method, path or body)")
+        if record.status_code is None:
+            return _error(409, f"a request with this {HEADER} is still in progress; retry it later")
+        response = HttpResponse(bytes(record.body), status=record.status_code, content_type=record.content_type)
+        response["Idempotent-Replayed"] = "true"
+        return response
