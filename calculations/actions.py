@@ -71,11 +71,17 @@ def hash_token(token: str) -> str:
 
 
 @transaction.atomic
-def do_create_api_token(username: str) -> str:
+def do_create_api_token(username: str, *, can_write: bool = True, expires_in: timedelta | None = None) -> str:
     """Create a token for `username` (creating the user if needed); return it in plain text once."""
     user, _ = get_user_model().objects.get_or_create(username=username)
     token = f"emg_{secrets.token_urlsafe(32)}"
-    ApiToken.objects.create(user=user, token_sha256=hash_token(token), prefix=token[:12])
+    ApiToken.objects.create(
+        user=user,
+        token_sha256=hash_token(token),
+        prefix=token[:12],
+        can_write=can_write,
+        expires_at=timezone.now() + expires_in if expires_in else None,
+    )
     return token
 
 

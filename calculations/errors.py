@@ -11,3 +11,7 @@ class InvalidInput(ValueError):
 
 class InvalidTransition(RuntimeError):
     """The calculation is not in a state that allows this change (409)."""
+
+
+class Forbidden(PermissionError):
+    """Authenticated, but the token may not do this (403): a read-only token on a write."""

@@ -19,6 +19,7 @@ from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from calculations.auth import TokenAuth
+from calculations.errors import Forbidden
 from calculations.models import IdempotentRequest
 
 HEADER = "Idempotency-Key"
@@ -50,9 +51,12 @@ class IdempotencyMiddleware:
             return _error(400, f"{HEADER} must be 1 to {MAX_KEY_LENGTH} printable characters")
         authorization = request.headers.get("Authorization", "")
         scheme, _, token = authorization.partition(" ")
-        user = TokenAuth().authenticate(request, token) if scheme.lower() == "bearer" and token else None
+        try:
+            user = TokenAuth().authenticate(request, token) if scheme.lower() == "bearer" and token else None
+        except Forbidden:
+            user = None
         if user is None:
-            return self.get_response(request)  # the route answers 401
+            return self.get_response(request)  # the route answers 401 or 403
         fingerprint = _fingerprint(request)
         try:
             with transaction.atomic():

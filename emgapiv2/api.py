@@ -10,7 +10,7 @@ from calculations.api.files import router as files_router
 from calculations.api.health import router as health_router
 from calculations.api.tools import router as tools_router
 from calculations.auth import TokenAuth
-from calculations.errors import InvalidInput, InvalidTransition, NotFound
+from calculations.errors import Forbidden, InvalidInput, InvalidTransition, NotFound
 from calculations.storage import StorageError
 
 api = NinjaAPI(
@@ -50,9 +50,19 @@ def _storage_error(request: HttpRequest, exc: StorageError) -> HttpResponse:
     return _error(request, 503, f"storage unavailable: {exc}")
 
 
+@api.exception_handler(Forbidden)
+def _forbidden(request: HttpRequest, exc: Forbidden) -> HttpResponse:
+    return _error(request, 403, str(exc))
+
+
 @api.exception_handler(AuthenticationError)
 def _unauthenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
-    return _error(request, 401, "authentication required: send 'Authorization: Bearer <token>' (task token USER=…)")
+    return _error(
+        request,
+        401,
+        "authentication required: send 'Authorization: Bearer <token>' with a valid, unexpired token "
+        "(task token USER=…)",
+    )
 
 
 @api.exception_handler(NinjaValidationError)

@@ -1,0 +1,44 @@
+"""Tokens: hashed at rest, read/write scope, expiry; the admin is staff-only."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.test import Client
+
+from calculations.actions import do_create_api_token, hash_token
+from calculations.models import ApiToken
+from conftest import ApiClient
+
+
+def test_tokens_are_stored_only_as_hashes(db: None) -> None:
+    token = do_create_api_token("dora")
+    stored = ApiToken.objects.get(user__username="dora")
+    assert stored.token_sha256 == hash_token(token) and token not in (stored.token_sha256, stored.prefix)
+
+
+def test_a_read_only_token_reads_but_cannot_write(db: None) -> None:
+    reader = ApiClient(do_create_api_token("erin", can_write=False))
+    assert reader.get("/files").status_code == 200
+    refused = reader.upload("g.fna", b">c\nACGT\n")
+    assert refused.status_code == 403 and "read-only" in refused.json()["detail"]
+    assert reader.post("/tools/obabel/calculations", {"inputs": {}, "params": {}}).status_code == 403
+
+
+def test_an_expired_token_is_refused(db: None) -> None:
+    expired = ApiClient(do_create_api_token("fred", expires_in=timedelta(seconds=-1)))
+    answer = expired.get("/files")
+    assert answer.status_code == 401 and "unexpired token" in answer.json()["detail"]
+    assert ApiClient(do_create_api_token("fred", expires_in=timedelta(days=1))).get("/files").status_code == 200
+
+
+def test_the_admin_is_for_staff_only(db: None, alice: ApiClient) -> None:
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.get(username="alice")
+    client = Client()
+    client.force_login(user)
+    assert client.get("/admin/").status_code == 302  # a plain user is sent to the login page
+    user.is_staff = True
+    user.save()
+    assert client.get("/admin/").status_code == 200
