@@ -1,0 +1,65 @@
+"""No user reaches another's data: every route of the OpenAPI schema, walked with a foreign object."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+from uuid import uuid4
+
+from conftest import ApiClient
+
+Upload = Callable[[str, bytes], str]
+
+
+def _call(client: ApiClient, method: str, path: str, body: Any = None) -> Any:
+    if method == "get":
+        return client.client.get(path)
+    data = b"" if body is None else json.dumps(body)
+    return client.client.generic(method.upper(), path, data=data, content_type="application/json")
+
+
+def test_every_route_answers_a_foreign_object_as_if_it_did_not_exist(
+    alice: ApiClient, bob: ApiClient, uploaded: Upload
+) -> None:
+    file_id = uploaded("m.smi", b"CCO\n")
+    calc_id = alice.post("/tools/obabel/calculations", {"inputs": {"molecules": file_id}, "params": {}}).json()["id"]
+    alices = {"file_id": file_id, "calculation_id": calc_id}
+    schema = alice.client.get("/api/v2/openapi.json").json()
+    walked = []
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            id_params = [
+                p["name"] for p in operation.get("parameters", []) if p["in"] == "path" and p["name"] != "name"
+            ]
+            unknown = set(id_params) - set(alices)
+            assert not unknown, f"{method.upper()} {path}: no foreign object for {unknown}; extend this test"
+            body_schema = operation.get("requestBody", {}).get("content", {}).get("application/json")
+            if not id_params and body_schema is None:
+                continue  # a list, an upload or a tool description: nothing of alice's to name
+            foreign = missing = path.replace("{name}", "obabel")
+            for param in id_params:
+                foreign = foreign.replace(f"{{{param}}}", alices[param])
+                missing = missing.replace(f"{{{param}}}", str(uuid4()))
+            body = None
+            if body_schema is not None:  # a submission naming alice's file in every input role
+                tool = foreign.split("/tools/")[1].split("/")[0]
+                body = {"inputs": {role: file_id for role in _roles(alice, tool)}, "params": {}}
+            as_bob = _call(bob, method, foreign, body)
+            as_nobody = _call(bob, method, missing, body if body is None else _with_ids(body, str(uuid4())))
+            assert as_bob.status_code in (404, 422), f"{method.upper()} {foreign}: {as_bob.status_code}"
+            assert as_bob.status_code == as_nobody.status_code, f"{method.upper()} {path} tells alice's id apart"
+            assert "not found" in as_bob.json()["detail"]
+            walked.append(f"{method.upper()} {path}")
+    # alice's objects are untouched and her lists are hers alone
+    assert alice.get(f"/calculations/{calc_id}").json()["state"] == "QUEUED"
+    assert bob.get("/files").json()["count"] == bob.get("/calculations").json()["count"] == 0
+    assert len(walked) >= 8, walked  # files/{id}, files/{id}/content, calculations/{id}, …/cancel, …/logs, submissions
+
+
+def _roles(client: ApiClient, tool: str) -> list[str]:
+    return [role["name"] for role in client.get(f"/tools/{tool}").json()["inputs"]]
+
+
+def _with_ids(body: dict[str, Any], file_id: str) -> dict[str, Any]:
+    return {**body, "inputs": {role: file_id for role in body["inputs"]}}
