@@ -20,11 +20,12 @@ from uuid import UUID
 
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
+from django.db.models import Sum
 from django.utils import timezone
 from pydantic import ValidationError
 
 from calculations.caching import compute_cache_key
-from calculations.errors import InvalidInput, InvalidTransition, NotFound
+from calculations.errors import InvalidInput, InvalidTransition, NotFound, QuotaExceeded, StorageQuotaExceeded
 from calculations.formats import HEAD_BYTES, FormatMismatch, check_format
 from calculations.models import ApiToken, Calculation, CalculationEvent, CalculationInput, File
 from calculations.provenance import Provenance, update_attempt
@@ -97,7 +98,19 @@ def clean_file_name(name: str) -> str:
     return base[:255] or "upload"
 
 
-def do_create_file(owner_id: int, name: str, stream: BinaryIO) -> File:
+def check_storage_quota(owner_id: int, adding_bytes: int) -> None:
+    quota = get_settings().quota.storage_bytes
+    used = File.objects.filter(owner_id=owner_id).aggregate(total=Sum("size"))["total"] or 0
+    if used + adding_bytes > quota:
+        raise StorageQuotaExceeded(
+            f"storage quota exceeded: you hold {used} bytes, this file is {adding_bytes}, the quota is {quota}; "
+            "delete files or ask for more"
+        )
+
+
+def do_create_file(owner_id: int, name: str, stream: BinaryIO, *, size_hint: int | None = None) -> File:
+    if size_hint is not None:
+        check_storage_quota(owner_id, size_hint)
     # store the bytes first (outside the transaction: it may take long); an orphan blob is
     # harmless, a File row without its blob is not
     info = get_storage().put(stream)
@@ -204,6 +217,17 @@ def _record_event(calc: Calculation, from_state: str, to_state: str, actor: str,
     )
 
 
+def _check_active_quota(owner_id: int) -> None:
+    """Only calculations that run count: cache hits and followers cost nothing."""
+    get_user_model().objects.select_for_update().filter(id=owner_id).first()  # one submitter per user at a time
+    limit = get_settings().quota.max_active_calculations
+    active = Calculation.objects.filter(owner_id=owner_id, state__in=ACTIVE_STATES, cached_from__isnull=True).count()
+    if active >= limit:
+        raise QuotaExceeded(
+            f"you have {active} calculations queued or running; the limit is {limit}: retry when some have finished"
+        )
+
+
 @transaction.atomic
 def do_create_calculation(
     owner_id: int,
@@ -252,6 +276,7 @@ def do_create_calculation(
         calc.save()
         _record_event(calc, "", S.QUEUED, actor, f"following identical calculation {leader.id} in flight")
     else:
+        _check_active_quota(owner_id)
         calc.save()
         _record_event(calc, "", S.QUEUED, actor, "submitted")
         transaction.on_commit(lambda: dispatch_calculation(calc.id))
@@ -412,6 +437,7 @@ def do_complete_calculation(
         )
         for output in outputs
     )
+    _lock_cache_key(calc.cache_key)  # no follower slips in unseen (see _release_followers)
     for follower in calc.cache_followers.filter(state=S.QUEUED):
         _transition(
             follower.id,
@@ -429,7 +455,10 @@ def do_complete_calculation(
 
 
 def _release_followers(calc: Calculation) -> None:
-    """The calculation they followed failed: each follower now runs on its own."""
+    """The calculation they followed failed: each follower now runs on its own. Under the key's
+    lock, as in do_create_calculation: a follower created at this moment is either seen here or
+    sees the leader ended (and does not follow it)."""
+    _lock_cache_key(calc.cache_key)
     for follower_id in calc.cache_followers.filter(state=S.QUEUED).values_list("id", flat=True):
         Calculation.objects.filter(id=follower_id).update(cached_from=None)
         transaction.on_commit(lambda follower_id=follower_id: dispatch_calculation(follower_id))

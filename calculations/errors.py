@@ -15,3 +15,13 @@ class InvalidTransition(RuntimeError):
 
 class Forbidden(PermissionError):
     """Authenticated, but the token may not do this (403): a read-only token on a write."""
+
+
+class QuotaExceeded(Exception):
+    """A per-user limit: too many calculations in flight (429) or storage full (413)."""
+
+    status = 429
+
+
+class StorageQuotaExceeded(QuotaExceeded):
+    status = 413

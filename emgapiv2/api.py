@@ -10,7 +10,7 @@ from calculations.api.files import router as files_router
 from calculations.api.health import router as health_router
 from calculations.api.tools import router as tools_router
 from calculations.auth import TokenAuth
-from calculations.errors import Forbidden, InvalidInput, InvalidTransition, NotFound
+from calculations.errors import Forbidden, InvalidInput, InvalidTransition, NotFound, QuotaExceeded
 from calculations.storage import StorageError
 
 api = NinjaAPI(
@@ -48,6 +48,14 @@ def _invalid_transition(request: HttpRequest, exc: InvalidTransition) -> HttpRes
 @api.exception_handler(StorageError)
 def _storage_error(request: HttpRequest, exc: StorageError) -> HttpResponse:
     return _error(request, 503, f"storage unavailable: {exc}")
+
+
+@api.exception_handler(QuotaExceeded)
+def _quota_exceeded(request: HttpRequest, exc: QuotaExceeded) -> HttpResponse:
+    response = _error(request, exc.status, str(exc))
+    if exc.status == 429:
+        response["Retry-After"] = "30"
+    return response
 
 
 @api.exception_handler(Forbidden)

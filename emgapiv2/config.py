@@ -106,6 +106,15 @@ class ReconcilerSettings(BaseModel):
     )
 
 
+class QuotaSettings(BaseModel):
+    max_active_calculations: int = Field(
+        100, ge=1, description="Calculations one user may have running or queued to run (more: 429)."
+    )
+    storage_bytes: int = Field(
+        100 * 1024**3, ge=0, description="Bytes of files (uploads and outputs) one user may hold (more: 413)."
+    )
+
+
 class RetrySettings(BaseModel):
     max_attempts: int = Field(3, ge=1, description="Attempts a calculation gets when the platform fails it.")
     backoff_seconds: float = Field(10, ge=0, description="Wait before the first retry.")
@@ -139,6 +148,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     reconciler: ReconcilerSettings = ReconcilerSettings()
     retry: RetrySettings = RetrySettings()
+    quota: QuotaSettings = QuotaSettings()
     execution: ExecutionSettings = ExecutionSettings()
     container: ContainerSettings = ContainerSettings()
     slurm: SlurmSettings = SlurmSettings()

@@ -25,7 +25,7 @@ def upload_file(request: HttpRequest, file: UploadedFile = FileParam(...)) -> tu
         return 413, ErrorOut(detail=f"file is {file.size} bytes; the limit is {limit}")  # type: ignore[return-value]
     if not file.name:
         raise InvalidInput("the uploaded file has no name")
-    created = do_create_file(request.auth.id, file.name, file)  # type: ignore[union-attr]
+    created = do_create_file(request.auth.id, file.name, file, size_hint=file.size)  # type: ignore[union-attr]
     return 201, created  # type: ignore[return-value]
 
 

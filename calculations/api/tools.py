@@ -17,7 +17,13 @@ from calculations.states import CalculationState
 from calculations.tools import ToolSpec, UnknownTool, get_registry, get_tool
 
 router = Router(tags=["tools"])
-SUBMIT_RESPONSES: dict[int, Any] = {200: CalculationOut, 202: CalculationOut, 404: ErrorOut, 422: ErrorOut}
+SUBMIT_RESPONSES: dict[int, Any] = {
+    200: CalculationOut,
+    202: CalculationOut,
+    404: ErrorOut,
+    422: ErrorOut,
+    429: ErrorOut,
+}
 
 
 def _tool_out(spec: ToolSpec) -> ToolOut:

@@ -147,7 +147,7 @@ def test_a_job_cancelled_from_outside_is_reported_as_such(cluster: None, tmp_pat
         await backend.wait(handle, 1)
         subprocess.run(["scancel", handle.job_id], check=True)
         state = await _until_final(backend, handle)
-        assert state.status is JobStatus.LOST
+        assert state.status is JobStatus.STOPPED
         assert (
             state.message
             == f"Slurm job {handle.job_id} was cancelled outside the platform (scancel or an administrator)"

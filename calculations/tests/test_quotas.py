@@ -1,0 +1,48 @@
+"""Per-user limits answer with clear 429/413 errors; work that costs nothing is never refused."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from conftest import ApiClient
+from emgapiv2.config import get_settings
+
+Upload = Callable[[str, bytes], str]
+
+
+def test_too_many_calculations_in_flight_is_a_429(
+    alice: ApiClient, bob: ApiClient, uploaded: Upload, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(get_settings().quota, "max_active_calculations", 2)
+    molecules = uploaded("m.smi", b"CCO\n")
+
+    def submit(client: ApiClient, use_cache: bool = False) -> object:
+        return client.post("/tools/obabel/calculations", {"inputs": {"molecules": molecules}, "params": {},
+                                                          "use_cache": use_cache})  # fmt: skip
+
+    assert submit(alice).status_code == submit(alice).status_code == 202
+    refused = submit(alice)
+    assert refused.status_code == 429 and refused.headers["Retry-After"] == "30"
+    assert "you have 2 calculations queued or running; the limit is 2" in refused.json()["detail"]
+    # following an identical calculation in flight runs nothing: not counted, not refused
+    assert submit(alice, use_cache=True).status_code == 202
+    # the limit is per user
+    bobs = bob.upload("m.smi", b"CCO\n").json()["id"]
+    assert bob.post("/tools/obabel/calculations", {"inputs": {"molecules": bobs}, "params": {}}).status_code == 202
+
+
+def test_a_full_storage_quota_is_a_413(alice: ApiClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(get_settings().quota, "storage_bytes", 10)
+    assert alice.upload("a.txt", b"12345678").status_code == 201
+    refused = alice.upload("b.txt", b"12345")
+    assert refused.status_code == 413
+    assert "you hold 8 bytes, this file is 5, the quota is 10" in refused.json()["detail"]
+    assert alice.get("/files").json()["count"] == 1
+
+
+def test_an_upload_over_the_size_limit_is_a_413(alice: ApiClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(get_settings(), "max_upload_bytes", 4)
+    refused = alice.upload("big.txt", b"12345")
+    assert refused.status_code == 413 and "the limit is 4" in refused.json()["detail"]
