@@ -1,0 +1,83 @@
+"""Hostile input gets a clear 4xx, never a 500, and nothing is written outside its place."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from conftest import ApiClient
+from emgapiv2.config import get_settings
+
+Upload = Callable[[str, bytes], str]
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["../../../../tmp/owned.fna", "..\\..\\windows\\evil.fna", "/etc/passwd", "...hidden", "a\x00b\nc\r.fna",
+     "x" * 1000 + ".fna", "$(reboot);`id`|.fna"],
+)  # fmt: skip
+def test_file_names_cannot_escape_or_inject(alice: ApiClient, name: str) -> None:
+    before = set(Path("/tmp").iterdir())
+    answer = alice.upload(name, b">c\nACGT\n")
+    assert answer.status_code == 201
+    stored = answer.json()["name"]
+    assert stored and "/" not in stored and "\\" not in stored and not stored.startswith(".")
+    assert stored.isprintable() and len(stored) <= 255
+    assert not {path.name for path in set(Path("/tmp").iterdir()) - before} & {"owned.fna", "evil.fna", "passwd"}
+    # the bytes live only under the blob root, named by their hash
+    assert all(get_settings().blob_root in path.parents for path in get_settings().blob_root.rglob("*"))
+
+
+@pytest.mark.parametrize(
+    ("tool", "params", "message"),
+    [
+        ("prodigal", {"mode": "meta; rm -rf /"}, "params.mode"),
+        ("prodigal", {"mode": "$(reboot)"}, "params.mode"),
+        ("prodigal", {"translation_table": "11 && curl evil"}, "params.translation_table"),
+        ("obabel", {"output_format": "smi|sh"}, "params.output_format"),
+        ("prodigal", {"mode": "single", "extra": "`id`"}, "params.extra: Extra inputs are not permitted"),
+    ],
+)
+def test_shell_metacharacters_in_parameters_are_refused_by_validation(
+    alice: ApiClient, uploaded: Upload, tool: str, params: dict, message: str
+) -> None:
+    role = "contigs" if tool == "prodigal" else "molecules"
+    content = b">c\nACGT\n" if tool == "prodigal" else b"CCO\n"
+    answer = alice.post(
+        f"/tools/{tool}/calculations", {"inputs": {role: uploaded("in.fna", content)}, "params": params}
+    )
+    assert answer.status_code == 422 and message in answer.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{not json",
+        b"\xff\xfe\x00garbage",
+        b"[]",
+        b'"a string"',
+        b'{"inputs": null, "params": null}',
+        b'{"inputs": {"contigs": {"$gt": ""}}, "params": {}}',
+        json.dumps({"inputs": {}, "params": {}, "nested": [[[[[[[[[[[[]]]]]]]]]]]]}).encode(),
+    ],
+)
+def test_malformed_bodies_are_a_4xx(alice: ApiClient, body: bytes) -> None:
+    answer = alice.client.post("/api/v2/tools/prodigal/calculations", body, content_type="application/json")
+    assert 400 <= answer.status_code < 500, answer.content
+    assert answer.json()["detail"]
+
+
+def test_a_huge_json_body_is_a_4xx_not_a_crash(alice: ApiClient) -> None:
+    body = json.dumps({"inputs": {}, "params": {"mode": "x" * 5_000_000}}).encode()
+    answer = alice.client.post("/api/v2/tools/prodigal/calculations", body, content_type="application/json")
+    assert 400 <= answer.status_code < 500
+
+
+def test_a_binary_file_given_to_a_text_tool_is_refused(alice: ApiClient, uploaded: Upload) -> None:
+    answer = alice.post(
+        "/tools/prodigal/calculations", {"inputs": {"contigs": uploaded("x.fna", bytes(range(256)) * 100)}}
+    )
+    assert answer.status_code == 422 and "is binary" in answer.json()["detail"]
