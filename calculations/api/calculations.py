@@ -3,9 +3,10 @@ from uuid import UUID
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from ninja import Query, Router
-from ninja.pagination import LimitOffsetPagination, paginate
+from ninja.pagination import paginate
 
 from calculations.actions import access_calculation_by_id, do_request_cancel, user_actor
+from calculations.api.pagination import BoundedLimitOffsetPagination
 from calculations.logs import read_logs
 from calculations.models import Calculation
 from calculations.schemas import CalculationFilters, CalculationOut, ErrorOut, LogsOut
@@ -18,7 +19,7 @@ def _visible(request: HttpRequest) -> QuerySet[Calculation]:
 
 
 @router.get("", response=list[CalculationOut], operation_id="list_calculations")
-@paginate(LimitOffsetPagination)
+@paginate(BoundedLimitOffsetPagination)
 def list_calculations(request: HttpRequest, filters: Query[CalculationFilters]) -> QuerySet[Calculation]:
     """Your calculations, newest first; filter by `state` and `tool`."""
     return filters.filter(_visible(request))

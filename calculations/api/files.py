@@ -5,9 +5,10 @@ from django.http import HttpRequest, StreamingHttpResponse
 from ninja import File as FileParam
 from ninja import Router
 from ninja.files import UploadedFile
-from ninja.pagination import LimitOffsetPagination, paginate
+from ninja.pagination import paginate
 
 from calculations.actions import access_file_by_id, do_create_file
+from calculations.api.pagination import BoundedLimitOffsetPagination
 from calculations.errors import InvalidInput
 from calculations.models import File
 from calculations.schemas import ErrorOut, FileOut
@@ -30,7 +31,7 @@ def upload_file(request: HttpRequest, file: UploadedFile = FileParam(...)) -> tu
 
 
 @router.get("", response=list[FileOut], operation_id="list_files")
-@paginate(LimitOffsetPagination)
+@paginate(BoundedLimitOffsetPagination)
 def list_files(request: HttpRequest) -> QuerySet[File]:
     """Your files, newest first."""
     return File.objects.filter(owner_id=request.auth.id)  # type: ignore[union-attr]
