@@ -219,7 +219,8 @@ def _record_event(calc: Calculation, from_state: str, to_state: str, actor: str,
 
 def _check_active_quota(owner_id: int) -> None:
     """Only calculations that run count: cache hits and followers cost nothing."""
-    get_user_model().objects.select_for_update().filter(id=owner_id).first()  # one submitter per user at a time
+    # one submitter per user at a time
+    get_user_model().objects.select_for_update(no_key=True).filter(id=owner_id).first()
     limit = get_settings().quota.max_active_calculations
     active = Calculation.objects.filter(owner_id=owner_id, state__in=ACTIVE_STATES, cached_from__isnull=True).count()
     if active >= limit:
@@ -290,6 +291,11 @@ def do_create_calculation(
 # --- transitions --------------------------------------------------------------------------------
 
 
+# Row locks are FOR NO KEY UPDATE: a transition changes no key, and a plain FOR UPDATE would block
+# the KEY SHARE lock that inserting a follower (cached_from -> this row) takes, while the creator
+# holds the cache key's lock the completion then wants: a deadlock, found by 50 concurrent submissions.
+
+
 def _transition(
     calculation_id: UUID,
     attempt: int,
@@ -302,7 +308,7 @@ def _transition(
 ) -> Calculation:
     """Move one attempt of a calculation to `target` if its current state allows it; log the event.
     `fields` may set `attempt` too: a retry moves attempt N to QUEUED as attempt N + 1."""
-    calc = Calculation.objects.select_for_update().filter(id=calculation_id).first()
+    calc = Calculation.objects.select_for_update(no_key=True).filter(id=calculation_id).first()
     if calc is None:
         raise NotFound(f"calculation {calculation_id} not found")
     updated = Calculation.objects.filter(id=calculation_id, attempt=attempt, state__in=sources_of(target)).update(
@@ -340,7 +346,7 @@ def do_start_calculation(
     workdir: str,
     worker: str = "",
 ) -> Calculation:
-    calc = Calculation.objects.select_for_update().get(id=calculation_id)
+    calc = Calculation.objects.select_for_update(no_key=True).get(id=calculation_id)
     provenance = update_attempt(calc.provenance, attempt, backend=backend, host=host, workdir=workdir, worker=worker)
     fields: dict[str, Any] = {"backend": backend, "provenance": provenance, "heartbeat_at": timezone.now()}
     if flow_run_id is not None:
@@ -359,7 +365,7 @@ def do_mark_running(
     image: str | None = None,
     image_digest: str | None = None,
 ) -> Calculation:
-    calc = Calculation.objects.select_for_update().get(id=calculation_id)
+    calc = Calculation.objects.select_for_update(no_key=True).get(id=calculation_id)
     now = timezone.now()
     provenance = update_attempt(
         calc.provenance, attempt, job_id=job_id, argv=argv, started_at=now, image=image, image_digest=image_digest
@@ -420,7 +426,7 @@ def do_complete_calculation(
     calculation_id: UUID, attempt: int, *, outputs: list[OutputBlob], outcome: JobOutcome
 ) -> Calculation:
     """Register validated outputs and complete; identical calculations that followed this one complete too."""
-    calc = Calculation.objects.select_for_update().get(id=calculation_id)
+    calc = Calculation.objects.select_for_update(no_key=True).get(id=calculation_id)
     by_role: dict[str, list[str]] = {}
     for output in outputs:
         by_role.setdefault(output.role, []).append(output.sha256)
@@ -480,7 +486,7 @@ def do_fail_calculation(
     unless `retry` is off; only the last one ends in SYSTEM_ERROR."""
     if state not in (S.EXECUTOR_ERROR, S.SYSTEM_ERROR):
         raise ValueError(f"{state} is not a failure state")
-    calc = Calculation.objects.select_for_update().get(id=calculation_id)
+    calc = Calculation.objects.select_for_update(no_key=True).get(id=calculation_id)
     fields = _finish_fields(calc, attempt, outcome) if outcome else {"finished_at": timezone.now()}
     settings = get_settings().retry
     if retry and state == S.SYSTEM_ERROR and attempt < settings.max_attempts and calc.state in sources_of(S.QUEUED):
@@ -513,7 +519,7 @@ def _retry(calc: Calculation, attempt: int, *, error: str, actor: str, provenanc
 def do_request_cancel(calculation_id: UUID, *, actor: str) -> Calculation:
     """Ask for a calculation to stop. One not yet started is CANCELED at once; a running one is
     CANCELING until its worker has stopped the tool."""
-    calc = Calculation.objects.select_for_update().get(id=calculation_id)
+    calc = Calculation.objects.select_for_update(no_key=True).get(id=calculation_id)
     if calc.state == S.CANCELING:
         return calc
     if calc.state not in ACTIVE_STATES:
@@ -536,7 +542,7 @@ def do_request_cancel(calculation_id: UUID, *, actor: str) -> Calculation:
 def do_finish_cancel(
     calculation_id: UUID, attempt: int, *, reason: str, outcome: JobOutcome | None = None, actor: str = WORKER_ACTOR
 ) -> Calculation:
-    calc = Calculation.objects.select_for_update().get(id=calculation_id)
+    calc = Calculation.objects.select_for_update(no_key=True).get(id=calculation_id)
     fields = _finish_fields(calc, attempt, outcome) if outcome else {"finished_at": timezone.now()}
     calc = _transition(calculation_id, attempt, S.CANCELED, actor=actor, reason=reason, **fields)
     _release_followers(calc)
