@@ -48,7 +48,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.fixture(scope="session")
-def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def prefect_server_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
     if django_settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
         pytest.skip("integration tests run on PostgreSQL (task test starts one)")
     import psycopg
@@ -70,27 +70,30 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "PREFECT_UI_ENABLED": "false",
         "DO_NOT_TRACK": "1",
     }
-    log = home / "server.log"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start"],
-        env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+    server = PrefectServer(api_url, env, home / "server.log")
+    server.start()
     try:
-        _wait_http(f"{api_url}/health", process, log, 120)
         from workflows.deploy import deploy
 
         deploy(["run-calculation"])
-        yield api_url
+        yield server
     finally:
-        _stop(process)
+        server.stop()
 
 
-class WorkerProcess:
-    """The real calculation worker as a subprocess on the test database; it can be killed and restarted."""
+@pytest.fixture(scope="session")
+def prefect_server(prefect_server_process: PrefectServer) -> str:
+    return prefect_server_process.api_url
+
+
+class ServiceProcess:
+    """A real service as a subprocess, in its own session, logging to a file; it can be stopped,
+    killed and started again."""
+
+    argv: list[str]
 
     def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.env = env
-        self.log = log
+        self.env, self.log = env, log
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -102,14 +105,12 @@ class WorkerProcess:
         offset = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "workflows.worker"], cwd=BASE_DIR, env=self.env,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
-        deadline = time.monotonic() + 60
-        while "serving work pool" not in self.log.read_text()[offset:]:
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"worker did not start:\n{self.log.read_text()[-3000:]}")
-            time.sleep(0.1)
+                self.argv, cwd=BASE_DIR, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        self.wait_ready(offset)
+
+    def wait_ready(self, log_offset: int) -> None:
+        raise NotImplementedError
 
     def kill(self) -> None:
         """SIGKILL, as the kernel's OOM killer would: no clean-up runs."""
@@ -120,6 +121,34 @@ class WorkerProcess:
     def stop(self) -> None:
         if self.process is not None:
             _stop(self.process)
+
+
+class PrefectServer(ServiceProcess):
+    """A real Prefect server on the test PostgreSQL."""
+
+    argv = [sys.executable, "-m", "prefect", "server", "start"]
+
+    def __init__(self, api_url: str, env: dict[str, str], log: Path) -> None:
+        super().__init__(env, log)
+        self.api_url = api_url
+
+    def wait_ready(self, log_offset: int) -> None:
+        assert self.process is not None
+        _wait_http(f"{self.api_url}/health", self.process, self.log, 120)
+
+
+class WorkerProcess(ServiceProcess):
+    """The real calculation worker on the test database."""
+
+    argv = [sys.executable, "-m", "workflows.worker"]
+
+    def wait_ready(self, log_offset: int) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + 60
+        while "serving work pool" not in self.log.read_text()[log_offset:]:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"worker did not start:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.1)
 
 
 @pytest.fixture(scope="session")

@@ -99,3 +99,44 @@ def test_a_request_retried_with_its_idempotency_key_creates_one_calculation(api:
     assert len(accepted) == 1 and {answer.status_code for answer in answers} <= {202, 409}
     assert post(0).json()["id"] in accepted  # a later retry is answered from the record
     assert api.http.get("/calculations", params={"tool": "obabel", "limit": 1}).json()["count"] == before + 1
+
+
+def test_submissions_while_prefect_is_down_all_complete_once_it_is_back(
+    api: Api, prefect_server_process: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from emgapiv2.config import get_settings
+    from workflows.flows.reconcile_calculations import reconcile_calculations_flow
+
+    down_seconds = float(os.environ.get("EMGAPI_PREFECT_DOWN_SECONDS", "20"))
+    monkeypatch.setattr(get_settings().reconciler, "dispatch_after_seconds", 0)
+    molecules = api.upload("outage.smi", b"CCCCCCCO\n")
+    prefect_server_process.stop()
+    stopped = time.monotonic()
+    ids, slowest = [], 0.0
+    try:
+        for _ in range(100):  # spread over the outage, as clients would keep coming
+            posted = time.monotonic()
+            answer = api.submit("obabel", {"molecules": molecules}, {}, use_cache=False)
+            slowest = max(slowest, time.monotonic() - posted)
+            assert answer.status_code == 202, answer.text
+            ids.append(answer.json()["id"])
+            time.sleep(down_seconds * 0.8 / 100)
+        time.sleep(max(down_seconds - (time.monotonic() - stopped), 0))
+    finally:
+        prefect_server_process.start()  # the other tests need it
+    restarted = time.monotonic()
+
+    states: dict[str, str] = {}
+    while time.monotonic() - restarted < 300:
+        asyncio.run(reconcile_calculations_flow())  # as its schedule would, now that Prefect answers
+        items = api.http.get("/calculations", params={"tool": "obabel", "limit": 1000}).json()["items"]
+        states = {calc["id"]: calc["state"] for calc in items if calc["id"] in set(ids)}
+        if all(state in TERMINAL for state in states.values()):
+            break
+        time.sleep(2)
+    assert list(states.values()).count("COMPLETE") == 100, states
+    with capsys.disabled():
+        print(
+            f"\nOUTAGE: Prefect stopped {down_seconds:.0f} s; 100 submissions during it, all accepted (slowest POST "
+            f"{slowest:.2f} s); all 100 COMPLETE {time.monotonic() - restarted:.0f} s after Prefect was back"
+        )
