@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 import schemathesis
+from django.core import signals
+from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
@@ -18,8 +21,16 @@ EXAMPLES = int(os.environ.get("EMGAPI_FUZZ_EXAMPLES", "25"))
 
 
 @pytest.fixture
-def token(db: None) -> str:
-    return do_create_api_token("fuzzer")
+def token(db: None) -> Iterator[str]:
+    # The app is called directly (not through Django's test client), so the request signals would
+    # close the test's database connection, and its transaction, after each request.
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    try:
+        yield do_create_api_token("fuzzer")
+    finally:
+        signals.request_started.connect(close_old_connections)
+        signals.request_finished.connect(close_old_connections)
 
 
 @schema.parametrize()
