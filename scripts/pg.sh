@@ -26,3 +26,7 @@ pg_create_db() {  # dir port name
   _as_pg "$PG_BIN/psql" -h "$1" -p "$2" -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='$3'" | grep -q 1 \
     || _as_pg "$PG_BIN/createdb" -h "$1" -p "$2" -U postgres "$3"
 }
+
+pg_restart() {  # dir: stop (fast: connections are cut) and start again with the same options
+  _as_pg "$PG_BIN/pg_ctl" -D "$1/data" -m fast -w restart >/dev/null
+}

@@ -38,6 +38,7 @@ eval "$(slurm-dev-environment/slurm.sh env)"
 pg_dir=$(mktemp -d /tmp/emgapi-test-pg.XXXXXX)
 pg_port=$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 pg_start "$pg_dir" "$pg_port"
+export EMGAPI_TEST_PG_DIR="$pg_dir"  # the fault tests restart it
 
 echo "== test suite on PostgreSQL (port $pg_port)"
 EMGAPI_DB__URL="postgresql://postgres@127.0.0.1:$pg_port/emgapi" python -m pytest -p no:cacheprovider "$@"

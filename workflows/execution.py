@@ -15,10 +15,8 @@ import shutil
 import socket
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 from uuid import UUID
-
-from asgiref.sync import sync_to_async
 
 from calculations import actions
 from calculations.actions import JobOutcome, OutputBlob
@@ -38,16 +36,11 @@ from workflows.backends import (
     JobStatus,
     get_backend,
 )
+from workflows.db import db
 from workflows.inflight import get_inflight_watcher
 
 S = CalculationState
-P = ParamSpec("P")
-T = TypeVar("T")
 ERROR_TAIL_CHARS = 4000
-
-
-def _db(function: Callable[P, T]) -> Callable[P, Any]:
-    return sync_to_async(function, thread_sensitive=True)
 
 
 class OutputMissing(Exception):
@@ -134,7 +127,7 @@ class CalculationRun:
         self.attempt = 0
 
     async def execute(self, flow_run_id: UUID | None = None) -> CalculationState:
-        calc = await _db(Calculation.objects.get)(id=self.calculation_id)
+        calc = await db(Calculation.objects.get)(id=self.calculation_id)
         if calc.state != S.QUEUED:
             self.logger.info("calculation %s is %s: nothing to run", calc.id, calc.state)
             return CalculationState(calc.state)
@@ -144,7 +137,7 @@ class CalculationRun:
         base = attempt_dir(calc.id, self.attempt)
         workdir = base / "work"
         try:
-            await _db(actions.do_start_calculation)(
+            await db(actions.do_start_calculation)(
                 calc.id, self.attempt, flow_run_id=flow_run_id, backend=self.backend_name,
                 host=socket.gethostname(), workdir=str(workdir), worker=f"{socket.gethostname()}:{os.getpid()}",
             )  # fmt: skip
@@ -199,7 +192,7 @@ class CalculationRun:
             return await self._fail(S.EXECUTOR_ERROR, f"could not start {argv[0]!r}: {exc}", None)
         executable = None if handle.details.get("image") else shutil.which(spec.executable)
         try:
-            await _db(actions.do_mark_running)(
+            await db(actions.do_mark_running)(
                 calc.id, self.attempt, job_id=handle.job_id, argv=argv, executable=executable,
                 image=handle.details.get("image") or None, image_digest=handle.details.get("image_digest") or None,
             )  # fmt: skip
@@ -244,7 +237,7 @@ class CalculationRun:
         except StorageError as exc:
             return await self._fail(S.SYSTEM_ERROR, f"could not store outputs: {exc}", outcome)
         try:
-            await _db(actions.do_complete_calculation)(
+            await db(actions.do_complete_calculation)(
                 self.calculation_id, self.attempt, outputs=outputs, outcome=outcome
             )
         except InvalidTransition:
@@ -255,14 +248,14 @@ class CalculationRun:
         return S.COMPLETE
 
     async def _current_state(self) -> CalculationState:
-        state = await _db(lambda: Calculation.objects.values_list("state", flat=True).get(id=self.calculation_id))()
+        state = await db(lambda: Calculation.objects.values_list("state", flat=True).get(id=self.calculation_id))()
         return CalculationState(state)
 
     async def _fail(
         self, state: CalculationState, error: str, outcome: JobOutcome | None, *, retry: bool = True
     ) -> CalculationState:
         try:
-            calc = await _db(actions.do_fail_calculation)(
+            calc = await db(actions.do_fail_calculation)(
                 self.calculation_id, self.attempt, state=state, error=error, outcome=outcome, retry=retry
             )
             # a platform failure with attempts left is QUEUED again, as the next attempt
@@ -275,7 +268,7 @@ class CalculationRun:
 
     async def _finish_cancel(self, reason: str, outcome: JobOutcome | None) -> CalculationState:
         try:
-            await _db(actions.do_finish_cancel)(self.calculation_id, self.attempt, reason=reason, outcome=outcome)
+            await db(actions.do_finish_cancel)(self.calculation_id, self.attempt, reason=reason, outcome=outcome)
         except InvalidTransition as exc:
             self.logger.info("cancel not recorded: %s", exc)
         return await self._current_state()

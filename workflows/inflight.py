@@ -14,12 +14,12 @@ import logging
 import time
 from uuid import UUID
 
-from asgiref.sync import sync_to_async
 from django.utils import timezone
 
 from calculations.models import Calculation
 from calculations.states import CalculationState
 from emgapiv2.config import get_settings
+from workflows.db import db
 
 logger = logging.getLogger(__name__)
 S = CalculationState
@@ -51,7 +51,7 @@ class InFlightWatcher:
         while self._tracked:
             heartbeat = time.monotonic() - self._last_heartbeat >= self.heartbeat_seconds
             try:
-                self._canceling = await sync_to_async(self._query, thread_sensitive=True)(set(self._tracked), heartbeat)
+                self._canceling = await db(self._query)(set(self._tracked), heartbeat)
                 if heartbeat:
                     self._last_heartbeat = time.monotonic()
             except Exception:

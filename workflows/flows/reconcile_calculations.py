@@ -14,7 +14,6 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
-from asgiref.sync import sync_to_async
 from django.db.models import Q
 from django.utils import timezone
 from prefect import flow, get_run_logger
@@ -26,6 +25,7 @@ from calculations.errors import InvalidTransition
 from calculations.models import Calculation
 from calculations.states import ACTIVE_STATES, CalculationState
 from emgapiv2.config import get_settings
+from workflows.db import db
 from workflows.dispatch import dispatch_calculation
 
 S = CalculationState
@@ -108,22 +108,22 @@ async def _mark_crashed(flow_run_id: UUID | None, reason: str) -> None:
 async def reconcile_calculations_flow() -> dict[str, int]:
     logger = get_run_logger()
     counts = {"dispatched": 0, "retried": 0, "failed": 0, "canceled": 0}
-    for calculation_id in await sync_to_async(_undispatched)():
+    for calculation_id in await db(_undispatched)():
         dispatch_calculation(calculation_id)
         counts["dispatched"] += 1
 
-    for calc in await sync_to_async(_stale)():
+    for calc in await db(_stale)():
         silent = (timezone.now() - calc["heartbeat_at"]).total_seconds() if calc["heartbeat_at"] else None
         reason = "heartbeat lost: its worker " + (
             f"has been silent for {silent:.0f} s" if silent is not None else "never reported"
         )
-        outcome = await sync_to_async(_settle)(calc, reason)
+        outcome = await db(_settle)(calc, reason)
         if outcome in counts:
             counts[outcome] += 1
             await _stop_orphan(calc)
             await _mark_crashed(calc["flow_run_id"], reason)
 
-    in_flight = await sync_to_async(_in_flight)()
+    in_flight = await db(_in_flight)()
     if in_flight:
         async with get_client() as client:
             flow_runs = await client.read_flow_runs(
@@ -133,7 +133,7 @@ async def reconcile_calculations_flow() -> dict[str, int]:
         for calc in in_flight:
             if calc["flow_run_id"] in ended:
                 reason = f"flow run {calc['flow_run_id']} ended {ended[calc['flow_run_id']]} without finishing it"
-                outcome = await sync_to_async(_settle)(calc, reason)
+                outcome = await db(_settle)(calc, reason)
                 if outcome in counts:
                     counts[outcome] += 1
     if any(counts.values()):

@@ -1,0 +1,45 @@
+"""ORM calls from the worker's event loop, robust to a database restart.
+
+The worker is a long-lived process without request boundaries, where Django would replace a
+broken connection; so each call here first drops a connection that has failed, and a call that
+fails on a lost connection is retried on a new one for up to `RETRY_SECONDS`. Each action is one
+transaction, so a failed one left nothing behind and is safe to run again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, ParamSpec, TypeVar
+
+from asgiref.sync import sync_to_async
+from django.db import InterfaceError, OperationalError, close_old_connections
+
+logger = logging.getLogger(__name__)
+P = ParamSpec("P")
+T = TypeVar("T")
+RETRY_SECONDS = 60.0
+
+
+def reconnecting(function: Callable[P, T]) -> Callable[P, T]:
+    @wraps(function)
+    def call(*args: P.args, **kwargs: P.kwargs) -> T:
+        deadline = time.monotonic() + RETRY_SECONDS
+        while True:
+            close_old_connections()  # a connection that errored is closed; the next query opens a new one
+            try:
+                return function(*args, **kwargs)
+            except (OperationalError, InterfaceError) as exc:
+                if time.monotonic() > deadline:
+                    raise
+                logger.warning("database unavailable (%s); retrying %s", str(exc).strip(), function.__name__)
+                time.sleep(1)
+
+    return call
+
+
+def db(function: Callable[P, T]) -> Callable[P, Any]:
+    """`function` run in asgiref's one shared thread (one connection for the whole process)."""
+    return sync_to_async(reconnecting(function), thread_sensitive=True)
