@@ -19,7 +19,8 @@ S = CalculationState
 ALLOWED_TRANSITIONS: dict[CalculationState, frozenset[CalculationState]] = {
     # QUEUED -> COMPLETE/EXECUTOR_ERROR: a calculation that followed an identical in-flight one
     # takes over its outcome; QUEUED -> SYSTEM_ERROR: it could never be started.
-    S.QUEUED: frozenset({S.INITIALIZING, S.CANCELING, S.COMPLETE, S.SYSTEM_ERROR}),
+    # QUEUED -> QUEUED: its flow run died before starting it; the next attempt is queued.
+    S.QUEUED: frozenset({S.INITIALIZING, S.CANCELING, S.COMPLETE, S.SYSTEM_ERROR, S.QUEUED}),
     # INITIALIZING/RUNNING -> QUEUED: the platform failed the attempt and a new one is queued (a
     # retry, with attempt + 1); SYSTEM_ERROR is entered only once the attempts are used up.
     S.INITIALIZING: frozenset({S.RUNNING, S.EXECUTOR_ERROR, S.SYSTEM_ERROR, S.CANCELING, S.QUEUED}),

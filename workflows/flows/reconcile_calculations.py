@@ -104,6 +104,24 @@ async def _mark_crashed(flow_run_id: UUID | None, reason: str) -> None:
         get_run_logger().warning("could not mark flow run %s crashed: %s", flow_run_id, exc)
 
 
+def _flow_run_problems(flow_runs: list[Any], expected: set[UUID]) -> dict[UUID, str]:
+    """Flow runs that will never finish their calculation: ended, stuck in PENDING (claimed by a
+    worker that died before starting it), or gone from Prefect."""
+    stale_after = timedelta(seconds=get_settings().reconciler.stale_after_seconds)
+    now = timezone.now()
+    problems: dict[UUID, str] = {}
+    for run in flow_runs:
+        if run.state is None:
+            continue
+        if run.state.is_final():
+            problems[run.id] = f"flow run {run.id} ended {run.state.type.value} without finishing it"
+        elif run.state.is_pending() and run.state.timestamp and now - run.state.timestamp > stale_after:
+            problems[run.id] = f"flow run {run.id} was stuck in PENDING (its worker never started it)"
+    for missing in expected - {run.id for run in flow_runs}:
+        problems[missing] = f"flow run {missing} no longer exists in Prefect"
+    return problems
+
+
 @flow(name="reconcile-calculations", persist_result=False)
 async def reconcile_calculations_flow() -> dict[str, int]:
     logger = get_run_logger()
@@ -129,13 +147,13 @@ async def reconcile_calculations_flow() -> dict[str, int]:
             flow_runs = await client.read_flow_runs(
                 flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[c["flow_run_id"] for c in in_flight]))
             )
-        ended = {run.id: run.state.type.value for run in flow_runs if run.state is not None and run.state.is_final()}
+        problems = _flow_run_problems(flow_runs, {c["flow_run_id"] for c in in_flight})
         for calc in in_flight:
-            if calc["flow_run_id"] in ended:
-                reason = f"flow run {calc['flow_run_id']} ended {ended[calc['flow_run_id']]} without finishing it"
+            if reason := problems.get(calc["flow_run_id"]):
                 outcome = await db(_settle)(calc, reason)
                 if outcome in counts:
                     counts[outcome] += 1
+                    await _mark_crashed(calc["flow_run_id"], reason)
     if any(counts.values()):
         logger.info("reconciled: %s", counts)
     return counts
