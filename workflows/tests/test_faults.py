@@ -107,7 +107,7 @@ def test_submissions_while_prefect_is_down_all_complete_once_it_is_back(
     from emgapiv2.config import get_settings
     from workflows.flows.reconcile_calculations import reconcile_calculations_flow
 
-    down_seconds = float(os.environ.get("EMGAPI_PREFECT_DOWN_SECONDS", "20"))
+    down_seconds = float(os.environ.get("EMGAPI_PREFECT_DOWN_SECONDS", "60"))
     monkeypatch.setattr(get_settings().reconciler, "dispatch_after_seconds", 0)
     molecules = api.upload("outage.smi", b"CCCCCCCO\n")
     prefect_server_process.stop()
