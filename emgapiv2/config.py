@@ -104,6 +104,11 @@ class ReconcilerSettings(BaseModel):
     stale_after_seconds: float = Field(
         90, description="A running calculation whose heartbeat is older than this has lost its worker."
     )
+    pending_after_seconds: float = Field(
+        600,
+        description="A flow run claimed (PENDING) for longer than this was lost by its worker. Long: a busy "
+        "worker may take a while to start each of many runs it claimed at once.",
+    )
 
 
 class QuotaSettings(BaseModel):

@@ -56,17 +56,24 @@ def log_paths(calculation_id: UUID, attempt: int) -> tuple[Path, Path]:
     return base / "stdout.txt", base / "stderr.txt"
 
 
-def _stage_inputs(calculation_id: UUID, base: Path) -> dict[str, Path]:
+def _input_blobs(calculation_id: UUID) -> list[tuple[str, str, str]]:
+    """(role, file name, sha256) of each input."""
+    links = CalculationInput.objects.filter(calculation_id=calculation_id)
+    return list(links.values_list("role", "file__name", "file__sha256"))
+
+
+def _stage_inputs(inputs: list[tuple[str, str, str]], base: Path) -> dict[str, Path]:
     """Copy each input blob to `inputs/<role>/<name>`: tools may read names (extensions) and may
-    write to their inputs without harming the stored blob."""
+    write to their inputs without harming the stored blob. File I/O only: the ORM stays in the
+    worker's one database thread (a thread of its own would keep a connection no one renews)."""
     storage = get_storage()
     staged: dict[str, Path] = {}
     (base / "inputs").mkdir(parents=True, exist_ok=True)
-    for link in CalculationInput.objects.filter(calculation_id=calculation_id).select_related("file"):
-        destination = base / "inputs" / link.role / link.file.name
+    for role, name, sha256 in inputs:
+        destination = base / "inputs" / role / name
         destination.parent.mkdir(parents=True, exist_ok=True)
-        storage.copy_to_path(link.file.sha256, destination)
-        staged[link.role] = destination
+        storage.copy_to_path(sha256, destination)
+        staged[role] = destination
     return staged
 
 
@@ -162,7 +169,7 @@ class CalculationRun:
             return await self._fail(S.SYSTEM_ERROR, str(exc), None)
         workdir.mkdir(parents=True, exist_ok=True)
         try:
-            staged = await asyncio.to_thread(_stage_inputs, calc.id, base)
+            staged = await asyncio.to_thread(_stage_inputs, await db(_input_blobs)(calc.id), base)
         except StorageError as exc:
             return await self._fail(S.SYSTEM_ERROR, f"could not stage inputs: {exc}", None)
         params = spec.params_model.model_validate(calc.params)

@@ -107,7 +107,7 @@ async def _mark_crashed(flow_run_id: UUID | None, reason: str) -> None:
 def _flow_run_problems(flow_runs: list[Any], expected: set[UUID]) -> dict[UUID, str]:
     """Flow runs that will never finish their calculation: ended, stuck in PENDING (claimed by a
     worker that died before starting it), or gone from Prefect."""
-    stale_after = timedelta(seconds=get_settings().reconciler.stale_after_seconds)
+    pending_after = timedelta(seconds=get_settings().reconciler.pending_after_seconds)
     now = timezone.now()
     problems: dict[UUID, str] = {}
     for run in flow_runs:
@@ -115,7 +115,7 @@ def _flow_run_problems(flow_runs: list[Any], expected: set[UUID]) -> dict[UUID, 
             continue
         if run.state.is_final():
             problems[run.id] = f"flow run {run.id} ended {run.state.type.value} without finishing it"
-        elif run.state.is_pending() and run.state.timestamp and now - run.state.timestamp > stale_after:
+        elif run.state.is_pending() and run.state.timestamp and now - run.state.timestamp > pending_after:
             problems[run.id] = f"flow run {run.id} was stuck in PENDING (its worker never started it)"
     for missing in expected - {run.id for run in flow_runs}:
         problems[missing] = f"flow run {missing} no longer exists in Prefect"

@@ -175,6 +175,7 @@ def test_an_s3_outage_while_storing_outputs_is_retried_and_leaves_no_partial_out
             endpoint_url=s3.endpoint, bucket="outage", access_key_id=ACCESS_KEY, secret_access_key=SECRET_KEY
         )
         monkeypatch.setattr(settings, "s3", s3_settings)
+        get_storage.cache_clear()  # one storage per process: this test's is S3
         get_storage().ensure_bucket()  # type: ignore[attr-defined]
         calc_id = submit(alice, "sleep", {"text": uploaded("t.txt", b"kept safe\n")}, {"seconds": 2})
         threading.Timer(1.0, s3.stop).start()  # while the tool runs: its inputs are staged already
@@ -190,3 +191,5 @@ def test_an_s3_outage_while_storing_outputs_is_retried_and_leaves_no_partial_out
         assert blob_bytes(calc.output_files.get()) == b"kept safe\n"
     finally:
         s3.stop()
+        monkeypatch.undo()
+        get_storage.cache_clear()
