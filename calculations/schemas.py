@@ -116,7 +116,7 @@ class CalculationOut(Schema):
 
 class CalculationFilters(FilterSchema):
     state: CalculationState | None = None
-    tool: str | None = None
+    tool: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="A tool name.")
 
 
 class LogsOut(Schema):

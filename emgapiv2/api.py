@@ -1,5 +1,6 @@
 """The NinjaAPI at /api/v2: routers, auth, and the one mapping from domain errors to HTTP."""
 
+from django.db import DataError
 from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError
@@ -48,6 +49,13 @@ def _invalid_transition(request: HttpRequest, exc: InvalidTransition) -> HttpRes
 @api.exception_handler(StorageError)
 def _storage_error(request: HttpRequest, exc: StorageError) -> HttpResponse:
     return _error(request, 503, f"storage unavailable: {exc}")
+
+
+@api.exception_handler(DataError)
+def _unstorable_value(request: HttpRequest, exc: DataError) -> HttpResponse:
+    # a value the database cannot hold or compare (a NUL byte, a number out of range): the
+    # request's fault, found by schemathesis; the specific checks come first, this is the net
+    return _error(request, 422, f"a value in the request cannot be stored or searched: {str(exc).splitlines()[0]}")
 
 
 @api.exception_handler(QuotaExceeded)

@@ -81,3 +81,10 @@ def test_a_binary_file_given_to_a_text_tool_is_refused(alice: ApiClient, uploade
         "/tools/prodigal/calculations", {"inputs": {"contigs": uploaded("x.fna", bytes(range(256)) * 100)}}
     )
     assert answer.status_code == 422 and "is binary" in answer.json()["detail"]
+
+
+def test_nul_bytes_are_refused_not_stored(alice: ApiClient, uploaded: Upload) -> None:
+    assert alice.get("/calculations", tool="obabel\x00").status_code == 422
+    body = {"inputs": {"molecules": uploaded("m.smi", b"CCO\n")}, "params": {"input_format": "smi\x00"}}
+    answer = alice.post("/tools/obabel/calculations", body)
+    assert answer.status_code == 422
