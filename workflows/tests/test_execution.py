@@ -158,7 +158,11 @@ class RestartableS3:
 
 @pytest.mark.s3
 def test_an_s3_outage_while_storing_outputs_is_retried_and_leaves_no_partial_outputs(
-    alice: ApiClient, uploaded: Callable[[str, bytes], str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    alice: ApiClient,
+    uploaded: Callable[[str, bytes], str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     import threading
 
@@ -189,6 +193,11 @@ def test_an_s3_outage_while_storing_outputs_is_retried_and_leaves_no_partial_out
         assert calc.state == "COMPLETE", calc.error
         assert [f.name for f in calc.output_files.all()] == ["copy.txt"]
         assert blob_bytes(calc.output_files.get()) == b"kept safe\n"
+        with capsys.disabled():
+            print(
+                "\nSTORAGE: S3 stopped while the tool ran; storing its outputs failed -> attempt 1 retried, 0 outputs "
+                f"visible; S3 back -> attempt {calc.attempt} COMPLETE with 1 output"
+            )
     finally:
         s3.stop()
         monkeypatch.undo()
