@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from datetime import timedelta
 
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
 
 from calculations.auth import TokenAuth
 from calculations.errors import Forbidden
@@ -24,6 +26,13 @@ from calculations.models import IdempotentRequest
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
+KEEP_FOR = timedelta(hours=24)  # a retry comes within minutes; the reconciler deletes older records
+
+
+def expire_records() -> int:
+    """Delete the records older than KEEP_FOR; their keys may be used again."""
+    deleted, _ = IdempotentRequest.objects.filter(created_at__lt=timezone.now() - KEEP_FOR).delete()
+    return deleted
 
 
 def _fingerprint(request: HttpRequest) -> str:

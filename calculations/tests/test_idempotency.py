@@ -68,3 +68,20 @@ def test_a_retried_upload_is_one_file(alice: ApiClient) -> None:
 def test_a_malformed_key_is_a_400(alice: ApiClient, key: str) -> None:
     answer = _post(alice, "/tools/obabel/calculations", {}, key)
     assert answer.status_code == 400 and "Idempotency-Key must be" in answer.json()["detail"]
+
+
+def test_records_expire_after_a_day_and_their_keys_can_be_used_again(alice: ApiClient, uploaded: Upload) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from calculations.idempotency import expire_records
+    from calculations.models import IdempotentRequest
+
+    body = {"inputs": {"molecules": uploaded("m.smi", b"CCO\n")}, "params": {}, "use_cache": False}
+    first = _post(alice, "/tools/obabel/calculations", body, "daily")
+    assert expire_records() == 0  # fresh: kept
+    IdempotentRequest.objects.update(created_at=timezone.now() - timedelta(hours=25))
+    assert expire_records() == 1
+    again = _post(alice, "/tools/obabel/calculations", body, "daily")
+    assert again.status_code == 202 and again.json()["id"] != first.json()["id"]

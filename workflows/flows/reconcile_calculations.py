@@ -22,6 +22,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 from calculations import actions
 from calculations.errors import InvalidTransition
+from calculations.idempotency import expire_records
 from calculations.models import Calculation
 from calculations.states import ACTIVE_STATES, CalculationState
 from emgapiv2.config import get_settings
@@ -91,15 +92,17 @@ async def _stop_orphan(calc: dict[str, Any]) -> None:
         get_run_logger().warning("could not stop %s job %s: %s", calc["backend"], calc["backend_job_id"], exc)
 
 
-async def _mark_crashed(flow_run_id: UUID | None, reason: str) -> None:
-    """Tell Prefect the lost attempt's flow run is over (it would show RUNNING forever)."""
+async def _mark_crashed(flow_run_id: UUID | None, reason: str, *, canceled: bool = False) -> None:
+    """Tell Prefect the lost attempt's flow run is over (it would show RUNNING forever): Crashed,
+    or Cancelled if its calculation was being canceled."""
     if flow_run_id is None:
         return
-    from prefect.states import Crashed
+    from prefect.states import Cancelled, Crashed
 
     try:
         async with get_client() as client:
-            await client.set_flow_run_state(flow_run_id, Crashed(message=reason), force=True)
+            state = Cancelled(message=reason) if canceled else Crashed(message=reason)
+            await client.set_flow_run_state(flow_run_id, state, force=True)
     except Exception as exc:
         get_run_logger().warning("could not mark flow run %s crashed: %s", flow_run_id, exc)
 
@@ -139,7 +142,7 @@ async def reconcile_calculations_flow() -> dict[str, int]:
         if outcome in counts:
             counts[outcome] += 1
             await _stop_orphan(calc)
-            await _mark_crashed(calc["flow_run_id"], reason)
+            await _mark_crashed(calc["flow_run_id"], reason, canceled=outcome == "canceled")
 
     in_flight = await db(_in_flight)()
     if in_flight:
@@ -153,7 +156,8 @@ async def reconcile_calculations_flow() -> dict[str, int]:
                 outcome = await db(_settle)(calc, reason)
                 if outcome in counts:
                     counts[outcome] += 1
-                    await _mark_crashed(calc["flow_run_id"], reason)
+                    await _mark_crashed(calc["flow_run_id"], reason, canceled=outcome == "canceled")
+    counts["idempotency_records_expired"] = await db(expire_records)()
     if any(counts.values()):
         logger.info("reconciled: %s", counts)
     return counts
