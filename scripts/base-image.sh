@@ -14,6 +14,7 @@
 # DEBIAN_MIRROR / DEBIAN_SECURITY_MIRROR (default: what this machine's apt sources use).
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
+. "$(dirname "$0")/apt.sh"
 cd "$ROOT"
 
 IMAGE=${BASE_IMAGE_NAME:-emgapi/base:bookworm}
@@ -30,13 +31,7 @@ fi
 case "$engine" in unix://*|tcp://*|ssh://*) ;; *) engine="unix://$engine" ;; esac
 export DOCKER_HOST="$engine"
 
-_apt_install() {
-  [ "$(id -u)" -eq 0 ] || { echo "base-image: please install as root: apt-get install $*" >&2; exit 1; }
-  echo "base-image: installing $* (apt)" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-}
+_apt_install() { apt_install base-image "$@"; }
 [ -x "$DOCKER_CLI" ] || _apt_install docker.io
 
 if [ "${REBUILD_BASE:-0}" != 1 ] && id=$("$DOCKER_CLI" image inspect -f '{{.Id}}' "$IMAGE" 2>/dev/null); then

@@ -11,14 +11,8 @@ command -v obabel >/dev/null || need_apt+=(openbabel)
 command -v prlimit >/dev/null || need_apt+=(util-linux)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 if [ ${#need_apt[@]} -gt 0 ]; then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "bootstrap: please install as root: apt-get install ${need_apt[*]}" >&2
-    exit 1
-  fi
-  echo "bootstrap: installing ${need_apt[*]} (apt)"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  . scripts/apt.sh
+  apt_install bootstrap "${need_apt[@]}"
 fi
 
 # Python: a venv with every package pinned (go-task comes from PyPI as go-task-bin).

@@ -11,6 +11,7 @@
 # (Debian's 20.10 CLI) or DOCKER_BUILDKIT=0.
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
+. "$(dirname "$0")/apt.sh"
 cd "$ROOT"
 
 DOCKER_CLI=/usr/bin/docker
@@ -18,16 +19,7 @@ ENGINE_HASH=$(printf %s "$EMGAPI_DATA_DIR" | sha256sum | cut -c1-10)
 PODMAN_DIR="$EMGAPI_DATA_DIR/podman"
 export CONTAINERS_CONF="${CONTAINERS_CONF:-$ROOT/deployment/podman/containers.conf}"
 
-_apt_install() {  # install Debian packages if they are missing (CI runs on a fresh machine)
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "engines: please install as root: apt-get install $*" >&2
-    exit 1
-  fi
-  echo "engines: installing $* (apt)"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-}
+_apt_install() { apt_install engines "$@"; }
 
 # A unix socket path must fit in sun_path (108 bytes, NUL included). A deep checkout would exceed
 # it: then the socket lives in a short /tmp directory named after a hash of the data dir.

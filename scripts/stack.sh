@@ -20,6 +20,7 @@
 # STACK_S3_SECRET_KEY, EMGAPI_SECRET_KEY.
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
+. "$(dirname "$0")/apt.sh"
 cd "$ROOT"
 
 PROJECT=${STACK_PROJECT:-emgapi}
@@ -43,11 +44,7 @@ ensure_tools() {
   command -v curl >/dev/null || missing+=(curl)
   command -v python3 >/dev/null || missing+=(python3)
   [ ${#missing[@]} -eq 0 ] && return
-  [ "$(id -u)" -eq 0 ] || { log "please install as root: apt-get install ${missing[*]}"; exit 1; }
-  log "installing ${missing[*]} (apt)"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  apt_install stack "${missing[@]}"
 }
 
 ensure_engine() {

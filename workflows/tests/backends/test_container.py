@@ -11,7 +11,8 @@ from typing import Any
 import docker
 import pytest
 
-from workflows.backends import BackendUnavailable, ContainerBackend, JobSpec, JobState, JobStatus
+from workflows.backends import BackendUnavailable, ContainerBackend, JobSpec, JobStatus
+from workflows.tests.backends.jobs import job_spec, until_final
 
 pytestmark = pytest.mark.container
 IMAGE = "emgapi/test-sleep:1"  # the test tool's image: a Debian base with sh, sleep, cp
@@ -23,28 +24,7 @@ def _engine(container_engine: str) -> None:
 
 
 def _spec(tmp_path: Path, argv: list[str], **options: Any) -> JobSpec:
-    for name in ("work", "inputs"):
-        (tmp_path / name).mkdir(exist_ok=True)
-    (tmp_path / "inputs" / "in.txt").write_text("input\n")
-    return JobSpec(
-        argv=argv,
-        workdir=tmp_path / "work",
-        stdout_path=tmp_path / "stdout.txt",
-        stderr_path=tmp_path / "stderr.txt",
-        inputs_dir=tmp_path / "inputs",
-        name=f"test-{time.time_ns()}",
-        image=options.pop("image", IMAGE),
-        **options,
-    )
-
-
-async def _until_final(backend: ContainerBackend, handle: Any, seconds: float = 60) -> JobState:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        state = await backend.wait(handle, 1)
-        if state.is_final:
-            return state
-    raise AssertionError(f"job {handle.job_id} still running after {seconds} s")
+    return job_spec(tmp_path, argv, image=options.pop("image", IMAGE), **options)
 
 
 def _run(test: Callable[[ContainerBackend], Awaitable[None]]) -> None:
@@ -65,7 +45,7 @@ def test_runs_the_tool_with_inputs_read_only_and_outputs_in_its_workdir(tmp_path
     async def test(backend: ContainerBackend) -> None:
         handle = await backend.submit(_spec(tmp_path, ["sh", "-c", script]))
         assert handle.details["image"] == IMAGE and handle.details["image_digest"].startswith("sha256:")
-        state = await _until_final(backend, handle)
+        state = await until_final(backend, handle)
         assert state.status is JobStatus.FAILED  # the last command: touching an input is refused
         assert (tmp_path / "work" / "copy.txt").read_text() == "input\n"
         assert (tmp_path / "stdout.txt").read_text() == "to-stdout\n"
@@ -78,7 +58,7 @@ def test_runs_the_tool_with_inputs_read_only_and_outputs_in_its_workdir(tmp_path
 
 def test_non_zero_exit_is_a_failure_with_its_code(tmp_path: Path) -> None:
     async def test(backend: ContainerBackend) -> None:
-        state = await _until_final(backend, await backend.submit(_spec(tmp_path, ["sh", "-c", "exit 7"])))
+        state = await until_final(backend, await backend.submit(_spec(tmp_path, ["sh", "-c", "exit 7"])))
         assert state.status is JobStatus.FAILED and state.exit_code == 7
         assert state.message == "exited with code 7" and state.resource_usage["wall_seconds"] >= 0
 
@@ -88,7 +68,7 @@ def test_non_zero_exit_is_a_failure_with_its_code(tmp_path: Path) -> None:
 def test_no_network_unless_the_tool_declares_it(tmp_path: Path) -> None:
     async def test(backend: ContainerBackend) -> None:
         handle = await backend.submit(_spec(tmp_path, ["sh", "-c", "cat /sys/class/net/*/address | wc -l"]))
-        assert (await _until_final(backend, handle)).status is JobStatus.SUCCEEDED
+        assert (await until_final(backend, handle)).status is JobStatus.SUCCEEDED
         assert (tmp_path / "stdout.txt").read_text().strip() == "1"  # loopback only
 
     _run(test)
@@ -99,7 +79,7 @@ def test_memory_limit_kills_a_tool_that_exceeds_it(tmp_path: Path) -> None:
     script = "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo ${#x}"
 
     async def test(backend: ContainerBackend) -> None:
-        state = await _until_final(backend, await backend.submit(_spec(tmp_path, ["sh", "-c", script], memory_mb=64)))
+        state = await until_final(backend, await backend.submit(_spec(tmp_path, ["sh", "-c", script], memory_mb=64)))
         assert state.status is JobStatus.FAILED
         assert "out of memory" in state.message or "SIGKILL" in state.message
 
@@ -121,9 +101,7 @@ def test_cancel_stops_and_removes_the_container(tmp_path: Path) -> None:
 
 def test_time_limit(tmp_path: Path) -> None:
     async def test(backend: ContainerBackend) -> None:
-        state = await _until_final(
-            backend, await backend.submit(_spec(tmp_path, ["sleep", "60"], time_limit_seconds=1))
-        )
+        state = await until_final(backend, await backend.submit(_spec(tmp_path, ["sleep", "60"], time_limit_seconds=1)))
         assert state.status is JobStatus.FAILED and "time limit of 1 s exceeded" in state.message
 
     _run(test)

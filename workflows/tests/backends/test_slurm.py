@@ -4,30 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from workflows.backends import BackendUnavailable, JobSpec, JobState, JobStatus, SlurmBackend
+from workflows.backends import BackendUnavailable, JobSpec, JobStatus, SlurmBackend
 from workflows.backends.slurm import _Job, batch_script, container_command
+from workflows.tests.backends.jobs import job_spec, until_final
 
 
 def _spec(tmp_path: Path, argv: list[str], **options: Any) -> JobSpec:
-    for name in ("work", "inputs"):
-        (tmp_path / name).mkdir(exist_ok=True)
-    return JobSpec(
-        argv=argv,
-        workdir=tmp_path / "work",
-        stdout_path=tmp_path / "stdout.txt",
-        stderr_path=tmp_path / "stderr.txt",
-        inputs_dir=tmp_path / "inputs",
-        name=f"test-{time.time_ns()}",
-        memory_mb=100,
-        **options,
-    )
+    return job_spec(tmp_path, argv, memory_mb=100, **options)
 
 
 # --- no cluster needed ----------------------------------------------------------------------
@@ -84,15 +73,6 @@ def _run(test: Callable[[SlurmBackend], Awaitable[None]]) -> None:
     asyncio.run(test(SlurmBackend(poll_seconds=0.3)))
 
 
-async def _until_final(backend: SlurmBackend, handle: Any, seconds: float = 60) -> JobState:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        state = await backend.wait(handle, 1)
-        if state.is_final:
-            return state
-    raise AssertionError(f"job {handle.job_id} still running after {seconds} s")
-
-
 def _slurm_state(job_id: str) -> str:
     return subprocess.run(
         ["squeue", "-h", "-t", "all", "-j", job_id, "-o", "%T"], capture_output=True, text=True
@@ -109,7 +89,7 @@ def test_a_job_runs_with_live_logs_and_without_the_workers_environment(
         spec = _spec(tmp_path, ["sh", "-c", 'pwd; echo "[$EMGAPI_SECRET_KEY]"; echo warn >&2'], cpus=1)
         handle = await backend.submit(spec)
         assert handle.job_id.isdigit()
-        state = await _until_final(backend, handle)
+        state = await until_final(backend, handle)
         assert state.status is JobStatus.SUCCEEDED and state.exit_code == 0
         assert (tmp_path / "stdout.txt").read_text() == f"{tmp_path / 'work'}\n[]\n"
         assert (tmp_path / "stderr.txt").read_text() == "warn\n"
@@ -121,7 +101,7 @@ def test_a_job_runs_with_live_logs_and_without_the_workers_environment(
 @slurm
 def test_a_failing_job_keeps_its_exit_code(cluster: None, tmp_path: Path) -> None:
     async def test(backend: SlurmBackend) -> None:
-        state = await _until_final(backend, await backend.submit(_spec(tmp_path, ["sh", "-c", "exit 7"])))
+        state = await until_final(backend, await backend.submit(_spec(tmp_path, ["sh", "-c", "exit 7"])))
         assert state.status is JobStatus.FAILED and state.exit_code == 7 and state.message == "exited with code 7"
 
     _run(test)
@@ -146,7 +126,7 @@ def test_a_job_cancelled_from_outside_is_reported_as_such(cluster: None, tmp_pat
         handle = await backend.submit(_spec(tmp_path, ["sleep", "300"]))
         await backend.wait(handle, 1)
         subprocess.run(["scancel", handle.job_id], check=True)
-        state = await _until_final(backend, handle)
+        state = await until_final(backend, handle)
         assert state.status is JobStatus.STOPPED
         assert (
             state.message
@@ -178,7 +158,7 @@ def test_a_job_can_run_the_tools_container(cluster: None, container_engine: str,
         spec = _spec(tmp_path, ["sh", "-c", script], image="emgapi/test-sleep:1")
         handle = await backend.submit(spec)
         assert handle.details == {"image": "emgapi/test-sleep:1"}
-        state = await _until_final(backend, handle)
+        state = await until_final(backend, handle)
         assert state.status is JobStatus.SUCCEEDED, (tmp_path / "stderr.txt").read_text()
         assert (tmp_path / "work" / "copy.txt").read_text() == "from the host\n"
         assert (tmp_path / "stdout.txt").read_text().startswith("12.")  # Debian 12, inside the image
