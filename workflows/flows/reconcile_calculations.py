@@ -30,6 +30,7 @@ from workflows.db import db
 from workflows.dispatch import dispatch_calculation
 
 S = CalculationState
+FLOW_RUN_PAGE = 200
 
 
 def _undispatched() -> list[UUID]:
@@ -107,6 +108,19 @@ async def _mark_crashed(flow_run_id: UUID | None, reason: str, *, canceled: bool
         get_run_logger().warning("could not mark flow run %s crashed: %s", flow_run_id, exc)
 
 
+async def _read_flow_runs(ids: list[UUID]) -> list[Any]:
+    """All of them: the API answers at most a page (200) per request, and a run missing from the
+    answer would be taken for a vanished one."""
+    runs: list[Any] = []
+    async with get_client() as client:
+        for start in range(0, len(ids), FLOW_RUN_PAGE):
+            chunk = ids[start : start + FLOW_RUN_PAGE]
+            runs += await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=chunk)), limit=len(chunk)
+            )
+    return runs
+
+
 def _flow_run_problems(flow_runs: list[Any], expected: set[UUID]) -> dict[UUID, str]:
     """Flow runs that will never finish their calculation: ended, stuck in PENDING (claimed by a
     worker that died before starting it), or gone from Prefect."""
@@ -146,17 +160,16 @@ async def reconcile_calculations_flow() -> dict[str, int]:
 
     in_flight = await db(_in_flight)()
     if in_flight:
-        async with get_client() as client:
-            flow_runs = await client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[c["flow_run_id"] for c in in_flight]))
-            )
+        flow_runs = await _read_flow_runs([c["flow_run_id"] for c in in_flight])
         problems = _flow_run_problems(flow_runs, {c["flow_run_id"] for c in in_flight})
+        still_open = {run.id for run in flow_runs if run.state is not None and not run.state.is_final()}
         for calc in in_flight:
             if reason := problems.get(calc["flow_run_id"]):
                 outcome = await db(_settle)(calc, reason)
                 if outcome in counts:
                     counts[outcome] += 1
-                    await _mark_crashed(calc["flow_run_id"], reason, canceled=outcome == "canceled")
+                    if calc["flow_run_id"] in still_open:  # stuck PENDING: end it in Prefect too
+                        await _mark_crashed(calc["flow_run_id"], reason, canceled=outcome == "canceled")
     counts["idempotency_records_expired"] = await db(expire_records)()
     if any(counts.values()):
         logger.info("reconciled: %s", counts)
