@@ -54,13 +54,19 @@ def api(live_server: Any, calculation_worker: None, dispatching: None) -> Api:
     return Api(live_server.url)
 
 
-def _flow_run_state(flow_run_id: str) -> str:
+def _flow_run_state(flow_run_id: str, timeout_seconds: float = 15) -> str:
+    """The flow run's final state. The calculation row is final first: the flow returns, and
+    only then does the engine report its state to Prefect."""
     from prefect.client.orchestration import get_client
 
+    deadline = time.monotonic() + timeout_seconds
     with get_client(sync_client=True) as client:
-        run = client.read_flow_run(flow_run_id)
-        assert run.name.startswith("calc-")
-        return run.state.type.value if run.state else "NONE"
+        while True:
+            run = client.read_flow_run(flow_run_id)
+            assert run.name.startswith("calc-")
+            if (run.state and run.state.is_final()) or time.monotonic() > deadline:
+                return run.state.type.value if run.state else "NONE"
+            time.sleep(0.2)
 
 
 def test_prodigal_end_to_end_matches_a_direct_run(api: Api, tmp_path: Path, backend: str) -> None:
