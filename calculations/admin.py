@@ -11,7 +11,7 @@ from calculations.errors import InvalidTransition
 from calculations.models import ApiToken, Calculation, CalculationEvent, CalculationInput, File
 
 
-class ReadOnlyInline(admin.TabularInline):  # type: ignore[type-arg]
+class ReadOnlyInline(admin.TabularInline):
     extra = 0
     can_delete = False
 
@@ -31,7 +31,7 @@ class CalculationEventInline(ReadOnlyInline):
 
 
 @admin.register(Calculation)
-class CalculationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class CalculationAdmin(admin.ModelAdmin):
     list_display = ["id", "tool", "state", "owner", "attempt", "cached_from", "created_at", "finished_at"]
     list_filter = ["state", "tool", "backend"]
     search_fields = ["id", "flow_run_id", "cache_key"]
@@ -54,7 +54,7 @@ class CalculationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(File)
-class FileAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class FileAdmin(admin.ModelAdmin):
     list_display = ["id", "name", "owner", "size", "sha256", "output_role", "created_at"]
     search_fields = ["id", "name", "sha256"]
 
@@ -66,6 +66,6 @@ class FileAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class ApiTokenAdmin(admin.ModelAdmin):
     list_display = ["prefix", "user", "created_at", "last_used_at"]
     readonly_fields = ["token_sha256", "prefix"]

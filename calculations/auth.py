@@ -8,7 +8,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from ninja.security import HttpBearer
 
-from calculations.actions import hash_token
+from calculations.actions.tokens import do_record_token_use, hash_token
 from calculations.errors import Forbidden
 from calculations.models import ApiToken
 
@@ -27,4 +27,5 @@ class TokenAuth(HttpBearer):
             return None  # unknown, revoked or expired: 401
         if request.method not in READ_METHODS and not found.can_write:
             raise Forbidden("this token is read-only: create one with write access to upload, submit or cancel")
+        do_record_token_use(found)
         return found.user

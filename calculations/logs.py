@@ -6,6 +6,7 @@ from calculations.models import Calculation
 from calculations.provenance import Provenance
 from calculations.schemas import LogsOut
 from calculations.storage import BlobNotFound, get_storage
+from calculations.workdirs import log_paths
 from emgapiv2.config import get_settings
 
 
@@ -41,8 +42,6 @@ def read_logs(calc: Calculation) -> LogsOut:
         stdout, stdout_cut = _tail_of_blob(record.stdout_sha256, limit)
         stderr, stderr_cut = _tail_of_blob(record.stderr_sha256, limit)
     else:
-        from workflows.execution import log_paths
-
         stdout_path, stderr_path = log_paths(calc.id, calc.attempt)
         stdout, stdout_cut = tail_of_file(stdout_path, limit)
         stderr, stderr_cut = tail_of_file(stderr_path, limit)

@@ -17,9 +17,10 @@ class CalculationState(models.TextChoices):
 S = CalculationState
 
 ALLOWED_TRANSITIONS: dict[CalculationState, frozenset[CalculationState]] = {
-    # QUEUED -> COMPLETE/EXECUTOR_ERROR: a calculation that followed an identical in-flight one
-    # takes over its outcome; QUEUED -> SYSTEM_ERROR: it could never be started.
-    # QUEUED -> QUEUED: its flow run died before starting it; the next attempt is queued.
+    # QUEUED -> COMPLETE: a calculation that followed an identical in-flight one takes over its
+    # success (a leader that fails releases it to run on its own: a follower never fails with it).
+    # QUEUED -> QUEUED: its flow run was lost before starting it; the next attempt is queued.
+    # QUEUED -> SYSTEM_ERROR: the same on its last attempt: it could never be started.
     S.QUEUED: frozenset({S.INITIALIZING, S.CANCELING, S.COMPLETE, S.SYSTEM_ERROR, S.QUEUED}),
     # INITIALIZING/RUNNING -> QUEUED: the platform failed the attempt and a new one is queued (a
     # retry, with attempt + 1); SYSTEM_ERROR is entered only once the attempts are used up.
@@ -34,6 +35,8 @@ ALLOWED_TRANSITIONS: dict[CalculationState, frozenset[CalculationState]] = {
 
 TERMINAL_STATES = frozenset(state for state, targets in ALLOWED_TRANSITIONS.items() if not targets)
 ACTIVE_STATES = frozenset(CalculationState) - TERMINAL_STATES
+# a worker holds the attempt: it heartbeats, and the reconciler watches that heartbeat
+ATTEMPT_IN_PROGRESS_STATES = frozenset({S.INITIALIZING, S.RUNNING, S.CANCELING})
 
 
 def sources_of(target: CalculationState) -> frozenset[CalculationState]:

@@ -22,12 +22,14 @@ class Client:
             base_url=f"{base_url.rstrip('/')}/api/v2", headers={"Authorization": f"Bearer {token}"}, timeout=60
         )
 
-    def _check(self, response: httpx.Response) -> Any:
+    def _check(self, response: httpx.Response) -> dict[str, Any]:
+        """The response's JSON object (every call here answers one); exits on an error status."""
         if response.status_code >= 400:
             raise SystemExit(
                 f"{response.request.method} {response.request.url} -> {response.status_code}: {response.text}"
             )
-        return response.json()
+        body: dict[str, Any] = response.json()
+        return body
 
     def upload(self, path: Path) -> dict[str, Any]:
         with path.open("rb") as handle:

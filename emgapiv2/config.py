@@ -121,14 +121,12 @@ class QuotaSettings(BaseModel):
 
 
 class RetrySettings(BaseModel):
+    """Which failures are retried, and how the backoff grows, is calculations/policies.py."""
+
     max_attempts: int = Field(3, ge=1, description="Attempts a calculation gets when the platform fails it.")
     backoff_seconds: float = Field(10, ge=0, description="Wait before the first retry.")
     backoff_factor: float = Field(2, ge=1, description="Each further retry waits this much longer.")
     max_backoff_seconds: float = Field(600, ge=0, description="Longest wait before a retry.")
-
-    def delay_before(self, attempt: int) -> float:
-        """Seconds to wait before starting `attempt` (2, 3, …)."""
-        return min(self.backoff_seconds * self.backoff_factor ** max(attempt - 2, 0), self.max_backoff_seconds)
 
 
 class Settings(BaseSettings):

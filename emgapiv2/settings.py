@@ -26,6 +26,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "ninja",
     "calculations",
+    "workflows",  # registers the Prefect launcher; workflows uses calculations, never the reverse
 ]
 
 MIDDLEWARE = [
@@ -64,7 +65,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": config.data_dir / "db.sqlite3",
+            "NAME": str(config.data_dir / "db.sqlite3"),
             "OPTIONS": {
                 # IMMEDIATE: writers take the lock at BEGIN, so two transactions never deadlock
                 # upgrading a read lock; WAL lets readers run beside the one writer.

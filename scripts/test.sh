@@ -7,6 +7,11 @@ cd "$ROOT"
 # the test settings (pyproject.toml) choose these; the environment must not override them
 unset DJANGO_SETTINGS_MODULE EMGAPI_DB__URL EMGAPI_DATA_DIR PREFECT_API_URL EMGAPI_PREFECT__API_URL
 
+# first, before any service starts: a type error fails the run in a minute, not after the suites
+# (pyproject.toml's [tool.mypy] says what is checked: the project's code, never var/ or .venv/)
+echo "== mypy (task typecheck): 0 errors is the bar"
+python -m mypy
+
 # The container and Slurm backends are tested for real: a project-local dockerd with the tools'
 # images, and the Slurm dev cluster. Whatever this script starts, it stops at the end.
 started=()

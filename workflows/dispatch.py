@@ -16,6 +16,7 @@ from uuid import UUID
 
 from django.utils import timezone
 
+from calculations.launching import LauncherHealth
 from emgapiv2.config import get_settings
 
 if TYPE_CHECKING:
@@ -111,6 +112,7 @@ def cancel_flow_run(flow_run_id: UUID) -> None:
     changes nothing for the user.
     """
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import State
     from prefect.states import Cancelled, Cancelling
 
     try:
@@ -119,7 +121,32 @@ def cancel_flow_run(flow_run_id: UUID) -> None:
             if flow_run.state is None or flow_run.state.is_final():
                 return
             # a run not yet picked up is simply cancelled; a running one is asked to stop
-            target = Cancelling() if flow_run.state.is_running() else Cancelled()
+            target: State = Cancelling() if flow_run.state.is_running() else Cancelled()
             client.set_flow_run_state(flow_run_id, target, force=True)
     except Exception:
         logger.warning("could not mark flow run %s cancelled in Prefect", flow_run_id, exc_info=True)
+
+
+def prefect_health() -> LauncherHealth:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        response = client.api_healthcheck()
+    if response is not None:
+        return LauncherHealth(ok=False, detail=str(response))
+    return LauncherHealth(ok=True, detail=str(client.api_url))
+
+
+class PrefectLauncher:
+    """Calculations launched as Prefect flow runs (`calculations.launching.Launcher`)."""
+
+    name = "prefect"
+
+    def launch(self, calculation_id: UUID) -> None:
+        dispatch_calculation(calculation_id)
+
+    def stop_run(self, flow_run_id: UUID) -> None:
+        cancel_flow_run(flow_run_id)
+
+    def health(self) -> LauncherHealth:
+        return prefect_health()

@@ -23,14 +23,17 @@ from calculations.actions import JobOutcome, OutputBlob
 from calculations.errors import InvalidTransition
 from calculations.logs import tail_of_file
 from calculations.models import Calculation, CalculationInput
+from calculations.policies import AttemptEnd
 from calculations.states import CalculationState
 from calculations.storage import StorageError, get_storage
 from calculations.tools import ToolSpec, get_tool
+from calculations.workdirs import attempt_dir, log_paths
 from emgapiv2.config import get_settings
 from workflows.backends import (
     BackendUnavailable,
     ExecutionBackend,
     JobHandle,
+    JobLimit,
     JobSpec,
     JobState,
     JobStatus,
@@ -41,19 +44,19 @@ from workflows.inflight import get_inflight_watcher
 
 S = CalculationState
 ERROR_TAIL_CHARS = 4000
+# how a job the backend saw end ended (success is decided once the outputs are checked)
+JOB_ENDS = {
+    (JobStatus.FAILED, None): AttemptEnd.TOOL_FAILED,
+    (JobStatus.FAILED, JobLimit.MEMORY): AttemptEnd.OUT_OF_MEMORY,
+    (JobStatus.FAILED, JobLimit.TIME): AttemptEnd.TIME_LIMIT,
+    (JobStatus.CANCELED, None): AttemptEnd.CANCELED,
+    (JobStatus.LOST, None): AttemptEnd.JOB_LOST,
+    (JobStatus.STOPPED, None): AttemptEnd.STOPPED_OUTSIDE,
+}
 
 
 class OutputMissing(Exception):
     pass
-
-
-def attempt_dir(calculation_id: UUID, attempt: int) -> Path:
-    return get_settings().calculations_dir / str(calculation_id) / f"attempt-{attempt}"
-
-
-def log_paths(calculation_id: UUID, attempt: int) -> tuple[Path, Path]:
-    base = attempt_dir(calculation_id, attempt)
-    return base / "stdout.txt", base / "stderr.txt"
 
 
 def _input_blobs(calculation_id: UUID) -> list[tuple[str, str, str]]:
@@ -152,12 +155,12 @@ class CalculationRun:
             self.logger.info("not starting: %s", exc)
             return await self._current_state()
         watcher = get_inflight_watcher()
-        watcher.track(calc.id)  # heartbeats from staging the inputs to storing the outputs
+        watcher.track(calc.id, self.attempt)  # heartbeats from staging the inputs to storing the outputs
         try:
             return await self._run(calc, spec, base, workdir)
         except Exception as exc:
             self.logger.exception("calculation %s failed in the platform", calc.id)
-            await self._fail(S.SYSTEM_ERROR, f"platform error: {type(exc).__name__}: {exc}", None)
+            await self._end(AttemptEnd.PLATFORM_ERROR, f"platform error: {type(exc).__name__}: {exc}")
             raise
         finally:
             watcher.untrack(calc.id)
@@ -166,12 +169,12 @@ class CalculationRun:
         try:
             self.backend = self.backend_for(self.backend_name)
         except BackendUnavailable as exc:
-            return await self._fail(S.SYSTEM_ERROR, str(exc), None)
+            return await self._end(AttemptEnd.BACKEND_UNAVAILABLE, str(exc))
         workdir.mkdir(parents=True, exist_ok=True)
         try:
             staged = await asyncio.to_thread(_stage_inputs, await db(_input_blobs)(calc.id), base)
         except StorageError as exc:
-            return await self._fail(S.SYSTEM_ERROR, f"could not stage inputs: {exc}", None)
+            return await self._end(AttemptEnd.STORAGE_FAILED, f"could not stage inputs: {exc}")
         params = spec.params_model.model_validate(calc.params)
         argv = spec.build_argv(params, staged)
         stdout_path, stderr_path = log_paths(calc.id, self.attempt)
@@ -190,13 +193,13 @@ class CalculationRun:
         )
         watcher = get_inflight_watcher()
         if watcher.is_canceling(calc.id) or await self._current_state() == S.CANCELING:
-            return await self._finish_cancel("canceled before the tool started", None)
+            return await self._end(AttemptEnd.CANCELED, "canceled before the tool started")
         try:
             handle = await self.backend.submit(job)
         except BackendUnavailable as exc:
-            return await self._fail(S.SYSTEM_ERROR, f"{self.backend.kind} backend: {exc}", None)
+            return await self._end(AttemptEnd.BACKEND_UNAVAILABLE, f"{self.backend.kind} backend: {exc}")
         except OSError as exc:
-            return await self._fail(S.EXECUTOR_ERROR, f"could not start {argv[0]!r}: {exc}", None)
+            return await self._end(AttemptEnd.TOOL_NOT_STARTED, f"could not start {argv[0]!r}: {exc}")
         executable = None if handle.details.get("image") else shutil.which(spec.executable)
         try:
             await db(actions.do_mark_running)(
@@ -205,7 +208,7 @@ class CalculationRun:
             )  # fmt: skip
         except InvalidTransition:
             await self.backend.cancel(handle, get_settings().worker.kill_grace_seconds)
-            return await self._finish_cancel("canceled while starting", None)
+            return await self._end(AttemptEnd.CANCELED, "canceled while starting")
         self.logger.info("calculation %s: %s job %s running: %s", calc.id, self.backend.kind, handle.job_id, argv)
         state = await self._wait(handle)
         return await self._record(spec, workdir, base, state)
@@ -229,57 +232,50 @@ class CalculationRun:
             stdout_sha, stderr_sha = await asyncio.to_thread(_store_logs, self.calculation_id, self.attempt)
         except StorageError as exc:
             outcome = JobOutcome(state.exit_code, state.resource_usage, None, None)
-            return await self._fail(S.SYSTEM_ERROR, f"could not store the tool's logs: {exc}", outcome)
+            return await self._end(AttemptEnd.STORAGE_FAILED, f"could not store the tool's logs: {exc}", outcome)
         outcome = JobOutcome(state.exit_code, state.resource_usage, stdout_sha, stderr_sha)
-        if state.status is JobStatus.CANCELED:
-            return await self._finish_cancel("canceled; tool stopped", outcome)
-        if state.status is JobStatus.LOST:
-            return await self._fail(S.SYSTEM_ERROR, state.message, outcome)
-        if state.status is JobStatus.STOPPED:  # an operator stopped it: do not start it again
-            return await self._fail(S.SYSTEM_ERROR, state.message, outcome, retry=False)
         if state.status is JobStatus.FAILED:
             detail = _tool_output_tail(self.calculation_id, self.attempt) or "(no output)"
-            return await self._fail(S.EXECUTOR_ERROR, f"{spec.name} {state.message}:\n{detail}", outcome)
+            end = JOB_ENDS[state.status, state.limit]
+            return await self._end(end, f"{spec.name} {state.message}:\n{detail}", outcome)
+        if state.status is JobStatus.CANCELED:
+            return await self._end(AttemptEnd.CANCELED, "canceled; tool stopped", outcome)
+        if state.status is not JobStatus.SUCCEEDED:
+            return await self._end(JOB_ENDS[state.status, None], state.message, outcome)
         try:
             outputs = await asyncio.to_thread(_collect_outputs, spec, workdir)
         except OutputMissing as exc:
             detail = _tool_output_tail(self.calculation_id, self.attempt)
-            return await self._fail(S.EXECUTOR_ERROR, f"{exc}:\n{detail}" if detail else str(exc), outcome)
+            return await self._end(AttemptEnd.OUTPUTS_INVALID, f"{exc}:\n{detail}" if detail else str(exc), outcome)
         except StorageError as exc:
-            return await self._fail(S.SYSTEM_ERROR, f"could not store outputs: {exc}", outcome)
-        try:
-            await db(actions.do_complete_calculation)(
-                self.calculation_id, self.attempt, outputs=outputs, outcome=outcome
-            )
-        except InvalidTransition:
-            # a cancel arrived after the tool finished: it wins, and no outputs are registered
-            return await self._finish_cancel("canceled as the tool finished; outputs discarded", outcome)
-        # inputs and outputs are in storage now; the logs too
-        await asyncio.to_thread(shutil.rmtree, base, True)
-        return S.COMPLETE
+            return await self._end(AttemptEnd.STORAGE_FAILED, f"could not store outputs: {exc}", outcome)
+        # a cancel that arrived as the tool finished wins there: no outputs are registered
+        final = await self._end(AttemptEnd.SUCCEEDED, "", outcome, outputs)
+        if final == S.COMPLETE:  # inputs and outputs are in storage now; the logs too
+            await asyncio.to_thread(shutil.rmtree, base, True)
+        return final
 
     async def _current_state(self) -> CalculationState:
         state = await db(lambda: Calculation.objects.values_list("state", flat=True).get(id=self.calculation_id))()
         return CalculationState(state)
 
-    async def _fail(
-        self, state: CalculationState, error: str, outcome: JobOutcome | None, *, retry: bool = True
+    async def _end(
+        self,
+        end: AttemptEnd,
+        message: str = "",
+        outcome: JobOutcome | None = None,
+        outputs: list[OutputBlob] | None = None,
     ) -> CalculationState:
+        """Record how this attempt ended; the policy table (calculations/policies.py) decides what follows."""
         try:
-            calc = await db(actions.do_fail_calculation)(
-                self.calculation_id, self.attempt, state=state, error=error, outcome=outcome, retry=retry
+            calc = await db(actions.do_end_attempt)(
+                self.calculation_id, self.attempt, end, message=message, outputs=outputs or [], outcome=outcome
             )
-            # a platform failure with attempts left is QUEUED again, as the next attempt
-            self.logger.warning("calculation %s: %s, now %s: %s", self.calculation_id, state, calc.state, error[:500])
-            return CalculationState(calc.state)
-        except InvalidTransition:
-            if await self._current_state() == S.CANCELING:
-                return await self._finish_cancel("canceled", outcome)
+        except InvalidTransition as exc:  # fenced: the reconciler or a newer attempt moved it on
+            self.logger.info("attempt %s not recorded: %s", self.attempt, exc)
             return await self._current_state()
-
-    async def _finish_cancel(self, reason: str, outcome: JobOutcome | None) -> CalculationState:
-        try:
-            await db(actions.do_finish_cancel)(self.calculation_id, self.attempt, reason=reason, outcome=outcome)
-        except InvalidTransition as exc:
-            self.logger.info("cancel not recorded: %s", exc)
-        return await self._current_state()
+        if calc.state != S.COMPLETE:
+            self.logger.warning(
+                "calculation %s: %s, now %s: %s", self.calculation_id, end.name, calc.state, message[:500]
+            )
+        return CalculationState(calc.state)

@@ -4,7 +4,8 @@ canceled, and it heartbeats for all of them.
 One query per interval covers every calculation the process runs, instead of one per
 calculation: with thousands in flight that is the difference between 1 and 1,000 queries/s. The
 heartbeat is what tells the reconciler that the worker is alive: when it stops (the worker was
-killed, its host died), the calculations go to a retry once it is `stale_after_seconds` old.
+killed, its host died), the calculations go to a retry once it is `stale_after_seconds` old. It is
+fenced by attempt, like every write: a worker still running attempt N never refreshes N + 1.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ import logging
 import time
 from uuid import UUID
 
-from django.utils import timezone
-
+from calculations.actions import do_record_heartbeats
 from calculations.models import Calculation
 from calculations.states import CalculationState
 from emgapiv2.config import get_settings
@@ -23,25 +23,24 @@ from workflows.db import db
 
 logger = logging.getLogger(__name__)
 S = CalculationState
-RUNNING_STATES = (S.INITIALIZING, S.RUNNING, S.CANCELING)
 
 
 class InFlightWatcher:
     def __init__(self, interval_seconds: float, heartbeat_seconds: float) -> None:
         self.interval_seconds = interval_seconds
         self.heartbeat_seconds = heartbeat_seconds
-        self._tracked: set[UUID] = set()
+        self._tracked: dict[UUID, int] = {}  # calculation id -> the attempt this process runs
         self._canceling: set[UUID] = set()
         self._task: asyncio.Task[None] | None = None
         self._last_heartbeat = 0.0
 
-    def track(self, calculation_id: UUID) -> None:
-        self._tracked.add(calculation_id)
+    def track(self, calculation_id: UUID, attempt: int) -> None:
+        self._tracked[calculation_id] = attempt
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._poll_forever())
 
     def untrack(self, calculation_id: UUID) -> None:
-        self._tracked.discard(calculation_id)
+        self._tracked.pop(calculation_id, None)
         self._canceling.discard(calculation_id)
 
     def is_canceling(self, calculation_id: UUID) -> bool:
@@ -51,7 +50,7 @@ class InFlightWatcher:
         while self._tracked:
             heartbeat = time.monotonic() - self._last_heartbeat >= self.heartbeat_seconds
             try:
-                self._canceling = await db(self._query)(set(self._tracked), heartbeat)
+                self._canceling = await db(self._query)(dict(self._tracked), heartbeat)
                 if heartbeat:
                     self._last_heartbeat = time.monotonic()
             except Exception:
@@ -59,10 +58,10 @@ class InFlightWatcher:
             await asyncio.sleep(self.interval_seconds)
 
     @staticmethod
-    def _query(ids: set[UUID], heartbeat: bool) -> set[UUID]:
+    def _query(attempts: dict[UUID, int], heartbeat: bool) -> set[UUID]:
         if heartbeat:
-            Calculation.objects.filter(id__in=ids, state__in=RUNNING_STATES).update(heartbeat_at=timezone.now())
-        return set(Calculation.objects.filter(id__in=ids, state=S.CANCELING).values_list("id", flat=True))
+            do_record_heartbeats(attempts)
+        return set(Calculation.objects.filter(id__in=attempts, state=S.CANCELING).values_list("id", flat=True))
 
 
 _watcher: InFlightWatcher | None = None

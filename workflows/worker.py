@@ -12,6 +12,7 @@ Run it with `task worker` (python -m workflows.worker).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
@@ -75,6 +76,9 @@ class CalculationWorker:
     def stop(self) -> None:
         self._stopping.set()
 
+    def _forget(self, flow_run_id: UUID, _task: asyncio.Task[None]) -> None:
+        self._running.pop(flow_run_id, None)
+
     async def run(self) -> None:
         from prefect.context import AsyncClientContext
         from prefect.types._datetime import now
@@ -102,7 +106,7 @@ class CalculationWorker:
                         if flow_run.id not in self._running:
                             task = asyncio.create_task(self._execute(client, flow_run))
                             self._running[flow_run.id] = task
-                            task.add_done_callback(lambda _, run_id=flow_run.id: self._running.pop(run_id, None))
+                            task.add_done_callback(functools.partial(self._forget, flow_run.id))
                 try:
                     await asyncio.wait_for(self._stopping.wait(), self.query_seconds)
                 except TimeoutError:

@@ -1,12 +1,12 @@
 from uuid import UUID
 
 from django.db.models import QuerySet
-from django.http import HttpRequest
 from ninja import Query, Router
 from ninja.pagination import paginate
 
 from calculations.actions import access_calculation_by_id, do_request_cancel, user_actor
 from calculations.api.pagination import BoundedLimitOffsetPagination
+from calculations.api.requests import AuthedRequest
 from calculations.logs import read_logs
 from calculations.models import Calculation
 from calculations.schemas import CalculationFilters, CalculationOut, ErrorOut, LogsOut
@@ -14,20 +14,20 @@ from calculations.schemas import CalculationFilters, CalculationOut, ErrorOut, L
 router = Router(tags=["calculations"])
 
 
-def _visible(request: HttpRequest) -> QuerySet[Calculation]:
-    return Calculation.objects.filter(owner_id=request.auth.id).prefetch_related("inputs", "output_files")  # type: ignore[union-attr]
+def _visible(request: AuthedRequest) -> QuerySet[Calculation]:
+    return Calculation.objects.filter(owner_id=request.auth.id).prefetch_related("inputs", "output_files")
 
 
 @router.get("", response=list[CalculationOut], operation_id="list_calculations")
 @paginate(BoundedLimitOffsetPagination)
-def list_calculations(request: HttpRequest, filters: Query[CalculationFilters]) -> QuerySet[Calculation]:
+def list_calculations(request: AuthedRequest, filters: Query[CalculationFilters]) -> QuerySet[Calculation]:
     """Your calculations, newest first; filter by `state` and `tool`."""
     return filters.filter(_visible(request))
 
 
 @router.get("/{calculation_id}", response={200: CalculationOut, 404: ErrorOut}, operation_id="get_calculation")
-def get_calculation(request: HttpRequest, calculation_id: UUID) -> Calculation:
-    access_calculation_by_id(request.auth.id, calculation_id)  # type: ignore[union-attr]
+def get_calculation(request: AuthedRequest, calculation_id: UUID) -> Calculation:
+    access_calculation_by_id(request.auth.id, calculation_id)
     return _visible(request).get(id=calculation_id)
 
 
@@ -36,14 +36,14 @@ def get_calculation(request: HttpRequest, calculation_id: UUID) -> Calculation:
     response={202: CalculationOut, 404: ErrorOut, 409: ErrorOut},
     operation_id="cancel_calculation",
 )
-def cancel_calculation(request: HttpRequest, calculation_id: UUID) -> tuple[int, Calculation]:
+def cancel_calculation(request: AuthedRequest, calculation_id: UUID) -> tuple[int, Calculation]:
     """Stop a calculation: CANCELED at once if it had not started, else CANCELING until its tool is gone."""
-    calc = access_calculation_by_id(request.auth.id, calculation_id)  # type: ignore[union-attr]
-    do_request_cancel(calc.id, actor=user_actor(request.auth.id))  # type: ignore[union-attr]
+    calc = access_calculation_by_id(request.auth.id, calculation_id)
+    do_request_cancel(calc.id, actor=user_actor(request.auth.id))
     return 202, _visible(request).get(id=calc.id)
 
 
 @router.get("/{calculation_id}/logs", response={200: LogsOut, 404: ErrorOut}, operation_id="get_calculation_logs")
-def get_calculation_logs(request: HttpRequest, calculation_id: UUID) -> LogsOut:
+def get_calculation_logs(request: AuthedRequest, calculation_id: UUID) -> LogsOut:
     """The tool's stdout and stderr (their ends, if long): live while it runs, stored once it ended."""
-    return read_logs(access_calculation_by_id(request.auth.id, calculation_id))  # type: ignore[union-attr]
+    return read_logs(access_calculation_by_id(request.auth.id, calculation_id))

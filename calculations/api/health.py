@@ -2,6 +2,7 @@ from django.db import connection
 from django.http import HttpRequest
 from ninja import Router
 
+from calculations.launching import get_launcher
 from calculations.schemas import HealthCheckOut, HealthOut
 from calculations.storage import get_storage
 
@@ -26,22 +27,19 @@ def _check_storage() -> HealthCheckOut:
         return HealthCheckOut(ok=False, detail=str(exc))
 
 
-def _check_prefect() -> HealthCheckOut:
-    from prefect.client.orchestration import get_client
-
+def _check_launcher() -> tuple[str, HealthCheckOut]:
+    launcher = get_launcher()
     try:
-        with get_client(sync_client=True) as client:
-            response = client.api_healthcheck()
-        if response is not None:
-            return HealthCheckOut(ok=False, detail=str(response))
-        return HealthCheckOut(ok=True, detail=str(client.api_url))
+        health = launcher.health()
+        return launcher.name, HealthCheckOut(ok=health.ok, detail=health.detail)
     except Exception as exc:
-        return HealthCheckOut(ok=False, detail=str(exc))
+        return launcher.name, HealthCheckOut(ok=False, detail=str(exc))
 
 
 @router.get("", response={200: HealthOut, 503: HealthOut}, auth=None, operation_id="health")
 def health(request: HttpRequest) -> tuple[int, HealthOut]:
-    """Whether the database, the storage and the Prefect server answer (no auth needed)."""
-    checks = {"database": _check_database(), "storage": _check_storage(), "prefect": _check_prefect()}
+    """Whether the database, the storage and the orchestrator (Prefect) answer (no auth needed)."""
+    launcher_name, launcher_check = _check_launcher()
+    checks = {"database": _check_database(), "storage": _check_storage(), launcher_name: launcher_check}
     healthy = all(check.ok for check in checks.values())
     return (200 if healthy else 503), HealthOut(status="ok" if healthy else "degraded", checks=checks)

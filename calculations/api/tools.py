@@ -6,15 +6,25 @@ from typing import Any, Literal
 from uuid import UUID
 
 from django.http import HttpRequest
-from ninja import Body, Router, Schema
-from pydantic import ConfigDict, Field, create_model
+from ninja import Router, Schema
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from calculations.actions import check_create_calculation
+from calculations.api.requests import AuthedRequest
 from calculations.errors import NotFound
 from calculations.models import Calculation
-from calculations.schemas import CalculationIn, CalculationOut, ErrorOut, ToolOut, ToolSummaryOut
+from calculations.schemas import (
+    CalculationIn,
+    CalculationOut,
+    ErrorOut,
+    InputRoleOut,
+    OutputRoleOut,
+    ResourcesOut,
+    ToolOut,
+    ToolSummaryOut,
+)
 from calculations.states import CalculationState
-from calculations.tools import ToolSpec, UnknownTool, get_registry, get_tool
+from calculations.tools import ToolParams, ToolSpec, UnknownTool, get_registry, get_tool
 
 router = Router(tags=["tools"])
 SUBMIT_RESPONSES: dict[int, Any] = {
@@ -32,16 +42,16 @@ def _tool_out(spec: ToolSpec) -> ToolOut:
         version=spec.version,
         description=spec.description,
         params_schema=spec.params_model.model_json_schema(),
-        inputs=[{"name": r.name, "description": r.description, "formats": list(r.formats)} for r in spec.inputs],
+        inputs=[InputRoleOut(name=r.name, description=r.description, formats=list(r.formats)) for r in spec.inputs],
         outputs=[
-            {"name": r.name, "description": r.description, "path": r.path, "format": r.format, "required": r.required}
+            OutputRoleOut(name=r.name, description=r.description, path=r.path, format=r.format, required=r.required)
             for r in spec.outputs
         ],
-        resources={
-            "cpus": spec.resources.cpus,
-            "memory_mb": spec.resources.memory_mb,
-            "time_limit_seconds": spec.resources.time_limit_seconds,
-        },
+        resources=ResourcesOut(
+            cpus=spec.resources.cpus,
+            memory_mb=spec.resources.memory_mb,
+            time_limit_seconds=spec.resources.time_limit_seconds,
+        ),
         backends=spec.available_backends(),
         default_backend=_default_backend(spec),
         image=spec.image.name if spec.image else None,
@@ -76,21 +86,30 @@ def _submitted(calc: Calculation) -> tuple[int, Calculation]:
     return (200 if calc.state == CalculationState.COMPLETE else 202), calc
 
 
-def _submission_schema(spec: ToolSpec) -> type[Schema]:
+class _Submission(Schema):
+    # What every tool's submission body has; each tool's schema (below) narrows the field types.
+    inputs: BaseModel
+    params: ToolParams
+    use_cache: bool
+    backend: str | None
+
+
+def _submission_schema(spec: ToolSpec) -> type[_Submission]:
     prefix = "".join(part.capitalize() for part in spec.name.replace("-", "_").split("_"))
-    inputs_model = create_model(  # type: ignore[call-overload]
-        f"{prefix}Inputs",
-        __config__=ConfigDict(extra="forbid"),
-        **{role.name: (UUID, Field(description=f"{role.description} File id.")) for role in spec.inputs},
-    )
-    return create_model(  # type: ignore[call-overload, no-any-return]
+    input_fields: dict[str, Any] = {
+        role.name: (UUID, Field(description=f"{role.description} File id.")) for role in spec.inputs
+    }
+    inputs_model = create_model(f"{prefix}Inputs", __config__=ConfigDict(extra="forbid"), **input_fields)
+    # a Literal of values known only at run time: a type for pydantic, a value for the type checker
+    backend_choice: Any = Literal[spec.backends]
+    return create_model(
         f"{prefix}CalculationIn",
-        __base__=Schema,
+        __base__=_Submission,
         inputs=(inputs_model, Field(description="File id for each input role.")),
         params=(spec.params_model, Field(default_factory=spec.params_model, description=spec.description)),
         use_cache=(bool, Field(True, description="Answer from an identical earlier calculation if there is one.")),
         backend=(
-            Literal[spec.backends] | None,  # type: ignore[valid-type]
+            backend_choice | None,
             Field(None, description="Where to run it (GET /tools/{name} lists what this deployment offers)."),
         ),
     )
@@ -99,10 +118,10 @@ def _submission_schema(spec: ToolSpec) -> type[Schema]:
 def _add_submission_route(spec: ToolSpec) -> None:
     schema = _submission_schema(spec)
 
-    def submit(request: HttpRequest, payload: schema = Body(...)) -> tuple[int, Calculation]:  # type: ignore[valid-type]
+    def submit(request: AuthedRequest, payload: _Submission) -> tuple[int, Calculation]:
         return _submitted(
             check_create_calculation(
-                request.auth.id,  # type: ignore[union-attr]
+                request.auth.id,
                 spec.name,
                 inputs=payload.inputs.model_dump(),
                 params=payload.params.model_dump(mode="json"),
@@ -111,6 +130,9 @@ def _add_submission_route(spec: ToolSpec) -> None:
             )
         )
 
+    # ninja takes a Schema parameter for the JSON body and reads its model from the annotation:
+    # this tool's own schema (the base above only tells the type checker what the body holds)
+    submit.__annotations__["payload"] = schema
     submit.__name__ = f"submit_{spec.name.replace('-', '_')}"
     router.post(
         f"/{spec.name}/calculations",
@@ -126,11 +148,11 @@ for _spec in sorted(get_registry().values(), key=lambda s: s.name):
 
 
 @router.post("/{name}/calculations", response=SUBMIT_RESPONSES, operation_id="submit_calculation")
-def submit_calculation(request: HttpRequest, name: str, payload: CalculationIn) -> tuple[int, Calculation]:
+def submit_calculation(request: AuthedRequest, name: str, payload: CalculationIn) -> tuple[int, Calculation]:
     """Submit to a tool by name (the typed per-tool routes above document each tool's body)."""
     return _submitted(
         check_create_calculation(
-            request.auth.id,  # type: ignore[union-attr]
+            request.auth.id,
             name,
             inputs=payload.inputs,
             params=payload.params,

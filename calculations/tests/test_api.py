@@ -2,18 +2,23 @@
 
 import hashlib
 from collections.abc import Callable
-from uuid import uuid4
+from pathlib import Path
+from typing import Any
+from uuid import UUID, uuid4
 
 import pytest
 
 from calculations.states import CalculationState
 from conftest import ApiClient
+from emgapiv2.config import get_settings
 
 pytestmark = pytest.mark.django_db
 Upload = Callable[[str, bytes], str]
 
 
-def submit(client: ApiClient, tool: str, inputs: dict[str, str], params: dict | None = None, **extra: object):
+def submit(
+    client: ApiClient, tool: str, inputs: dict[str, str], params: dict[str, Any] | None = None, **extra: object
+) -> Any:
     return client.post(f"/tools/{tool}/calculations", {"inputs": inputs, "params": params or {}, **extra})
 
 
@@ -43,10 +48,18 @@ def test_upload_then_read_back(alice: ApiClient) -> None:
     assert [f["id"] for f in alice.get("/files").json()["items"]] == [file["id"]]
 
 
+def _stored_blobs() -> set[Path]:
+    root = get_settings().blob_root
+    return {path for path in root.rglob("*") if path.is_file() and ".incoming" not in path.parts}
+
+
 def test_identical_uploads_share_one_blob(alice: ApiClient, bob: ApiClient) -> None:
-    first = alice.upload("a.txt", b"same bytes").json()
-    second = bob.upload("b.txt", b"same bytes").json()
+    before = _stored_blobs()
+    first = alice.upload("a.txt", b"same bytes, stored once").json()
+    second = bob.upload("b.txt", b"same bytes, stored once").json()
     assert first["sha256"] == second["sha256"] and first["id"] != second["id"]
+    added = _stored_blobs() - before
+    assert [path.name for path in added] == [first["sha256"]]  # two users' files, one blob
 
 
 def test_others_files_and_calculations_are_404(alice: ApiClient, bob: ApiClient, uploaded: Upload) -> None:
@@ -105,7 +118,13 @@ def test_openapi_documents_one_typed_endpoint_per_tool(alice: ApiClient) -> None
     ],
 )
 def test_bad_submissions_say_what_is_wrong(
-    alice: ApiClient, uploaded: Upload, tool: str, inputs: dict, params: dict, status: int, message: str
+    alice: ApiClient,
+    uploaded: Upload,
+    tool: str,
+    inputs: dict[str, str],
+    params: dict[str, Any],
+    status: int,
+    message: str,
 ) -> None:
     files = {
         "FILE": uploaded("g.fna", b">c\nACGT\n"),
@@ -164,7 +183,7 @@ def test_a_tool_without_an_image_cannot_run_in_a_container(alice: ApiClient, upl
     original = registry["obabel"]
     registry["obabel"] = replace(original, image=None)
     try:
-        file_id = uploaded("m.smi", b"CCO\n")
+        file_id = UUID(uploaded("m.smi", b"CCO\n"))
         user_id = alice.get("/calculations").wsgi_request.auth.id
         with pytest.raises(InvalidInput, match="cannot run on backend 'container'; it supports local, slurm"):
             check_create_calculation(user_id, "obabel", inputs={"molecules": file_id}, params={}, backend="container")
@@ -201,10 +220,11 @@ def test_identical_submission_after_completion_is_answered_from_the_cache(
     from calculations.actions import (
         JobOutcome,
         OutputBlob,
-        do_complete_calculation,
+        do_end_attempt,
         do_mark_running,
         do_start_calculation,
     )
+    from calculations.policies import AttemptEnd
     from calculations.storage import get_storage
 
     file_id = uploaded("m.smi", b"CCO\n")
@@ -214,9 +234,10 @@ def test_identical_submission_after_completion_is_answered_from_the_cache(
     do_start_calculation(first["id"], 1, flow_run_id=None, backend="local", host="h", workdir="/w")
     do_mark_running(first["id"], 1, job_id="1", argv=["obabel"], executable=None)
     outcome = JobOutcome(0, {}, None, None)
-    do_complete_calculation(
-        first["id"], 1, outputs=[OutputBlob("molecules", "m.sdf", blob.sha256, blob.size)], outcome=outcome
-    )
+    do_end_attempt(
+        first["id"], 1, AttemptEnd.SUCCEEDED, outputs=[OutputBlob("molecules", "m.sdf", blob.sha256, blob.size)],
+        outcome=outcome,
+    )  # fmt: skip
 
     # the follower took over the outcome, with its own output file rows
     follower = alice.get(f"/calculations/{follower['id']}").json()

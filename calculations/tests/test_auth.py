@@ -42,3 +42,17 @@ def test_the_admin_is_for_staff_only(db: None, alice: ApiClient) -> None:
     user.is_staff = True
     user.save()
     assert client.get("/admin/").status_code == 200
+
+
+def test_a_tokens_use_is_recorded_at_most_once_a_minute(db: None) -> None:
+    client = ApiClient(do_create_api_token("gina"))
+    assert ApiToken.objects.get(user__username="gina").last_used_at is None
+    assert client.get("/files").status_code == 200
+    first_use = ApiToken.objects.get(user__username="gina").last_used_at
+    assert first_use is not None  # operators see which tokens are alive
+    client.get("/files")
+    assert ApiToken.objects.get(user__username="gina").last_used_at == first_use  # no write per request
+    ApiToken.objects.filter(user__username="gina").update(last_used_at=first_use - timedelta(minutes=2))
+    client.get("/files")
+    latest = ApiToken.objects.get(user__username="gina").last_used_at
+    assert latest is not None and latest > first_use - timedelta(minutes=2)

@@ -42,7 +42,7 @@ def test_file_names_cannot_escape_or_inject(alice: ApiClient, name: str) -> None
     ],
 )
 def test_shell_metacharacters_in_parameters_are_refused_by_validation(
-    alice: ApiClient, uploaded: Upload, tool: str, params: dict, message: str
+    alice: ApiClient, uploaded: Upload, tool: str, params: dict[str, object], message: str
 ) -> None:
     role = "contigs" if tool == "prodigal" else "molecules"
     content = b">c\nACGT\n" if tool == "prodigal" else b"CCO\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -18,7 +19,7 @@ def test_too_many_calculations_in_flight_is_a_429(
     monkeypatch.setattr(get_settings().quota, "max_active_calculations", 2)
     molecules = uploaded("m.smi", b"CCO\n")
 
-    def submit(client: ApiClient, use_cache: bool = False) -> object:
+    def submit(client: ApiClient, use_cache: bool = False) -> Any:
         return client.post("/tools/obabel/calculations", {"inputs": {"molecules": molecules}, "params": {},
                                                           "use_cache": use_cache})  # fmt: skip
 

@@ -5,7 +5,8 @@ import itertools
 import pytest
 from django.db import transaction
 
-from calculations.actions import _transition, do_request_cancel
+from calculations.actions import do_request_cancel
+from calculations.actions.transitions import transition
 from calculations.errors import InvalidTransition
 from calculations.models import CalculationEvent
 from calculations.states import ALLOWED_TRANSITIONS, TERMINAL_STATES, CalculationState
@@ -21,14 +22,14 @@ def test_transition_is_applied_only_when_the_table_allows_it(source: S, target: 
     calc = make_calculation(source)
     if target in ALLOWED_TRANSITIONS[source]:
         with transaction.atomic():
-            _transition(calc.id, calc.attempt, target, actor="test", reason="because")
+            transition(calc.id, calc.attempt, target, actor="test", reason="because")
         calc.refresh_from_db()
         assert calc.state == target
         event = CalculationEvent.objects.get(calculation=calc)
         assert (event.from_state, event.to_state, event.actor, event.reason) == (source, target, "test", "because")
     else:
         with pytest.raises(InvalidTransition), transaction.atomic():
-            _transition(calc.id, calc.attempt, target, actor="test")
+            transition(calc.id, calc.attempt, target, actor="test")
         calc.refresh_from_db()
         assert calc.state == source
         assert not CalculationEvent.objects.filter(calculation=calc).exists()
@@ -40,7 +41,7 @@ def test_a_stale_attempt_cannot_change_state() -> None:
     calc.attempt = 2
     calc.save()
     with pytest.raises(InvalidTransition, match="attempt 1 cannot move"), transaction.atomic():
-        _transition(calc.id, 1, S.COMPLETE, actor="old-worker")
+        transition(calc.id, 1, S.COMPLETE, actor="old-worker")
     calc.refresh_from_db()
     assert calc.state == S.RUNNING
 

@@ -2,7 +2,7 @@
 
 from collections.abc import Mapping
 from pathlib import Path, PurePath
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field
 
@@ -31,7 +31,7 @@ def input_format(params: ObabelParams, filename: str) -> str:
     if extension not in _EXTENSIONS:
         raise ValueError(
             f"cannot tell the molecule format of {filename!r} from its extension; "
-            f"set params.input_format to one of {', '.join(MoleculeFormat.__args__)}"
+            f"set params.input_format to one of {', '.join(get_args(MoleculeFormat))}"
         )
     return _EXTENSIONS[extension]
 

@@ -50,10 +50,17 @@ class BackendUnavailable(Exception):
 class JobStatus(enum.Enum):
     RUNNING = "RUNNING"
     SUCCEEDED = "SUCCEEDED"
-    FAILED = "FAILED"  # the tool exited non-zero or was killed for exceeding a limit
+    FAILED = "FAILED"  # the tool exited non-zero or was killed (for exceeding a limit: see JobState.limit)
     CANCELED = "CANCELED"
     LOST = "LOST"  # the backend no longer knows the job: a platform fault (retried)
     STOPPED = "STOPPED"  # stopped from outside the platform (an operator's scancel): final, not retried
+
+
+class JobLimit(enum.Enum):
+    """The resource limit a FAILED job was killed for exceeding."""
+
+    MEMORY = "memory"
+    TIME = "time"
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,7 @@ class JobState:
     exit_code: int | None = None
     message: str = ""
     resource_usage: dict[str, float] = field(default_factory=dict)
+    limit: JobLimit | None = None
 
     @property
     def is_final(self) -> bool:

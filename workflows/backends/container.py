@@ -1,11 +1,11 @@
 """ContainerBackend: runs a tool in its own container through the Docker API (docker-py).
 
 The same code serves a Docker engine and Podman's compatible socket (`DOCKER_HOST`). Each job is
-one container of the tool's image, with the spec's memory and CPU limits, no network unless the
-tool declares it, a read-only root filesystem, all capabilities dropped, the staged inputs mounted
-read-only and the working directory read-write, each at its host path, so the argv the tool spec
-built runs unchanged. A `/bin/sh` wrapper sends the tool's output to the attempt's log files, which
-are live while it runs (the images are Debian-based; a shell is there).
+one container of the tool's image with the isolation `isolation.ContainerRun` defines (limits, no
+network unless the tool declares it, read-only root, no capabilities, inputs mounted read-only and
+the working directory read-write, each at its host path, so the argv the tool spec built runs
+unchanged). A `/bin/sh` wrapper sends the tool's output to the attempt's log files, which are live
+while it runs (the images are Debian-based; a shell is there).
 
 Waiting costs no thread per job: one thread follows the engine's event stream and wakes the job
 whose container died; an inspection every `poll_seconds` is the safety net for a missed event.
@@ -26,15 +26,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from workflows.backends.base import BackendUnavailable, JobHandle, JobSpec, JobState, JobStatus
+from workflows.backends.base import BackendUnavailable, JobHandle, JobLimit, JobSpec, JobState, JobStatus
+from workflows.backends.isolation import ContainerRun
 
 logger = logging.getLogger(__name__)
 
-LABEL = "org.emgapi.job"  # every container this backend starts carries it
-STDOUT_IN_CONTAINER = "/emgapi/stdout"
-STDERR_IN_CONTAINER = "/emgapi/stderr"
-# exec: the tool becomes the container's main process, so `docker stop` signals the tool itself
-WRAPPER = ["/bin/sh", "-c", f'exec "$@" >{STDOUT_IN_CONTAINER} 2>{STDERR_IN_CONTAINER}', "emgapi-tool"]
 RUNNING_STATUSES = {"created", "running", "restarting", "paused"}
 
 
@@ -64,35 +60,8 @@ def _wall_seconds(state: dict[str, Any]) -> float | None:
 
 
 def container_options(spec: JobSpec) -> dict[str, Any]:
-    """docker-py `containers.create` options for one job (also the source of the CLI form)."""
-    if spec.image is None:
-        raise BackendUnavailable("the tool declares no container image")
-    volumes = {
-        str(spec.workdir): {"bind": str(spec.workdir), "mode": "rw"},
-        str(spec.stdout_path): {"bind": STDOUT_IN_CONTAINER, "mode": "rw"},
-        str(spec.stderr_path): {"bind": STDERR_IN_CONTAINER, "mode": "rw"},
-    }
-    if spec.inputs_dir is not None:
-        volumes[str(spec.inputs_dir)] = {"bind": str(spec.inputs_dir), "mode": "ro"}
-    return {
-        "image": spec.image,
-        "command": [*WRAPPER, *spec.argv],
-        "name": spec.name,
-        "working_dir": str(spec.workdir),
-        "user": f"{os.getuid()}:{os.getgid()}",
-        "environment": {"HOME": str(spec.workdir), "LC_ALL": "C.UTF-8", "OMP_NUM_THREADS": str(spec.cpus), **spec.env},
-        "volumes": volumes,
-        "network_mode": "bridge" if spec.network else "none",
-        "mem_limit": f"{spec.memory_mb}m",
-        "memswap_limit": f"{spec.memory_mb}m",  # no swap beyond the limit: over it, the tool is killed
-        "nano_cpus": int(spec.cpus * 1_000_000_000),
-        "pids_limit": 4096,
-        "read_only": True,
-        "tmpfs": {"/tmp": "rw,size=1g"},
-        "cap_drop": ["ALL"],
-        "security_opt": ["no-new-privileges"],
-        "labels": {LABEL: spec.name},
-    }
+    """docker-py `containers.create` options for one job."""
+    return ContainerRun.for_job(spec).docker_py_options()
 
 
 class ContainerBackend:
@@ -196,7 +165,8 @@ class ContainerBackend:
         import docker
 
         try:
-            return self._docker().api.inspect_container(container_id)  # type: ignore[no-any-return]
+            attrs: dict[str, Any] = self._docker().api.inspect_container(container_id)
+            return attrs
         except docker.errors.NotFound:
             return None
 
@@ -217,10 +187,12 @@ class ContainerBackend:
         if job is not None and job.canceled:
             return JobState(JobStatus.CANCELED, exit_code, "canceled", usage)
         if job is not None and job.timed_out:
-            return JobState(JobStatus.FAILED, exit_code, f"time limit of {job.time_limit_seconds} s exceeded", usage)
+            message = f"time limit of {job.time_limit_seconds} s exceeded"
+            return JobState(JobStatus.FAILED, exit_code, message, usage, limit=JobLimit.TIME)
         if state.get("OOMKilled"):
             limit = f" of {job.memory_mb} MB" if job else ""
-            return JobState(JobStatus.FAILED, exit_code, f"killed: out of memory (limit{limit})", usage)
+            message = f"killed: out of memory (limit{limit})"
+            return JobState(JobStatus.FAILED, exit_code, message, usage, limit=JobLimit.MEMORY)
         if state.get("Error"):
             return JobState(JobStatus.FAILED, exit_code, f"could not run: {state['Error']}", usage)
         if exit_code == 0:

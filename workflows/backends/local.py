@@ -4,20 +4,27 @@ Each job gets its own process group (so cancel kills the tool and everything it 
 working directory, stdout/stderr redirected to files (a child holding the worker's pipes would
 hide a worker crash), and limits through `prlimit` (address space, CPU time). The exit is
 observed through a pidfd in the event loop: waiting costs no thread. Needs Linux ≥ 5.3.
+
+The tool's program is looked up before it is started (on the job's PATH, or as a path relative to
+its working directory): a missing program is an OSError at submit, whether `prlimit` wraps it or
+not (wrapped, it would only be a failed job with prlimit's exit code).
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
+import resource
 import shutil
 import signal
 import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from workflows.backends.base import JobHandle, JobSpec, JobState, JobStatus
+from workflows.backends.base import JobHandle, JobLimit, JobSpec, JobState, JobStatus
 
 
 @dataclass
@@ -38,6 +45,21 @@ def _describe_signal(number: int) -> str:
         return f"signal {number}"
 
 
+def _check_program(program: str, search_path: str, workdir: Path) -> None:
+    """Raise the OSError that exec would if `program` cannot be started: a path (absolute, or
+    relative to the working directory) must be an executable file; a bare name must be found on
+    `search_path`, the job's PATH."""
+    if os.sep in program:
+        candidate = workdir / program  # an absolute program replaces the working directory
+        if not candidate.exists():
+            raise FileNotFoundError(errno.ENOENT, "no such program", program)
+        if not candidate.is_file() or not os.access(candidate, os.X_OK):
+            raise PermissionError(errno.EACCES, "the program is not an executable file", program)
+    elif shutil.which(program, path=search_path) is None:
+        # (the PATH itself stays out of the message: it ends up in the calculation's user-visible error)
+        raise FileNotFoundError(errno.ENOENT, "no such program on the job's PATH", program)
+
+
 class LocalBackend:
     kind = "local"
 
@@ -56,6 +78,7 @@ class LocalBackend:
     async def submit(self, spec: JobSpec) -> JobHandle:
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8", "HOME": str(spec.workdir)}
         env |= {"OMP_NUM_THREADS": str(spec.cpus), **spec.env}
+        _check_program(spec.argv[0], env["PATH"], spec.workdir)
         with spec.stdout_path.open("wb") as stdout, spec.stderr_path.open("wb") as stderr:
             process = subprocess.Popen(  # noqa: S603 - an argv list, never a shell
                 self._limited_argv(spec),
@@ -87,7 +110,7 @@ class LocalBackend:
 
         loop.add_reader(pidfd, on_exit)
 
-    def _final_state(self, job: _Job, status: int, usage: os.struct_rusage) -> JobState:
+    def _final_state(self, job: _Job, status: int, usage: resource.struct_rusage) -> JobState:
         resource_usage = {
             "wall_seconds": round(time.monotonic() - job.started_monotonic, 3),
             "user_cpu_seconds": round(usage.ru_utime, 3),
@@ -100,12 +123,12 @@ class LocalBackend:
             if job.canceled:
                 return JobState(JobStatus.CANCELED, exit_code, "canceled", resource_usage)
             if job.timed_out:
-                message = f"time limit of {job.time_limit_seconds} s exceeded"
+                message, limit = f"time limit of {job.time_limit_seconds} s exceeded", JobLimit.TIME
             elif number == signal.SIGXCPU:
-                message = "CPU time limit exceeded"
-            else:
-                message = f"killed by {_describe_signal(number)}"
-            return JobState(JobStatus.FAILED, exit_code, message, resource_usage)
+                message, limit = "CPU time limit exceeded", JobLimit.TIME
+            else:  # (prlimit's address-space limit makes allocations fail: the tool reports it itself)
+                message, limit = f"killed by {_describe_signal(number)}", None
+            return JobState(JobStatus.FAILED, exit_code, message, resource_usage, limit=limit)
         exit_code = os.WEXITSTATUS(status)
         if job.canceled:
             return JobState(JobStatus.CANCELED, exit_code, "canceled", resource_usage)

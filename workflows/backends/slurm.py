@@ -28,7 +28,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from workflows.backends.base import BackendUnavailable, JobHandle, JobSpec, JobState, JobStatus
+from workflows.backends.base import BackendUnavailable, JobHandle, JobLimit, JobSpec, JobState, JobStatus
+from workflows.backends.isolation import ContainerRun, tool_environment
 
 logger = logging.getLogger(__name__)
 
@@ -61,20 +62,7 @@ class _Job:
 
 def container_command(runtime: str, spec: JobSpec) -> list[str]:
     """`docker run`/`podman run` with the same isolation the container backend applies."""
-    from workflows.backends.container import container_options
-
-    options = container_options(spec)
-    argv = [runtime, "run", "--rm", "--name", spec.name, "--workdir", options["working_dir"], "--user", options["user"]]
-    argv += ["--network", options["network_mode"], "--memory", options["mem_limit"]]
-    argv += ["--memory-swap", options["memswap_limit"], "--cpus", str(spec.cpus), "--pids-limit", "4096"]
-    argv += ["--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
-    for name, value in options["environment"].items():
-        argv += ["--env", f"{name}={value}"]
-    # stdout and stderr go to Slurm's files through the CLI: only the data directories are mounted
-    for host_path, mount in options["volumes"].items():
-        if mount["bind"] == host_path:
-            argv += ["--volume", f"{host_path}:{mount['bind']}:{mount['mode']}"]
-    return [*argv, options["image"], *spec.argv]
+    return ContainerRun.for_job(spec).cli_words(runtime)
 
 
 def batch_script(command: list[str], spec: JobSpec, env: dict[str, str]) -> str:
@@ -178,15 +166,10 @@ class SlurmBackend:
         return [*args, *self.extra_args]
 
     def _job_env(self, spec: JobSpec) -> dict[str, str]:
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
-            "HOME": str(spec.workdir),
-            "LC_ALL": "C.UTF-8",
-            "OMP_NUM_THREADS": str(spec.cpus),
-        }
+        env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin")}
         if self.container_runtime and "DOCKER_HOST" in os.environ:
             env["DOCKER_HOST"] = os.environ["DOCKER_HOST"]
-        return env | spec.env
+        return env | tool_environment(spec)
 
     # --- the protocol -----------------------------------------------------------------------
 
@@ -334,10 +317,12 @@ class SlurmBackend:
             return JobState(JobStatus.CANCELED, exit_code, "canceled", usage)
         if state == "TIMEOUT":
             limit = f" of {job.time_limit_seconds} s" if job.time_limit_seconds else ""
-            return JobState(JobStatus.FAILED, exit_code, f"time limit{limit} exceeded (Slurm TIMEOUT)", usage)
+            message = f"time limit{limit} exceeded (Slurm TIMEOUT)"
+            return JobState(JobStatus.FAILED, exit_code, message, usage, limit=JobLimit.TIME)
         if state == "OUT_OF_MEMORY":
             limit = f" of {job.memory_mb} MB" if job.memory_mb else ""
-            return JobState(JobStatus.FAILED, exit_code, f"killed: out of memory (limit{limit}; Slurm)", usage)
+            message = f"killed: out of memory (limit{limit}; Slurm)"
+            return JobState(JobStatus.FAILED, exit_code, message, usage, limit=JobLimit.MEMORY)
         if state in (None, "COMPLETED", "FAILED") and exit_code is not None:
             if exit_code == 0 and state != "FAILED":
                 return JobState(JobStatus.SUCCEEDED, 0, "", usage)

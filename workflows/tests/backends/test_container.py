@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 import docker
 import pytest
 
-from workflows.backends import BackendUnavailable, ContainerBackend, JobSpec, JobStatus
+from workflows.backends import BackendUnavailable, ContainerBackend, JobLimit, JobSpec, JobStatus
 from workflows.tests.backends.jobs import job_spec, until_final
 
 pytestmark = pytest.mark.container
@@ -27,7 +27,7 @@ def _spec(tmp_path: Path, argv: list[str], **options: Any) -> JobSpec:
     return job_spec(tmp_path, argv, image=options.pop("image", IMAGE), **options)
 
 
-def _run(test: Callable[[ContainerBackend], Awaitable[None]]) -> None:
+def _run(test: Callable[[ContainerBackend], Coroutine[Any, Any, None]]) -> None:
     asyncio.run(test(ContainerBackend()))
 
 
@@ -103,6 +103,7 @@ def test_time_limit(tmp_path: Path) -> None:
     async def test(backend: ContainerBackend) -> None:
         state = await until_final(backend, await backend.submit(_spec(tmp_path, ["sleep", "60"], time_limit_seconds=1)))
         assert state.status is JobStatus.FAILED and "time limit of 1 s exceeded" in state.message
+        assert state.limit is JobLimit.TIME
 
     _run(test)
 

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 import pytest
 
-from workflows.backends import JobSpec, JobStatus, LocalBackend
+from workflows.backends import JobLimit, JobSpec, JobStatus, LocalBackend
 
 
-def _spec(tmp_path: Path, argv: list[str], **limits: int) -> JobSpec:
+class _Limits(TypedDict, total=False):
+    cpus: int
+    memory_mb: int
+    time_limit_seconds: int
+    env: dict[str, str]
+
+
+def _spec(tmp_path: Path, argv: list[str], **limits: Unpack[_Limits]) -> JobSpec:
     return JobSpec(argv=argv, workdir=tmp_path, stdout_path=tmp_path / "out", stderr_path=tmp_path / "err", **limits)
 
 
@@ -46,22 +55,44 @@ def test_failure_keeps_exit_code_and_stderr(tmp_path: Path) -> None:
     asyncio.run(run())
 
 
-def test_missing_executable_raises(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("argv", "error", "message"),
+    [
+        (["/nonexistent/tool"], FileNotFoundError, "no such program: '/nonexistent/tool'"),
+        (["./missing.sh"], FileNotFoundError, "no such program: './missing.sh'"),
+        (["no-such-tool-xyz", "-h"], FileNotFoundError, "no such program on the job's PATH: 'no-such-tool-xyz'"),
+        (["./data.txt"], PermissionError, "not an executable file: './data.txt'"),
+    ],
+)
+def test_missing_executable_raises(tmp_path: Path, argv: list[str], error: type[OSError], message: str) -> None:
+    """An OSError at submit (the execution layer's EXECUTOR_ERROR "could not start"), not a failed
+    job: with or without prlimit wrapping the program."""
+    (tmp_path / "data.txt").write_text("not a program\n")
+
     async def run() -> None:
-        with pytest.raises(OSError):
-            await LocalBackend().submit(_spec(tmp_path, ["/nonexistent/tool"]))
+        with pytest.raises(error, match=message):
+            await LocalBackend().submit(_spec(tmp_path, argv))
 
-    # prlimit reports the missing program as a failed job instead
-    if LocalBackend()._prlimit:
+    asyncio.run(run())
+    assert not (tmp_path / "out").exists()  # nothing was started
 
-        async def run_limited() -> None:
-            backend = LocalBackend()
-            state = await backend.wait(await backend.submit(_spec(tmp_path, ["/nonexistent/tool"])), 10)
-            assert state.status is JobStatus.FAILED
 
-        asyncio.run(run_limited())
-    else:
-        asyncio.run(run())
+def test_programs_are_found_on_the_jobs_path_and_in_its_workdir(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for script in (bin_dir / "only-on-job-path", tmp_path / "local.sh"):
+        script.write_text("#!/bin/sh\necho ran\n")
+        script.chmod(0o755)
+    job_path = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}"
+
+    async def run() -> None:
+        backend = LocalBackend()
+        for argv, env in ((["only-on-job-path"], {"PATH": job_path}), (["./local.sh"], {})):
+            state = await backend.wait(await backend.submit(_spec(tmp_path, argv, env=env)), 10)
+            assert state.status is JobStatus.SUCCEEDED, (argv, (tmp_path / "err").read_text())
+            assert (tmp_path / "out").read_text() == "ran\n"
+
+    asyncio.run(run())
 
 
 def test_cancel_kills_the_whole_process_group(tmp_path: Path) -> None:
@@ -90,6 +121,7 @@ def test_time_limit_kills_the_job(tmp_path: Path) -> None:
         handle = await backend.submit(_spec(tmp_path, ["sleep", "30"], time_limit_seconds=1))
         state = await backend.wait(handle, 10)
         assert state.status is JobStatus.FAILED and "time limit of 1 s exceeded" in state.message
+        assert state.limit is JobLimit.TIME
 
     asyncio.run(run())
 

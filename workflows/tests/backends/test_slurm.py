@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from workflows.backends import BackendUnavailable, JobSpec, JobStatus, SlurmBackend
+from workflows.backends import BackendUnavailable, JobLimit, JobSpec, JobStatus, SlurmBackend
 from workflows.backends.slurm import _Job, batch_script, container_command
 from workflows.tests.backends.jobs import job_spec, until_final
 
@@ -57,6 +57,8 @@ def test_final_states_are_read_without_guessing(
     job = _Job(None, 60, 100, canceled=canceled)
     result = SlurmBackend._interpret("42", job, state, exit_code, None, {})
     assert result.status is status and message in result.message
+    # a limit is named, so the policy table can tell it from the tool's own failure
+    assert result.limit is {"TIMEOUT": JobLimit.TIME, "OUT_OF_MEMORY": JobLimit.MEMORY}.get(state or "")
 
 
 # --- on the dev cluster ---------------------------------------------------------------------
@@ -69,7 +71,7 @@ def cluster(slurm_cluster: str) -> None:
     pass
 
 
-def _run(test: Callable[[SlurmBackend], Awaitable[None]]) -> None:
+def _run(test: Callable[[SlurmBackend], Coroutine[Any, Any, None]]) -> None:
     asyncio.run(test(SlurmBackend(poll_seconds=0.3)))
 
 

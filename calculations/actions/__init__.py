@@ -1,0 +1,55 @@
+"""The actions layer: the only code that creates files and calculations or changes their state.
+
+By concern, one module each; `access_*` look up (404 for others' objects), `check_*` validate and
+then act, `do_*` make one transactional change:
+- `access`: visibility-checked look-ups;
+- `tokens`: API tokens;
+- `files`: uploads, names, the storage quota;
+- `submissions`: validation, the cache (hit, follow or run), the active-calculation quota, the launch;
+- `attempts`: an attempt started, running, heartbeating, ended (through `calculations/policies.py`);
+- `cancels`: cancel requests;
+- `followers`: identical calculations that follow one in flight;
+- `transitions`: the guarded, fenced UPDATE and its event row that every state change goes through.
+
+Side effects on other systems (launching a run) happen after commit, through the launcher that
+`workflows` registers (`calculations/launching.py`).
+"""
+
+from calculations.actions.access import access_calculation_by_id, access_file_by_id
+from calculations.actions.attempts import (
+    JobOutcome,
+    do_end_attempt,
+    do_mark_running,
+    do_record_flow_run,
+    do_record_heartbeats,
+    do_start_calculation,
+)
+from calculations.actions.cancels import do_request_cancel
+from calculations.actions.files import OutputBlob, check_storage_quota, clean_file_name, do_create_file
+from calculations.actions.submissions import check_create_calculation, do_create_calculation
+from calculations.actions.tokens import do_create_api_token, do_record_token_use, hash_token
+from calculations.actions.transitions import RECONCILER_ACTOR, WORKER_ACTOR, user_actor
+
+__all__ = [
+    "RECONCILER_ACTOR",
+    "WORKER_ACTOR",
+    "JobOutcome",
+    "OutputBlob",
+    "access_calculation_by_id",
+    "access_file_by_id",
+    "check_create_calculation",
+    "check_storage_quota",
+    "clean_file_name",
+    "do_create_api_token",
+    "do_create_calculation",
+    "do_create_file",
+    "do_end_attempt",
+    "do_mark_running",
+    "do_record_flow_run",
+    "do_record_heartbeats",
+    "do_record_token_use",
+    "do_request_cancel",
+    "do_start_calculation",
+    "hash_token",
+    "user_actor",
+]

@@ -1,0 +1,22 @@
+"""Look-ups that enforce visibility: another user's object answers exactly as a missing one (404)."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from calculations.errors import NotFound
+from calculations.models import Calculation, File
+
+
+def access_file_by_id(user_id: int, file_id: UUID) -> File:
+    try:
+        return File.objects.get(id=file_id, owner_id=user_id)
+    except File.DoesNotExist:
+        raise NotFound(f"file {file_id} not found") from None
+
+
+def access_calculation_by_id(user_id: int, calculation_id: UUID) -> Calculation:
+    try:
+        return Calculation.objects.get(id=calculation_id, owner_id=user_id)
+    except Calculation.DoesNotExist:
+        raise NotFound(f"calculation {calculation_id} not found") from None

@@ -1,0 +1,212 @@
+"""An attempt's life, as the worker and the reconciler report it: started, running, heartbeating,
+ended. How it ended decides the calculation's next state through the one policy table
+(`calculations/policies.py`); every write is fenced by the attempt number."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+from django.db import transaction
+from django.utils import timezone
+
+from calculations.actions.files import OutputBlob, add_output_files
+from calculations.actions.followers import complete_followers, release_followers
+from calculations.actions.transitions import WORKER_ACTOR, apply_transition, lock_calculation
+from calculations.errors import InvalidTransition
+from calculations.launching import launch_after_commit
+from calculations.models import Calculation
+from calculations.policies import AttemptEnd, decide
+from calculations.provenance import Provenance, update_attempt
+from calculations.states import ATTEMPT_IN_PROGRESS_STATES, CalculationState
+
+S = CalculationState
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """What the worker learnt about a finished job, recorded whatever the outcome."""
+
+    exit_code: int | None
+    resource_usage: Mapping[str, float]
+    stdout_sha256: str | None
+    stderr_sha256: str | None
+
+
+@transaction.atomic
+def do_record_flow_run(calculation_id: UUID, attempt: int, flow_run_id: UUID) -> bool:
+    """Remember which Prefect flow run serves this attempt; False if the attempt moved on."""
+    return bool(
+        Calculation.objects.filter(id=calculation_id, attempt=attempt, flow_run_id__isnull=True).update(
+            flow_run_id=flow_run_id
+        )
+    )
+
+
+@transaction.atomic
+def do_start_calculation(
+    calculation_id: UUID,
+    attempt: int,
+    *,
+    flow_run_id: UUID | None,
+    backend: str,
+    host: str,
+    workdir: str,
+    worker: str = "",
+) -> Calculation:
+    calc = lock_calculation(calculation_id)
+    provenance = update_attempt(calc.provenance, attempt, backend=backend, host=host, workdir=workdir, worker=worker)
+    fields: dict[str, Any] = {"backend": backend, "provenance": provenance, "heartbeat_at": timezone.now()}
+    if flow_run_id is not None:
+        fields["flow_run_id"] = flow_run_id
+    return apply_transition(calc, attempt, S.INITIALIZING, actor=WORKER_ACTOR, reason=f"on {host}", **fields)
+
+
+@transaction.atomic
+def do_mark_running(
+    calculation_id: UUID,
+    attempt: int,
+    *,
+    job_id: str,
+    argv: list[str],
+    executable: str | None,
+    image: str | None = None,
+    image_digest: str | None = None,
+) -> Calculation:
+    calc = lock_calculation(calculation_id)
+    now = timezone.now()
+    provenance = update_attempt(
+        calc.provenance, attempt, job_id=job_id, argv=argv, started_at=now, image=image, image_digest=image_digest
+    )
+    provenance["executable"] = executable
+    provenance["image"], provenance["image_digest"] = image, image_digest
+    return apply_transition(
+        calc,
+        attempt,
+        S.RUNNING,
+        actor=WORKER_ACTOR,
+        reason=f"job {job_id} started",
+        backend_job_id=job_id,
+        started_at=now,
+        provenance=provenance,
+    )
+
+
+def do_record_heartbeats(attempts: Mapping[UUID, int]) -> None:
+    """The worker running these attempts (calculation id -> attempt) is alive. Fenced like every
+    write: a slow worker still holding attempt N must not keep attempt N + 1 looking alive."""
+    by_attempt: dict[int, list[UUID]] = defaultdict(list)
+    for calculation_id, attempt in attempts.items():
+        by_attempt[attempt].append(calculation_id)
+    now = timezone.now()
+    for attempt, ids in by_attempt.items():  # attempts are few (1 to max_attempts): few queries
+        Calculation.objects.filter(id__in=ids, attempt=attempt, state__in=ATTEMPT_IN_PROGRESS_STATES).update(
+            heartbeat_at=now
+        )
+
+
+def _finish_fields(calc: Calculation, attempt: int, outcome: JobOutcome | None, **provenance: Any) -> dict[str, Any]:
+    now = timezone.now()
+    if outcome is None:
+        return {"finished_at": now}
+    record = update_attempt(
+        calc.provenance,
+        attempt,
+        finished_at=now,
+        exit_code=outcome.exit_code,
+        resource_usage=dict(outcome.resource_usage),
+        stdout_sha256=outcome.stdout_sha256,
+        stderr_sha256=outcome.stderr_sha256,
+    )
+    record.update(provenance)
+    return {
+        "finished_at": now,
+        "exit_code": outcome.exit_code,
+        "provenance": Provenance(**record).model_dump(mode="json"),
+    }
+
+
+@transaction.atomic
+def do_end_attempt(
+    calculation_id: UUID,
+    attempt: int,
+    end: AttemptEnd,
+    *,
+    message: str = "",
+    outputs: Sequence[OutputBlob] = (),
+    outcome: JobOutcome | None = None,
+    actor: str = WORKER_ACTOR,
+) -> Calculation:
+    """Record how attempt `attempt` ended and move the calculation on, as the policy table says:
+    COMPLETE with its outputs registered (and its followers completed), a failure state whose error
+    is `message`, CANCELED if a cancel was requested meanwhile, or QUEUED as the next attempt."""
+    calc = lock_calculation(calculation_id)
+    if calc.attempt != attempt:
+        raise InvalidTransition(
+            f"calculation {calc.id} is on attempt {calc.attempt} ({calc.state}); attempt {attempt} ended too late"
+        )
+    decision = decide(end, current_state=S(calc.state), attempt=attempt)
+    if decision.state == S.COMPLETE:
+        return _complete(calc, attempt, outputs, outcome, actor)
+    fields = _finish_fields(calc, attempt, outcome)
+    if decision.state == S.QUEUED:
+        return _queue_next_attempt(calc, attempt, message, actor, fields, decision.retry_in_seconds or 0)
+    if decision.state == S.CANCELED:
+        if end is AttemptEnd.CANCELED:
+            reason = message or "canceled"
+        elif decision.outputs_discarded:
+            reason = "canceled as the tool finished; outputs discarded"
+        else:
+            reason = f"canceled; meanwhile {end.value}" + (f": {message[:1800]}" if message else "")
+        calc = apply_transition(calc, attempt, S.CANCELED, actor=actor, reason=reason, **fields)
+    else:
+        calc = apply_transition(
+            calc, attempt, decision.state, actor=actor, reason=message[:2000], error=message, **fields
+        )
+    release_followers(calc)
+    return calc
+
+
+def _complete(
+    calc: Calculation, attempt: int, outputs: Sequence[OutputBlob], outcome: JobOutcome | None, actor: str
+) -> Calculation:
+    by_role: dict[str, list[str]] = {}
+    for output in outputs:
+        by_role.setdefault(output.role, []).append(output.sha256)
+    fields = _finish_fields(calc, attempt, outcome, outputs=by_role)
+    calc = apply_transition(calc, attempt, S.COMPLETE, actor=actor, reason="tool succeeded", **fields)
+    add_output_files(calc, outputs)
+    complete_followers(calc)
+    return calc
+
+
+def _queue_next_attempt(
+    calc: Calculation, attempt: int, error: str, actor: str, fields: dict[str, Any], delay_seconds: float
+) -> Calculation:
+    """Attempt + 1 of a calculation the platform failed, launched after its backoff; its followers
+    keep following it."""
+    # the failed attempt keeps its record: when it ended, and its exit code, usage and logs if known
+    provenance = fields.get("provenance") or update_attempt(calc.provenance, attempt, finished_at=timezone.now())
+    reason = (
+        f"system error on attempt {attempt}: {error[:1800]}; retrying as attempt {attempt + 1} in {delay_seconds:.0f} s"
+    )
+    calc = apply_transition(
+        calc,
+        attempt,
+        S.QUEUED,
+        actor=actor,
+        reason=reason,
+        attempt=attempt + 1,
+        flow_run_id=None,
+        backend_job_id="",
+        heartbeat_at=None,
+        not_before=timezone.now() + timedelta(seconds=delay_seconds),
+        error=error,
+        provenance=provenance,
+    )
+    launch_after_commit(calc.id)
+    return calc

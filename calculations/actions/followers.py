@@ -1,0 +1,49 @@
+"""Calculations that follow an identical one in flight (design brief §7): they take over its
+success, or run on their own once it failed. Both sides work under the cache key's lock, as
+`do_create_calculation` does, so a follower created at that moment either is seen here or sees
+that its would-be leader ended (and does not follow it)."""
+
+from __future__ import annotations
+
+from calculations.actions.files import OutputBlob, add_output_files
+from calculations.actions.transitions import WORKER_ACTOR, apply_transition, lock_cache_key
+from calculations.launching import launch_after_commit
+from calculations.models import Calculation
+from calculations.states import CalculationState
+
+S = CalculationState
+
+
+def copy_outputs(source: Calculation, target: Calculation) -> None:
+    """`target` gets output rows of its own, pointing at `source`'s blobs."""
+    outputs = source.output_files.order_by("output_role", "name")
+    add_output_files(target, (OutputBlob(f.output_role, f.name, f.sha256, f.size) for f in outputs))
+
+
+def _waiting_followers(leader: Calculation) -> list[Calculation]:
+    lock_cache_key(leader.cache_key)
+    return list(leader.cache_followers.select_for_update(no_key=True).filter(state=S.QUEUED))
+
+
+def complete_followers(leader: Calculation) -> None:
+    """The leader completed: so does each follower, with its own output rows."""
+    for follower in _waiting_followers(leader):
+        apply_transition(
+            follower,
+            follower.attempt,
+            S.COMPLETE,
+            actor=WORKER_ACTOR,
+            reason=f"identical calculation {leader.id} completed",
+            provenance=leader.provenance,
+            started_at=leader.started_at,
+            finished_at=leader.finished_at,
+            exit_code=leader.exit_code,
+        )
+        copy_outputs(leader, follower)
+
+
+def release_followers(leader: Calculation) -> None:
+    """The leader ended without outputs: each follower now runs on its own, launched after commit."""
+    for follower in _waiting_followers(leader):
+        Calculation.objects.filter(id=follower.id).update(cached_from=None)
+        launch_after_commit(follower.id)

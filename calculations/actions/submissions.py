@@ -1,0 +1,170 @@
+"""Submitting a calculation: validation, the cache (hit, follow, or run), the quota, the launch."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from uuid import UUID
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+from pydantic import ValidationError
+
+from calculations.actions.followers import copy_outputs
+from calculations.actions.transitions import lock_cache_key, record_event, user_actor
+from calculations.caching import compute_cache_key
+from calculations.errors import InvalidInput, NotFound, QuotaExceeded
+from calculations.formats import HEAD_BYTES, FormatMismatch, check_format
+from calculations.launching import launch_after_commit
+from calculations.models import Calculation, CalculationInput, File
+from calculations.provenance import Provenance
+from calculations.states import ACTIVE_STATES, CalculationState
+from calculations.storage import get_storage
+from calculations.storage.base import read_head
+from calculations.tools import ToolSpec, UnknownTool, get_tool
+from emgapiv2.config import get_settings
+
+S = CalculationState
+
+
+def _format_validation_error(prefix: str, exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        location = ".".join(str(part) for part in error["loc"])
+        parts.append(f"{prefix}{location}: {error['msg']}" if location else f"{prefix.rstrip('.')}: {error['msg']}")
+    return "; ".join(parts)
+
+
+def check_create_calculation(
+    owner_id: int,
+    tool_name: str,
+    *,
+    inputs: Mapping[str, UUID],
+    params: Mapping[str, Any],
+    use_cache: bool = True,
+    backend: str | None = None,
+) -> Calculation:
+    """Validate a submission (tool, backend, parameters, input roles, files and their formats), then create it."""
+    try:
+        spec = get_tool(tool_name)
+    except UnknownTool as exc:
+        raise NotFound(str(exc)) from None
+    try:
+        chosen_backend = spec.choose_backend(backend)
+    except ValueError as exc:
+        raise InvalidInput(f"backend: {exc}") from None
+    try:
+        validated = spec.params_model.model_validate(dict(params))
+    except ValidationError as exc:
+        raise InvalidInput(_format_validation_error("params.", exc)) from None
+
+    expected = {role.name for role in spec.inputs}
+    if unknown := sorted(set(inputs) - expected):
+        raise InvalidInput(
+            f"unknown input role(s) {', '.join(map(repr, unknown))} for tool {spec.name!r}; "
+            f"it takes {', '.join(map(repr, sorted(expected)))}"
+        )
+    if missing := sorted(expected - set(inputs)):
+        raise InvalidInput(f"missing input role(s) {', '.join(map(repr, missing))} for tool {spec.name!r}")
+
+    storage = get_storage()
+    files: dict[str, File] = {}
+    for role in spec.inputs:
+        file_id = inputs[role.name]
+        file = File.objects.filter(id=file_id, owner_id=owner_id).first()
+        if file is None:
+            raise InvalidInput(f"input {role.name!r}: file {file_id} not found")
+        head = read_head(storage, file.sha256, HEAD_BYTES)
+        try:
+            check_format(role.formats[0], head)
+        except FormatMismatch as exc:
+            raise InvalidInput(f"input {role.name!r}: file {file.name!r} {exc}") from None
+        files[role.name] = file
+    if spec.check_inputs is not None:
+        try:
+            spec.check_inputs(validated, {role: file.name for role, file in files.items()})
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from None
+
+    return do_create_calculation(
+        owner_id,
+        spec,
+        params=validated.model_dump(mode="json"),
+        files=files,
+        use_cache=use_cache,
+        backend=chosen_backend,
+    )
+
+
+def _check_active_quota(owner_id: int) -> None:
+    """Only calculations that run count: cache hits and followers cost nothing."""
+    # one submitter per user at a time
+    get_user_model().objects.select_for_update(no_key=True).filter(id=owner_id).first()
+    limit = get_settings().quota.max_active_calculations
+    active = Calculation.objects.filter(owner_id=owner_id, state__in=ACTIVE_STATES, cached_from__isnull=True).count()
+    if active >= limit:
+        raise QuotaExceeded(
+            f"you have {active} calculations queued or running; the limit is {limit}: retry when some have finished"
+        )
+
+
+@transaction.atomic
+def do_create_calculation(
+    owner_id: int,
+    spec: ToolSpec,
+    *,
+    params: dict[str, Any],
+    files: Mapping[str, File],
+    use_cache: bool,
+    backend: str = "local",
+) -> Calculation:
+    """Create the row: COMPLETE at once from the cache, following an identical one in flight, or
+    QUEUED and launched once the transaction has committed."""
+    input_sha256s = {role: file.sha256 for role, file in files.items()}
+    cache_key = compute_cache_key(tool=spec.name, tool_version=spec.version, params=params, input_sha256s=input_sha256s)
+    provenance = Provenance(tool=spec.name, tool_version=spec.version, params=params, inputs=input_sha256s)
+    calc = Calculation(
+        owner_id=owner_id,
+        tool=spec.name,
+        tool_version=spec.version,
+        params=params,
+        cache_key=cache_key,
+        use_cache=use_cache,
+        backend=backend,
+        provenance=provenance.model_dump(mode="json"),
+    )
+    actor = user_actor(owner_id)
+
+    hit = leader = None
+    if use_cache:
+        lock_cache_key(cache_key)
+        same = Calculation.objects.filter(cache_key=cache_key).order_by("created_at")
+        hit = same.filter(state=S.COMPLETE).first()
+        if hit is None:
+            leader = same.filter(state__in=ACTIVE_STATES, cached_from__isnull=True).first()
+
+    if hit is not None:
+        now = timezone.now()
+        calc.state = S.COMPLETE
+        calc.cached_from = hit.cached_from or hit
+        calc.provenance = hit.provenance
+        calc.backend = hit.backend  # the backend that ran it
+        calc.started_at = calc.finished_at = now
+        calc.save()
+        copy_outputs(hit, calc)
+        record_event(calc, "", S.COMPLETE, actor, f"cache hit: identical to calculation {calc.cached_from_id}")
+    elif leader is not None:
+        calc.cached_from = leader
+        calc.save()
+        record_event(calc, "", S.QUEUED, actor, f"following identical calculation {leader.id} in flight")
+    else:
+        _check_active_quota(owner_id)
+        calc.save()
+        record_event(calc, "", S.QUEUED, actor, "submitted")
+        launch_after_commit(calc.id)
+
+    CalculationInput.objects.bulk_create(
+        CalculationInput(calculation=calc, role=role, file=file) for role, file in files.items()
+    )
+    return calc

@@ -1,0 +1,78 @@
+"""The seam between the calculations app and whatever executes calculations (design brief §3).
+
+The actions decide *that* a calculation must be launched (after its transaction commits) or that
+its run must be told to stop; a `Launcher` decides *how*. `workflows` registers the Prefect one
+when Django starts (`workflows/apps.py`), so this app never imports Prefect or `workflows`, and
+can be read, tested and reused without them. With no launcher registered, launches are no-ops:
+rows stay QUEUED for the reconciler.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Protocol
+from uuid import UUID
+
+from django.db import transaction
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LauncherHealth:
+    ok: bool
+    detail: str
+
+
+class Launcher(Protocol):
+    name: str  # the health check's key, e.g. "prefect"
+
+    def launch(self, calculation_id: UUID) -> None:
+        """Start the calculation's current attempt (called after commit; must not block)."""
+        ...
+
+    def stop_run(self, flow_run_id: UUID) -> None:
+        """Tell the orchestrator a run is being canceled (best effort; the row is the truth)."""
+        ...
+
+    def health(self) -> LauncherHealth: ...
+
+
+class NoLauncher:
+    """Nothing executes calculations in this process: they wait QUEUED for the reconciler."""
+
+    name = "launcher"
+
+    def launch(self, calculation_id: UUID) -> None:
+        logger.debug("no launcher registered: calculation %s waits for the reconciler", calculation_id)
+
+    def stop_run(self, flow_run_id: UUID) -> None:
+        pass
+
+    def health(self) -> LauncherHealth:
+        return LauncherHealth(ok=False, detail="no launcher registered (is 'workflows' in INSTALLED_APPS?)")
+
+
+_launcher: Launcher = NoLauncher()
+
+
+def register_launcher(launcher: Launcher) -> Launcher:
+    """Install `launcher` for this process; return the previous one (tests restore it)."""
+    global _launcher
+    previous, _launcher = _launcher, launcher
+    return previous
+
+
+def get_launcher() -> Launcher:
+    return _launcher
+
+
+def launch_after_commit(calculation_id: UUID) -> None:
+    """Launch once the current transaction has committed (never for a rolled-back row); the
+    launcher is looked up then, so the one registered at that moment is used."""
+    transaction.on_commit(lambda: get_launcher().launch(calculation_id))
+
+
+def stop_run_after_commit(flow_run_id: UUID) -> None:
+    transaction.on_commit(lambda: get_launcher().stop_run(flow_run_id))

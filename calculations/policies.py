@@ -1,0 +1,83 @@
+"""What happens to a calculation when an attempt ends: the one table (design brief §2).
+
+Whoever learns how an attempt ended (the worker's execution path, the reconciler, an action)
+names what happened as an `AttemptEnd`; `decide` answers the calculation's next state and whether
+a new attempt is queued. The actions apply the answer under the row's lock, so a cancel that
+arrives while an attempt ends is seen here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from calculations.states import CalculationState
+from emgapiv2.config import RetrySettings, get_settings
+
+S = CalculationState
+
+
+class AttemptEnd(enum.StrEnum):
+    SUCCEEDED = "the tool succeeded and its outputs were stored"
+    TOOL_FAILED = "the tool exited non-zero or was killed by a signal"
+    OUT_OF_MEMORY = "the tool was killed for exceeding its memory limit"
+    TIME_LIMIT = "the tool was killed for exceeding its time limit"
+    TOOL_NOT_STARTED = "the tool's program could not be started"
+    OUTPUTS_INVALID = "a required output is missing or empty"
+    CANCELED = "the tool was stopped because a cancel was requested"
+    STOPPED_OUTSIDE = "the job was stopped outside the platform (an operator's scancel)"
+    JOB_LOST = "the backend no longer knows the job"
+    BACKEND_UNAVAILABLE = "the backend could not take the job (engine or scheduler unreachable, image missing)"
+    STORAGE_FAILED = "inputs, outputs or logs could not be read or stored"
+    WORKER_LOST = "the worker stopped heartbeating, or its flow run ended, vanished or never started"
+    PLATFORM_ERROR = "an unexpected error in the platform's own code"
+
+
+@dataclass(frozen=True)
+class Policy:
+    state: CalculationState  # where the calculation ends when no new attempt is queued
+    retried: bool  # a platform fault: queue a new attempt while attempts are left
+
+
+POLICIES: Mapping[AttemptEnd, Policy] = {
+    AttemptEnd.SUCCEEDED: Policy(S.COMPLETE, retried=False),
+    # the tool's own failures are never retried: the same inputs would fail the same way
+    AttemptEnd.TOOL_FAILED: Policy(S.EXECUTOR_ERROR, retried=False),
+    AttemptEnd.OUT_OF_MEMORY: Policy(S.EXECUTOR_ERROR, retried=False),
+    AttemptEnd.TIME_LIMIT: Policy(S.EXECUTOR_ERROR, retried=False),
+    AttemptEnd.TOOL_NOT_STARTED: Policy(S.EXECUTOR_ERROR, retried=False),
+    AttemptEnd.OUTPUTS_INVALID: Policy(S.EXECUTOR_ERROR, retried=False),
+    AttemptEnd.CANCELED: Policy(S.CANCELED, retried=False),
+    # an operator stopped it on purpose: starting it again would undo their decision
+    AttemptEnd.STOPPED_OUTSIDE: Policy(S.SYSTEM_ERROR, retried=False),
+    AttemptEnd.JOB_LOST: Policy(S.SYSTEM_ERROR, retried=True),
+    AttemptEnd.BACKEND_UNAVAILABLE: Policy(S.SYSTEM_ERROR, retried=True),
+    AttemptEnd.STORAGE_FAILED: Policy(S.SYSTEM_ERROR, retried=True),
+    AttemptEnd.WORKER_LOST: Policy(S.SYSTEM_ERROR, retried=True),
+    AttemptEnd.PLATFORM_ERROR: Policy(S.SYSTEM_ERROR, retried=True),
+}
+
+
+@dataclass(frozen=True)
+class Decision:
+    state: CalculationState  # QUEUED means: attempt + 1 is queued
+    retry_in_seconds: float | None = None
+    outputs_discarded: bool = False  # the tool succeeded, but a cancel came first
+
+
+def retry_delay_seconds(next_attempt: int, retry: RetrySettings | None = None) -> float:
+    """Backoff before `next_attempt` (2, 3, …): it grows by a factor per attempt, up to a cap."""
+    retry = retry or get_settings().retry
+    return min(retry.backoff_seconds * retry.backoff_factor ** max(next_attempt - 2, 0), retry.max_backoff_seconds)
+
+
+def decide(end: AttemptEnd, *, current_state: CalculationState, attempt: int) -> Decision:
+    """The calculation's next state when its attempt `attempt`, now `current_state`, ended with `end`."""
+    if current_state == S.CANCELING:
+        # a requested cancel wins over whatever the attempt did: nothing is kept, nothing retried
+        return Decision(S.CANCELED, outputs_discarded=end is AttemptEnd.SUCCEEDED)
+    policy = POLICIES[end]
+    if policy.retried and attempt < get_settings().retry.max_attempts:
+        return Decision(S.QUEUED, retry_in_seconds=retry_delay_seconds(attempt + 1))
+    return Decision(policy.state)

@@ -1,0 +1,152 @@
+"""The isolation of a tool's container, defined once and rendered for each way of starting it.
+
+`ContainerRun.for_job(spec)` describes one container run of a job: the tool's image and argv, its
+user, working directory and environment, its limits (memory with no swap beyond it, CPUs, process
+count), a read-only root filesystem with a size-capped tmpfs for scratch, every capability dropped,
+no privilege escalation, no network unless the tool declares it, and the staged inputs mounted
+read-only next to the read-write working directory, each at its host path (so the argv the tool
+spec built runs unchanged). Two renderers apply the very same description:
+
+- `docker_py_options()`: docker-py `containers.create` options (the container backend);
+- `cli_words(runtime)`: a `docker run`/`podman run` command (a Slurm job running the tool's image).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from workflows.backends.base import BackendUnavailable, JobSpec
+
+LABEL = "org.emgapi.job"  # every container the platform starts carries it, valued with the job's name
+STDOUT_IN_CONTAINER = "/emgapi/stdout"
+STDERR_IN_CONTAINER = "/emgapi/stderr"
+# exec: the tool becomes the container's main process, so `docker stop` signals the tool itself
+WRAPPER = ("/bin/sh", "-c", f'exec "$@" >{STDOUT_IN_CONTAINER} 2>{STDERR_IN_CONTAINER}', "emgapi-tool")
+
+
+def tool_environment(spec: JobSpec) -> dict[str, str]:
+    """The environment a tool gets besides PATH, whatever runs it."""
+    return {"HOME": str(spec.workdir), "LC_ALL": "C.UTF-8", "OMP_NUM_THREADS": str(spec.cpus), **spec.env}
+
+
+@dataclass(frozen=True)
+class Mount:
+    host_path: str
+    container_path: str
+    mode: Literal["ro", "rw"]
+
+
+@dataclass(frozen=True)
+class LogFiles:
+    """Host files that receive the tool's stdout and stderr through the `/bin/sh` wrapper."""
+
+    stdout: str
+    stderr: str
+
+
+@dataclass(frozen=True)
+class ContainerRun:
+    image: str
+    argv: tuple[str, ...]
+    name: str
+    workdir: str
+    user: str  # "uid:gid": files the tool writes belong to the worker's user
+    env: tuple[tuple[str, str], ...]
+    network: bool
+    memory_mb: int  # also the memory+swap limit: no swap beyond it, over it the tool is killed
+    cpus: float
+    mounts: tuple[Mount, ...]  # the data directories
+    labels: tuple[tuple[str, str], ...]
+    log_files: LogFiles | None = None
+    pids_limit: int = 4096
+    read_only_root: bool = True
+    tmpfs: tuple[tuple[str, str], ...] = (("/tmp", "rw,size=1g"),)  # (path, mount options)
+    cap_drop: tuple[str, ...] = ("ALL",)
+    security_opt: tuple[str, ...] = ("no-new-privileges",)
+
+    @classmethod
+    def for_job(cls, spec: JobSpec) -> ContainerRun:
+        if spec.image is None:
+            raise BackendUnavailable("the tool declares no container image")
+        mounts = [Mount(str(spec.workdir), str(spec.workdir), "rw")]
+        if spec.inputs_dir is not None:
+            mounts.append(Mount(str(spec.inputs_dir), str(spec.inputs_dir), "ro"))
+        return cls(
+            image=spec.image,
+            argv=tuple(spec.argv),
+            name=spec.name,
+            workdir=str(spec.workdir),
+            user=f"{os.getuid()}:{os.getgid()}",
+            env=tuple(tool_environment(spec).items()),
+            network=spec.network,
+            memory_mb=spec.memory_mb,
+            cpus=spec.cpus,
+            mounts=tuple(mounts),
+            labels=((LABEL, spec.name),),
+            log_files=LogFiles(str(spec.stdout_path), str(spec.stderr_path)),
+        )
+
+    @property
+    def network_mode(self) -> str:
+        return "bridge" if self.network else "none"
+
+    @property
+    def memory(self) -> str:
+        return f"{self.memory_mb}m"
+
+    def docker_py_options(self) -> dict[str, Any]:
+        """Keyword arguments of docker-py's `containers.create`."""
+        volumes = {mount.host_path: {"bind": mount.container_path, "mode": mount.mode} for mount in self.mounts}
+        command = list(self.argv)
+        if self.log_files is not None:
+            volumes[self.log_files.stdout] = {"bind": STDOUT_IN_CONTAINER, "mode": "rw"}
+            volumes[self.log_files.stderr] = {"bind": STDERR_IN_CONTAINER, "mode": "rw"}
+            command = [*WRAPPER, *command]
+        return {
+            "image": self.image,
+            "command": command,
+            "name": self.name,
+            "working_dir": self.workdir,
+            "user": self.user,
+            "environment": dict(self.env),
+            "volumes": volumes,
+            "network_mode": self.network_mode,
+            "mem_limit": self.memory,
+            "memswap_limit": self.memory,
+            "nano_cpus": int(self.cpus * 1_000_000_000),
+            "pids_limit": self.pids_limit,
+            "read_only": self.read_only_root,
+            "tmpfs": dict(self.tmpfs),
+            "cap_drop": list(self.cap_drop),
+            "security_opt": list(self.security_opt),
+            "labels": dict(self.labels),
+        }
+
+    def cli_words(self, runtime: str) -> list[str]:
+        """`<runtime> run --rm …`: the same container as `docker_py_options`, for a shell script.
+
+        One deliberate difference: `log_files` are not used. This form runs inside a Slurm job,
+        which already captures the job's stdout and stderr into those very files (sbatch
+        `--output`/`--error`), and the runtime's CLI forwards the container's output to its own;
+        so the tool's argv runs directly, without the `/bin/sh` wrapper and its two bind mounts.
+        """
+        words = [runtime, "run", "--rm", "--name", self.name, "--workdir", self.workdir, "--user", self.user]
+        words += ["--network", self.network_mode, "--memory", self.memory, "--memory-swap", self.memory]
+        words += ["--cpus", str(self.cpus), "--pids-limit", str(self.pids_limit)]
+        if self.read_only_root:
+            words.append("--read-only")
+        for path, options in self.tmpfs:
+            words += ["--tmpfs", f"{path}:{options}"]
+        for capability in self.cap_drop:
+            words += ["--cap-drop", capability]
+        for option in self.security_opt:
+            words += ["--security-opt", option]
+        for name, value in self.env:
+            words += ["--env", f"{name}={value}"]
+        for name, value in self.labels:
+            words += ["--label", f"{name}={value}"]
+        for mount in self.mounts:
+            words += ["--volume", f"{mount.host_path}:{mount.container_path}:{mount.mode}"]
+        return [*words, self.image, *self.argv]
