@@ -5,14 +5,16 @@ same request gets that response again (`Idempotent-Replayed: true`) and runs not
 with a different request is a 422; a retry while the first is still running is a 409. A response
 that is a server error is not kept, so a retry runs again. Keys belong to the token's user.
 
-The fingerprint covers method, path and JSON body. A multipart upload is fingerprinted by its
-length only: its boundary differs on every retry, and reading a large body to hash it would hold
-it in memory (an upload is content-addressed anyway).
+The fingerprint covers method, path and the whole body: a JSON body as sent; a multipart upload
+by its parts (field names, file names and every byte of each file, read in chunks from Django's
+spool, never held in memory), since its boundary differs on every retry. So a different file sent
+with a reused key is a 422, never silently answered with the first file's id.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -37,10 +39,17 @@ def expire_records() -> int:
 
 def _fingerprint(request: HttpRequest) -> str:
     digest = hashlib.sha256(f"{request.method} {request.get_full_path()}\n".encode())
-    if request.content_type == "multipart/form-data":
-        digest.update(f"multipart {request.META.get('CONTENT_LENGTH', '')}".encode())
-    else:
+    if request.content_type != "multipart/form-data":
         digest.update(request.body)
+        return digest.hexdigest()
+    for name in sorted(request.POST):
+        digest.update(json.dumps(["field", name, request.POST.getlist(name)]).encode())
+    for name in sorted(request.FILES):
+        for upload in request.FILES.getlist(name):
+            digest.update(json.dumps(["file", name, upload.name, upload.size]).encode())
+            for chunk in upload.chunks():
+                digest.update(chunk)
+            upload.seek(0)  # the view reads it again
     return digest.hexdigest()
 
 

@@ -7,10 +7,11 @@ from typing import Any
 from uuid import UUID
 
 from ninja import FilterSchema, Schema
-from pydantic import Field
+from pydantic import ConfigDict, Field, field_validator
 
 from calculations.models import Calculation, File
 from calculations.states import CalculationState
+from calculations.tools import get_registry
 
 
 class ErrorOut(Schema):
@@ -68,6 +69,8 @@ class ToolOut(ToolSummaryOut):
 
 
 class CalculationIn(Schema):
+    model_config = ConfigDict(extra="forbid")  # a misspelled key is a 422 that names it
+
     inputs: dict[str, UUID] = Field(description="File id for each input role of the tool.")
     params: dict[str, Any] = Field(default_factory=dict, description="The tool's parameters.")
     use_cache: bool = Field(True, description="Answer from an identical earlier calculation if there is one.")
@@ -86,7 +89,12 @@ class CalculationOut(Schema):
     outputs: dict[str, list[UUID]]
     error: str
     attempts: int
-    cached_from: UUID | None
+    cache_hit: bool = Field(
+        description="Answered from (or following) an identical calculation instead of running the tool again."
+    )
+    cached_from: UUID | None = Field(
+        description="That identical calculation, when it is yours (another user's ids are never shown)."
+    )
     backend: str
     flow_run_id: UUID | None
     created_at: datetime
@@ -110,13 +118,31 @@ class CalculationOut(Schema):
         return calc.attempt
 
     @staticmethod
+    def resolve_cache_hit(calc: Calculation) -> bool:
+        return calc.cached_from_id is not None
+
+    @staticmethod
     def resolve_cached_from(calc: Calculation) -> UUID | None:
-        return calc.cached_from_id
+        if calc.cached_from_id is None:
+            return None
+        # the list and detail querysets annotate the owner (one join); a fresh submission has the object
+        owner_id = getattr(calc, "cached_from_owner_id", None)
+        if owner_id is None and calc.cached_from is not None:
+            owner_id = calc.cached_from.owner_id
+        return calc.cached_from_id if owner_id == calc.owner_id else None
 
 
 class CalculationFilters(FilterSchema):
     state: CalculationState | None = None
-    tool: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="A tool name.")
+    tool: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="A registered tool's name.")
+
+    @field_validator("tool")
+    @classmethod
+    def _registered(cls, name: str | None) -> str | None:
+        # a misspelled tool would otherwise list nothing, as if there were no such calculations
+        if name is not None and name not in get_registry():
+            raise ValueError(f"unknown tool {name!r} (known tools: {', '.join(sorted(get_registry()))})")
+        return name
 
 
 class LogsOut(Schema):

@@ -1,10 +1,13 @@
 """The NinjaAPI at /api/v2: routers, auth, and the one mapping from domain errors to HTTP."""
 
+from typing import Any
+
 from django.db import DataError
 from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError
 from ninja.errors import ValidationError as NinjaValidationError
+from ninja.parser import Parser
 
 from calculations.api.calculations import router as calculations_router
 from calculations.api.files import router as files_router
@@ -13,6 +16,16 @@ from calculations.api.tools import router as tools_router
 from calculations.auth import TokenAuth
 from calculations.errors import Forbidden, InvalidInput, InvalidTransition, NotFound, QuotaExceeded
 from calculations.storage import StorageError
+from emgapiv2.config import get_settings
+from emgapiv2.middleware import parsed_json
+
+
+class BoundedJsonParser(Parser):
+    """Reuses the body that RequestBoundsMiddleware parsed (and bounded) instead of parsing it again."""
+
+    def parse_body(self, request: HttpRequest) -> Any:
+        return parsed_json(request)
+
 
 api = NinjaAPI(
     title="EMG calculations API",
@@ -20,6 +33,7 @@ api = NinjaAPI(
     description="Upload files, run registered tools as tracked calculations, fetch their results.",
     auth=TokenAuth(),
     urls_namespace="api-v2",
+    parser=BoundedJsonParser(),
 )
 api.add_router("/files", files_router)
 api.add_router("/tools", tools_router)
@@ -81,11 +95,21 @@ def _unauthenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResp
     )
 
 
+def _describe(error: dict[str, Any]) -> str:
+    location = ".".join(str(part) for part in error.get("loc", ()) if part not in ("body", "payload"))
+    message = "unknown field (misspelled?)" if error.get("type") == "extra_forbidden" else error.get("msg", "invalid")
+    return f"{location}: {message}" if location else str(message)
+
+
 @api.exception_handler(NinjaValidationError)
 def _validation_error(request: HttpRequest, exc: NinjaValidationError) -> HttpResponse:
-    # one readable sentence per problem, e.g. "body.payload.params.mode: Input should be 'single' or 'meta'"
-    messages = []
-    for error in exc.errors:
-        location = ".".join(str(part) for part in error.get("loc", ()) if part not in ("body", "payload"))
-        messages.append(f"{location}: {error.get('msg', 'invalid')}" if location else str(error.get("msg")))
-    return _error(request, 422, "; ".join(messages), errors=exc.errors)
+    # one readable sentence per problem, e.g. "params.mode: Input should be 'single' or 'meta'"; the
+    # first few only: a body with thousands of wrong keys must not get a response thousands long
+    limit = get_settings().max_validation_errors
+    shown: list[dict[str, Any]] = [
+        {key: error[key] for key in ("type", "loc", "msg") if key in error} for error in exc.errors[:limit]
+    ]
+    detail = "; ".join(_describe(error) for error in shown)
+    if len(exc.errors) > limit:
+        detail += f"; and {len(exc.errors) - limit} more errors"
+    return _error(request, 422, detail, errors=shown, error_count=len(exc.errors))

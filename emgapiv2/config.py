@@ -141,7 +141,14 @@ class Settings(BaseSettings):
     tool_packages: list[str] = Field(
         ["tools"], description="Python packages whose subpackages each declare one tool (JSON list)."
     )
-    max_upload_bytes: int = Field(2 * 1024**3, description="Largest accepted upload.")
+    max_upload_bytes: int = Field(2 * 1024**3, description="Largest accepted upload (413 above it).")
+    max_json_bytes: int = Field(
+        1024**2, ge=1024, description="Largest JSON request body (413 above it): data goes in as uploaded files."
+    )
+    max_json_members: int = Field(
+        20_000, ge=100, description="Most keys, in all its objects, of one JSON body (413 above it)."
+    )
+    max_validation_errors: int = Field(20, ge=1, description="Validation errors listed in one 422 (and a count).")
     log_tail_bytes: int = Field(1024 * 1024, description="Most bytes of each log stream the logs endpoint returns.")
 
     db: DatabaseSettings = DatabaseSettings()

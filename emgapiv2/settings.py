@@ -30,6 +30,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "emgapiv2.middleware.RequestBoundsMiddleware",  # first: nothing reads a body before it is bounded
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -85,7 +86,7 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = config.data_dir / "static"
 STATIC_ROOT.mkdir(exist_ok=True)
-DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = config.max_json_bytes  # emgapiv2/middleware.py answers first, in JSON
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 
 LOGGING = {

@@ -5,6 +5,9 @@ that its would-be leader ended (and does not follow it)."""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from calculations.actions.files import OutputBlob, add_output_files
 from calculations.actions.transitions import WORKER_ACTOR, apply_transition, lock_cache_key
 from calculations.launching import launch_after_commit
@@ -18,6 +21,15 @@ def copy_outputs(source: Calculation, target: Calculation) -> None:
     """`target` gets output rows of its own, pointing at `source`'s blobs."""
     outputs = source.output_files.order_by("output_role", "name")
     add_output_files(target, (OutputBlob(f.output_role, f.name, f.sha256, f.size) for f in outputs))
+
+
+def shared_provenance(source: Calculation, owner_id: int) -> dict[str, Any]:
+    """`source`'s provenance as another calculation of `owner_id` may show it: another user's
+    calculation id (in its work directory and argv paths) is redacted."""
+    if source.owner_id == owner_id:
+        return dict(source.provenance)
+    text = json.dumps(source.provenance).replace(str(source.id), "(another user's calculation)")
+    return dict(json.loads(text))
 
 
 def _waiting_followers(leader: Calculation) -> list[Calculation]:
@@ -34,7 +46,7 @@ def complete_followers(leader: Calculation) -> None:
             S.COMPLETE,
             actor=WORKER_ACTOR,
             reason=f"identical calculation {leader.id} completed",
-            provenance=leader.provenance,
+            provenance=shared_provenance(leader, follower.owner_id),
             started_at=leader.started_at,
             finished_at=leader.finished_at,
             exit_code=leader.exit_code,

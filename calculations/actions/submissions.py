@@ -11,7 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 from pydantic import ValidationError
 
-from calculations.actions.followers import copy_outputs
+from calculations.actions.followers import copy_outputs, shared_provenance
 from calculations.actions.transitions import lock_cache_key, record_event, user_actor
 from calculations.caching import compute_cache_key
 from calculations.errors import InvalidInput, NotFound, QuotaExceeded
@@ -147,8 +147,9 @@ def do_create_calculation(
     if hit is not None:
         now = timezone.now()
         calc.state = S.COMPLETE
-        calc.cached_from = hit.cached_from or hit
-        calc.provenance = hit.provenance
+        original = hit.cached_from or hit  # the calculation that ran the tool
+        calc.cached_from = original
+        calc.provenance = shared_provenance(original, owner_id)
         calc.backend = hit.backend  # the backend that ran it
         calc.started_at = calc.finished_at = now
         calc.save()

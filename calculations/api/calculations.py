@@ -1,6 +1,6 @@
 from uuid import UUID
 
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 from ninja import Query, Router
 from ninja.pagination import paginate
 
@@ -15,7 +15,11 @@ router = Router(tags=["calculations"])
 
 
 def _visible(request: AuthedRequest) -> QuerySet[Calculation]:
-    return Calculation.objects.filter(owner_id=request.auth.id).prefetch_related("inputs", "output_files")
+    return (
+        Calculation.objects.filter(owner_id=request.auth.id)
+        .annotate(cached_from_owner_id=F("cached_from__owner_id"))
+        .prefetch_related("inputs", "output_files")
+    )
 
 
 @router.get("", response=list[CalculationOut], operation_id="list_calculations")

@@ -1,11 +1,10 @@
-from typing import BinaryIO, cast
+from typing import Any, BinaryIO, cast
+from urllib.parse import quote
 from uuid import UUID
 
 from django.db.models import QuerySet
-from django.http import StreamingHttpResponse
-from ninja import File as FileParam
+from django.http import HttpResponse, StreamingHttpResponse
 from ninja import Router
-from ninja.files import UploadedFile
 from ninja.pagination import paginate
 
 from calculations.actions import access_file_by_id, do_create_file
@@ -20,9 +19,48 @@ from emgapiv2.config import get_settings
 router = Router(tags=["files"])
 
 
-@router.post("", response={201: FileOut, 413: ErrorOut, 422: ErrorOut}, operation_id="upload_file")
-def upload_file(request: AuthedRequest, file: FileParam[UploadedFile]) -> tuple[int, File | ErrorOut]:
-    """Upload a file (multipart field `file`). Identical bytes are stored once."""
+# The body is read here rather than declared as a ninja File parameter, so that each way of
+# getting it wrong has its own message (a ninja parameter answers all of them "file: Field required").
+UPLOAD_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary", "description": "The file."}},
+                    "required": ["file"],
+                    "additionalProperties": False,
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "",
+    response={201: FileOut, 413: ErrorOut, 422: ErrorOut},
+    operation_id="upload_file",
+    openapi_extra=UPLOAD_BODY,
+)
+def upload_file(request: AuthedRequest) -> tuple[int, File | ErrorOut]:
+    """Upload a file (multipart/form-data, one field named `file`). Identical bytes are stored once."""
+    if request.content_type != "multipart/form-data":
+        raise InvalidInput(
+            f"send the file as multipart/form-data with one field named 'file' (this request's Content-Type is "
+            f"{request.content_type or 'missing'}), e.g. curl -F file=@genome.fna"
+        )
+    files = request.FILES.getlist("file")
+    others = sorted({*request.FILES, *request.POST} - {"file"})
+    if not files:
+        found = f"; the form has {', '.join(map(repr, others))}" if others else ""
+        raise InvalidInput(f"no field named 'file' in the form{found}")
+    if len(files) > 1:
+        raise InvalidInput(f"one file per request: the form has {len(files)} fields named 'file'")
+    if others:
+        raise InvalidInput(f"unknown form field(s) {', '.join(map(repr, others))}: send only 'file'")
+    file = files[0]
     limit = get_settings().max_upload_bytes
     if file.size is not None and file.size > limit:
         return 413, ErrorOut(detail=f"file is {file.size} bytes; the limit is {limit}")
@@ -45,12 +83,26 @@ def get_file(request: AuthedRequest, file_id: UUID) -> File:
     return access_file_by_id(request.auth.id, file_id)
 
 
-@router.get("/{file_id}/content", response={200: None, 404: ErrorOut}, operation_id="download_file")
-def download_file(request: AuthedRequest, file_id: UUID) -> StreamingHttpResponse:
-    """The file's bytes, streamed."""
+def content_disposition(name: str) -> str:
+    """RFC 6266: an ASCII fallback any client reads, and the exact UTF-8 name for those that can."""
+    fallback = "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in name)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+@router.api_operation(
+    ["GET", "HEAD"], "/{file_id}/content", response={200: None, 404: ErrorOut}, operation_id="download_file"
+)
+def download_file(request: AuthedRequest, file_id: UUID) -> HttpResponse | StreamingHttpResponse:
+    """The file's bytes, streamed (HEAD: its headers only: size, name, ETag)."""
     file = access_file_by_id(request.auth.id, file_id)
-    response = StreamingHttpResponse(get_storage().iter_chunks(file.sha256), content_type="application/octet-stream")
+    response: HttpResponse | StreamingHttpResponse
+    if request.method == "HEAD":
+        response = HttpResponse(content_type="application/octet-stream")
+    else:
+        response = StreamingHttpResponse(
+            get_storage().iter_chunks(file.sha256), content_type="application/octet-stream"
+        )
     response["Content-Length"] = str(file.size)
-    response["Content-Disposition"] = f'attachment; filename="{file.name}"'
+    response["Content-Disposition"] = content_disposition(file.name)
     response["ETag"] = f'"{file.sha256}"'
     return response

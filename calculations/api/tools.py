@@ -88,6 +88,9 @@ def _submitted(calc: Calculation) -> tuple[int, Calculation]:
 
 class _Submission(Schema):
     # What every tool's submission body has; each tool's schema (below) narrows the field types.
+    # A misspelled key ("param", "usecache") is a 422 that names it, never silently a default.
+    model_config = ConfigDict(extra="forbid")
+
     inputs: BaseModel
     params: ToolParams
     use_cache: bool

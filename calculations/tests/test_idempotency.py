@@ -64,6 +64,18 @@ def test_a_retried_upload_is_one_file(alice: ApiClient) -> None:
     assert File.objects.count() == 1
 
 
+def test_a_reused_key_with_another_file_of_the_same_size_is_refused(alice: ApiClient) -> None:
+    def upload(content: bytes) -> Any:
+        return alice.client.post(
+            "/api/v2/files", {"file": SimpleUploadedFile("g.fna", content)}, headers={"Idempotency-Key": "up-2"}
+        )
+
+    first = upload(b">c\nACGT\n")
+    other = upload(b">c\nTTTT\n")  # same length, other bytes: it must not get the first file's answer
+    assert first.status_code == 201
+    assert other.status_code == 422 and "different request" in other.json()["detail"]
+
+
 @pytest.mark.parametrize("key", ["", "x" * 256, "bad\nkey"])
 def test_a_malformed_key_is_a_400(alice: ApiClient, key: str) -> None:
     answer = _post(alice, "/tools/obabel/calculations", {}, key)

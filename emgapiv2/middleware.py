@@ -1,0 +1,110 @@
+"""Bounds and headers every API request and response gets, before any view runs.
+
+- A body is bounded by its declared length: JSON bodies by `max_json_bytes`, uploads by
+  `max_upload_bytes` (checked before Django spools a byte to disk). Past it: a JSON 413.
+- A JSON body is parsed here, once, counting its members as it goes: a body that is small but
+  holds a huge number of keys (each one a validation error later) is refused before it can grow
+  the worker. The parsed value is kept on the request for the API's parser.
+- API responses are never cached by intermediaries (`Cache-Control: no-store`); the admin gets a
+  Content-Security-Policy.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from emgapiv2.config import get_settings
+
+API_PREFIX = "/api/"
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+MULTIPART_OVERHEAD_BYTES = 64 * 1024  # boundaries and part headers around the one file
+PARSED_JSON_ATTRIBUTE = "_emgapi_json"
+ADMIN_CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; "
+    "frame-ancestors 'none'; form-action 'self'; base-uri 'self'; object-src 'none'"
+)
+
+
+class TooManyMembers(ValueError):
+    pass
+
+
+def _counting_hook(limit: int) -> Callable[[list[tuple[str, Any]]], dict[str, Any]]:
+    seen = 0
+
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal seen
+        seen += len(pairs)
+        if seen > limit:
+            raise TooManyMembers(f"the JSON body has more than {limit} keys in all; no request needs that many")
+        return dict(pairs)
+
+    return hook
+
+
+def _declared_length(request: HttpRequest) -> int | None:
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return None
+
+
+def _refuse(status: int, detail: str) -> JsonResponse:
+    return JsonResponse({"detail": detail}, status=status)
+
+
+def _check_body(request: HttpRequest) -> HttpResponse | None:
+    settings = get_settings()
+    length = _declared_length(request)
+    if length is None:
+        return _refuse(400, "the Content-Length header is not a number")
+    if request.content_type == "multipart/form-data":
+        limit = settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES
+        if length > limit:
+            return _refuse(
+                413, f"the upload is {length} bytes; the limit is {settings.max_upload_bytes} bytes per file"
+            )
+        return None
+    if length > settings.max_json_bytes:
+        return _refuse(
+            413,
+            f"the request body is {length} bytes; the limit for a JSON body is {settings.max_json_bytes} bytes. "
+            "Upload large data as a file (POST /api/v2/files) and pass its id",
+        )
+    if length and request.content_type == "application/json":
+        try:
+            value = json.loads(request.body, object_pairs_hook=_counting_hook(settings.max_json_members))
+        except TooManyMembers as exc:
+            return _refuse(413, str(exc))
+        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+            return _refuse(400, f"the request body is not valid JSON: {exc}")
+        setattr(request, PARSED_JSON_ATTRIBUTE, value)
+    return None
+
+
+def parsed_json(request: HttpRequest) -> Any:
+    """The body as the middleware parsed it (a request it did not parse is parsed here)."""
+    if hasattr(request, PARSED_JSON_ATTRIBUTE):
+        return getattr(request, PARSED_JSON_ATTRIBUTE)
+    return json.loads(request.body)
+
+
+class RequestBoundsMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        is_api = request.path.startswith(API_PREFIX)
+        if is_api and request.method in BODY_METHODS and (refused := _check_body(request)) is not None:
+            response: HttpResponse = refused
+        else:
+            response = self.get_response(request)
+        if is_api:
+            response["Cache-Control"] = "no-store"
+        elif request.path.startswith("/admin/"):
+            response.setdefault("Content-Security-Policy", ADMIN_CSP)
+        return response
