@@ -15,7 +15,7 @@ from calculations.actions.followers import copy_outputs, shared_provenance
 from calculations.actions.transitions import lock_cache_key, record_event, user_actor
 from calculations.caching import compute_cache_key
 from calculations.errors import InvalidInput, NotFound, QuotaExceeded
-from calculations.formats import HEAD_BYTES, FormatMismatch, check_format
+from calculations.formats import HEAD_BYTES, FormatMismatch, check_format, check_whole_file
 from calculations.launching import launch_after_commit
 from calculations.models import Calculation, CalculationInput, File
 from calculations.provenance import Provenance
@@ -78,6 +78,7 @@ def check_create_calculation(
         head = read_head(storage, file.sha256, HEAD_BYTES)
         try:
             check_format(role.formats[0], head)
+            check_whole_file(role.formats[0], lambda sha256=file.sha256: storage.iter_chunks(sha256))
         except FormatMismatch as exc:
             raise InvalidInput(f"input {role.name!r}: file {file.name!r} {exc}") from None
         files[role.name] = file

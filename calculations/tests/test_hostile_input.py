@@ -88,3 +88,27 @@ def test_nul_bytes_are_refused_not_stored(alice: ApiClient, uploaded: Upload) ->
     body = {"inputs": {"molecules": uploaded("m.smi", b"CCO\n")}, "params": {"input_format": "smi\x00"}}
     answer = alice.post("/tools/obabel/calculations", body)
     assert answer.status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("profile", "message"),
+    [
+        (b"HMMER3/f [3.3.2]\nNAME x\n", "model 'x' is cut short (no closing '//')"),
+        (b"HMMER3/f [3.3.2]\nNAME x\nLENG 2\nALPH amino\nHMM A C\n      1 0.1 0.2\n//\n", "declares LENG 2 but has 1"),
+        (b"HMMER3/f [3.3.2]\nLENG 1\nALPH amino\nHMM A C\n      1 0.1 0.2\n//\n", "lacks NAME"),
+    ],
+)
+def test_a_damaged_hmm_profile_is_refused_not_searched(
+    alice: ApiClient, uploaded: Upload, profile: bytes, message: str
+) -> None:
+    # hmmsearch would report "no hits" for it: a negative result the user would wrongly trust
+    inputs = {"profile": uploaded("p.hmm", profile), "sequences": uploaded("s.faa", b">p\nMKV\n")}
+    answer = alice.post("/tools/hmmsearch/calculations", {"inputs": inputs})
+    assert answer.status_code == 422 and message in answer.json()["detail"]
+    assert "input 'profile'" in answer.json()["detail"]
+
+
+def test_a_complete_profile_of_several_models_is_accepted(alice: ApiClient, uploaded: Upload) -> None:
+    whole = (Path(__file__).parents[2] / "demo" / "data" / "family.hmm").read_bytes()
+    inputs = {"profile": uploaded("p.hmm", whole * 2), "sequences": uploaded("s.faa", b">p\nMKV\n")}
+    assert alice.post("/tools/hmmsearch/calculations", {"inputs": inputs}).status_code == 202
