@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -78,7 +79,7 @@ def check_create_calculation(
         head = read_head(storage, file.sha256, HEAD_BYTES)
         try:
             check_format(role.formats[0], head)
-            check_whole_file(role.formats[0], lambda sha256=file.sha256: storage.iter_chunks(sha256))
+            check_whole_file(role.formats[0], partial(storage.iter_chunks, file.sha256))
         except FormatMismatch as exc:
             raise InvalidInput(f"input {role.name!r}: file {file.name!r} {exc}") from None
         files[role.name] = file
