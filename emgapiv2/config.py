@@ -120,6 +120,11 @@ class QuotaSettings(BaseModel):
     )
 
 
+class AdminLoginSettings(BaseModel):
+    failure_limit: int = Field(5, ge=1, description="Wrong admin passwords (per user and address) before a lockout.")
+    cooloff_minutes: float = Field(15, gt=0, description="How long a locked-out user and address must wait.")
+
+
 class RetrySettings(BaseModel):
     """Which failures are retried, and how the backoff grows, is calculations/policies.py."""
 
@@ -133,7 +138,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EMGAPI_", env_nested_delimiter="__", env_file=".env", extra="ignore")
 
     debug: bool = Field(False, description="Django DEBUG. Never in production.")
-    secret_key: SecretStr = Field(SecretStr("insecure-development-key-change-me"), description="Django SECRET_KEY.")
+    secret_key: SecretStr | None = Field(
+        None, description="Django SECRET_KEY. Unset: generated on first start into data_dir/secrets (0600)."
+    )
     allowed_hosts: list[str] = Field(["127.0.0.1", "localhost", "testserver"], description="Django ALLOWED_HOSTS.")
     public_url: str = Field("http://127.0.0.1:8000", description="Base URL clients use to reach the API.")
     data_dir: Path = Field(BASE_DIR / "var", description="Local state: SQLite DB, blobs, work directories.")
@@ -159,6 +166,7 @@ class Settings(BaseSettings):
     reconciler: ReconcilerSettings = ReconcilerSettings()
     retry: RetrySettings = RetrySettings()
     quota: QuotaSettings = QuotaSettings()
+    admin_login: AdminLoginSettings = AdminLoginSettings()
     execution: ExecutionSettings = ExecutionSettings()
     container: ContainerSettings = ContainerSettings()
     slurm: SlurmSettings = SlurmSettings()

@@ -1,19 +1,29 @@
 """Django settings: derived from the Settings object only (emgapiv2/config.py)."""
 
 import os
+from datetime import timedelta
 
 import dj_database_url
 
 from emgapiv2.config import get_settings
+from emgapiv2.keys import read_or_create_secret
 
 config = get_settings()
-config.data_dir.mkdir(parents=True, exist_ok=True)
+# Everything the platform writes (database, blobs, logs, work directories, secrets) is its owner's
+# alone: the data directory is 0700 and new files are created 0600/0700.
+os.umask(0o077)
+config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+config.data_dir.chmod(0o700)
 
 # Every process that may talk to Prefect (API, worker, management commands) must know the server;
 # without PREFECT_API_URL Prefect silently starts a temporary server of its own per process.
 os.environ.setdefault("PREFECT_API_URL", config.prefect.api_url)
 
-SECRET_KEY = config.secret_key.get_secret_value()
+SECRET_KEY = (
+    config.secret_key.get_secret_value()
+    if config.secret_key
+    else read_or_create_secret(config.data_dir, "django-secret-key")
+)
 DEBUG = config.debug
 ALLOWED_HOSTS = config.allowed_hosts
 
@@ -25,6 +35,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "ninja",
+    "axes",  # throttles admin logins (django-axes)
     "calculations",
     "workflows",  # registers the Prefect launcher; workflows uses calculations, never the reverse
 ]
@@ -40,7 +51,18 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "calculations.idempotency.IdempotencyMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes requires
 ]
+
+# The admin's password login is throttled: after `failure_limit` wrong passwords for one user from
+# one address, that pair is locked out for `cooloff_minutes` (the right password too). API tokens
+# are 32 random bytes: guessing them is not a login.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = config.admin_login.failure_limit
+AXES_COOLOFF_TIME = timedelta(minutes=config.admin_login.cooloff_minutes)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "emgapiv2.lockout.locked_out"
 
 ROOT_URLCONF = "emgapiv2.urls"
 WSGI_APPLICATION = "emgapiv2.wsgi.application"

@@ -5,6 +5,7 @@ tests switch it on), and a Prefect URL on a free port where the integration fixt
 """
 
 import os
+import secrets
 import socket
 import tempfile
 
@@ -27,6 +28,8 @@ os.environ.setdefault("EMGAPI_RECONCILER__STALE_AFTER_SECONDS", "3")
 os.environ.setdefault("EMGAPI_RETRY__BACKOFF_SECONDS", "0.5")
 os.environ.setdefault("EMGAPI_CONTAINER__POLL_SECONDS", "5")
 os.environ["PREFECT_API_URL"] = os.environ["EMGAPI_PREFECT__API_URL"] = f"http://127.0.0.1:{_free_port()}/api"
+# the test Prefect server needs credentials too (workflows/tests/conftest.py gives it these)
+os.environ["PREFECT_API_AUTH_STRING"] = f"emgapi-test:{secrets.token_urlsafe(24)}"
 os.environ.setdefault("PREFECT_CLIENT_MAX_RETRIES", "0")
 
 from emgapiv2.settings import *  # noqa: E402, F403

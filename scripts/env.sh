@@ -20,6 +20,13 @@ _load_dotenv() {
 }
 if [ -f "$ROOT/.env" ]; then _load_dotenv "$ROOT/.env"; fi
 export EMGAPI_DATA_DIR="${EMGAPI_DATA_DIR:-$ROOT/var}"
+# the data directory (database, blobs, work directories, secrets) is its owner's alone
+mkdir -p "$EMGAPI_DATA_DIR" && chmod 700 "$EMGAPI_DATA_DIR"
+. "$ROOT/scripts/secrets.sh"
+# The Prefect server's credentials (Django makes its own key, emgapiv2/keys.py): generated on first
+# start, in files no one else can read. The Prefect UI asks for the same user:password (README).
+export PREFECT_SERVER_API_AUTH_STRING="${PREFECT_SERVER_API_AUTH_STRING:-emgapi:$(secret prefect-api-password)}"
+export PREFECT_API_AUTH_STRING="${PREFECT_API_AUTH_STRING:-$PREFECT_SERVER_API_AUTH_STRING}"
 export WEB_HOST="${WEB_HOST:-127.0.0.1}" WEB_PORT="${WEB_PORT:-8000}"
 export PREFECT_PORT="${PREFECT_PORT:-4200}"
 export EMGAPI_PUBLIC_URL="${EMGAPI_PUBLIC_URL:-http://$WEB_HOST:$WEB_PORT}"

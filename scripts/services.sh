@@ -31,10 +31,13 @@ start_prefect() {
   # A SQLite-backed Prefect server creates a flow run in ~0.27 s and serialises under load
   # (20 at once: 13 s); on PostgreSQL it is ~25 ms (20 at once: 1 s). So the embedded default
   # runs Prefect on a project-local PostgreSQL cluster, unless a database URL is configured.
+  # Its superuser has a generated password (scram-sha-256, also on the private socket): no local
+  # account reaches the database without it.
   if [ -z "${PREFECT_SERVER_DATABASE_CONNECTION_URL:-}" ]; then
-    pg_start "$PREFECT_DB_DIR" "$PREFECT_DB_PORT"
-    pg_create_db "$PREFECT_DB_DIR" "$PREFECT_DB_PORT" prefect
-    export PREFECT_SERVER_DATABASE_CONNECTION_URL="postgresql+asyncpg://postgres@127.0.0.1:$PREFECT_DB_PORT/prefect"
+    local pwfile; pwfile=$(secret_file prefect-db-password)
+    pg_start "$PREFECT_DB_DIR" "$PREFECT_DB_PORT" "$pwfile"
+    PGPASSWORD="$(cat "$pwfile")" pg_create_db "$PREFECT_DB_DIR" "$PREFECT_DB_PORT" prefect
+    export PREFECT_SERVER_DATABASE_CONNECTION_URL="postgresql+asyncpg://postgres:$(cat "$pwfile")@127.0.0.1:$PREFECT_DB_PORT/prefect"
   fi
   _spawn prefect prefect server start
   _wait_http prefect "$PREFECT_API_URL/health" 90
@@ -51,7 +54,7 @@ start_worker() {
 start_web() {
   python manage.py migrate --noinput -v0
   python manage.py collectstatic --noinput -v0
-  _spawn web gunicorn emgapiv2.wsgi --bind "$WEB_HOST:$WEB_PORT" --workers 2 --threads 8 --timeout 300 \
+  _spawn web gunicorn -c python:emgapiv2.gunicorn_conf emgapiv2.wsgi --bind "$WEB_HOST:$WEB_PORT" --workers 2 --threads 8 --timeout 300 \
     --access-logfile -
   _wait_http web "$EMGAPI_PUBLIC_URL/api/v2/docs" 30
   echo "API: $EMGAPI_PUBLIC_URL/api/v2/docs"

@@ -42,11 +42,15 @@ eval "$(slurm-dev-environment/slurm.sh env)"
 . scripts/pg.sh
 pg_dir=$(mktemp -d /tmp/emgapi-test-pg.XXXXXX)
 pg_port=$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-pg_start "$pg_dir" "$pg_port"
+# as the platform's own cluster is: a password, scram-sha-256, no trust
+pg_password=$(LC_ALL=C tr -dc 'A-Za-z0-9' </dev/urandom | head -c 24)
+(umask 077; echo "$pg_password" >"$pg_dir.pw")
+pg_start "$pg_dir" "$pg_port" "$pg_dir.pw"
+rm -f "$pg_dir.pw"
 export EMGAPI_TEST_PG_DIR="$pg_dir"  # the fault tests restart it
 
 echo "== test suite on PostgreSQL (port $pg_port)"
-EMGAPI_DB__URL="postgresql://postgres@127.0.0.1:$pg_port/emgapi" python -m pytest -p no:cacheprovider "$@"
+EMGAPI_DB__URL="postgresql://postgres:$pg_password@127.0.0.1:$pg_port/emgapi" python -m pytest -p no:cacheprovider "$@"
 
 echo "== container backend on Podman's Docker-compatible API (the same code, unchanged)"
 podman_host=$(scripts/engines.sh host podman)

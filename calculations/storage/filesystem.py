@@ -29,7 +29,7 @@ class FilesystemBlobStorage:
             temporary.unlink()
         else:
             final.parent.mkdir(parents=True, exist_ok=True)
-            os.chmod(temporary, 0o444)
+            os.chmod(temporary, 0o400)  # immutable, and its owner's alone
             # rename is atomic: a reader sees the whole blob or none of it
             os.replace(temporary, final)
         return info

@@ -9,6 +9,7 @@ from django.test import Client
 from calculations.actions import do_create_api_token, hash_token
 from calculations.models import ApiToken
 from conftest import ApiClient
+from emgapiv2.config import get_settings
 
 
 def test_tokens_are_stored_only_as_hashes(db: None) -> None:
@@ -56,3 +57,16 @@ def test_a_tokens_use_is_recorded_at_most_once_a_minute(db: None) -> None:
     client.get("/files")
     latest = ApiToken.objects.get(user__username="gina").last_used_at
     assert latest is not None and latest > first_use - timedelta(minutes=2)
+
+
+def test_admin_logins_are_throttled(db: None) -> None:
+    from django.contrib.auth import get_user_model
+
+    get_user_model().objects.create_superuser("root", "root@localhost", "the-right-one")
+    client = Client()
+    limit = get_settings().admin_login.failure_limit
+    answers = [client.post("/admin/login/", {"username": "root", "password": f"guess-{n}"}) for n in range(limit)]
+    assert [a.status_code for a in answers] == [200] * (limit - 1) + [429]  # the form again, then the lockout
+    locked = client.post("/admin/login/", {"username": "root", "password": "the-right-one"})
+    assert locked.status_code == 429 and "try again in" in locked.content.decode()
+    assert "_auth_user_id" not in client.session  # the right password did not get in during the lockout

@@ -73,10 +73,15 @@ def _stale() -> list[_StaleRow]:
 
 
 def _in_flight() -> list[_AttemptRow]:
+    """Active calculations whose flow run alone can tell whether they are lost: those no worker has
+    started (QUEUED), or whose worker stopped heartbeating. A calculation its worker is running and
+    heartbeating is never failed over its flow run: a flow run deleted or changed in Prefect (by an
+    operator, or by anyone who reached the API) must not fail a healthy run."""
+    fresh = timezone.now() - timedelta(seconds=get_settings().reconciler.stale_after_seconds)
     return list(
-        Calculation.objects.filter(state__in=ACTIVE_STATES, flow_run_id__isnull=False).values(
-            "id", "attempt", "state", "flow_run_id"
-        )
+        Calculation.objects.filter(state__in=ACTIVE_STATES, flow_run_id__isnull=False)
+        .exclude(state__in=ATTEMPT_IN_PROGRESS_STATES, heartbeat_at__gte=fresh)
+        .values("id", "attempt", "state", "flow_run_id")
     )
 
 

@@ -65,6 +65,7 @@ def prefect_server_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator
         "PREFECT_HOME": str(home),
         "PREFECT_SERVER_API_HOST": "127.0.0.1",
         "PREFECT_SERVER_API_PORT": port,
+        "PREFECT_SERVER_API_AUTH_STRING": os.environ["PREFECT_API_AUTH_STRING"],
         "PREFECT_SERVER_DATABASE_CONNECTION_URL": _postgres_url(database, driver="postgresql+asyncpg"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_UI_ENABLED": "false",

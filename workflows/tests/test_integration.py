@@ -197,3 +197,32 @@ def test_the_prefect_server_schedules_the_reconciler(prefect_server: str) -> Non
             assert all(run.state and run.state.is_scheduled() for run in runs)
         finally:
             client.delete_deployment(deployment.id)  # its runs must not reconcile the other tests' rows
+
+
+def test_a_deleted_flow_run_does_not_fail_a_calculation_its_worker_is_running(api: Api) -> None:
+    from prefect.client.orchestration import get_client
+
+    from workflows.flows.reconcile_calculations import reconcile_calculations_flow
+
+    response = api.submit("sleep", {"text": api.upload("t.txt", b"z\n")}, {"seconds": 4}, use_cache=False)
+    calc = api.wait_for(response.json()["id"], {"RUNNING"})
+    with get_client(sync_client=True) as client:
+        client.delete_flow_run(UUID(calc["flow_run_id"]))  # an operator, or anyone who reached Prefect
+    counts = asyncio.run(reconcile_calculations_flow())
+    assert counts["retried"] == counts["failed"] == 0
+    calc = api.wait_for(calc["id"], TERMINAL, timeout_seconds=30)
+    assert (calc["state"], calc["attempts"]) == ("COMPLETE", 1)
+
+
+def test_the_prefect_api_refuses_requests_without_credentials(prefect_server: str) -> None:
+    import os
+
+    anonymous = httpx.post(f"{prefect_server}/flow_runs/filter", json={}, timeout=10)
+    assert anonymous.status_code == 401
+    wrong = httpx.post(f"{prefect_server}/flow_runs/filter", json={}, auth=("emgapi-test", "guess"), timeout=10)
+    assert wrong.status_code == 401
+    assert httpx.delete(f"{prefect_server}/flow_runs/{UUID(int=1)}", timeout=10).status_code == 401
+    user, password = os.environ["PREFECT_API_AUTH_STRING"].split(":", 1)
+    assert (
+        httpx.post(f"{prefect_server}/flow_runs/filter", json={}, auth=(user, password), timeout=10).status_code == 200
+    )
