@@ -9,7 +9,11 @@ class InvalidInput(ValueError):
     """The request is well-formed but its content is wrong (422)."""
 
 
-class InvalidTransition(RuntimeError):
+class Conflict(RuntimeError):
+    """The object's current state does not allow this (409): say what would."""
+
+
+class InvalidTransition(Conflict):
     """The calculation is not in a state that allows this change (409)."""
 
 

@@ -25,6 +25,7 @@ class AttemptEnd(enum.StrEnum):
     TIME_LIMIT = "the tool was killed for exceeding its time limit"
     TOOL_NOT_STARTED = "the tool's program could not be started"
     OUTPUTS_INVALID = "a required output is missing or empty"
+    OUTPUTS_TOO_LARGE = "the outputs exceed the tool's output limit or the owner's storage quota"
     CANCELED = "the tool was stopped because a cancel was requested"
     STOPPED_OUTSIDE = "the job was stopped outside the platform (an operator's scancel)"
     JOB_LOST = "the backend no longer knows the job"
@@ -48,6 +49,7 @@ POLICIES: Mapping[AttemptEnd, Policy] = {
     AttemptEnd.TIME_LIMIT: Policy(S.EXECUTOR_ERROR, retried=False),
     AttemptEnd.TOOL_NOT_STARTED: Policy(S.EXECUTOR_ERROR, retried=False),
     AttemptEnd.OUTPUTS_INVALID: Policy(S.EXECUTOR_ERROR, retried=False),
+    AttemptEnd.OUTPUTS_TOO_LARGE: Policy(S.EXECUTOR_ERROR, retried=False),
     AttemptEnd.CANCELED: Policy(S.CANCELED, retried=False),
     # an operator stopped it on purpose: starting it again would undo their decision
     AttemptEnd.STOPPED_OUTSIDE: Policy(S.SYSTEM_ERROR, retried=False),

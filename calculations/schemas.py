@@ -85,7 +85,9 @@ class CalculationOut(Schema):
     tool_version: str
     state: CalculationState
     params: dict[str, Any]
-    inputs: dict[str, UUID]
+    inputs: dict[str, UUID | None] = Field(
+        description="File id for each input role (null: you deleted that file since; provenance keeps its sha256)."
+    )
     outputs: dict[str, list[UUID]]
     error: str
     attempts: int
@@ -103,7 +105,7 @@ class CalculationOut(Schema):
     provenance: dict[str, Any]
 
     @staticmethod
-    def resolve_inputs(calc: Calculation) -> dict[str, UUID]:
+    def resolve_inputs(calc: Calculation) -> dict[str, UUID | None]:
         return {link.role: link.file_id for link in calc.inputs.all()}
 
     @staticmethod

@@ -14,7 +14,7 @@ from calculations.api.files import router as files_router
 from calculations.api.health import router as health_router
 from calculations.api.tools import router as tools_router
 from calculations.auth import TokenAuth
-from calculations.errors import Forbidden, InvalidInput, InvalidTransition, NotFound, QuotaExceeded
+from calculations.errors import Conflict, Forbidden, InvalidInput, NotFound, QuotaExceeded
 from calculations.storage import StorageError
 from emgapiv2.config import get_settings
 from emgapiv2.middleware import parsed_json
@@ -55,8 +55,8 @@ def _invalid_input(request: HttpRequest, exc: InvalidInput) -> HttpResponse:
     return _error(request, 422, str(exc))
 
 
-@api.exception_handler(InvalidTransition)
-def _invalid_transition(request: HttpRequest, exc: InvalidTransition) -> HttpResponse:
+@api.exception_handler(Conflict)
+def _conflict(request: HttpRequest, exc: Conflict) -> HttpResponse:
     return _error(request, 409, str(exc))
 
 

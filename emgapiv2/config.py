@@ -116,8 +116,20 @@ class QuotaSettings(BaseModel):
         100, ge=1, description="Calculations one user may have running or queued to run (more: 429)."
     )
     storage_bytes: int = Field(
-        100 * 1024**3, ge=0, description="Bytes of files (uploads and outputs) one user may hold (more: 413)."
+        100 * 1024**3,
+        ge=0,
+        description="Distinct bytes of files (uploads and outputs) one user may hold (more: 413, or a failed "
+        "calculation whose outputs would not fit). Identical contents and cache hits count once.",
     )
+    max_output_bytes: int = Field(
+        10 * 1024**3, ge=0, description="Most bytes of outputs one calculation may produce (more: EXECUTOR_ERROR)."
+    )
+    tool_output_bytes: dict[str, int] = Field(
+        {}, description='Per-tool output limits that replace max_output_bytes (JSON), e.g. {"obabel": 1073741824}.'
+    )
+
+    def output_limit(self, tool: str) -> int:
+        return self.tool_output_bytes.get(tool, self.max_output_bytes)
 
 
 class AdminLoginSettings(BaseModel):

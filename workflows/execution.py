@@ -80,9 +80,14 @@ def _stage_inputs(inputs: list[tuple[str, str, str]], base: Path) -> dict[str, P
     return staged
 
 
+class OutputsTooLarge(Exception):
+    pass
+
+
 def _collect_outputs(spec: ToolSpec, workdir: Path) -> list[OutputBlob]:
-    """Store every declared output; refuse missing or empty required ones, and anything that
-    resolves outside the working directory (a symlink to elsewhere)."""
+    """Store every declared output; refuse missing or empty required ones, anything that resolves
+    outside the working directory (a symlink to elsewhere), and outputs past the tool's limit
+    (checked before a byte is stored)."""
     storage = get_storage()
     root = workdir.resolve()
     found: list[tuple[str, Path]] = []
@@ -95,6 +100,12 @@ def _collect_outputs(spec: ToolSpec, workdir: Path) -> list[OutputBlob]:
         if role.required and not any(path.stat().st_size > 0 for path in paths):
             raise OutputMissing(f"{spec.name} produced no {role.name!r} output ({role.path} missing or empty)")
         found += [(role.name, path) for path in paths]
+    total, limit = sum(path.stat().st_size for _, path in found), get_settings().quota.output_limit(spec.name)
+    if total > limit:
+        raise OutputsTooLarge(
+            f"{spec.name} produced {total} bytes of outputs; the limit for {spec.name} is {limit} bytes "
+            "(EMGAPI_QUOTA__MAX_OUTPUT_BYTES, EMGAPI_QUOTA__TOOL_OUTPUT_BYTES): split the input into smaller parts"
+        )
     outputs = []
     for role_name, path in found:
         info = storage.put_path(path)
@@ -247,6 +258,8 @@ class CalculationRun:
         except OutputMissing as exc:
             detail = _tool_output_tail(self.calculation_id, self.attempt)
             return await self._end(AttemptEnd.OUTPUTS_INVALID, f"{exc}:\n{detail}" if detail else str(exc), outcome)
+        except OutputsTooLarge as exc:
+            return await self._end(AttemptEnd.OUTPUTS_TOO_LARGE, str(exc), outcome)
         except StorageError as exc:
             return await self._end(AttemptEnd.STORAGE_FAILED, f"could not store outputs: {exc}", outcome)
         # a cancel that arrived as the tool finished wins there: no outputs are registered
@@ -273,6 +286,8 @@ class CalculationRun:
             )
         except InvalidTransition as exc:  # fenced: the reconciler or a newer attempt moved it on
             self.logger.info("attempt %s not recorded: %s", self.attempt, exc)
+            if outputs:
+                await db(actions.do_release_outputs)(outputs)  # stored for nothing: orphans
             return await self._current_state()
         if calc.state != S.COMPLETE:
             self.logger.warning(

@@ -4,7 +4,7 @@ By concern, one module each; `access_*` look up (404 for others' objects), `chec
 then act, `do_*` make one transactional change:
 - `access`: visibility-checked look-ups;
 - `tokens`: API tokens;
-- `files`: uploads, names, the storage quota;
+- `files`: uploads, deletes, names, the storage quota (distinct bytes), orphan blobs;
 - `submissions`: validation, the cache (hit, follow or run), the active-calculation quota, the launch;
 - `attempts`: an attempt started, running, heartbeating, ended (through `calculations/policies.py`);
 - `cancels`: cancel requests;
@@ -25,7 +25,16 @@ from calculations.actions.attempts import (
     do_start_calculation,
 )
 from calculations.actions.cancels import do_request_cancel
-from calculations.actions.files import OutputBlob, check_storage_quota, clean_file_name, do_create_file
+from calculations.actions.files import (
+    OutputBlob,
+    check_storage_quota,
+    clean_file_name,
+    do_collect_orphan_blobs,
+    do_create_file,
+    do_delete_file,
+    do_release_outputs,
+    held_bytes,
+)
 from calculations.actions.submissions import check_create_calculation, do_create_calculation
 from calculations.actions.tokens import do_create_api_token, do_record_token_use, hash_token
 from calculations.actions.transitions import RECONCILER_ACTOR, WORKER_ACTOR, user_actor
@@ -42,7 +51,10 @@ __all__ = [
     "clean_file_name",
     "do_create_api_token",
     "do_create_calculation",
+    "do_collect_orphan_blobs",
     "do_create_file",
+    "do_delete_file",
+    "do_release_outputs",
     "do_end_attempt",
     "do_mark_running",
     "do_record_flow_run",
@@ -51,5 +63,6 @@ __all__ = [
     "do_request_cancel",
     "do_start_calculation",
     "hash_token",
+    "held_bytes",
     "user_actor",
 ]

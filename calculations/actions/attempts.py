@@ -14,7 +14,7 @@ from uuid import UUID
 from django.db import transaction
 from django.utils import timezone
 
-from calculations.actions.files import OutputBlob, add_output_files
+from calculations.actions.files import OutputBlob, add_output_files, do_release_outputs, new_bytes, quota_message
 from calculations.actions.followers import complete_followers, release_followers
 from calculations.actions.transitions import WORKER_ACTOR, apply_transition, lock_calculation
 from calculations.errors import InvalidTransition
@@ -149,9 +149,12 @@ def do_end_attempt(
         raise InvalidTransition(
             f"calculation {calc.id} is on attempt {calc.attempt} ({calc.state}); attempt {attempt} ended too late"
         )
+    if end is AttemptEnd.SUCCEEDED and (too_much := _outputs_over_quota(calc, outputs)):
+        end, message = AttemptEnd.OUTPUTS_TOO_LARGE, too_much
     decision = decide(end, current_state=S(calc.state), attempt=attempt)
     if decision.state == S.COMPLETE:
         return _complete(calc, attempt, outputs, outcome, actor)
+    do_release_outputs(outputs)  # stored by the worker, kept by no one
     fields = _finish_fields(calc, attempt, outcome)
     if decision.state == S.QUEUED:
         return _queue_next_attempt(calc, attempt, message, actor, fields, decision.retry_in_seconds or 0)
@@ -169,6 +172,11 @@ def do_end_attempt(
         )
     release_followers(calc)
     return calc
+
+
+def _outputs_over_quota(calc: Calculation, outputs: Sequence[OutputBlob]) -> str | None:
+    adding = new_bytes(calc.owner_id, [(output.sha256, output.size) for output in outputs])
+    return quota_message(calc.owner_id, adding, f"{calc.tool}'s output")
 
 
 def _complete(

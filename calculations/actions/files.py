@@ -1,20 +1,37 @@
-"""Creating files: blobs stored first, then the user's row that points at them."""
+"""Files: blobs stored first, then the user's row that points at them; deleting a row; the storage
+quota, which counts the distinct bytes a user holds; blobs no row references any more.
+
+A blob that loses its last row is recorded as an `OrphanBlob` and deleted by the sweep after a
+grace period. Storing the same bytes again races with that sweep, so both sides take the blob's
+lock: whoever gives the blob a row removes its orphan record first, and the sweep deletes only a
+blob that is still an orphan under that lock (and a row created just after finds its blob gone and
+stores it again).
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import BinaryIO
+from uuid import UUID
 
-from django.db.models import Sum
+from django.db import transaction
+from django.db.models import Max, Sum
+from django.utils import timezone
 
-from calculations.errors import StorageQuotaExceeded
-from calculations.models import Calculation, File
-from calculations.storage import get_storage
+from calculations.actions.access import access_file_by_id
+from calculations.actions.transitions import lock_blob
+from calculations.errors import Conflict, StorageQuotaExceeded
+from calculations.models import Calculation, File, OrphanBlob
+from calculations.states import ACTIVE_STATES
+from calculations.storage import StorageError, get_storage
+from calculations.storage.base import hash_stream
 from emgapiv2.config import get_settings
 
 _UNSAFE_NAME_CHARACTERS = re.compile(r"[\x00-\x1f\x7f/\\]")
+FREE_SPACE_HINT = "delete files you no longer need: DELETE /api/v2/files/{id} (GET /api/v2/files lists them)"
 
 
 def clean_file_name(name: str) -> str:
@@ -34,8 +51,107 @@ class OutputBlob:
     size: int
 
 
-def add_output_files(calc: Calculation, outputs: Iterable[OutputBlob]) -> None:
-    """Output rows of `calc`, owned by its owner, pointing at stored blobs (call within its action)."""
+def held_bytes(owner_id: int) -> int:
+    """The bytes a user holds: each distinct content once, however many files (copies, cache hits,
+    outputs identical to an upload) point at it."""
+    distinct = File.objects.filter(owner_id=owner_id).values("sha256").annotate(size=Max("size"))
+    return int(distinct.aggregate(total=Sum("size"))["total"] or 0)
+
+
+def new_bytes(owner_id: int, blobs: Iterable[tuple[str, int]]) -> int:
+    """How many bytes of these (sha256, size) blobs the user does not hold yet."""
+    sizes = dict(blobs)
+    held = set(File.objects.filter(owner_id=owner_id, sha256__in=sizes).values_list("sha256", flat=True))
+    return sum(size for sha256, size in sizes.items() if sha256 not in held)
+
+
+def quota_message(owner_id: int, adding_bytes: int, what: str) -> str | None:
+    """Why adding `adding_bytes` new bytes would exceed the user's quota, or None if it fits."""
+    quota = get_settings().quota.storage_bytes
+    used = held_bytes(owner_id)
+    if used + adding_bytes <= quota:
+        return None
+    return (
+        f"storage quota exceeded: you hold {used} bytes (identical contents count once), {what} is "
+        f"{adding_bytes} more, and the quota is {quota}; {FREE_SPACE_HINT}"
+    )
+
+
+def check_storage_quota(owner_id: int, adding_bytes: int) -> None:
+    if message := quota_message(owner_id, adding_bytes, "this file"):
+        raise StorageQuotaExceeded(message)
+
+
+def _claim_blob(sha256: str) -> None:
+    """The blob gets a row now: it is no orphan (call under its lock, in the row's transaction)."""
+    OrphanBlob.objects.filter(sha256=sha256).delete()
+
+
+def _release_blob(sha256: str) -> None:
+    """A row of this blob went (or never came): if none is left, the sweep may collect it."""
+    if not File.objects.filter(sha256=sha256).exists():
+        OrphanBlob.objects.get_or_create(sha256=sha256)
+
+
+def do_create_file(owner_id: int, name: str, stream: BinaryIO) -> File:
+    """Store an upload (a seekable stream: Django's spool) and give the user a row for it."""
+    # the digest first (a read of the local spool), so that the quota is exact before anything is
+    # stored: bytes the user already holds add nothing
+    known = hash_stream(stream)
+    check_storage_quota(owner_id, new_bytes(owner_id, [(known.sha256, known.size)]))
+    stream.seek(0)
+    # store the bytes (outside the transaction: it may take long)
+    storage = get_storage()
+    info = storage.put(stream)
+    try:
+        with transaction.atomic():
+            lock_blob(info.sha256)
+            # exact now that the digest is known: bytes the user already holds add nothing
+            check_storage_quota(owner_id, new_bytes(owner_id, [(info.sha256, info.size)]))
+            _claim_blob(info.sha256)
+            file = File.objects.create(
+                owner_id=owner_id, name=clean_file_name(name), size=info.size, sha256=info.sha256
+            )
+    except BaseException:
+        with transaction.atomic():
+            lock_blob(info.sha256)
+            _release_blob(info.sha256)  # stored for nothing: collected like any orphan
+        raise
+    if not storage.exists(info.sha256):  # the sweep collected it just before the row existed
+        stream.seek(0)
+        storage.put(stream)
+    return file
+
+
+@transaction.atomic
+def do_delete_file(owner_id: int, file_id: UUID) -> None:
+    """Delete a user's file. One that a calculation in flight reads is a 409; a finished
+    calculation keeps its input's sha256 in its provenance. The blob goes once no row is left."""
+    file = access_file_by_id(owner_id, file_id)
+    File.objects.select_for_update().filter(id=file.id).first()  # against a submission naming it now
+    readers = list(
+        Calculation.objects.filter(inputs__file_id=file.id, state__in=ACTIVE_STATES).values_list("id", flat=True)[:5]
+    )
+    if readers:
+        raise Conflict(
+            f"file {file.id} is an input of calculation(s) {', '.join(map(str, readers))} still in flight; "
+            "cancel them or wait until they have finished, then delete it"
+        )
+    lock_blob(file.sha256)
+    file.delete()
+    _release_blob(file.sha256)
+
+
+def add_output_files(calc: Calculation, outputs: Sequence[OutputBlob], *, claim: bool = True) -> None:
+    """Output rows of `calc`, owned by its owner, pointing at stored blobs (call within its action).
+    `claim`: the worker just stored these blobs, so they may be orphans awaiting the sweep."""
+    if claim:
+        storage = get_storage()
+        for sha256 in sorted({output.sha256 for output in outputs}):
+            lock_blob(sha256)
+            _claim_blob(sha256)
+            if not storage.exists(sha256):  # collected between the worker's store and now: a platform fault
+                raise StorageError(f"output blob {sha256} vanished before it was registered")
     File.objects.bulk_create(
         File(
             owner_id=calc.owner_id,
@@ -49,20 +165,26 @@ def add_output_files(calc: Calculation, outputs: Iterable[OutputBlob]) -> None:
     )
 
 
-def check_storage_quota(owner_id: int, adding_bytes: int) -> None:
-    quota = get_settings().quota.storage_bytes
-    used = File.objects.filter(owner_id=owner_id).aggregate(total=Sum("size"))["total"] or 0
-    if used + adding_bytes > quota:
-        raise StorageQuotaExceeded(
-            f"storage quota exceeded: you hold {used} bytes, this file is {adding_bytes}, the quota is {quota}; "
-            "delete files or ask for more"
-        )
+@transaction.atomic
+def do_release_outputs(outputs: Sequence[OutputBlob]) -> None:
+    """Outputs the worker stored that were not registered (the attempt ended otherwise): orphans,
+    unless some row already holds the same bytes."""
+    for sha256 in sorted({output.sha256 for output in outputs}):
+        lock_blob(sha256)
+        _release_blob(sha256)
 
 
-def do_create_file(owner_id: int, name: str, stream: BinaryIO, *, size_hint: int | None = None) -> File:
-    if size_hint is not None:
-        check_storage_quota(owner_id, size_hint)
-    # store the bytes first (outside the transaction: it may take long); an orphan blob is
-    # harmless, a File row without its blob is not
-    info = get_storage().put(stream)
-    return File.objects.create(owner_id=owner_id, name=clean_file_name(name), size=info.size, sha256=info.sha256)
+def do_collect_orphan_blobs(grace: timedelta, *, limit: int = 1000) -> int:
+    """Delete blobs that have had no row for longer than `grace`; return how many went."""
+    storage = get_storage()
+    collected = 0
+    due = OrphanBlob.objects.filter(noticed_at__lt=timezone.now() - grace).values_list("sha256", flat=True)
+    for sha256 in list(due[:limit]):
+        with transaction.atomic():
+            lock_blob(sha256)
+            if not OrphanBlob.objects.filter(sha256=sha256).exists() or File.objects.filter(sha256=sha256).exists():
+                continue  # wanted again meanwhile
+            storage.delete(sha256)  # inside the lock: no row can be created for it meanwhile
+            OrphanBlob.objects.filter(sha256=sha256).delete()
+            collected += 1
+    return collected

@@ -20,7 +20,7 @@ S = CalculationState
 def copy_outputs(source: Calculation, target: Calculation) -> None:
     """`target` gets output rows of its own, pointing at `source`'s blobs."""
     outputs = source.output_files.order_by("output_role", "name")
-    add_output_files(target, (OutputBlob(f.output_role, f.name, f.sha256, f.size) for f in outputs))
+    add_output_files(target, [OutputBlob(f.output_role, f.name, f.sha256, f.size) for f in outputs], claim=False)
 
 
 def shared_provenance(source: Calculation, owner_id: int) -> dict[str, Any]:

@@ -167,6 +167,10 @@ def do_create_calculation(
         record_event(calc, "", S.QUEUED, actor, "submitted")
         launch_after_commit(calc.id)
 
+    # the files may have been deleted since they were checked: lock them, so none goes now
+    chosen = {file.id for file in files.values()}
+    if set(File.objects.select_for_update().filter(id__in=chosen).values_list("id", flat=True)) != chosen:
+        raise InvalidInput("an input file was deleted while the calculation was being submitted")
     CalculationInput.objects.bulk_create(
         CalculationInput(calculation=calc, role=role, file=file) for role, file in files.items()
     )

@@ -38,13 +38,25 @@ def lock_calculation(calculation_id: UUID) -> Calculation:
     return calc
 
 
-def lock_cache_key(cache_key: str) -> None:
-    """Serialise everyone who creates, completes or fails calculations with this key, so a follower
-    and its leader's end never miss each other. SQLite needs nothing: its IMMEDIATE transactions
-    already serialise every writer."""
+CACHE_KEY_LOCKS, BLOB_LOCKS = 1, 2  # advisory lock spaces: a cache key and a blob never share a lock
+
+
+def _lock_digest(space: int, hexdigest: str) -> None:
+    # SQLite needs nothing: its IMMEDIATE transactions already serialise every writer
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [int(cache_key[:15], 16)])
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [space, int(hexdigest[:7], 16)])
+
+
+def lock_cache_key(cache_key: str) -> None:
+    """Serialise everyone who creates, completes or fails calculations with this key, so a follower
+    and its leader's end never miss each other."""
+    _lock_digest(CACHE_KEY_LOCKS, cache_key)
+
+
+def lock_blob(sha256: str) -> None:
+    """Serialise whoever gives a blob a File row and the sweep that would delete it as an orphan."""
+    _lock_digest(BLOB_LOCKS, sha256)
 
 
 def record_event(calc: Calculation, from_state: str, to_state: str, actor: str, reason: str) -> None:

@@ -7,7 +7,7 @@ from django.http import HttpResponse, StreamingHttpResponse
 from ninja import Router
 from ninja.pagination import paginate
 
-from calculations.actions import access_file_by_id, do_create_file
+from calculations.actions import access_file_by_id, do_create_file, do_delete_file
 from calculations.api.pagination import BoundedLimitOffsetPagination
 from calculations.api.requests import AuthedRequest
 from calculations.errors import InvalidInput
@@ -67,7 +67,7 @@ def upload_file(request: AuthedRequest) -> tuple[int, File | ErrorOut]:
     if not file.name:
         raise InvalidInput("the uploaded file has no name")
     # an upload is a binary file object (django's File proxies read()); its stub says IO[Any]
-    created = do_create_file(request.auth.id, file.name, cast(BinaryIO, file), size_hint=file.size)
+    created = do_create_file(request.auth.id, file.name, cast(BinaryIO, file))
     return 201, created
 
 
@@ -81,6 +81,14 @@ def list_files(request: AuthedRequest) -> QuerySet[File]:
 @router.get("/{file_id}", response={200: FileOut, 404: ErrorOut}, operation_id="get_file")
 def get_file(request: AuthedRequest, file_id: UUID) -> File:
     return access_file_by_id(request.auth.id, file_id)
+
+
+@router.delete("/{file_id}", response={204: None, 404: ErrorOut, 409: ErrorOut}, operation_id="delete_file")
+def delete_file(request: AuthedRequest, file_id: UUID) -> tuple[int, None]:
+    """Delete your file (409 while a calculation in flight reads it). Its bytes stop counting against
+    your quota at once, and are erased once no one holds them."""
+    do_delete_file(request.auth.id, file_id)
+    return 204, None
 
 
 def content_disposition(name: str) -> str:

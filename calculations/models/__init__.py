@@ -1,6 +1,6 @@
 from calculations.models.calculations import Calculation, CalculationEvent, CalculationInput
-from calculations.models.files import File
+from calculations.models.files import File, OrphanBlob
 from calculations.models.idempotency import IdempotentRequest
 from calculations.models.tokens import ApiToken
 
-__all__ = ["ApiToken", "Calculation", "CalculationEvent", "CalculationInput", "File", "IdempotentRequest"]
+__all__ = ["ApiToken", "Calculation", "CalculationEvent", "CalculationInput", "File", "IdempotentRequest", "OrphanBlob"]

@@ -50,8 +50,9 @@ class Calculation(models.Model):
 class CalculationInput(models.Model):
     calculation = models.ForeignKey(Calculation, on_delete=models.CASCADE, related_name="inputs")
     role = models.CharField(max_length=64)
-    # PROTECT: an input may not vanish from under a calculation that used it.
-    file = models.ForeignKey("calculations.File", on_delete=models.PROTECT, related_name="used_by")
+    # A user may delete a file once no calculation in flight uses it (the actions refuse before that);
+    # a finished calculation then keeps its input's sha256 in its provenance, and the link is null.
+    file = models.ForeignKey("calculations.File", null=True, on_delete=models.SET_NULL, related_name="used_by")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["calculation", "role"], name="one_file_per_input_role")]

@@ -25,3 +25,14 @@ class File(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.sha256[:12]})"
+
+
+class OrphanBlob(models.Model):
+    """A blob that lost its last File row: the sweep deletes it once it has stayed an orphan for
+    the grace period. Storing the same bytes again (an upload, an output) removes this row first."""
+
+    sha256 = models.CharField(max_length=64, primary_key=True)
+    noticed_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    def __str__(self) -> str:
+        return self.sha256

@@ -38,6 +38,10 @@ class BlobStorage(Protocol):
 
     def exists(self, sha256: str) -> bool: ...
 
+    def delete(self, sha256: str) -> None:
+        """Remove a blob (no error if it is gone): only the orphan sweep calls this."""
+        ...
+
     def iter_chunks(self, sha256: str, *, limit_bytes: int | None = None) -> Iterator[bytes]:
         """Stream a blob's bytes (optionally only its first `limit_bytes`)."""
         ...
@@ -51,14 +55,19 @@ class BlobStorage(Protocol):
         ...
 
 
-def hash_path(path: Path) -> BlobInfo:
+def hash_stream(stream: BinaryIO) -> BlobInfo:
+    """Digest and size of what is left in `stream`, read in chunks."""
     digest = hashlib.sha256()
     size = 0
-    with path.open("rb") as handle:
-        while chunk := handle.read(CHUNK_BYTES):
-            digest.update(chunk)
-            size += len(chunk)
+    while chunk := stream.read(CHUNK_BYTES):
+        digest.update(chunk)
+        size += len(chunk)
     return BlobInfo(sha256=digest.hexdigest(), size=size)
+
+
+def hash_path(path: Path) -> BlobInfo:
+    with path.open("rb") as handle:
+        return hash_stream(handle)
 
 
 def read_head(storage: BlobStorage, sha256: str, limit_bytes: int) -> bytes:

@@ -70,6 +70,12 @@ class FilesystemBlobStorage:
     def exists(self, sha256: str) -> bool:
         return self._path(sha256).exists()
 
+    def delete(self, sha256: str) -> None:
+        try:
+            self._path(sha256).unlink(missing_ok=True)
+        except OSError as exc:
+            raise StorageError(f"could not delete blob: {exc}") from exc
+
     def iter_chunks(self, sha256: str, *, limit_bytes: int | None = None) -> Iterator[bytes]:
         try:
             handle = self._path(sha256).open("rb")

@@ -92,6 +92,12 @@ class S3BlobStorage:
         except BotoCoreError as exc:
             raise StorageError(f"could not reach S3: {exc}") from exc
 
+    def delete(self, sha256: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(sha256))
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"could not delete blob: {exc}") from exc
+
     def iter_chunks(self, sha256: str, *, limit_bytes: int | None = None) -> Iterator[bytes]:
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(sha256)}
         if limit_bytes is not None:

@@ -15,6 +15,7 @@ TOOL_FAULTS = [
     AttemptEnd.TIME_LIMIT,
     AttemptEnd.TOOL_NOT_STARTED,
     AttemptEnd.OUTPUTS_INVALID,
+    AttemptEnd.OUTPUTS_TOO_LARGE,
 ]
 PLATFORM_FAULTS = [
     AttemptEnd.JOB_LOST,

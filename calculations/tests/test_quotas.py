@@ -39,7 +39,9 @@ def test_a_full_storage_quota_is_a_413(alice: ApiClient, monkeypatch: pytest.Mon
     assert alice.upload("a.txt", b"12345678").status_code == 201
     refused = alice.upload("b.txt", b"12345")
     assert refused.status_code == 413
-    assert "you hold 8 bytes, this file is 5, the quota is 10" in refused.json()["detail"]
+    detail = refused.json()["detail"]
+    assert "you hold 8 bytes (identical contents count once), this file is 5 more, and the quota is 10" in detail
+    assert "DELETE /api/v2/files/{id}" in detail  # how to free space
     assert alice.get("/files").json()["count"] == 1
 
 

@@ -15,6 +15,7 @@ from calculations.models import Calculation, File
 from calculations.storage import get_storage
 from calculations.tools import get_registry, get_tool
 from conftest import ApiClient
+from emgapiv2.config import get_settings
 from workflows.backends import BACKENDS
 from workflows.execution import CalculationRun
 
@@ -91,6 +92,19 @@ def test_a_program_that_is_not_installed_is_an_executor_error(
     calc = run(submit(alice, "sleep", {"text": uploaded("t.txt", b"text\n")}, {"seconds": 0}))
     assert (calc.state, calc.attempt) == ("EXECUTOR_ERROR", 1)  # a tool fault: not retried
     assert "could not start 'emgapi-not-here'" in calc.error and "no such program" in calc.error
+
+
+def test_outputs_past_the_tools_limit_fail_before_they_are_stored(
+    alice: ApiClient, uploaded: Callable[[str, bytes], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(get_settings().quota, "tool_output_bytes", {"obabel": 100})
+    molecules = uploaded("m.smi", b"CCO\n" * 50)
+    before = {path.name for path in get_settings().blob_root.rglob("*") if path.is_file()}
+    calc = run(submit(alice, "obabel", {"molecules": molecules}, {"output_format": "sdf"}))
+    assert calc.state == "EXECUTOR_ERROR" and not calc.output_files.exists()
+    assert "the limit for obabel is 100 bytes" in calc.error
+    stored = {path.name for path in get_settings().blob_root.rglob("*") if path.is_file()} - before
+    assert stored <= {sha for sha in calc.provenance["attempts"][0].values() if isinstance(sha, str)}  # logs only
 
 
 def test_obabel_converts_smiles(alice: ApiClient, uploaded: Callable[[str, bytes], str]) -> None:
