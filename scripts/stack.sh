@@ -16,8 +16,9 @@
 #   STACK_BACKEND       test only: the backend the test calculation names (local|slurm); unset, the
 #                       stack's EMGAPI_EXECUTION__DEFAULT decides (deployment/stack.env)
 #   STACK_TIMEOUT       seconds to wait for the API, and for the test calculation (default 600)
-# Secrets (development defaults in docker-compose.yaml): STACK_DB_PASSWORD, STACK_S3_ACCESS_KEY,
-# STACK_S3_SECRET_KEY, EMGAPI_SECRET_KEY.
+# Secrets: STACK_DB_PASSWORD, STACK_S3_ACCESS_KEY, STACK_S3_SECRET_KEY, STACK_SECRET_KEY and
+# STACK_PREFECT_PASSWORD come from the environment, or are generated on first start into
+# var/secrets/stack-* (0600; scripts/secrets.sh). docker-compose.yaml has no defaults for them.
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
 . "$(dirname "$0")/apt.sh"
@@ -32,6 +33,11 @@ export STACK_PREFECT_PUBLIC_URL=${STACK_PREFECT_PUBLIC_URL:-http://127.0.0.1:$ST
 # docker-compose v1 builds through the engine's API (no BuildKit: the 28.x CLI on PATH lacks buildx)
 export COMPOSE_DOCKER_CLI_BUILD=0 DOCKER_BUILDKIT=0
 API="http://127.0.0.1:$STACK_WEB_PORT/api/v2"
+export STACK_DB_PASSWORD=${STACK_DB_PASSWORD:-$(secret stack-db-password)}
+export STACK_S3_ACCESS_KEY=${STACK_S3_ACCESS_KEY:-$(secret stack-s3-access-key)}
+export STACK_S3_SECRET_KEY=${STACK_S3_SECRET_KEY:-$(secret stack-s3-secret-key)}
+export STACK_SECRET_KEY=${STACK_SECRET_KEY:-$(secret stack-django-secret-key)}
+export STACK_PREFECT_PASSWORD=${STACK_PREFECT_PASSWORD:-$(secret stack-prefect-password)}
 
 log() { echo "stack: $*" >&2; }
 now() { date +%s.%N; }

@@ -43,7 +43,7 @@ eval "$(slurm-dev-environment/slurm.sh env)"
 pg_dir=$(mktemp -d /tmp/emgapi-test-pg.XXXXXX)
 pg_port=$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 # as the platform's own cluster is: a password, scram-sha-256, no trust
-pg_password=$(LC_ALL=C tr -dc 'A-Za-z0-9' </dev/urandom | head -c 24)
+pg_password=$(od -An -N18 -tx1 /dev/urandom | tr -d ' \n')
 (umask 077; echo "$pg_password" >"$pg_dir.pw")
 pg_start "$pg_dir" "$pg_port" "$pg_dir.pw"
 rm -f "$pg_dir.pw"

@@ -3,6 +3,7 @@ heartbeats, and launches that happen only after commit."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
@@ -25,6 +26,7 @@ from calculations.models import Calculation, File
 from calculations.policies import AttemptEnd
 from calculations.provenance import update_attempt
 from calculations.states import CalculationState
+from calculations.storage import get_storage
 from calculations.tests.factories import make_calculation
 
 S = CalculationState
@@ -114,11 +116,13 @@ def test_a_leader_being_retried_keeps_its_followers(
 def test_a_leader_that_completes_completes_its_followers_with_their_own_outputs() -> None:
     leader = _in(S.RUNNING)
     follower = _follower_of(leader)
-    _committed(do_end_attempt, leader.id, 1, AttemptEnd.SUCCEEDED, outputs=[OUTPUT], outcome=OUTCOME)
+    stored = get_storage().put(io.BytesIO(b">p\nMKV\n"))
+    output = OutputBlob(role="proteins", name="p.faa", sha256=stored.sha256, size=stored.size)
+    _committed(do_end_attempt, leader.id, 1, AttemptEnd.SUCCEEDED, outputs=[output], outcome=OUTCOME)
     follower.refresh_from_db()
     assert follower.state == S.COMPLETE
     theirs = File.objects.get(produced_by=follower)
-    assert theirs.owner_id == follower.owner_id and theirs.sha256 == OUTPUT.sha256
+    assert theirs.owner_id == follower.owner_id and theirs.sha256 == stored.sha256
 
 
 def test_a_cancel_that_arrives_as_the_tool_succeeds_wins_and_keeps_no_outputs() -> None:
