@@ -6,7 +6,6 @@ import argparse
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -15,16 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from bench_user import bench_token
 
 TERMINAL = {"COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED"}
 SMILES = "CCO\n"
-
-
-def _token() -> str:
-    out = subprocess.run(
-        [sys.executable, "manage.py", "create_token", "bench"], capture_output=True, text=True, check=True
-    )
-    return out.stdout.strip()
 
 
 def _parse(timestamp: str) -> datetime:
@@ -116,7 +109,7 @@ def main() -> None:
     parser.add_argument("--latency-runs", type=int, default=20)
     parser.add_argument("--burst", type=int, default=200)
     args = parser.parse_args()
-    bench = Bench(args.url, _token())
+    bench = Bench(args.url, bench_token(args.burst))
 
     latencies = dispatch_latency(bench, args.latency_runs)
     quantiles = statistics.quantiles(latencies, n=20)

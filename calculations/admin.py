@@ -8,7 +8,7 @@ from django.http import HttpRequest
 
 from calculations.actions import do_request_cancel
 from calculations.errors import InvalidTransition
-from calculations.models import ApiToken, Calculation, CalculationEvent, CalculationInput, File
+from calculations.models import ApiToken, Calculation, CalculationEvent, CalculationInput, File, UserQuota
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -69,3 +69,11 @@ class FileAdmin(admin.ModelAdmin):
 class ApiTokenAdmin(admin.ModelAdmin):
     list_display = ["prefix", "user", "created_at", "last_used_at"]
     readonly_fields = ["token_sha256", "prefix"]
+
+
+@admin.register(UserQuota)
+class UserQuotaAdmin(admin.ModelAdmin):
+    """Limits of a user's own, where they differ from the deployment's (empty: the deployment's)."""
+
+    list_display = ["user", "max_active_calculations", "storage_bytes"]
+    search_fields = ["user__username"]

@@ -4,6 +4,7 @@ By concern, one module each; `access_*` look up (404 for others' objects), `chec
 then act, `do_*` make one transactional change:
 - `access`: visibility-checked look-ups;
 - `tokens`: API tokens;
+- `quotas`: per-user limits (the deployment's, or the user's own);
 - `files`: uploads, deletes, names, the storage quota (distinct bytes), orphan blobs;
 - `submissions`: validation, the cache (hit, follow or run), the active-calculation quota, the launch;
 - `attempts`: an attempt started, running, heartbeating, ended (through `calculations/policies.py`);
@@ -35,6 +36,7 @@ from calculations.actions.files import (
     do_release_outputs,
     held_bytes,
 )
+from calculations.actions.quotas import do_set_user_quota
 from calculations.actions.submissions import check_create_calculation, do_create_calculation
 from calculations.actions.tokens import do_create_api_token, do_record_token_use, hash_token
 from calculations.actions.transitions import RECONCILER_ACTOR, WORKER_ACTOR, user_actor
@@ -61,6 +63,7 @@ __all__ = [
     "do_record_heartbeats",
     "do_record_token_use",
     "do_request_cancel",
+    "do_set_user_quota",
     "do_start_calculation",
     "hash_token",
     "held_bytes",

@@ -22,13 +22,13 @@ from django.db.models import Max, Sum
 from django.utils import timezone
 
 from calculations.actions.access import access_file_by_id
+from calculations.actions.quotas import storage_limit
 from calculations.actions.transitions import lock_blob
 from calculations.errors import Conflict, StorageQuotaExceeded
 from calculations.models import Calculation, File, OrphanBlob
 from calculations.states import ACTIVE_STATES
 from calculations.storage import StorageError, get_storage
 from calculations.storage.base import hash_stream
-from emgapiv2.config import get_settings
 
 _UNSAFE_NAME_CHARACTERS = re.compile(r"[\x00-\x1f\x7f/\\]")
 FREE_SPACE_HINT = "delete files you no longer need: DELETE /api/v2/files/{id} (GET /api/v2/files lists them)"
@@ -67,7 +67,7 @@ def new_bytes(owner_id: int, blobs: Iterable[tuple[str, int]]) -> int:
 
 def quota_message(owner_id: int, adding_bytes: int, what: str) -> str | None:
     """Why adding `adding_bytes` new bytes would exceed the user's quota, or None if it fits."""
-    quota = get_settings().quota.storage_bytes
+    quota = storage_limit(owner_id)
     used = held_bytes(owner_id)
     if used + adding_bytes <= quota:
         return None

@@ -13,6 +13,7 @@ from django.utils import timezone
 from pydantic import ValidationError
 
 from calculations.actions.followers import copy_outputs, shared_provenance
+from calculations.actions.quotas import active_limit
 from calculations.actions.transitions import lock_cache_key, record_event, user_actor
 from calculations.caching import compute_cache_key
 from calculations.errors import InvalidInput, NotFound, QuotaExceeded
@@ -24,7 +25,6 @@ from calculations.states import ACTIVE_STATES, CalculationState
 from calculations.storage import get_storage
 from calculations.storage.base import read_head
 from calculations.tools import ToolSpec, UnknownTool, get_tool
-from emgapiv2.config import get_settings
 
 S = CalculationState
 
@@ -103,7 +103,7 @@ def _check_active_quota(owner_id: int) -> None:
     """Only calculations that run count: cache hits and followers cost nothing."""
     # one submitter per user at a time
     get_user_model().objects.select_for_update(no_key=True).filter(id=owner_id).first()
-    limit = get_settings().quota.max_active_calculations
+    limit = active_limit(owner_id)
     active = Calculation.objects.filter(owner_id=owner_id, state__in=ACTIVE_STATES, cached_from__isnull=True).count()
     if active >= limit:
         raise QuotaExceeded(

@@ -1,6 +1,15 @@
 from calculations.models.calculations import Calculation, CalculationEvent, CalculationInput
 from calculations.models.files import File, OrphanBlob
 from calculations.models.idempotency import IdempotentRequest
-from calculations.models.tokens import ApiToken
+from calculations.models.tokens import ApiToken, UserQuota
 
-__all__ = ["ApiToken", "Calculation", "CalculationEvent", "CalculationInput", "File", "IdempotentRequest", "OrphanBlob"]
+__all__ = [
+    "ApiToken",
+    "Calculation",
+    "CalculationEvent",
+    "CalculationInput",
+    "File",
+    "IdempotentRequest",
+    "OrphanBlob",
+    "UserQuota",
+]

@@ -16,3 +16,17 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.user})"
+
+
+class UserQuota(models.Model):
+    """A user's own limits, where they differ from the deployment's (EMGAPI_QUOTA__*): staff set
+    them in the admin, or with `create_token --max-active-calculations N --storage-bytes N`."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="quota"
+    )
+    max_active_calculations = models.PositiveIntegerField(null=True, blank=True, help_text="Unset: the deployment's.")
+    storage_bytes = models.BigIntegerField(null=True, blank=True, help_text="Unset: the deployment's.")
+
+    def __str__(self) -> str:
+        return f"quota of {self.user}"

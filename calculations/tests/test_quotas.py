@@ -49,3 +49,23 @@ def test_an_upload_over_the_size_limit_is_a_413(alice: ApiClient, monkeypatch: p
     monkeypatch.setattr(get_settings(), "max_upload_bytes", 4)
     refused = alice.upload("big.txt", b"12345")
     assert refused.status_code == 413 and "the limit is 4" in refused.json()["detail"]
+
+
+def test_a_user_may_have_limits_of_their_own(
+    alice: ApiClient, bob: ApiClient, uploaded: Upload, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from calculations.actions import do_set_user_quota
+
+    monkeypatch.setattr(get_settings().quota, "max_active_calculations", 1)
+    do_set_user_quota("alice", max_active_calculations=3, storage_bytes=10_000)
+    molecules = uploaded("m.smi", b"CCO\n")
+    answers = [
+        alice.post("/tools/obabel/calculations", {"inputs": {"molecules": molecules}, "use_cache": False})
+        for _ in range(4)
+    ]
+    assert [answer.status_code for answer in answers] == [202, 202, 202, 429]
+    assert "the limit is 3" in answers[3].json()["detail"]
+    assert "the quota is 10000" in alice.upload("big.txt", b"x" * 10_001).json()["detail"]
+    bobs = bob.upload("m.smi", b"CCO\n").json()["id"]  # everyone else keeps the deployment's limits
+    body = {"inputs": {"molecules": bobs}, "use_cache": False}
+    assert [bob.post("/tools/obabel/calculations", body).status_code for _ in range(2)] == [202, 429]
