@@ -103,6 +103,33 @@ def bare_seconds(runs: int) -> float:
     return statistics.median(times)
 
 
+def sandbox_startup_ms(runs: int = 40) -> tuple[float, float]:
+    """Median wall time of a trivial tool (`true`) through the local backend, sandboxed and bare."""
+    import asyncio
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from workflows.backends.base import JobSpec
+    from workflows.backends.local import LocalBackend
+
+    async def median_ms(backend: LocalBackend, base: Path) -> float:
+        times = []
+        for i in range(runs):
+            work = base / f"{i}"
+            work.mkdir()
+            spec = JobSpec(argv=["true"], workdir=work, stdout_path=base / f"{i}.out", stderr_path=base / f"{i}.err")
+            started = time.perf_counter()
+            await backend.wait(await backend.submit(spec), 30)
+            times.append((time.perf_counter() - started) * 1000)
+        return statistics.median(times)
+
+    with tempfile.TemporaryDirectory() as sandboxed, tempfile.TemporaryDirectory() as bare:
+        return (
+            asyncio.run(median_ms(LocalBackend(), Path(sandboxed))),
+            asyncio.run(median_ms(LocalBackend(sandbox=None), Path(bare))),
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--url", default=os.environ.get("EMGAPI_PUBLIC_URL", "http://127.0.0.1:8000"))
@@ -135,6 +162,11 @@ def main() -> None:
     e2e = statistics.median(end_to_end)
     print(f"trivial calculation: end to end {e2e:.3f} s (created -> finished, median of 10) vs bare obabel "
           f"{bare:.3f} s: ratio {e2e / bare:.1f}x, overhead {e2e - bare:.3f} s", flush=True)  # fmt: skip
+
+    sandboxed_ms, bare_ms = sandbox_startup_ms()
+    print(f"sandbox start-up: +{sandboxed_ms - bare_ms:.1f} ms per tool (`true` through the local backend: "
+          f"{sandboxed_ms:.1f} ms in bubblewrap vs {bare_ms:.1f} ms bare, median of 40)  [target <= 20 ms]",
+          flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -68,6 +68,14 @@ class ExecutionSettings(BaseModel):
     enabled: list[BackendName] = Field(
         ["local"], description="Backends this deployment offers (JSON list of local, container, slurm)."
     )
+    sandbox_user: str = Field(
+        "nobody", description="Unprivileged user the local backend's tools run as when the worker is root."
+    )
+    allow_unsandboxed: bool = Field(
+        False,
+        description="Run local tools without bubblewrap where it is missing (they then have the worker's rights). "
+        "Unset: the local backend refuses to run tools unsandboxed.",
+    )
     default: BackendName | None = Field(
         None,
         description="Backend used when a request names none and the tool supports it. Unset: each tool's own default.",

@@ -3,12 +3,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# System packages: the real tools, PostgreSQL (tests), prlimit (resource limits).
+# System packages: the real tools, PostgreSQL (tests), prlimit (resource limits), bubblewrap (sandbox).
 need_apt=()
 command -v prodigal >/dev/null || need_apt+=(prodigal)
 command -v hmmsearch >/dev/null || need_apt+=(hmmer)
 command -v obabel >/dev/null || need_apt+=(openbabel)
 command -v prlimit >/dev/null || need_apt+=(util-linux)
+command -v bwrap >/dev/null || need_apt+=(bubblewrap)  # the local backend's sandbox
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 if [ ${#need_apt[@]} -gt 0 ]; then
   . scripts/apt.sh

@@ -2,8 +2,10 @@
 
 Each job gets its own process group (so cancel kills the tool and everything it spawned), its
 working directory, stdout/stderr redirected to files (a child holding the worker's pipes would
-hide a worker crash), and limits through `prlimit` (address space, CPU time). The exit is
-observed through a pidfd in the event loop: waiting costs no thread. Needs Linux ≥ 5.3.
+hide a worker crash), and limits through `prlimit` (address space, CPU time), inside the
+bubblewrap sandbox of `sandbox.py` (only its own directories visible, no network, an unprivileged
+user). The exit is observed through a pidfd in the event loop: waiting costs no thread. Needs
+Linux ≥ 5.3.
 
 The tool's program is looked up before it is started (on the job's PATH, or as a path relative to
 its working directory): a missing program is an OSError at submit, whether `prlimit` wraps it or
@@ -23,8 +25,11 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
+from emgapiv2.config import get_settings
 from workflows.backends.base import JobHandle, JobLimit, JobSpec, JobState, JobStatus
+from workflows.backends.sandbox import Sandbox
 
 
 @dataclass
@@ -63,10 +68,14 @@ def _check_program(program: str, search_path: str, workdir: Path) -> None:
 class LocalBackend:
     kind = "local"
 
-    def __init__(self) -> None:
+    def __init__(self, sandbox: Sandbox | None | Literal["settings"] = "settings") -> None:
         self._jobs: dict[str, _Job] = {}
         self._host = socket.gethostname()
         self._prlimit = shutil.which("prlimit")
+        if sandbox == "settings":
+            settings = get_settings().execution
+            sandbox = Sandbox.from_settings(settings.sandbox_user, allow_unsandboxed=settings.allow_unsandboxed)
+        self._sandbox = sandbox
 
     def _limited_argv(self, spec: JobSpec) -> list[str]:
         if not self._prlimit:
@@ -79,9 +88,13 @@ class LocalBackend:
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8", "HOME": str(spec.workdir)}
         env |= {"OMP_NUM_THREADS": str(spec.cpus), **spec.env}
         _check_program(spec.argv[0], env["PATH"], spec.workdir)
+        argv = self._limited_argv(spec)
+        if self._sandbox is not None:
+            self._sandbox.prepare(spec)
+            argv = self._sandbox.wrap(spec, argv)
         with spec.stdout_path.open("wb") as stdout, spec.stderr_path.open("wb") as stderr:
             process = subprocess.Popen(  # noqa: S603 - an argv list, never a shell
-                self._limited_argv(spec),
+                argv,
                 cwd=spec.workdir,
                 stdin=subprocess.DEVNULL,
                 stdout=stdout,
@@ -89,6 +102,9 @@ class LocalBackend:
                 env=env,
                 start_new_session=True,  # own process group: cancel kills the whole tree
                 close_fds=True,
+                # the sandbox's mount points must be traversable by its unprivileged user (the
+                # worker's own umask is 077); the host's attempt directory stays private
+                umask=0o022 if self._sandbox is not None else -1,
             )
         job = _Job(process, time.monotonic(), spec.time_limit_seconds)
         job_id = str(process.pid)
@@ -117,8 +133,11 @@ class LocalBackend:
             "system_cpu_seconds": round(usage.ru_stime, 3),
             "max_rss_mb": round(usage.ru_maxrss / 1024, 1),
         }
-        if os.WIFSIGNALED(status):
-            number = os.WTERMSIG(status)
+        # in the sandbox, bwrap reports a tool killed by signal N as exit code 128 + N
+        number = os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
+        if self._sandbox is not None and os.WIFEXITED(status) and os.WEXITSTATUS(status) > 128:
+            number = os.WEXITSTATUS(status) - 128
+        if number:
             exit_code = 128 + number
             if job.canceled:
                 return JobState(JobStatus.CANCELED, exit_code, "canceled", resource_usage)

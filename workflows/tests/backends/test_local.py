@@ -32,6 +32,19 @@ def _alive(pid: int) -> bool:
     return "State:\tZ" not in status
 
 
+def _processes_running(argument: str) -> list[int]:
+    """Live processes of this host with `argument` in their command line."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if argument.encode() in (entry / "cmdline").read_bytes().split(b"\0") and _alive(int(entry.name)):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
 def test_success_records_output_and_usage(tmp_path: Path) -> None:
     async def run() -> None:
         backend = LocalBackend()
@@ -98,19 +111,20 @@ def test_programs_are_found_on_the_jobs_path_and_in_its_workdir(tmp_path: Path) 
 def test_cancel_kills_the_whole_process_group(tmp_path: Path) -> None:
     async def run() -> None:
         backend = LocalBackend()
-        # the shell starts a grandchild that ignores SIGTERM; cancel must still remove it
-        script = "sh -c 'trap \"\" TERM; sleep 60' & echo $! > child.pid; wait"
+        # the shell starts a grandchild that ignores SIGTERM; cancel must still remove it. (Its pid
+        # inside the sandbox's pid namespace means nothing outside: it is found by its command line.)
+        script = "sh -c 'trap \"\" TERM; sleep 61.125' & touch started; wait"
         handle = await backend.submit(_spec(tmp_path, ["sh", "-c", script]))
         for _ in range(50):
-            if (tmp_path / "child.pid").exists() and (tmp_path / "child.pid").read_text().strip():
+            if (tmp_path / "started").exists() and _processes_running("61.125"):
                 break
             await asyncio.sleep(0.05)
-        child = int((tmp_path / "child.pid").read_text())
+        assert _processes_running("61.125")
         await backend.cancel(handle, grace_seconds=0.5)
         state = await backend.poll(handle)
         assert state.status is JobStatus.CANCELED
         await asyncio.sleep(0.2)
-        assert not _alive(child)
+        assert not _processes_running("61.125")
 
     asyncio.run(run())
 
