@@ -14,6 +14,7 @@ class AttemptRecord(BaseModel):
     host: str
     worker: str = ""  # host:pid of the worker process that ran the attempt
     job_id: str = ""  # pid, container id or Slurm job id
+    job_details: dict[str, str] = {}  # what identifies the job beyond its id (a local job's boot id, start time)
     image: str | None = None
     image_digest: str | None = None
     workdir: str = ""

@@ -59,6 +59,10 @@ class WorkerSettings(BaseModel):
         15, description="Heartbeat interval: of the worker in the Prefect UI, and of each calculation it runs."
     )
     kill_grace_seconds: float = Field(5, description="SIGTERM to SIGKILL grace period when cancelling a tool.")
+    liveness_seconds: float = Field(5, gt=0, description="How often a worker records that it is alive.")
+    dead_after_seconds: float = Field(
+        20, gt=0, description="A worker silent for this long is dead: its attempts are settled (and retried)."
+    )
 
 
 BackendName = Literal["local", "container", "slurm"]
@@ -102,6 +106,18 @@ class SlurmSettings(BaseModel):
         "", description="Run the tool's container inside the job with this CLI; empty: the tool's executable."
     )
     bin_dir: Path | None = Field(None, description="Directory of sbatch/squeue/scancel/scontrol. Unset: PATH.")
+
+
+class SweeperSettings(BaseModel):
+    interval_seconds: float = Field(60, gt=0, description="How often each worker sweeps (workflows/sweeper.py).")
+    work_retention_hours: float = Field(1, ge=0, description="Work directories of ended attempts are kept this long.")
+    failed_work_retention_days: float = Field(
+        7, ge=0, description="Work directories of failed calculations are kept this long, to debug them."
+    )
+    spool_max_age_hours: float = Field(1, ge=0, description="Upload spools and partial blobs older than this go.")
+    orphan_blob_grace_hours: float = Field(
+        1, ge=0, description="A blob no file holds any more is erased after this grace period."
+    )
 
 
 class ReconcilerSettings(BaseModel):
@@ -184,6 +200,7 @@ class Settings(BaseSettings):
     prefect: PrefectSettings = PrefectSettings()
     worker: WorkerSettings = WorkerSettings()
     reconciler: ReconcilerSettings = ReconcilerSettings()
+    sweeper: SweeperSettings = SweeperSettings()
     retry: RetrySettings = RetrySettings()
     quota: QuotaSettings = QuotaSettings()
     admin_login: AdminLoginSettings = AdminLoginSettings()
@@ -194,6 +211,11 @@ class Settings(BaseSettings):
     @property
     def blob_root(self) -> Path:
         return self.storage.root or self.data_dir / "blobs"
+
+    @property
+    def spool_dir(self) -> Path:
+        """Where uploads and S3 transfers spool (the sweeper removes what a killed process left)."""
+        return self.data_dir / "spool"
 
     @property
     def calculations_dir(self) -> Path:

@@ -25,6 +25,8 @@ os.environ.setdefault("EMGAPI_EXECUTION__ENABLED", '["local", "container", "slur
 os.environ.setdefault("EMGAPI_SLURM__POLL_SECONDS", "0.5")
 os.environ.setdefault("EMGAPI_WORKER__HEARTBEAT_SECONDS", "0.5")
 os.environ.setdefault("EMGAPI_RECONCILER__STALE_AFTER_SECONDS", "3")
+os.environ.setdefault("EMGAPI_WORKER__LIVENESS_SECONDS", "0.5")
+os.environ.setdefault("EMGAPI_WORKER__DEAD_AFTER_SECONDS", "3")
 os.environ.setdefault("EMGAPI_RETRY__BACKOFF_SECONDS", "0.5")
 os.environ.setdefault("EMGAPI_CONTAINER__POLL_SECONDS", "5")
 os.environ["PREFECT_API_URL"] = os.environ["EMGAPI_PREFECT__API_URL"] = f"http://127.0.0.1:{_free_port()}/api"

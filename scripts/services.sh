@@ -83,8 +83,20 @@ case "${1:-}" in
     if [ "${2:-all}" = all ]; then for s in web worker prefect; do stop_one "$s"; done; else stop_one "$2"; fi
     if [ "${2:-all}" = all ] || [ "$2" = prefect ]; then pg_stop "$PREFECT_DB_DIR"; fi ;;
   status)
+    # by command line and working directory, not only by pid file: a worker started by hand
+    # (`task worker`, or again after a crash) is found too
+    declare -A pattern=([prefect]="prefect server start" [worker]="-m workflows.worker" [web]="gunicorn .*emgapiv2.wsgi")
     for s in prefect worker web; do
-      if _running "$s"; then echo "$s: running (pid $(cat "$RUN_DIR/$s.pid"))"; else echo "$s: stopped"; fi
+      pids=()
+      for pid in $(pgrep -f -- "${pattern[$s]}" || true); do
+        [ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" = "$ROOT" ] && pids+=("$pid")
+      done
+      if [ ${#pids[@]} -gt 0 ]; then
+        note=""; _running "$s" || note=" (started outside task start)"
+        echo "$s: running (pid ${pids[*]})$note"
+      else
+        echo "$s: stopped"
+      fi
     done ;;
   *) echo "usage: $0 start|stop [prefect|worker|web|all] | status" >&2; exit 2 ;;
 esac

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import shutil
 import socket
 from collections.abc import Callable
@@ -40,6 +39,7 @@ from workflows.backends import (
     get_backend,
 )
 from workflows.db import db
+from workflows.identity import this_worker
 from workflows.inflight import get_inflight_watcher
 
 S = CalculationState
@@ -160,7 +160,7 @@ class CalculationRun:
         try:
             await db(actions.do_start_calculation)(
                 calc.id, self.attempt, flow_run_id=flow_run_id, backend=self.backend_name,
-                host=socket.gethostname(), workdir=str(workdir), worker=f"{socket.gethostname()}:{os.getpid()}",
+                host=socket.gethostname(), workdir=str(workdir), worker=this_worker().name,
             )  # fmt: skip
         except InvalidTransition as exc:
             self.logger.info("not starting: %s", exc)
@@ -216,6 +216,7 @@ class CalculationRun:
             await db(actions.do_mark_running)(
                 calc.id, self.attempt, job_id=handle.job_id, argv=argv, executable=executable,
                 image=handle.details.get("image") or None, image_digest=handle.details.get("image_digest") or None,
+                job_details=handle.details,
             )  # fmt: skip
         except InvalidTransition:
             await self.backend.cancel(handle, get_settings().worker.kill_grace_seconds)

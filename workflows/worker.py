@@ -25,7 +25,10 @@ if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient
     from prefect.client.schemas.objects import FlowRun
 
+    from workflows.identity import WorkerIdentity
+
 logger = logging.getLogger("workflows.worker")
+
 
 WORK_POOL_TYPE = "emgapi-in-process"
 
@@ -89,7 +92,19 @@ class CalculationWorker:
         async with AsyncClientContext.get_or_create() as client_context:
             client = client_context.client
             await ensure_work_pool(client, self.work_pool)
+            # (imported here: this module is imported before Django is set up)
+            from calculations import actions
+            from workflows.db import db
+            from workflows.identity import this_worker
+
+            me = this_worker()
+            await db(actions.do_register_worker)(
+                me.name, host=me.host, pid=me.pid, boot_id=me.boot_id, start_ticks=me.start_ticks
+            )
             heartbeat = asyncio.create_task(self._heartbeat(client))
+            # its own liveness, and the dead workers it finds (its predecessors here: at once)
+            liveness = asyncio.create_task(self._liveness(me))
+            sweeping = asyncio.create_task(self._sweep())
             logger.info("worker %s serving work pool %r", self.name, self.work_pool)
             while not self._stopping.is_set():
                 free = self.concurrency - len(self._running)
@@ -114,7 +129,9 @@ class CalculationWorker:
             logger.info("worker stopping; waiting for %d running flow runs", len(self._running))
             if self._running:
                 await asyncio.gather(*self._running.values(), return_exceptions=True)
-            heartbeat.cancel()
+            for task in (heartbeat, liveness, sweeping):
+                task.cancel()
+            await db(actions.do_end_worker)(me.name, "stopped")
 
     async def _heartbeat(self, client: PrefectClient) -> None:
         while True:
@@ -123,6 +140,39 @@ class CalculationWorker:
             except Exception:
                 logger.warning("worker heartbeat failed", exc_info=True)
             await asyncio.sleep(self.heartbeat_seconds)
+
+    async def _liveness(self, me: WorkerIdentity) -> None:
+        from calculations import actions
+        from emgapiv2.config import get_settings
+        from workflows.db import db
+        from workflows.liveness import settle_dead_workers
+
+        interval = get_settings().worker.liveness_seconds
+        while True:
+            try:
+                if not await db(actions.do_worker_heartbeat)(me.name):
+                    logger.error("this worker was declared dead (it was silent too long): its attempts were retried")
+                    await db(actions.do_register_worker)(
+                        me.name, host=me.host, pid=me.pid, boot_id=me.boot_id, start_ticks=me.start_ticks
+                    )
+                await settle_dead_workers(me)
+            except Exception:
+                logger.exception("liveness pass failed; retrying")
+            await asyncio.sleep(interval)
+
+    async def _sweep(self) -> None:
+        from emgapiv2.config import get_settings
+        from workflows.sweeper import sweep_once
+
+        interval = get_settings().sweeper.interval_seconds
+        while True:
+            try:
+                counts = await sweep_once()
+                if counts.any():
+                    logger.info("swept: %s", counts)
+            except Exception:
+                logger.exception("sweep failed; retrying")
+            await asyncio.sleep(interval)
 
     async def _flow_for(self, client: PrefectClient, deployment_id: UUID) -> Flow[Any, Any]:
         from prefect.flows import load_flow_from_entrypoint

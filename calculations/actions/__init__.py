@@ -10,6 +10,7 @@ then act, `do_*` make one transactional change:
 - `attempts`: an attempt started, running, heartbeating, ended (through `calculations/policies.py`);
 - `cancels`: cancel requests;
 - `followers`: identical calculations that follow one in flight;
+- `workers`: worker processes registered, heartbeating, ended (their own liveness);
 - `transitions`: the guarded, fenced UPDATE and its event row that every state change goes through.
 
 Side effects on other systems (launching a run) happen after commit, through the launcher that
@@ -40,6 +41,7 @@ from calculations.actions.quotas import do_set_user_quota
 from calculations.actions.submissions import check_create_calculation, do_create_calculation
 from calculations.actions.tokens import do_create_api_token, do_record_token_use, hash_token
 from calculations.actions.transitions import RECONCILER_ACTOR, WORKER_ACTOR, user_actor
+from calculations.actions.workers import do_end_worker, do_register_worker, do_worker_heartbeat
 
 __all__ = [
     "RECONCILER_ACTOR",
@@ -65,6 +67,9 @@ __all__ = [
     "do_request_cancel",
     "do_set_user_quota",
     "do_start_calculation",
+    "do_end_worker",
+    "do_register_worker",
+    "do_worker_heartbeat",
     "hash_token",
     "held_bytes",
     "user_actor",

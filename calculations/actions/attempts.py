@@ -60,7 +60,9 @@ def do_start_calculation(
 ) -> Calculation:
     calc = lock_calculation(calculation_id)
     provenance = update_attempt(calc.provenance, attempt, backend=backend, host=host, workdir=workdir, worker=worker)
-    fields: dict[str, Any] = {"backend": backend, "provenance": provenance, "heartbeat_at": timezone.now()}
+    fields: dict[str, Any] = {
+        "backend": backend, "provenance": provenance, "heartbeat_at": timezone.now(), "worker": worker
+    }  # fmt: skip
     if flow_run_id is not None:
         fields["flow_run_id"] = flow_run_id
     return apply_transition(calc, attempt, S.INITIALIZING, actor=WORKER_ACTOR, reason=f"on {host}", **fields)
@@ -76,12 +78,14 @@ def do_mark_running(
     executable: str | None,
     image: str | None = None,
     image_digest: str | None = None,
+    job_details: dict[str, str] | None = None,
 ) -> Calculation:
     calc = lock_calculation(calculation_id)
     now = timezone.now()
     provenance = update_attempt(
-        calc.provenance, attempt, job_id=job_id, argv=argv, started_at=now, image=image, image_digest=image_digest
-    )
+        calc.provenance, attempt, job_id=job_id, argv=argv, started_at=now, image=image, image_digest=image_digest,
+        job_details=job_details or {},
+    )  # fmt: skip
     provenance["executable"] = executable
     provenance["image"], provenance["image_digest"] = image, image_digest
     return apply_transition(
@@ -212,6 +216,7 @@ def _queue_next_attempt(
         flow_run_id=None,
         backend_job_id="",
         heartbeat_at=None,
+        worker="",
         not_before=timezone.now() + timedelta(seconds=delay_seconds),
         error=error,
         provenance=provenance,

@@ -2,6 +2,7 @@ from calculations.models.calculations import Calculation, CalculationEvent, Calc
 from calculations.models.files import File, OrphanBlob
 from calculations.models.idempotency import IdempotentRequest
 from calculations.models.tokens import ApiToken, UserQuota
+from calculations.models.workers import WorkerProcess
 
 __all__ = [
     "ApiToken",
@@ -12,4 +13,5 @@ __all__ = [
     "IdempotentRequest",
     "OrphanBlob",
     "UserQuota",
+    "WorkerProcess",
 ]

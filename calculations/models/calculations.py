@@ -36,6 +36,8 @@ class Calculation(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     # The worker running the current attempt refreshes this; a stale one means the worker is gone.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # The worker process (WorkerProcess.name) running the current attempt: if it dies, the attempt is lost.
+    worker = models.CharField(max_length=200, blank=True, db_index=True)
     # A retry (a new attempt after a SYSTEM_ERROR) does not start before this: the backoff.
     not_before = models.DateTimeField(null=True, blank=True)
 

@@ -15,7 +15,7 @@ def get_storage() -> BlobStorage:
     if settings.storage.backend == "s3":
         from calculations.storage.s3 import S3BlobStorage
 
-        return S3BlobStorage.from_settings(settings.s3)
+        return S3BlobStorage.from_settings(settings.s3, spool_dir=settings.spool_dir)
     from calculations.storage.filesystem import FilesystemBlobStorage
 
     return FilesystemBlobStorage(settings.blob_root)

@@ -25,13 +25,14 @@ _TRANSFER = TransferConfig(multipart_threshold=8 * 1024 * 1024, multipart_chunks
 class S3BlobStorage:
     kind = "s3"
 
-    def __init__(self, client: Any, bucket: str, key_prefix: str) -> None:
+    def __init__(self, client: Any, bucket: str, key_prefix: str, spool_dir: Path | None = None) -> None:
         self.client = client
         self.bucket = bucket
         self.key_prefix = key_prefix
+        self.spool_dir = spool_dir  # None: the system's temporary directory
 
     @classmethod
-    def from_settings(cls, s3: S3Settings) -> S3BlobStorage:
+    def from_settings(cls, s3: S3Settings, *, spool_dir: Path | None = None) -> S3BlobStorage:
         client = boto3.client(
             "s3",
             endpoint_url=s3.endpoint_url,
@@ -48,7 +49,7 @@ class S3BlobStorage:
                 response_checksum_validation="when_required",
             ),
         )
-        return cls(client, s3.bucket, s3.key_prefix)
+        return cls(client, s3.bucket, s3.key_prefix, spool_dir)
 
     def _key(self, sha256: str) -> str:
         return f"{self.key_prefix}{sha256}"
@@ -56,7 +57,7 @@ class S3BlobStorage:
     def put(self, stream: BinaryIO) -> BlobInfo:
         # The key is the digest, so the bytes are read twice: spooled to a local temporary file
         # while hashing, then uploaded from it. Memory stays constant either way.
-        with tempfile.NamedTemporaryFile() as spool:
+        with tempfile.NamedTemporaryFile(dir=self.spool_dir) as spool:
             digest = hashlib.sha256()
             size = 0
             while chunk := stream.read(CHUNK_BYTES):

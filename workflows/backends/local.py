@@ -30,6 +30,7 @@ from typing import Literal
 from emgapiv2.config import get_settings
 from workflows.backends.base import JobHandle, JobLimit, JobSpec, JobState, JobStatus
 from workflows.backends.sandbox import Sandbox
+from workflows.identity import boot_id, process_start_ticks
 
 
 @dataclass
@@ -110,7 +111,10 @@ class LocalBackend:
         job_id = str(process.pid)
         self._jobs[job_id] = job
         self._watch(job)
-        return JobHandle(backend=self.kind, job_id=job_id, host=self._host)
+        # with the pid (its process group), these recognise the very process later: a worker that
+        # outlives a lost one kills its tools only if they are still these processes
+        details = {"boot_id": boot_id(), "start_ticks": process_start_ticks(process.pid)}
+        return JobHandle(backend=self.kind, job_id=job_id, host=self._host, details=details)
 
     def _watch(self, job: _Job) -> None:
         loop = asyncio.get_running_loop()

@@ -6,7 +6,7 @@
   table (calculations/policies.py) decides what follows (the next attempt after a backoff while
   attempts are left, else SYSTEM_ERROR; CANCELED if a cancel was pending). A lost attempt's
   container or Slurm job is stopped, and its flow run marked Crashed (or Cancelled) in Prefect.
-- Expired idempotency records are deleted.
+- (Leftovers, orphan blobs and expired idempotency records are the sweeper's, in every worker.)
 
 Each sweep is one function; the flow runs them in turn.
 """
@@ -14,7 +14,7 @@ Each sweep is one function; the flow runs them in turn.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any, TypedDict
+from typing import Any
 from uuid import UUID
 
 from django.db.models import Q
@@ -23,15 +23,12 @@ from prefect import flow, get_run_logger
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-from calculations import actions
-from calculations.errors import InvalidTransition
-from calculations.idempotency import expire_records
 from calculations.models import Calculation
-from calculations.policies import AttemptEnd
 from calculations.states import ACTIVE_STATES, ATTEMPT_IN_PROGRESS_STATES, CalculationState
 from emgapiv2.config import get_settings
 from workflows.db import db
 from workflows.dispatch import dispatch_calculation
+from workflows.lost_attempts import LOST_FIELDS, LostAttempt, mark_flow_run_ended, settle, stop_orphan
 
 S = CalculationState
 FLOW_RUN_PAGE = 200
@@ -49,16 +46,7 @@ def _undispatched() -> list[UUID]:
     )
 
 
-class _AttemptRow(TypedDict):
-    id: UUID
-    attempt: int
-    state: str
-    flow_run_id: UUID | None
-
-
-class _StaleRow(_AttemptRow):
-    backend: str
-    backend_job_id: str
+class _StaleRow(LostAttempt):
     heartbeat_at: datetime | None
 
 
@@ -68,11 +56,11 @@ def _stale() -> list[_StaleRow]:
     return list(
         Calculation.objects.filter(state__in=ATTEMPT_IN_PROGRESS_STATES)
         .filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, updated_at__lt=cutoff))
-        .values("id", "attempt", "state", "flow_run_id", "backend", "backend_job_id", "heartbeat_at")
+        .values(*LOST_FIELDS, "heartbeat_at")
     )
 
 
-def _in_flight() -> list[_AttemptRow]:
+def _in_flight() -> list[LostAttempt]:
     """Active calculations whose flow run alone can tell whether they are lost: those no worker has
     started (QUEUED), or whose worker stopped heartbeating. A calculation its worker is running and
     heartbeating is never failed over its flow run: a flow run deleted or changed in Prefect (by an
@@ -81,53 +69,8 @@ def _in_flight() -> list[_AttemptRow]:
     return list(
         Calculation.objects.filter(state__in=ACTIVE_STATES, flow_run_id__isnull=False)
         .exclude(state__in=ATTEMPT_IN_PROGRESS_STATES, heartbeat_at__gte=fresh)
-        .values("id", "attempt", "state", "flow_run_id")
+        .values(*LOST_FIELDS)
     )
-
-
-SETTLED = {S.QUEUED: "retried", S.CANCELED: "canceled"}
-
-
-def _settle(calc: _AttemptRow, reason: str) -> str:
-    """End the attempt whose worker is gone, as the policy table says; name what followed."""
-    try:
-        updated = actions.do_end_attempt(
-            calc["id"], calc["attempt"], AttemptEnd.WORKER_LOST, message=reason, actor=actions.RECONCILER_ACTOR
-        )
-    except InvalidTransition:
-        return "moved on"
-    return SETTLED.get(S(updated.state), "failed")
-
-
-async def _stop_orphan(calc: _StaleRow) -> None:
-    """Best effort: stop the job a lost worker left behind, where any worker can reach it (a
-    container, a Slurm job). A local process is left to end by itself: its pid may be on another
-    host, or reused."""
-    if calc["backend"] not in ("container", "slurm") or not calc["backend_job_id"]:
-        return
-    from workflows.backends import JobHandle, get_backend
-
-    handle = JobHandle(backend=calc["backend"], job_id=calc["backend_job_id"], host="")
-    try:
-        await get_backend(calc["backend"]).cancel(handle, get_settings().worker.kill_grace_seconds)
-    except Exception as exc:
-        get_run_logger().warning("could not stop %s job %s: %s", calc["backend"], calc["backend_job_id"], exc)
-
-
-async def _mark_crashed(flow_run_id: UUID | None, reason: str, *, canceled: bool = False) -> None:
-    """Tell Prefect the lost attempt's flow run is over (it would show RUNNING forever): Crashed,
-    or Cancelled if its calculation was being canceled."""
-    if flow_run_id is None:
-        return
-    from prefect.client.schemas.objects import State
-    from prefect.states import Cancelled, Crashed
-
-    try:
-        async with get_client() as client:
-            state: State = Cancelled(message=reason) if canceled else Crashed(message=reason)
-            await client.set_flow_run_state(flow_run_id, state, force=True)
-    except Exception as exc:
-        get_run_logger().warning("could not mark flow run %s crashed: %s", flow_run_id, exc)
 
 
 async def _read_flow_runs(ids: list[UUID]) -> list[Any]:
@@ -176,11 +119,11 @@ async def settle_stale_heartbeats(counts: dict[str, int]) -> None:
         reason = "heartbeat lost: its worker " + (
             f"has been silent for {silent:.0f} s" if silent is not None else "never reported"
         )
-        outcome = await db(_settle)(calc, reason)
+        outcome = await db(settle)(calc, reason)
         if outcome in counts:
             counts[outcome] += 1
-            await _stop_orphan(calc)
-            await _mark_crashed(calc["flow_run_id"], reason, canceled=outcome == "canceled")
+            await stop_orphan(calc)
+            await mark_flow_run_ended(calc["flow_run_id"], reason, canceled=outcome == "canceled")
 
 
 async def settle_lost_flow_runs(counts: dict[str, int]) -> None:
@@ -193,11 +136,11 @@ async def settle_lost_flow_runs(counts: dict[str, int]) -> None:
     still_open = {run.id for run in flow_runs if run.state is not None and not run.state.is_final()}
     for calc in in_flight:
         if reason := problems.get(calc["flow_run_id"]):
-            outcome = await db(_settle)(calc, reason)
+            outcome = await db(settle)(calc, reason)
             if outcome in counts:
                 counts[outcome] += 1
                 if calc["flow_run_id"] in still_open:  # stuck PENDING: end it in Prefect too
-                    await _mark_crashed(calc["flow_run_id"], reason, canceled=outcome == "canceled")
+                    await mark_flow_run_ended(calc["flow_run_id"], reason, canceled=outcome == "canceled")
 
 
 @flow(name="reconcile-calculations", persist_result=False)
@@ -205,7 +148,6 @@ async def reconcile_calculations_flow() -> dict[str, int]:
     counts = {"dispatched": await dispatch_undispatched(), "retried": 0, "failed": 0, "canceled": 0}
     await settle_stale_heartbeats(counts)
     await settle_lost_flow_runs(counts)
-    counts["idempotency_records_expired"] = await db(expire_records)()
     if any(counts.values()):
         get_run_logger().info("reconciled: %s", counts)
     return counts

@@ -1,0 +1,105 @@
+"""Attempts whose worker is gone: settled as the policy table says, their job stopped, their flow run
+ended in Prefect. The reconciler uses this for stale heartbeats and lost flow runs; every worker for
+dead peers and for its own predecessors on the same host."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from typing import Any, TypedDict
+from uuid import UUID
+
+from calculations import actions
+from calculations.errors import InvalidTransition
+from calculations.models import Calculation
+from calculations.policies import AttemptEnd
+from calculations.states import CalculationState
+from emgapiv2.config import get_settings
+from workflows.identity import is_running, this_worker
+
+logger = logging.getLogger(__name__)
+S = CalculationState
+SETTLED = {S.QUEUED: "retried", S.CANCELED: "canceled"}
+LOST_FIELDS = ("id", "attempt", "state", "flow_run_id", "backend", "backend_job_id")
+
+
+class LostAttempt(TypedDict):
+    id: UUID
+    attempt: int
+    state: str
+    flow_run_id: UUID | None
+    backend: str
+    backend_job_id: str
+
+
+def settle(calc: LostAttempt, reason: str, *, actor: str = actions.RECONCILER_ACTOR) -> str:
+    """End the attempt whose worker is gone, as the policy table says; name what followed
+    ("retried", "canceled", "failed", or "moved on" if it had already ended). Database thread."""
+    try:
+        updated = actions.do_end_attempt(
+            calc["id"], calc["attempt"], AttemptEnd.WORKER_LOST, message=reason, actor=actor
+        )
+    except InvalidTransition:
+        return "moved on"
+    return SETTLED.get(S(updated.state), "failed")
+
+
+def _local_job(calculation_id: UUID, attempt: int) -> dict[str, Any]:
+    provenance = Calculation.objects.filter(id=calculation_id).values_list("provenance", flat=True).first() or {}
+    record: dict[str, Any] = next((r for r in provenance.get("attempts", []) if r.get("attempt") == attempt), {})
+    return dict(record.get("job_details") or {}) | {"host": record.get("host", "")}
+
+
+def kill_local_orphan(calc: LostAttempt) -> bool:
+    """Kill a lost local attempt's process group if it runs on this machine, in this boot, and is
+    still the very process that started (not a reused pid). Database thread."""
+    job = _local_job(calc["id"], calc["attempt"])
+    me = this_worker()
+    if not calc["backend_job_id"].isdigit() or job.get("boot_id") != me.boot_id or job.get("host") != me.host:
+        return False
+    pid = int(calc["backend_job_id"])
+    if not is_running(pid, str(job.get("start_ticks", ""))):
+        return False
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return False
+    logger.warning("killed the process group %s of calculation %s, left by a lost worker", pid, calc["id"])
+    return True
+
+
+async def stop_orphan(calc: LostAttempt) -> None:
+    """Best effort: stop the job a lost worker left behind: its container or Slurm job (any worker can
+    reach them), or its local process group (only on its own machine)."""
+    if not calc["backend_job_id"]:
+        return
+    if calc["backend"] == "local":
+        from workflows.db import db
+
+        await db(kill_local_orphan)(calc)
+        return
+    from workflows.backends import JobHandle, get_backend
+
+    handle = JobHandle(backend=calc["backend"], job_id=calc["backend_job_id"], host="")
+    try:
+        await get_backend(calc["backend"]).cancel(handle, get_settings().worker.kill_grace_seconds)
+    except Exception as exc:
+        logger.warning("could not stop %s job %s: %s", calc["backend"], calc["backend_job_id"], exc)
+
+
+async def mark_flow_run_ended(flow_run_id: UUID | None, reason: str, *, canceled: bool = False) -> None:
+    """Tell Prefect the lost attempt's flow run is over (it would show RUNNING forever): Crashed,
+    or Cancelled if its calculation was being canceled."""
+    if flow_run_id is None:
+        return
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import State
+    from prefect.states import Cancelled, Crashed
+
+    try:
+        async with get_client() as client:
+            state: State = Cancelled(message=reason) if canceled else Crashed(message=reason)
+            await client.set_flow_run_state(flow_run_id, state, force=True)
+    except Exception as exc:
+        logger.warning("could not mark flow run %s ended: %s", flow_run_id, exc)

@@ -1,0 +1,151 @@
+"""The sweeper: what the platform leaves behind, removed once it is no longer wanted. It runs inside
+every calculation worker, every `sweeper.interval_seconds` (no flow run of its own), and each pass
+is safe to run on several workers at once.
+
+- Work directories of attempts that ended: after `work_retention_hours`, or, for a calculation that
+  failed, after `failed_work_retention_days` (kept to debug it). A COMPLETE attempt's directory is
+  removed by the worker as soon as its outputs are stored.
+- Upload spools (Django's, S3's) and the filesystem storage's partial blobs (`.incoming`) older than
+  `spool_max_age_hours`: left by an upload or a worker killed mid-way.
+- Blobs no file row has held for `orphan_blob_grace_hours` (`do_collect_orphan_blobs`).
+- Expired idempotency records.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from uuid import UUID
+
+from django.utils import timezone
+
+from calculations.actions import do_collect_orphan_blobs
+from calculations.idempotency import expire_records
+from calculations.models import Calculation
+from calculations.states import ACTIVE_STATES, CalculationState
+from emgapiv2.config import get_settings
+
+logger = logging.getLogger(__name__)
+S = CalculationState
+FAILED = (S.EXECUTOR_ERROR, S.SYSTEM_ERROR)
+BATCH = 500
+
+
+@dataclass
+class SweepCounts:
+    work_directories: int = 0
+    spool_files: int = 0
+    orphan_blobs: int = 0
+    idempotency_records: int = 0
+
+    def any(self) -> bool:
+        return bool(self.work_directories or self.spool_files or self.orphan_blobs or self.idempotency_records)
+
+
+def _attempt_number(path: Path) -> int | None:
+    prefix, _, number = path.name.partition("-")
+    return int(number) if prefix == "attempt" and number.isdigit() else None
+
+
+def _age(path: Path, now: float) -> timedelta:
+    try:
+        return timedelta(seconds=now - path.stat().st_mtime)
+    except OSError:
+        return timedelta(0)
+
+
+def _rows(ids: list[UUID]) -> dict[UUID, tuple[str, int, datetime | None]]:
+    found = Calculation.objects.filter(id__in=ids).values_list("id", "state", "attempt", "finished_at")
+    return {row[0]: (row[1], row[2], row[3]) for row in found}
+
+
+def work_directories_due() -> list[Path]:
+    """Attempt directories (and directories of calculations that no longer exist) past retention.
+    Reads the database: call from the worker's database thread."""
+    settings = get_settings()
+    root, retention = settings.calculations_dir, timedelta(hours=settings.sweeper.work_retention_hours)
+    failed_retention = timedelta(days=settings.sweeper.failed_work_retention_days)
+    if not root.is_dir():
+        return []
+    now_wall, now = time.time(), timezone.now()
+    due: list[Path] = []
+    directories = [path for path in root.iterdir() if path.is_dir()]
+    for start in range(0, len(directories), BATCH):
+        chunk = directories[start : start + BATCH]
+        ids = {}
+        for path in chunk:
+            try:
+                ids[path] = UUID(path.name)
+            except ValueError:
+                continue  # not ours
+        rows = _rows(list(ids.values()))
+        for path, calculation_id in ids.items():
+            row = rows.get(calculation_id)
+            if row is None:  # its calculation is gone (its user deleted): only the age counts
+                if _age(path, now_wall) > retention:
+                    due.append(path)
+                continue
+            state, current, finished_at = row
+            for attempt_dir in path.iterdir():
+                number = _attempt_number(attempt_dir)
+                if number is None:
+                    continue
+                if number < current:  # superseded by a retry
+                    if _age(attempt_dir, now_wall) > retention:
+                        due.append(attempt_dir)
+                elif state not in ACTIVE_STATES and finished_at is not None:
+                    keep = failed_retention if state in FAILED else retention
+                    if now - finished_at > keep:
+                        due.append(attempt_dir)
+    return due
+
+
+def remove_directories(paths: list[Path]) -> int:
+    """File I/O only: call in a thread."""
+    removed = 0
+    for path in paths:
+        shutil.rmtree(path, ignore_errors=True)
+        removed += not path.exists()
+        parent = path.parent
+        if parent != get_settings().calculations_dir and parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()  # the calculation's directory, once its last attempt went
+    return removed
+
+
+def remove_stale_spools() -> int:
+    """Partial uploads and spools older than `spool_max_age_hours` (file I/O only: call in a thread)."""
+    settings = get_settings()
+    max_age, now = timedelta(hours=settings.sweeper.spool_max_age_hours), time.time()
+    removed = 0
+    for directory in (settings.spool_dir, settings.blob_root / ".incoming"):
+        if not directory.is_dir():
+            continue
+        for path in directory.iterdir():
+            if path.is_file() and _age(path, now) > max_age:
+                path.unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
+def collect_orphans_and_records() -> tuple[int, int]:
+    """Orphan blobs past their grace period and expired idempotency records (database thread)."""
+    grace = timedelta(hours=get_settings().sweeper.orphan_blob_grace_hours)
+    return do_collect_orphan_blobs(grace), expire_records()
+
+
+async def sweep_once() -> SweepCounts:
+    """One pass: database work in the worker's database thread, file work in a thread of its own."""
+    import asyncio
+
+    from workflows.db import db
+
+    counts = SweepCounts()
+    due = await db(work_directories_due)()
+    counts.work_directories = await asyncio.to_thread(remove_directories, due)
+    counts.spool_files = await asyncio.to_thread(remove_stale_spools)
+    counts.orphan_blobs, counts.idempotency_records = await db(collect_orphans_and_records)()
+    return counts
