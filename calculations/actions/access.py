@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from uuid import UUID
 
+from django.db.models import QuerySet
+
 from calculations.errors import NotFound
 from calculations.models import Calculation, File
 
@@ -15,8 +17,12 @@ def access_file_by_id(user_id: int, file_id: UUID) -> File:
         raise NotFound(f"file {file_id} not found") from None
 
 
-def access_calculation_by_id(user_id: int, calculation_id: UUID) -> Calculation:
-    try:
-        return Calculation.objects.get(id=calculation_id, owner_id=user_id)
-    except Calculation.DoesNotExist:
-        raise NotFound(f"calculation {calculation_id} not found") from None
+def access_calculation_by_id(
+    user_id: int, calculation_id: UUID, *, queryset: QuerySet[Calculation] | None = None
+) -> Calculation:
+    """The user's calculation (from `queryset`, e.g. one with its prefetches: one query in all)."""
+    found = (queryset if queryset is not None else Calculation.objects).filter(id=calculation_id, owner_id=user_id)
+    calc = found.first()
+    if calc is None:
+        raise NotFound(f"calculation {calculation_id} not found")
+    return calc

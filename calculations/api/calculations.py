@@ -31,8 +31,7 @@ def list_calculations(request: AuthedRequest, filters: Query[CalculationFilters]
 
 @router.get("/{calculation_id}", response={200: CalculationOut, 404: ErrorOut}, operation_id="get_calculation")
 def get_calculation(request: AuthedRequest, calculation_id: UUID) -> Calculation:
-    access_calculation_by_id(request.auth.id, calculation_id)
-    return _visible(request).get(id=calculation_id)
+    return access_calculation_by_id(request.auth.id, calculation_id, queryset=_visible(request))
 
 
 @router.post(
