@@ -61,6 +61,9 @@ class FileAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # DELETE /api/v2/files/{id} (do_delete_file): it refuses files in use, and frees blobs
+
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 

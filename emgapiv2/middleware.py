@@ -87,10 +87,10 @@ def _check_body(request: HttpRequest) -> HttpResponse | None:
 
 
 def parsed_json(request: HttpRequest) -> Any:
-    """The body as the middleware parsed it (a request it did not parse is parsed here)."""
+    """The body as the middleware parsed it; a body it did not parse is parsed with the same bounds."""
     if hasattr(request, PARSED_JSON_ATTRIBUTE):
         return getattr(request, PARSED_JSON_ATTRIBUTE)
-    return json.loads(request.body)
+    return json.loads(request.body, object_pairs_hook=_counting_hook(get_settings().max_json_members))
 
 
 class RequestBoundsMiddleware:

@@ -25,7 +25,10 @@ mkdir -p "$EMGAPI_DATA_DIR" && chmod 700 "$EMGAPI_DATA_DIR"
 . "$ROOT/scripts/secrets.sh"
 # The Prefect server's credentials (Django makes its own key, emgapiv2/keys.py): generated on first
 # start, in files no one else can read. The Prefect UI asks for the same user:password (README).
-export PREFECT_SERVER_API_AUTH_STRING="${PREFECT_SERVER_API_AUTH_STRING:-emgapi:$(secret prefect-api-password)}"
+if [ -z "${PREFECT_SERVER_API_AUTH_STRING:-}" ]; then
+  _prefect_password=$(secret prefect-api-password) || return 1 2>/dev/null || exit 1  # never an empty password
+  export PREFECT_SERVER_API_AUTH_STRING="emgapi:$_prefect_password"; unset _prefect_password
+fi
 export PREFECT_API_AUTH_STRING="${PREFECT_API_AUTH_STRING:-$PREFECT_SERVER_API_AUTH_STRING}"
 export WEB_HOST="${WEB_HOST:-127.0.0.1}" WEB_PORT="${WEB_PORT:-8000}"
 export PREFECT_PORT="${PREFECT_PORT:-4200}"

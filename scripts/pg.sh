@@ -57,10 +57,10 @@ pg_stop() {
   [ -f "$1/data/postmaster.pid" ] && _as_pg "$PG_BIN/pg_ctl" -D "$1/data" -m fast stop >/dev/null 2>&1 || true
 }
 
-pg_create_db() {  # dir port name (PGPASSWORD in the environment for a cluster with a password)
-  _as_pg env PGPASSWORD="${PGPASSWORD:-}" "$PG_BIN/psql" -h "$1" -p "$2" -U postgres -tAc \
-    "SELECT 1 FROM pg_database WHERE datname='$3'" | grep -q 1 \
-    || _as_pg env PGPASSWORD="${PGPASSWORD:-}" "$PG_BIN/createdb" -h "$1" -p "$2" -U postgres "$3"
+pg_create_db() {  # dir port name (an exported PGPASSWORD for a cluster with a password: runuser keeps
+  # the environment, so the password never appears on a command line)
+  _as_pg "$PG_BIN/psql" -h "$1" -p "$2" -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='$3'" \
+    | grep -q 1 || _as_pg "$PG_BIN/createdb" -h "$1" -p "$2" -U postgres "$3"
 }
 
 pg_restart() {  # dir: stop (fast: connections are cut) and start again with the same options

@@ -19,4 +19,8 @@ secret_file() {
   echo "$file"
 }
 
-secret() { cat "$(secret_file "$1")"; }
+secret() {  # fails (and so stops a `set -e` script) rather than print an empty secret
+  local file value
+  file=$(secret_file "$1") && value=$(cat "$file") && [ -n "$value" ] || { echo "secret $1: could not be made in $SECRETS_DIR" >&2; return 1; }
+  echo "$value"
+}

@@ -36,7 +36,9 @@ start_prefect() {
   if [ -z "${PREFECT_SERVER_DATABASE_CONNECTION_URL:-}" ]; then
     local pwfile; pwfile=$(secret_file prefect-db-password)
     pg_start "$PREFECT_DB_DIR" "$PREFECT_DB_PORT" "$pwfile"
-    PGPASSWORD="$(cat "$pwfile")" pg_create_db "$PREFECT_DB_DIR" "$PREFECT_DB_PORT" prefect
+    PGPASSWORD="$(cat "$pwfile")"; export PGPASSWORD
+    pg_create_db "$PREFECT_DB_DIR" "$PREFECT_DB_PORT" prefect
+    unset PGPASSWORD
     export PREFECT_SERVER_DATABASE_CONNECTION_URL="postgresql+asyncpg://postgres:$(cat "$pwfile")@127.0.0.1:$PREFECT_DB_PORT/prefect"
   fi
   _spawn prefect prefect server start

@@ -13,8 +13,10 @@ BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 
 def boot_id() -> str:
+    """This boot of this machine, and this pid namespace: where a pid means the same process ('' if
+    unknown: then no pid is trusted). Two containers on one host share the boot id, not the namespace."""
     try:
-        return BOOT_ID.read_text().strip()
+        return f"{BOOT_ID.read_text().strip()}:{os.stat('/proc/self/ns/pid').st_ino}"
     except OSError:
         return ""
 
@@ -27,6 +29,26 @@ def process_start_ticks(pid: int) -> str:
         return ""
     # the command name (field 2) may hold spaces: count the fields after its closing parenthesis
     return stat.rsplit(")", 1)[1].split()[19]
+
+
+def group_members(pgid: int, started_from: str) -> list[int]:
+    """Live processes of process group `pgid` that started no earlier than `started_from`. The kernel
+    never hands out a pid that is still some group's id, so while any member lives, the group (and
+    its id) is the one that was started, even after its leader exited."""
+    if not started_from:
+        return []
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        # fields after the command: state, ppid, pgrp, …, starttime (the 20th)
+        if fields[0] != "Z" and int(fields[2]) == pgid and int(fields[19]) >= int(started_from):
+            members.append(int(entry.name))
+    return members
 
 
 def is_running(pid: int, start_ticks: str) -> bool:
@@ -45,5 +67,6 @@ class WorkerIdentity:
 
 @lru_cache
 def this_worker() -> WorkerIdentity:
-    host, pid, boot = socket.gethostname(), os.getpid(), boot_id()
-    return WorkerIdentity(f"{host}:{pid}:{boot[:8]}", host, pid, boot, process_start_ticks(pid))
+    host, pid, boot, ticks = socket.gethostname(), os.getpid(), boot_id(), process_start_ticks(os.getpid())
+    # the start time makes the name unique even where pids repeat (a restarted container's worker)
+    return WorkerIdentity(f"{host}:{pid}:{boot[:8]}:{ticks}", host, pid, boot, ticks)

@@ -10,10 +10,12 @@ the same dead one race harmlessly: only one of them ends its registration, and s
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import timedelta
 
-from django.utils import timezone
+from django.db.models import DurationField, ExpressionWrapper, F
+from django.db.models.functions import Now
 
 from calculations import actions
 from calculations.models import Calculation, WorkerProcess
@@ -24,18 +26,25 @@ from workflows.identity import WorkerIdentity, is_running
 from workflows.lost_attempts import LOST_FIELDS, LostAttempt, mark_flow_run_ended, settle, stop_orphan
 
 logger = logging.getLogger(__name__)
+STOP_SECONDS = 30
 
 
-def dead_workers(me: WorkerIdentity) -> list[tuple[str, str]]:
-    """(name, what happened) of registered workers that are dead (database thread)."""
-    silent_since = timezone.now() - timedelta(seconds=get_settings().worker.dead_after_seconds)
+def dead_workers(me: WorkerIdentity, *, judge_silence: bool = True) -> list[tuple[str, str]]:
+    """(name, what happened) of registered workers that are dead (database thread). Silence is
+    measured on the database's clock, which wrote every heartbeat: workers' clocks may differ."""
+    dead_after = timedelta(seconds=get_settings().worker.dead_after_seconds)
+    silences = (
+        WorkerProcess.objects.filter(ended_at__isnull=True)
+        .exclude(name=me.name)
+        .annotate(silent=ExpressionWrapper(Now() - F("heartbeat_at"), output_field=DurationField()))
+    )
     dead: dict[str, str] = {}
-    for worker in WorkerProcess.objects.filter(ended_at__isnull=True).exclude(name=me.name):
-        if worker.host == me.host and worker.boot_id == me.boot_id and not is_running(worker.pid, worker.start_ticks):
+    for worker in silences:
+        same_machine = bool(me.boot_id) and worker.host == me.host and worker.boot_id == me.boot_id
+        if same_machine and worker.start_ticks and not is_running(worker.pid, worker.start_ticks):
             dead[worker.name] = f"exited (process {worker.pid} is gone)"
-        elif worker.heartbeat_at < silent_since:
-            silent = (timezone.now() - worker.heartbeat_at).total_seconds()
-            dead[worker.name] = f"has been silent for {silent:.0f} s"
+        elif judge_silence and worker.silent > dead_after:
+            dead[worker.name] = f"has been silent for {worker.silent.total_seconds():.0f} s"
     return list(dead.items())
 
 
@@ -43,10 +52,10 @@ def attempts_held_by(name: str) -> list[LostAttempt]:
     return list(Calculation.objects.filter(worker=name, state__in=ATTEMPT_IN_PROGRESS_STATES).values(*LOST_FIELDS))
 
 
-async def settle_dead_workers(me: WorkerIdentity) -> int:
+async def settle_dead_workers(me: WorkerIdentity, *, judge_silence: bool = True) -> int:
     """Settle the attempts of every dead worker this worker finds; return how many."""
     settled = 0
-    for name, what in await db(dead_workers)(me):
+    for name, what in await db(dead_workers)(me, judge_silence=judge_silence):
         if not await db(actions.do_end_worker)(name, f"found dead by {me.name}: it {what}"):
             continue  # another worker got there first
         for calc in await db(attempts_held_by)(name):
@@ -54,7 +63,10 @@ async def settle_dead_workers(me: WorkerIdentity) -> int:
             outcome = await db(settle)(calc, reason, actor=f"worker:{me.name}")
             if outcome != "moved on":
                 settled += 1
-                await stop_orphan(calc)
+                try:  # bounded: a backend that does not answer must not hold up the rest
+                    await asyncio.wait_for(stop_orphan(calc), STOP_SECONDS)
+                except TimeoutError:
+                    logger.warning("could not stop the job of calculation %s in %s s", calc["id"], STOP_SECONDS)
                 await mark_flow_run_ended(calc["flow_run_id"], reason, canceled=outcome == "canceled")
         logger.warning("worker %s %s: its attempts are settled", name, what)
     return settled

@@ -16,7 +16,7 @@ from calculations.models import Calculation
 from calculations.policies import AttemptEnd
 from calculations.states import CalculationState
 from emgapiv2.config import get_settings
-from workflows.identity import is_running, this_worker
+from workflows.identity import group_members, this_worker
 
 logger = logging.getLogger(__name__)
 S = CalculationState
@@ -52,14 +52,17 @@ def _local_job(calculation_id: UUID, attempt: int) -> dict[str, Any]:
 
 
 def kill_local_orphan(calc: LostAttempt) -> bool:
-    """Kill a lost local attempt's process group if it runs on this machine, in this boot, and is
-    still the very process that started (not a reused pid). Database thread."""
+    """Kill a lost local attempt's process group if it runs on this machine, in this boot (and pid
+    namespace), and still has members started with or after it (its leader may have exited: a
+    sandboxed tool outlives the bwrap that started it if the worker died within its first
+    milliseconds). Database thread."""
     job = _local_job(calc["id"], calc["attempt"])
     me = this_worker()
-    if not calc["backend_job_id"].isdigit() or job.get("boot_id") != me.boot_id or job.get("host") != me.host:
+    same_machine = bool(me.boot_id) and job.get("boot_id") == me.boot_id and job.get("host") == me.host
+    if not calc["backend_job_id"].isdigit() or not same_machine:
         return False
     pid = int(calc["backend_job_id"])
-    if not is_running(pid, str(job.get("start_ticks", ""))):
+    if not group_members(pid, str(job.get("start_ticks", ""))):
         return False
     try:
         os.killpg(pid, signal.SIGKILL)

@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import socket
+import time
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -147,7 +148,9 @@ class CalculationWorker:
         from workflows.db import db
         from workflows.liveness import settle_dead_workers
 
-        interval = get_settings().worker.liveness_seconds
+        settings = get_settings().worker
+        in_contact_since: float | None = None  # unbroken database contact since (monotonic)
+        settling: asyncio.Task[int] | None = None
         while True:
             try:
                 if not await db(actions.do_worker_heartbeat)(me.name):
@@ -155,10 +158,18 @@ class CalculationWorker:
                     await db(actions.do_register_worker)(
                         me.name, host=me.host, pid=me.pid, boot_id=me.boot_id, start_ticks=me.start_ticks
                     )
-                await settle_dead_workers(me)
+                in_contact_since = in_contact_since or time.monotonic()
+                # silence counts only after this worker has seen the database as long as the others
+                # had to heartbeat into it: after an outage every peer looks silent, though none died.
+                # (A predecessor on this machine whose process is gone is dead at once.) Settling
+                # runs beside the heartbeat, never in its way.
+                trust_silence = time.monotonic() - in_contact_since >= settings.dead_after_seconds
+                if settling is None or settling.done():
+                    settling = asyncio.create_task(settle_dead_workers(me, judge_silence=trust_silence))
             except Exception:
+                in_contact_since = None
                 logger.exception("liveness pass failed; retrying")
-            await asyncio.sleep(interval)
+            await asyncio.sleep(settings.liveness_seconds)
 
     async def _sweep(self) -> None:
         from emgapiv2.config import get_settings

@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import BinaryIO
 from uuid import UUID
 
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Max, Sum
 from django.utils import timezone
@@ -90,7 +91,8 @@ def _claim_blob(sha256: str) -> None:
 def _release_blob(sha256: str) -> None:
     """A row of this blob went (or never came): if none is left, the sweep may collect it."""
     if not File.objects.filter(sha256=sha256).exists():
-        OrphanBlob.objects.get_or_create(sha256=sha256)
+        # noticed now: a record left from an earlier time must not shorten this grace period
+        OrphanBlob.objects.update_or_create(sha256=sha256, defaults={"noticed_at": timezone.now()})
 
 
 def do_create_file(owner_id: int, name: str, stream: BinaryIO) -> File:
@@ -105,6 +107,9 @@ def do_create_file(owner_id: int, name: str, stream: BinaryIO) -> File:
     info = storage.put(stream)
     try:
         with transaction.atomic():
+            # the user first (concurrent uploads of one user are checked against the quota one at a
+            # time), then the blob: the order every action takes them in
+            get_user_model().objects.select_for_update(no_key=True).filter(id=owner_id).first()
             lock_blob(info.sha256)
             # exact now that the digest is known: bytes the user already holds add nothing
             check_storage_quota(owner_id, new_bytes(owner_id, [(info.sha256, info.size)]))
@@ -174,16 +179,19 @@ def do_release_outputs(outputs: Sequence[OutputBlob]) -> None:
         _release_blob(sha256)
 
 
-def do_collect_orphan_blobs(grace: timedelta, *, limit: int = 1000) -> int:
+def do_collect_orphan_blobs(grace: timedelta, *, limit: int = 200) -> int:
     """Delete blobs that have had no row for longer than `grace`; return how many went."""
     storage = get_storage()
     collected = 0
     due = OrphanBlob.objects.filter(noticed_at__lt=timezone.now() - grace).values_list("sha256", flat=True)
-    for sha256 in list(due[:limit]):
+    for sha256 in list(due[:limit]):  # a bounded batch: each pass holds the worker's database thread
         with transaction.atomic():
             lock_blob(sha256)
-            if not OrphanBlob.objects.filter(sha256=sha256).exists() or File.objects.filter(sha256=sha256).exists():
-                continue  # wanted again meanwhile
+            if File.objects.filter(sha256=sha256).exists():
+                OrphanBlob.objects.filter(sha256=sha256).delete()  # wanted again meanwhile
+                continue
+            if not OrphanBlob.objects.filter(sha256=sha256).exists():
+                continue
             storage.delete(sha256)  # inside the lock: no row can be created for it meanwhile
             OrphanBlob.objects.filter(sha256=sha256).delete()
             collected += 1

@@ -99,6 +99,11 @@ def check_create_calculation(
     )
 
 
+def _has_all_outputs(calc: Calculation) -> bool:
+    produced = sum(len(shas) for shas in calc.provenance.get("outputs", {}).values())
+    return calc.output_files.count() == produced
+
+
 def _check_active_quota(owner_id: int) -> None:
     """Only calculations that run count: cache hits and followers cost nothing."""
     # one submitter per user at a time
@@ -142,7 +147,8 @@ def do_create_calculation(
     if use_cache:
         lock_cache_key(cache_key)
         same = Calculation.objects.filter(cache_key=cache_key).order_by("created_at")
-        hit = same.filter(state=S.COMPLETE).first()
+        # a hit must still hold every output it produced: its owner may have deleted some
+        hit = next((done for done in same.filter(state=S.COMPLETE)[:20] if _has_all_outputs(done)), None)
         if hit is None:
             leader = same.filter(state__in=ACTIVE_STATES, cached_from__isnull=True).first()
 

@@ -132,3 +132,15 @@ def test_api_answers_are_never_cached_and_the_admin_has_a_csp(alice: ApiClient) 
     assert alice.get("/files")["Cache-Control"] == "no-store"
     login = alice.client.get("/admin/login/")
     assert "default-src 'self'" in login["Content-Security-Policy"]
+
+
+def test_a_json_body_sent_as_another_content_type_is_bounded_too(alice: ApiClient) -> None:
+    limit = get_settings().max_json_members
+    body = json.dumps({"inputs": {}, "params": {f"{i}": 0 for i in range(limit + 1)}}).encode()
+    tracemalloc.start()
+    try:
+        answer = alice.client.post("/api/v2/tools/prodigal/calculations", body, content_type="text/plain")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert 400 <= answer.status_code < 500 and peak < WORKER_GROWTH_LIMIT_BYTES  # parsed with the same bounds

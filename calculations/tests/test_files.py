@@ -140,3 +140,14 @@ def test_deleting_users_files_does_not_touch_others(alice: ApiClient, bob: ApiCl
     assert bob.client.delete(f"/api/v2/files/{file_id}").status_code == 404
     assert alice.get(f"/files/{file_id}").status_code == 200
     assert get_user_model().objects.count() == 2
+
+
+def test_a_calculation_whose_outputs_its_owner_deleted_is_no_cache_hit(
+    alice: ApiClient, bob: ApiClient, uploaded: Upload
+) -> None:
+    first = _submit(alice, uploaded("m.smi", b"CCO\n")).json()
+    _run_to_completion(first["id"], b"z" * 10)
+    output = alice.get(f"/calculations/{first['id']}").json()["outputs"]["molecules"][0]
+    assert alice.client.delete(f"/api/v2/files/{output}").status_code == 204
+    again = _submit(bob, bob.upload("mine.smi", b"CCO\n").json()["id"])
+    assert again.status_code == 202 and again.json()["cache_hit"] is False  # runs again: never COMPLETE with nothing

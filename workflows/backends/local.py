@@ -137,9 +137,10 @@ class LocalBackend:
             "system_cpu_seconds": round(usage.ru_stime, 3),
             "max_rss_mb": round(usage.ru_maxrss / 1024, 1),
         }
-        # in the sandbox, bwrap reports a tool killed by signal N as exit code 128 + N
+        # in the sandbox, bwrap reports a tool killed by signal N as exit code 128 + N (1 <= N <= 31);
+        # higher codes (255: perl's die, many CLIs) are the tool's own
         number = os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
-        if self._sandbox is not None and os.WIFEXITED(status) and os.WEXITSTATUS(status) > 128:
+        if self._sandbox is not None and os.WIFEXITED(status) and 128 < os.WEXITSTATUS(status) < 160:
             number = os.WEXITSTATUS(status) - 128
         if number:
             exit_code = 128 + number

@@ -87,7 +87,9 @@ class Sandbox:
                 words += ["--symlink", os.readlink(path), link]
             elif path.is_dir():
                 words += ["--ro-bind", link, link]
-        words += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]  # writable by the tool
+        # writable by the tool: /tmp, and /dev/shm (POSIX shared memory, multiprocessing's locks)
+        words += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/dev/shm"]
+        words += ["--perms", "1777", "--tmpfs", "/tmp"]
         mounts = [("--bind", spec.workdir)] + ([("--ro-bind", spec.inputs_dir)] if spec.inputs_dir else [])
         # the directories above them, made traversable inside (bwrap would copy the host's 0700)
         above = sorted({str(parent) for _, path in mounts for parent in path.parents if str(parent) != "/"}, key=len)

@@ -132,6 +132,9 @@ def test_a_tool_dies_with_its_worker(attempt: Path) -> None:
         [sys.executable, "-c", WORKER, str(attempt)], cwd=BASE_DIR, stdout=subprocess.PIPE, text=True
     )
     assert worker.stdout is not None and worker.stdout.readline().strip() == "started"
+    deadline = time.monotonic() + 5
+    while not _sleepers() and time.monotonic() < deadline:  # the sandbox is up and the tool runs
+        time.sleep(0.05)
     assert _sleepers()
     worker.send_signal(signal.SIGKILL)  # no clean-up runs: the kernel must take the tool along
     worker.wait()
@@ -175,3 +178,8 @@ def test_a_signal_inside_the_sandbox_is_reported_as_one(attempt: Path) -> None:
         assert state.status is JobStatus.FAILED and state.message == "killed by SIGSEGV" and state.exit_code == 139
 
     asyncio.run(run())
+
+
+def test_shared_memory_works_and_high_exit_codes_are_the_tools_own(attempt: Path) -> None:
+    code, output = _run(attempt, "echo x > /dev/shm/lock && echo shm-ok; exit 255")
+    assert "shm-ok" in output and code == 255  # not "killed by signal 127"
