@@ -40,7 +40,6 @@ case "$role" in
     python manage.py migrate --noinput
     python manage.py collectstatic --noinput -v0
     exec gunicorn -c python:emgapiv2.gunicorn_conf emgapiv2.wsgi --bind "0.0.0.0:${WEB_PORT:-8000}" \
-      --workers "${WEB_WORKERS:-2}" --threads "${WEB_THREADS:-8}" --timeout "${WEB_TIMEOUT:-300}" \
       --access-logfile - "$@"
     ;;
   worker)
