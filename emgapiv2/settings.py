@@ -13,7 +13,11 @@ config = get_settings()
 # alone: the data directory is 0700 and new files are created 0600/0700.
 os.umask(0o077)
 config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-config.data_dir.chmod(0o700)
+# no read or write for anyone else; the group's x stays: with an ACL (scripts/pg.sh lets postgres
+# traverse) those bits are the ACL's mask, and clearing them would lock PostgreSQL out
+_mode = config.data_dir.stat().st_mode & 0o777
+if _mode & 0o067:
+    config.data_dir.chmod(_mode & 0o710 | 0o700)
 
 # Every process that may talk to Prefect (API, worker, management commands) must know the server;
 # without PREFECT_API_URL Prefect silently starts a temporary server of its own per process.

@@ -20,8 +20,10 @@ _load_dotenv() {
 }
 if [ -f "$ROOT/.env" ]; then _load_dotenv "$ROOT/.env"; fi
 export EMGAPI_DATA_DIR="${EMGAPI_DATA_DIR:-$ROOT/var}"
-# the data directory (database, blobs, work directories, secrets) is its owner's alone
-mkdir -p "$EMGAPI_DATA_DIR" && chmod 700 "$EMGAPI_DATA_DIR"
+# the data directory (database, blobs, work directories, secrets) is its owner's alone: no read or
+# write for anyone else. The group's x is kept: with an ACL (scripts/pg.sh lets the postgres account
+# traverse it) those bits are the ACL's mask, and clearing them would lock PostgreSQL out.
+mkdir -p -m 700 "$EMGAPI_DATA_DIR" && chmod u=rwx,g-rw,o= "$EMGAPI_DATA_DIR"
 . "$ROOT/scripts/secrets.sh"
 # The Prefect server's credentials (Django makes its own key, emgapiv2/keys.py): generated on first
 # start, in files no one else can read. The Prefect UI asks for the same user:password (README).

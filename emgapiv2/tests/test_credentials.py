@@ -8,6 +8,7 @@ import shutil
 import socket
 import stat
 import subprocess
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -101,3 +102,17 @@ def test_a_cluster_made_with_trust_is_converted_on_its_next_start(tmp_path: Path
         assert _bash(f"PGPASSWORD=n3w-Pw {psql} -tAc 'SELECT 1'", env).stdout.strip() == "1"
     finally:
         _bash(f". {SCRIPTS}/pg.sh; pg_stop {cluster}", env)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setfacl"), reason="needs root and setfacl")
+def test_restarting_keeps_postgres_able_to_reach_its_cluster_in_the_private_data_dir() -> None:
+    base = Path(tempfile.mkdtemp())
+    base.chmod(0o755)  # as a checkout's directory: only the data directory inside is private
+    data_dir = base / "var"
+    data_dir.mkdir(mode=0o700)
+    subprocess.run(["setfacl", "-m", "u:postgres:x", str(data_dir)], check=True)
+    env = {**os.environ, "EMGAPI_DATA_DIR": str(data_dir), "EMGAPI_ROOT": str(BASE_DIR)}
+    assert _bash(f". {SCRIPTS}/env.sh", env).returncode == 0  # every script sources it, on every start and stop
+    assert subprocess.run(["runuser", "-u", "postgres", "--", "test", "-x", str(data_dir)]).returncode == 0
+    assert _mode(data_dir) & 0o067 == 0 and _mode(data_dir) & 0o010  # no r/w for others; the x is the mask
+    shutil.rmtree(base)
