@@ -234,7 +234,9 @@ class CalculationRun:
                 return state
             if watcher.is_canceling(self.calculation_id):
                 self.logger.info(
-                    "calculation %s: cancel requested, stopping job %s", self.calculation_id, handle.job_id
+                    "calculation %s: cancel requested (or attempt superseded), stopping job %s",
+                    self.calculation_id,
+                    handle.job_id,
                 )
                 await self.backend.cancel(handle, settings.kill_grace_seconds)
                 return await self.backend.poll(handle)

@@ -44,6 +44,8 @@ class InFlightWatcher:
         self._canceling.discard(calculation_id)
 
     def is_canceling(self, calculation_id: UUID) -> bool:
+        """Its tool must stop: a cancel was requested, or this attempt is no longer the calculation's
+        (the worker was taken for dead while it was only paused, and a new attempt was queued)."""
         return calculation_id in self._canceling
 
     async def _poll_forever(self) -> None:
@@ -61,7 +63,18 @@ class InFlightWatcher:
     def _query(attempts: dict[UUID, int], heartbeat: bool) -> set[UUID]:
         if heartbeat:
             do_record_heartbeats(attempts)
-        return set(Calculation.objects.filter(id__in=attempts, state=S.CANCELING).values_list("id", flat=True))
+        current = {
+            calculation_id: (attempt, state)
+            for calculation_id, attempt, state in Calculation.objects.filter(id__in=attempts).values_list(
+                "id", "attempt", "state"
+            )
+        }
+        must_stop = set()
+        for calculation_id, attempt in attempts.items():
+            row_attempt, state = current.get(calculation_id, (None, None))
+            if row_attempt != attempt or state == S.CANCELING:
+                must_stop.add(calculation_id)
+        return must_stop
 
 
 _watcher: InFlightWatcher | None = None
