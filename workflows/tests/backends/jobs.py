@@ -33,3 +33,19 @@ async def until_final(backend: ExecutionBackend, handle: Any, seconds: float = 6
         if state.is_final:
             return state
     raise AssertionError(f"job {handle.job_id} still running after {seconds} s")
+
+
+def processes_running(argument: str) -> list[int]:
+    """Live (not zombie) processes of this host with `argument` as a word of their command line:
+    a sandboxed tool's pid means nothing outside its pid namespace, so tests find it this way."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if argument.encode() in (entry / "cmdline").read_bytes().split(b"\0"):
+                if "State:\tZ" not in (entry / "status").read_text():
+                    found.append(int(entry.name))
+        except OSError:
+            continue
+    return found

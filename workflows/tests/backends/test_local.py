@@ -10,6 +10,7 @@ from typing import TypedDict, Unpack
 import pytest
 
 from workflows.backends import JobLimit, JobSpec, JobStatus, LocalBackend
+from workflows.tests.backends.jobs import processes_running
 
 
 class _Limits(TypedDict, total=False):
@@ -21,28 +22,6 @@ class _Limits(TypedDict, total=False):
 
 def _spec(tmp_path: Path, argv: list[str], **limits: Unpack[_Limits]) -> JobSpec:
     return JobSpec(argv=argv, workdir=tmp_path, stdout_path=tmp_path / "out", stderr_path=tmp_path / "err", **limits)
-
-
-def _alive(pid: int) -> bool:
-    """True if the process exists and is not a zombie (an orphan may wait for init to reap it)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return False
-    return "State:\tZ" not in status
-
-
-def _processes_running(argument: str) -> list[int]:
-    """Live processes of this host with `argument` in their command line."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if argument.encode() in (entry / "cmdline").read_bytes().split(b"\0") and _alive(int(entry.name)):
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
 
 
 def test_success_records_output_and_usage(tmp_path: Path) -> None:
@@ -116,15 +95,15 @@ def test_cancel_kills_the_whole_process_group(tmp_path: Path) -> None:
         script = "sh -c 'trap \"\" TERM; sleep 61.125' & touch started; wait"
         handle = await backend.submit(_spec(tmp_path, ["sh", "-c", script]))
         for _ in range(50):
-            if (tmp_path / "started").exists() and _processes_running("61.125"):
+            if (tmp_path / "started").exists() and processes_running("61.125"):
                 break
             await asyncio.sleep(0.05)
-        assert _processes_running("61.125")
+        assert processes_running("61.125")
         await backend.cancel(handle, grace_seconds=0.5)
         state = await backend.poll(handle)
         assert state.status is JobStatus.CANCELED
         await asyncio.sleep(0.2)
-        assert not _processes_running("61.125")
+        assert not processes_running("61.125")
 
     asyncio.run(run())
 

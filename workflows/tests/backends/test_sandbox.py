@@ -20,6 +20,7 @@ import pytest
 from emgapiv2.config import BASE_DIR, get_settings
 from workflows.backends import BackendUnavailable, JobSpec, JobStatus, LocalBackend
 from workflows.backends.sandbox import Sandbox
+from workflows.tests.backends.jobs import processes_running
 
 
 @pytest.fixture
@@ -158,15 +159,7 @@ def test_a_tool_dies_with_its_worker(attempt: Path) -> None:
 
 
 def _sleepers() -> list[str]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and b"62.375" in (entry / "cmdline").read_bytes().split(b"\0"):
-                if "State:\tZ" not in (entry / "status").read_text():
-                    found.append(entry.name)
-        except OSError:
-            continue
-    return found
+    return [str(pid) for pid in processes_running("62.375")]
 
 
 def test_without_bubblewrap_the_local_backend_refuses_unless_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
