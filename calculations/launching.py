@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 from uuid import UUID
 
 from django.db import transaction
@@ -25,6 +25,15 @@ class LauncherHealth:
     detail: str
 
 
+@dataclass(frozen=True)
+class WorkflowInfo:
+    """A deployed workflow users may launch: its name, description, and parameters' JSON schema."""
+
+    name: str
+    description: str
+    parameters_schema: dict[str, Any]
+
+
 class Launcher(Protocol):
     name: str  # the health check's key, e.g. "prefect"
 
@@ -34,6 +43,14 @@ class Launcher(Protocol):
 
     def stop_run(self, flow_run_id: UUID) -> None:
         """Tell the orchestrator a run is being canceled (best effort; the row is the truth)."""
+        ...
+
+    def launch_workflow_run(self, workflow_run_id: UUID) -> None:
+        """Start the workflow run's current attempt as a flow run of its deployment (after commit)."""
+        ...
+
+    def workflows(self) -> list[WorkflowInfo]:
+        """The workflows deployed for users to launch."""
         ...
 
     def health(self) -> LauncherHealth: ...
@@ -49,6 +66,12 @@ class NoLauncher:
 
     def stop_run(self, flow_run_id: UUID) -> None:
         pass
+
+    def launch_workflow_run(self, workflow_run_id: UUID) -> None:
+        logger.debug("no launcher registered: workflow run %s waits for the reconciler", workflow_run_id)
+
+    def workflows(self) -> list[WorkflowInfo]:
+        return []
 
     def health(self) -> LauncherHealth:
         return LauncherHealth(ok=False, detail="no launcher registered (is 'workflows' in INSTALLED_APPS?)")
@@ -68,10 +91,16 @@ def get_launcher() -> Launcher:
     return _launcher
 
 
-def launch_after_commit(calculation_id: UUID) -> None:
+def launch_after_commit(calculation_id: UUID, *, workflow_step: bool = False) -> None:
     """Launch once the current transaction has committed (never for a rolled-back row); the
-    launcher is looked up then, so the one registered at that moment is used."""
-    transaction.on_commit(lambda: get_launcher().launch(calculation_id))
+    launcher is looked up then, so the one registered at that moment is used. A workflow run's step
+    is never launched on its own: its workflow's flow run executes it (and each retry of it)."""
+    if not workflow_step:
+        transaction.on_commit(lambda: get_launcher().launch(calculation_id))
+
+
+def launch_workflow_run_after_commit(workflow_run_id: UUID) -> None:
+    transaction.on_commit(lambda: get_launcher().launch_workflow_run(workflow_run_id))
 
 
 def stop_run_after_commit(flow_run_id: UUID) -> None:

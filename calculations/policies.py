@@ -33,6 +33,9 @@ class AttemptEnd(enum.StrEnum):
     STORAGE_FAILED = "inputs, outputs or logs could not be read or stored"
     WORKER_LOST = "the worker stopped heartbeating, or its flow run ended, vanished or never started"
     PLATFORM_ERROR = "an unexpected error in the platform's own code"
+    # (a workflow run's attempt: its flow run)
+    FLOW_FAILED = "the workflow's flow raised: a step failed, or its own code did"
+    STEP_SYSTEM_ERROR = "a step of the workflow failed in the platform, after that step's own retries"
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,8 @@ POLICIES: Mapping[AttemptEnd, Policy] = {
     AttemptEnd.STORAGE_FAILED: Policy(S.SYSTEM_ERROR, retried=True),
     AttemptEnd.WORKER_LOST: Policy(S.SYSTEM_ERROR, retried=True),
     AttemptEnd.PLATFORM_ERROR: Policy(S.SYSTEM_ERROR, retried=True),
+    AttemptEnd.FLOW_FAILED: Policy(S.EXECUTOR_ERROR, retried=False),
+    AttemptEnd.STEP_SYSTEM_ERROR: Policy(S.SYSTEM_ERROR, retried=False),
 }
 
 
@@ -74,12 +79,15 @@ def retry_delay_seconds(next_attempt: int, retry: RetrySettings | None = None) -
     return min(retry.backoff_seconds * retry.backoff_factor ** max(next_attempt - 2, 0), retry.max_backoff_seconds)
 
 
-def decide(end: AttemptEnd, *, current_state: CalculationState, attempt: int) -> Decision:
-    """The calculation's next state when its attempt `attempt`, now `current_state`, ended with `end`."""
+def decide(
+    end: AttemptEnd, *, current_state: CalculationState, attempt: int, max_attempts: int | None = None
+) -> Decision:
+    """The calculation's next state when its attempt `attempt`, now `current_state`, ended with `end`.
+    (A workflow run, resumed rather than rerun, passes its own `max_attempts`.)"""
     if current_state == S.CANCELING:
         # a requested cancel wins over whatever the attempt did: nothing is kept, nothing retried
         return Decision(S.CANCELED, outputs_discarded=end is AttemptEnd.SUCCEEDED)
     policy = POLICIES[end]
-    if policy.retried and attempt < get_settings().retry.max_attempts:
+    if policy.retried and attempt < (max_attempts or get_settings().retry.max_attempts):
         return Decision(S.QUEUED, retry_in_seconds=retry_delay_seconds(attempt + 1))
     return Decision(policy.state)

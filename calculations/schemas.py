@@ -9,7 +9,7 @@ from uuid import UUID
 from ninja import FilterSchema, Schema
 from pydantic import ConfigDict, Field, field_validator
 
-from calculations.models import Calculation, File
+from calculations.models import Calculation, File, WorkflowRun
 from calculations.states import CalculationState
 from calculations.tools import get_registry
 
@@ -99,10 +99,21 @@ class CalculationOut(Schema):
     )
     backend: str
     flow_run_id: UUID | None
+    workflow_run: UUID | None = Field(description="The workflow run this calculation is a step of, if any.")
+    step: str | None = Field(description="Its step's name in that workflow run.")
+    step_index: int | None = Field(description="Which call of that step (a mapped step's element).")
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
     provenance: dict[str, Any]
+
+    @staticmethod
+    def resolve_workflow_run(calc: Calculation) -> UUID | None:
+        return calc.workflow_run_id
+
+    @staticmethod
+    def resolve_step(calc: Calculation) -> str | None:
+        return calc.step if calc.workflow_run_id else None
 
     @staticmethod
     def resolve_inputs(calc: Calculation) -> dict[str, UUID | None]:
@@ -145,6 +156,73 @@ class CalculationFilters(FilterSchema):
         if name is not None and name not in get_registry():
             raise ValueError(f"unknown tool {name!r} (known tools: {', '.join(sorted(get_registry()))})")
         return name
+
+
+class WorkflowOut(Schema):
+    name: str = Field(description="Launch it with POST /api/v2/workflows/{name}/runs.")
+    description: str
+    parameters_schema: dict[str, Any] = Field(
+        description="JSON schema of its parameters (Prefect's, from the flow's signature); "
+        "properties marked x-emgapi-file take one of your file ids."
+    )
+
+
+class WorkflowRunIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    params: dict[str, Any] = Field(default_factory=dict, description="The workflow's parameters.")
+
+
+class StepOut(Schema):
+    name: str
+    index: int
+    tool: str
+    calculation_id: UUID
+    state: CalculationState
+    cached_from: UUID | None = Field(description="The identical calculation it was answered from, when yours.")
+
+
+class WorkflowRunSummaryOut(Schema):
+    id: UUID
+    workflow: str
+    state: CalculationState
+    params: dict[str, Any]
+    error: str
+    attempts: int = Field(description="Flow runs so far: a run resumed after its worker was lost has several.")
+    flow_run_id: UUID | None = Field(description="The current attempt's flow run in Prefect.")
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @staticmethod
+    def resolve_attempts(run: WorkflowRun) -> int:
+        return run.attempt
+
+
+class WorkflowRunOut(WorkflowRunSummaryOut):
+    steps: list[StepOut] = Field(description="Its steps, in the order they were created; each is a calculation.")
+
+    @staticmethod
+    def resolve_steps(run: WorkflowRun) -> list[StepOut]:
+        steps = run.steps.order_by("created_at", "step", "step_index").values(
+            "id", "step", "step_index", "tool", "state", "cached_from_id", "cached_from__owner_id"
+        )
+        return [
+            StepOut(
+                name=step["step"],
+                index=step["step_index"] or 0,
+                tool=step["tool"],
+                calculation_id=step["id"],
+                state=CalculationState(step["state"]),
+                cached_from=step["cached_from_id"] if step["cached_from__owner_id"] == run.owner_id else None,
+            )
+            for step in steps
+        ]
+
+
+class WorkflowRunFilters(FilterSchema):
+    state: CalculationState | None = None
+    workflow: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,128}$", description="A workflow's name.")
 
 
 class LogsOut(Schema):

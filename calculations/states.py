@@ -39,9 +39,25 @@ ACTIVE_STATES = frozenset(CalculationState) - TERMINAL_STATES
 ATTEMPT_IN_PROGRESS_STATES = frozenset({S.INITIALIZING, S.RUNNING, S.CANCELING})
 
 
-def sources_of(target: CalculationState) -> frozenset[CalculationState]:
-    """States from which `target` may be entered."""
-    return frozenset(source for source, targets in ALLOWED_TRANSITIONS.items() if target in targets)
+# A workflow run (design brief §10) has no INITIALIZING of its own: its steps initialize. QUEUED ->
+# QUEUED / RUNNING -> QUEUED: its flow run or worker was lost, and it is resumed as attempt + 1.
+WORKFLOW_TRANSITIONS: dict[CalculationState, frozenset[CalculationState]] = {
+    S.QUEUED: frozenset({S.RUNNING, S.CANCELING, S.SYSTEM_ERROR, S.QUEUED}),
+    S.INITIALIZING: frozenset(),
+    S.RUNNING: frozenset({S.COMPLETE, S.EXECUTOR_ERROR, S.SYSTEM_ERROR, S.CANCELING, S.QUEUED}),
+    S.CANCELING: frozenset({S.CANCELED}),
+    S.COMPLETE: frozenset(),
+    S.EXECUTOR_ERROR: frozenset(),
+    S.SYSTEM_ERROR: frozenset(),
+    S.CANCELED: frozenset(),
+}
+
+
+def sources_of(
+    target: CalculationState, table: dict[CalculationState, frozenset[CalculationState]] = ALLOWED_TRANSITIONS
+) -> frozenset[CalculationState]:
+    """States from which `target` may be entered (in `table`: a calculation's, or a workflow run's)."""
+    return frozenset(source for source, targets in table.items() if target in targets)
 
 
 def is_allowed(source: CalculationState, target: CalculationState) -> bool:

@@ -161,6 +161,25 @@ class AdminLoginSettings(BaseModel):
     cooloff_minutes: float = Field(15, gt=0, description="How long a locked-out user and address must wait.")
 
 
+class WorkflowSettings(BaseModel):
+    """Workflow runs (design brief §10): one flow run each, its steps task runs in it."""
+
+    max_parallel_steps: int = Field(
+        1000, ge=1, description="Steps of one workflow run that run (or wait on their backend) at once."
+    )
+    local_step_slots: int = Field(
+        0, ge=0, description="Steps one worker runs at once on the local backend (0: the machine's CPU count)."
+    )
+    max_attempts: int = Field(
+        20,
+        ge=1,
+        description="Times a workflow run is resumed after its worker was lost; its COMPLETE steps never rerun.",
+    )
+    deployments_cache_seconds: float = Field(
+        5, ge=0, description="How long the API keeps the list of deployed workflows it read from Prefect."
+    )
+
+
 class RetrySettings(BaseModel):
     """Which failures are retried, and how the backoff grows, is calculations/policies.py."""
 
@@ -202,6 +221,7 @@ class Settings(BaseSettings):
     reconciler: ReconcilerSettings = ReconcilerSettings()
     sweeper: SweeperSettings = SweeperSettings()
     retry: RetrySettings = RetrySettings()
+    workflow: WorkflowSettings = WorkflowSettings()
     quota: QuotaSettings = QuotaSettings()
     admin_login: AdminLoginSettings = AdminLoginSettings()
     execution: ExecutionSettings = ExecutionSettings()

@@ -1,53 +1,141 @@
-"""Register flows as deployments on the calculation work pool: `task deploy-flow FLOW=<name|all>`."""
+"""Register flows as deployments: `task deploy-flow FLOW=<name|all> [FILE=<file>] [POOL=docker]`.
+
+A flow of your own lives in `workflows/flows/<name>.py` as the function `<name>` (or FILE=<file>
+FLOW=<function> when they differ, as in emgapi-v2); `FLOW=all` deploys every flow there. Each is
+deployed under its flow's name and tagged as a workflow users may launch (POST
+/api/v2/workflows/<flow name>/runs); the platform's own flows (run-calculation,
+reconcile-calculations) are deployed untagged. The calculation work pool runs flows in the worker's
+event loop, so only async flows go there: a sync one would stall every calculation the worker runs.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import os
+import pkgutil
+from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
+INTERNAL = ("run-calculation", "reconcile-calculations")
+FLOWS_PACKAGE = "workflows.flows"
 
-def _flows() -> dict[str, tuple[Any, dict[str, Any]]]:
+
+class DeployError(Exception):
+    """A flow that cannot be deployed as asked; the message says why and what to do."""
+
+
+@dataclass
+class Deployable:
+    flow: Any
+    options: dict[str, Any] = field(default_factory=dict)
+    workflow: bool = True  # users may launch it through the API
+
+
+def _internal() -> dict[str, Deployable]:
     from emgapiv2.config import get_settings
     from workflows.flows.reconcile_calculations import reconcile_calculations_flow
     from workflows.flows.run_calculation import run_calculation_flow
 
     interval = timedelta(seconds=get_settings().reconciler.interval_seconds)
     return {
-        "run-calculation": (run_calculation_flow, {}),
-        "reconcile-calculations": (reconcile_calculations_flow, {"interval": interval}),
+        "run-calculation": Deployable(run_calculation_flow, workflow=False),
+        "reconcile-calculations": Deployable(reconcile_calculations_flow, {"interval": interval}, workflow=False),
     }
 
 
-def deploy(names: list[str]) -> list[str]:
-    """Create or update the named deployments; return their full names."""
+def _module_flows(module_name: str) -> dict[str, Any]:
+    """The flows a module defines, by function name."""
+    from prefect import Flow
+
+    module = importlib.import_module(module_name)
+    return {
+        name: value
+        for name, value in vars(module).items()
+        if isinstance(value, Flow) and getattr(value.fn, "__module__", None) == module.__name__
+    }
+
+
+def find(name: str, file: str | None = None) -> Deployable:
+    """FLOW=<name>: an internal flow, or the function `name` in workflows/flows/<file or name>.py."""
+    internal = _internal()
+    if name in internal:
+        return internal[name]
+    module = Path(file or name).stem.replace("-", "_")
+    try:
+        flows = _module_flows(f"{FLOWS_PACKAGE}.{module}")
+    except ModuleNotFoundError as exc:
+        raise DeployError(f"no flow file workflows/flows/{module}.py ({exc})") from None
+    function = name.replace("-", "_")
+    if function not in flows:
+        known = ", ".join(sorted(flows)) or "none"
+        raise DeployError(f"workflows/flows/{module}.py has no flow function {function!r} (its flows: {known})")
+    return Deployable(flows[function])
+
+
+def find_all() -> dict[str, Deployable]:
+    import workflows.flows
+
+    found = dict(_internal())
+    internal_modules = {"run_calculation", "reconcile_calculations"}
+    for module in pkgutil.iter_modules(workflows.flows.__path__):
+        if module.name in internal_modules or module.name.startswith("_"):
+            continue
+        for function, flow in _module_flows(f"{FLOWS_PACKAGE}.{module.name}").items():
+            found[f"{module.name}:{function}"] = Deployable(flow)
+    return found
+
+
+def check_pool(deployable: Deployable, pool: str) -> None:
+    """The in-process pool takes async flows only; a sync one belongs on the Docker pool."""
+    if pool != "docker" and not deployable.flow.isasync:
+        raise DeployError(
+            f"flow {deployable.flow.name!r} is synchronous: the calculation worker runs flows in its event loop, "
+            "where it would stall every other calculation. Make it `async def`, or deploy it to the Docker work "
+            f"pool, whose runs each get a container: task deploy-flow FLOW={deployable.flow.fn.__name__} POOL=docker"
+        )
+
+
+def deploy(names: list[str], *, file: str | None = None, pool: str = "calculations") -> list[str]:
+    """Create or update the deployments; return their full names."""
     from prefect.client.orchestration import get_client
     from prefect.deployments.runner import EntrypointType
 
     from emgapiv2.config import get_settings
+    from workflows.dispatch import WORKFLOW_TAG
     from workflows.worker import ensure_work_pool
 
-    pool = get_settings().prefect.work_pool
+    if pool == "docker":
+        raise DeployError(
+            "the Docker work pool (prefect-docker) is not available in this deployment yet: deploy async flows "
+            "to the calculation work pool (leave POOL unset)"
+        )
+    work_pool = get_settings().prefect.work_pool
+    chosen = find_all() if names == ["all"] else {name: find(name, file) for name in names}
+    for deployable in chosen.values():
+        check_pool(deployable, pool)
 
     async def create_pool() -> None:
         async with get_client() as client:
-            await ensure_work_pool(client, pool)
+            await ensure_work_pool(client, work_pool)
 
     asyncio.run(create_pool())
-    flows = _flows()
-    unknown = sorted(set(names) - set(flows))
-    if unknown:
-        raise SystemExit(f"unknown flow(s) {', '.join(unknown)}; known: {', '.join(sorted(flows))}")
     deployed = []
-    for name in names:
-        flow, options = flows[name]
+    for deployable in chosen.values():
+        flow = deployable.flow
         deployment = flow.to_deployment(
-            name=name, work_pool_name=pool, entrypoint_type=EntrypointType.MODULE_PATH, **options
+            name=flow.name,
+            work_pool_name=work_pool,
+            entrypoint_type=EntrypointType.MODULE_PATH,
+            tags=[WORKFLOW_TAG] if deployable.workflow else [],
+            description=flow.description or "",
+            **deployable.options,
         )
-        deployment.apply(work_pool_name=pool)
-        deployed.append(f"{flow.name}/{name}")
+        deployment.apply(work_pool_name=work_pool)
+        deployed.append(f"{flow.name}/{flow.name}")
     return deployed
 
 
@@ -56,11 +144,16 @@ def main() -> None:
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "emgapiv2.settings")
     django.setup()
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("flows", nargs="+", help="flow names, or 'all'")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("flows", nargs="+", help="flow names (function names, or run-calculation), or 'all'")
+    parser.add_argument("--file", help="the flow's file in workflows/flows/, when not named after the flow")
+    parser.add_argument("--pool", default="calculations", help="'calculations' (in-process; default) or 'docker'")
     args = parser.parse_args()
-    names = sorted(_flows()) if args.flows == ["all"] else args.flows
-    for full_name in deploy(names):
+    try:
+        deployed = deploy(args.flows, file=args.file, pool=args.pool)
+    except DeployError as exc:
+        raise SystemExit(f"deploy-flow: {exc}") from None
+    for full_name in deployed:
         print(f"deployed {full_name}")
 
 

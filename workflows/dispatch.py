@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from typing import TYPE_CHECKING
 from uuid import UUID
 
 from django.utils import timezone
 
-from calculations.launching import LauncherHealth
+from calculations.launching import LauncherHealth, WorkflowInfo
 from emgapiv2.config import get_settings
 
 if TYPE_CHECKING:
@@ -24,7 +25,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_queue: queue.Queue[UUID] = queue.Queue()
+WORKFLOW_TAG = "emgapi-workflow"  # a deployment users may launch (task deploy-flow tags it)
+RUN_TAG = "workflow-run:"  # a flow run's tag naming the workflow run (and ATTEMPT_TAG its attempt) it serves
+ATTEMPT_TAG = "attempt:"
+
+# ("calculation" | "workflow-run", id)
+_queue: queue.Queue[tuple[str, UUID]] = queue.Queue()
 _thread: threading.Thread | None = None
 _thread_lock = threading.Lock()
 _deployment_ids: dict[str, UUID] = {}
@@ -40,7 +46,15 @@ def dispatch_calculation(calculation_id: UUID) -> None:
     if get_settings().prefect.dispatch == "off":
         return
     _ensure_thread()
-    _queue.put(calculation_id)
+    _queue.put(("calculation", calculation_id))
+
+
+def dispatch_workflow_run(workflow_run_id: UUID) -> None:
+    """Queue a committed workflow run (or its resumed attempt) for a flow run (non-blocking)."""
+    if get_settings().prefect.dispatch == "off":
+        return
+    _ensure_thread()
+    _queue.put(("workflow-run", workflow_run_id))
 
 
 def _ensure_thread() -> None:
@@ -82,22 +96,76 @@ def create_flow_run(client: SyncPrefectClient, calculation_id: UUID) -> UUID | N
     return flow_run.id
 
 
+def workflow_deployment_name(workflow: str) -> str:
+    """`task deploy-flow` names a workflow's deployment after its flow."""
+    return f"{workflow}/{workflow}"
+
+
+def workflow_run_tags(flow_run_tags: list[str]) -> tuple[UUID, int] | None:
+    """(workflow run id, attempt) a flow run serves, from its tags; None for a calculation's."""
+    run = next((tag.removeprefix(RUN_TAG) for tag in flow_run_tags if tag.startswith(RUN_TAG)), None)
+    attempt = next((tag.removeprefix(ATTEMPT_TAG) for tag in flow_run_tags if tag.startswith(ATTEMPT_TAG)), None)
+    if run is None or attempt is None or not attempt.isdigit():
+        return None
+    return UUID(run), int(attempt)
+
+
+def create_workflow_flow_run(client: SyncPrefectClient, workflow_run_id: UUID) -> UUID | None:
+    """Create (idempotently) the flow run of the workflow run's current attempt and record it. A
+    workflow no longer deployed ends the run: SYSTEM_ERROR, saying so."""
+    from prefect.exceptions import ObjectNotFound
+
+    from calculations.actions import do_end_workflow_run, do_record_workflow_flow_run
+    from calculations.models import WorkflowRun
+    from calculations.policies import AttemptEnd
+    from calculations.states import CalculationState
+
+    row = WorkflowRun.objects.filter(id=workflow_run_id).values("attempt", "state", "flow_run_id", "workflow", "params")
+    found = row.first()
+    if found is None or found["state"] != CalculationState.QUEUED or found["flow_run_id"] is not None:
+        return None
+    try:
+        deployment = client.read_deployment_by_name(workflow_deployment_name(found["workflow"]))
+    except ObjectNotFound:
+        do_end_workflow_run(
+            workflow_run_id, found["attempt"], AttemptEnd.STOPPED_OUTSIDE,
+            message=f"workflow {found['workflow']!r} is no longer deployed", actor="dispatcher",
+        )  # fmt: skip
+        return None
+    flow_run = client.create_flow_run_from_deployment(
+        deployment.id,
+        parameters=found["params"],
+        idempotency_key=f"workflow-run:{workflow_run_id}:{found['attempt']}",
+        name=f"wf-{workflow_run_id}",
+        tags=[f"{RUN_TAG}{workflow_run_id}", f"{ATTEMPT_TAG}{found['attempt']}"],
+    )
+    do_record_workflow_flow_run(workflow_run_id, found["attempt"], flow_run.id)
+    return flow_run.id
+
+
+def _create(client: SyncPrefectClient, kind: str, object_id: UUID) -> None:
+    if kind == "workflow-run":
+        create_workflow_flow_run(client, object_id)
+    else:
+        create_flow_run(client, object_id)
+
+
 def _dispatch_forever() -> None:
     from django.db import close_old_connections
     from prefect.client.orchestration import get_client
 
     while True:
-        calculation_id = _queue.get()
+        kind, object_id = _queue.get()
         try:
             with get_client(sync_client=True) as client:
                 while True:
-                    create_flow_run(client, calculation_id)
+                    _create(client, kind, object_id)
                     try:
-                        calculation_id = _queue.get(timeout=1)
+                        kind, object_id = _queue.get(timeout=1)
                     except queue.Empty:
                         break
         except Exception:
-            logger.exception("could not dispatch calculation %s; the reconciler will retry", calculation_id)
+            logger.exception("could not dispatch %s %s; the reconciler will retry", kind, object_id)
         finally:
             try:
                 close_old_connections()
@@ -127,6 +195,46 @@ def cancel_flow_run(flow_run_id: UUID) -> None:
         logger.warning("could not mark flow run %s cancelled in Prefect", flow_run_id, exc_info=True)
 
 
+_catalogue: tuple[float, list[WorkflowInfo]] | None = None
+_catalogue_lock = threading.Lock()
+
+
+def deployed_workflows() -> list[WorkflowInfo]:
+    """The workflow deployments on the calculation work pool (tagged by `task deploy-flow`), read
+    from Prefect at most every `workflow.deployments_cache_seconds`."""
+    global _catalogue
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterTags,
+        WorkPoolFilter,
+        WorkPoolFilterName,
+    )
+
+    settings = get_settings()
+    with _catalogue_lock:
+        if _catalogue is not None and time.monotonic() - _catalogue[0] < settings.workflow.deployments_cache_seconds:
+            return _catalogue[1]
+        with get_client(sync_client=True) as client:
+            deployments = client.read_deployments(
+                deployment_filter=DeploymentFilter(tags=DeploymentFilterTags(all_=[WORKFLOW_TAG])),
+                work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[settings.prefect.work_pool])),
+            )
+        found = sorted(
+            (
+                WorkflowInfo(
+                    name=deployment.name,
+                    description=deployment.description or "",
+                    parameters_schema=dict(deployment.parameter_openapi_schema or {}),
+                )
+                for deployment in deployments
+            ),
+            key=lambda info: info.name,
+        )
+        _catalogue = (time.monotonic(), found)
+        return found
+
+
 def prefect_health() -> LauncherHealth:
     from prefect.client.orchestration import get_client
 
@@ -144,6 +252,12 @@ class PrefectLauncher:
 
     def launch(self, calculation_id: UUID) -> None:
         dispatch_calculation(calculation_id)
+
+    def launch_workflow_run(self, workflow_run_id: UUID) -> None:
+        dispatch_workflow_run(workflow_run_id)
+
+    def workflows(self) -> list[WorkflowInfo]:
+        return deployed_workflows()
 
     def stop_run(self, flow_run_id: UUID) -> None:
         cancel_flow_run(flow_run_id)

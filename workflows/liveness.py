@@ -13,13 +13,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import timedelta
+from uuid import UUID
 
 from django.db.models import DurationField, ExpressionWrapper, F
 from django.db.models.functions import Now
 
 from calculations import actions
-from calculations.models import Calculation, WorkerProcess
-from calculations.states import ATTEMPT_IN_PROGRESS_STATES
+from calculations.errors import InvalidTransition
+from calculations.models import Calculation, WorkerProcess, WorkflowRun
+from calculations.policies import AttemptEnd
+from calculations.states import ACTIVE_STATES, ATTEMPT_IN_PROGRESS_STATES, CalculationState
 from emgapiv2.config import get_settings
 from workflows.db import db
 from workflows.identity import WorkerIdentity, is_running
@@ -52,6 +55,22 @@ def attempts_held_by(name: str) -> list[LostAttempt]:
     return list(Calculation.objects.filter(worker=name, state__in=ATTEMPT_IN_PROGRESS_STATES).values(*LOST_FIELDS))
 
 
+def resume_workflow_runs_of(name: str, reason: str, actor: str) -> list[tuple[UUID, UUID | None, bool]]:
+    """The dead worker's workflow runs resume as their next attempt (a new flow run: their COMPLETE
+    steps are kept), or end CANCELED if they were canceling. (id, old flow run, canceled) of each."""
+    ended = []
+    held = WorkflowRun.objects.filter(worker=name, state__in=ACTIVE_STATES).values_list("id", "attempt", "flow_run_id")
+    for workflow_run_id, attempt, flow_run_id in held:
+        try:
+            run = actions.do_end_workflow_run(
+                workflow_run_id, attempt, AttemptEnd.WORKER_LOST, message=reason, actor=actor
+            )
+        except InvalidTransition:
+            continue
+        ended.append((workflow_run_id, flow_run_id, run.state == CalculationState.CANCELED))
+    return ended
+
+
 async def settle_dead_workers(me: WorkerIdentity, *, judge_silence: bool = True) -> int:
     """Settle the attempts of every dead worker this worker finds; return how many."""
     settled = 0
@@ -68,5 +87,10 @@ async def settle_dead_workers(me: WorkerIdentity, *, judge_silence: bool = True)
                 except TimeoutError:
                     logger.warning("could not stop the job of calculation %s in %s s", calc["id"], STOP_SECONDS)
                 await mark_flow_run_ended(calc["flow_run_id"], reason, canceled=outcome == "canceled")
+        # after its steps were settled: the resumed attempt finds them QUEUED for their next attempt
+        reason = f"worker lost: its worker {name} {what}"
+        for _, flow_run_id, canceled in await db(resume_workflow_runs_of)(name, reason, f"worker:{me.name}"):
+            settled += 1
+            await mark_flow_run_ended(flow_run_id, reason, canceled=canceled)
         logger.warning("worker %s %s: its attempts are settled", name, what)
     return settled

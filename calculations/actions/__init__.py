@@ -10,6 +10,7 @@ then act, `do_*` make one transactional change:
 - `attempts`: an attempt started, running, heartbeating, ended (through `calculations/policies.py`);
 - `cancels`: cancel requests;
 - `followers`: identical calculations that follow one in flight;
+- `workflow_runs`: workflow runs submitted, started, resumed, canceled, ended; their steps;
 - `workers`: worker processes registered, heartbeating, ended (their own liveness);
 - `transitions`: the guarded, fenced UPDATE and its event row that every state change goes through.
 
@@ -17,7 +18,7 @@ Side effects on other systems (launching a run) happen after commit, through the
 `workflows` registers (`calculations/launching.py`).
 """
 
-from calculations.actions.access import access_calculation_by_id, access_file_by_id
+from calculations.actions.access import access_calculation_by_id, access_file_by_id, access_workflow_run_by_id
 from calculations.actions.attempts import (
     JobOutcome,
     do_end_attempt,
@@ -38,18 +39,36 @@ from calculations.actions.files import (
     held_bytes,
 )
 from calculations.actions.quotas import do_set_user_quota
-from calculations.actions.submissions import check_create_calculation, do_create_calculation
+from calculations.actions.submissions import StepRef, check_create_calculation, do_create_calculation
 from calculations.actions.tokens import do_create_api_token, do_record_token_use, hash_token
 from calculations.actions.transitions import RECONCILER_ACTOR, WORKER_ACTOR, user_actor
 from calculations.actions.workers import do_end_worker, do_register_worker, do_worker_heartbeat
+from calculations.actions.workflow_runs import (
+    do_cancel_steps,
+    do_create_step,
+    do_create_workflow_run,
+    do_end_workflow_run,
+    do_record_workflow_flow_run,
+    do_request_cancel_workflow_run,
+    do_start_workflow_run,
+)
 
 __all__ = [
     "RECONCILER_ACTOR",
     "WORKER_ACTOR",
     "JobOutcome",
     "OutputBlob",
+    "StepRef",
     "access_calculation_by_id",
     "access_file_by_id",
+    "access_workflow_run_by_id",
+    "do_cancel_steps",
+    "do_create_step",
+    "do_create_workflow_run",
+    "do_end_workflow_run",
+    "do_record_workflow_flow_run",
+    "do_request_cancel_workflow_run",
+    "do_start_workflow_run",
     "check_create_calculation",
     "check_storage_quota",
     "clean_file_name",

@@ -7,7 +7,7 @@ from uuid import UUID
 from django.db.models import QuerySet
 
 from calculations.errors import NotFound
-from calculations.models import Calculation, File
+from calculations.models import Calculation, File, WorkflowRun
 
 
 def access_file_by_id(user_id: int, file_id: UUID) -> File:
@@ -26,3 +26,13 @@ def access_calculation_by_id(
     if calc is None:
         raise NotFound(f"calculation {calculation_id} not found")
     return calc
+
+
+def access_workflow_run_by_id(
+    user_id: int, workflow_run_id: UUID, *, queryset: QuerySet[WorkflowRun] | None = None
+) -> WorkflowRun:
+    found = (queryset if queryset is not None else WorkflowRun.objects).filter(id=workflow_run_id, owner_id=user_id)
+    run = found.first()
+    if run is None:
+        raise NotFound(f"workflow run {workflow_run_id} not found")
+    return run

@@ -221,5 +221,5 @@ def _queue_next_attempt(
         error=error,
         provenance=provenance,
     )
-    launch_after_commit(calc.id)
+    launch_after_commit(calc.id, workflow_step=calc.workflow_run_id is not None)
     return calc

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 from uuid import UUID
@@ -19,7 +20,7 @@ from calculations.caching import compute_cache_key
 from calculations.errors import InvalidInput, NotFound, QuotaExceeded
 from calculations.formats import HEAD_BYTES, FormatMismatch, check_format, check_whole_file
 from calculations.launching import launch_after_commit
-from calculations.models import Calculation, CalculationInput, File
+from calculations.models import Calculation, CalculationInput, File, WorkflowRun
 from calculations.provenance import Provenance
 from calculations.states import ACTIVE_STATES, CalculationState
 from calculations.storage import get_storage
@@ -37,6 +38,16 @@ def _format_validation_error(prefix: str, exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+@dataclass(frozen=True)
+class StepRef:
+    """Where a calculation sits in a workflow run: executed by its flow run, never launched alone,
+    and outside the active-calculations quota (the workflow run counts once)."""
+
+    workflow_run_id: UUID
+    name: str
+    index: int
+
+
 def check_create_calculation(
     owner_id: int,
     tool_name: str,
@@ -45,6 +56,7 @@ def check_create_calculation(
     params: Mapping[str, Any],
     use_cache: bool = True,
     backend: str | None = None,
+    step: StepRef | None = None,
 ) -> Calculation:
     """Validate a submission (tool, backend, parameters, input roles, files and their formats), then create it."""
     try:
@@ -96,6 +108,7 @@ def check_create_calculation(
         files=files,
         use_cache=use_cache,
         backend=chosen_backend,
+        step=step,
     )
 
 
@@ -104,15 +117,20 @@ def _has_all_outputs(calc: Calculation) -> bool:
     return calc.output_files.count() == produced
 
 
-def _check_active_quota(owner_id: int) -> None:
-    """Only calculations that run count: cache hits and followers cost nothing."""
+def check_active_quota(owner_id: int) -> None:
+    """Only what runs counts: cache hits and followers cost nothing, and a workflow run counts once
+    (its steps are paced by the workflow's own limit, never refused here)."""
     # one submitter per user at a time
     get_user_model().objects.select_for_update(no_key=True).filter(id=owner_id).first()
     limit = active_limit(owner_id)
-    active = Calculation.objects.filter(owner_id=owner_id, state__in=ACTIVE_STATES, cached_from__isnull=True).count()
+    active = Calculation.objects.filter(
+        owner_id=owner_id, state__in=ACTIVE_STATES, cached_from__isnull=True, workflow_run__isnull=True
+    ).count()
+    active += WorkflowRun.objects.filter(owner_id=owner_id, state__in=ACTIVE_STATES).count()
     if active >= limit:
         raise QuotaExceeded(
-            f"you have {active} calculations queued or running; the limit is {limit}: retry when some have finished"
+            f"you have {active} calculations and workflow runs queued or running; the limit is {limit}: "
+            "retry when some have finished"
         )
 
 
@@ -125,9 +143,10 @@ def do_create_calculation(
     files: Mapping[str, File],
     use_cache: bool,
     backend: str = "local",
+    step: StepRef | None = None,
 ) -> Calculation:
     """Create the row: COMPLETE at once from the cache, following an identical one in flight, or
-    QUEUED and launched once the transaction has committed."""
+    QUEUED and launched once the transaction has committed (a step: executed by its workflow's flow)."""
     input_sha256s = {role: file.sha256 for role, file in files.items()}
     cache_key = compute_cache_key(tool=spec.name, tool_version=spec.version, params=params, input_sha256s=input_sha256s)
     provenance = Provenance(tool=spec.name, tool_version=spec.version, params=params, inputs=input_sha256s)
@@ -141,6 +160,8 @@ def do_create_calculation(
         backend=backend,
         provenance=provenance.model_dump(mode="json"),
     )
+    if step is not None:
+        calc.workflow_run_id, calc.step, calc.step_index = step.workflow_run_id, step.name, step.index
     actor = user_actor(owner_id)
 
     hit = leader = None
@@ -168,10 +189,11 @@ def do_create_calculation(
         calc.save()
         record_event(calc, "", S.QUEUED, actor, f"following identical calculation {leader.id} in flight")
     else:
-        _check_active_quota(owner_id)
+        if step is None:
+            check_active_quota(owner_id)
         calc.save()
-        record_event(calc, "", S.QUEUED, actor, "submitted")
-        launch_after_commit(calc.id)
+        record_event(calc, "", S.QUEUED, actor, "submitted" if step is None else f"step {step.name!r}")
+        launch_after_commit(calc.id, workflow_step=step is not None)
 
     # the files may have been deleted since they were checked: lock them, so none goes now
     chosen = {file.id for file in files.values()}

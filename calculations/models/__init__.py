@@ -3,6 +3,7 @@ from calculations.models.files import File, OrphanBlob
 from calculations.models.idempotency import IdempotentRequest
 from calculations.models.tokens import ApiToken, UserQuota
 from calculations.models.workers import WorkerProcess
+from calculations.models.workflows import WorkflowRun, WorkflowRunEvent
 
 __all__ = [
     "ApiToken",
@@ -14,4 +15,6 @@ __all__ = [
     "OrphanBlob",
     "UserQuota",
     "WorkerProcess",
+    "WorkflowRun",
+    "WorkflowRunEvent",
 ]

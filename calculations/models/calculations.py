@@ -40,10 +40,24 @@ class Calculation(models.Model):
     worker = models.CharField(max_length=200, blank=True, db_index=True)
     # A retry (a new attempt after a SYSTEM_ERROR) does not start before this: the backoff.
     not_before = models.DateTimeField(null=True, blank=True)
+    # A step of a workflow run: its name there, and which call of that name (a map's element).
+    workflow_run = models.ForeignKey(
+        "calculations.WorkflowRun", null=True, blank=True, on_delete=models.CASCADE, related_name="steps"
+    )
+    step = models.CharField(max_length=128, blank=True)
+    step_index = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "id"]
         indexes = [models.Index(fields=["owner", "-created_at"]), models.Index(fields=["cache_key", "state"])]
+        constraints = [
+            # a resumed workflow run finds each step it already created by this
+            models.UniqueConstraint(
+                fields=["workflow_run", "step", "step_index"],
+                condition=models.Q(workflow_run__isnull=False),
+                name="one_calculation_per_step",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.tool} {self.id} [{self.state}]"

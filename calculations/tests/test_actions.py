@@ -21,7 +21,7 @@ from calculations.actions import (
     do_record_heartbeats,
     do_request_cancel,
 )
-from calculations.launching import LauncherHealth, register_launcher
+from calculations.launching import LauncherHealth, WorkflowInfo, register_launcher
 from calculations.models import Calculation, File
 from calculations.policies import AttemptEnd
 from calculations.provenance import update_attempt
@@ -44,12 +44,19 @@ class RecordingLauncher:
     def __init__(self) -> None:
         self.launched: list[UUID] = []
         self.stopped: list[UUID] = []
+        self.launched_workflow_runs: list[UUID] = []
 
     def launch(self, calculation_id: UUID) -> None:
         self.launched.append(calculation_id)
 
     def stop_run(self, flow_run_id: UUID) -> None:
         self.stopped.append(flow_run_id)
+
+    def launch_workflow_run(self, workflow_run_id: UUID) -> None:
+        self.launched_workflow_runs.append(workflow_run_id)
+
+    def workflows(self) -> list[WorkflowInfo]:
+        return []
 
     def health(self) -> LauncherHealth:
         return LauncherHealth(ok=True, detail="recording")

@@ -6,6 +6,8 @@
   table (calculations/policies.py) decides what follows (the next attempt after a backoff while
   attempts are left, else SYSTEM_ERROR; CANCELED if a cancel was pending). A lost attempt's
   container or Slurm job is stopped, and its flow run marked Crashed (or Cancelled) in Prefect.
+- Workflow runs never dispatched are dispatched; those whose flow run ended without ending them,
+  vanished or never started are resumed as their next attempt (their COMPLETE steps are kept).
 - (Leftovers, orphan blobs and expired idempotency records are the sweeper's, in every worker.)
 
 Each sweep is one function; the flow runs them in turn.
@@ -23,11 +25,12 @@ from prefect import flow, get_run_logger
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-from calculations.models import Calculation
+from calculations.actions import RECONCILER_ACTOR
+from calculations.models import Calculation, WorkflowRun
 from calculations.states import ACTIVE_STATES, ATTEMPT_IN_PROGRESS_STATES, CalculationState
 from emgapiv2.config import get_settings
 from workflows.db import db
-from workflows.dispatch import dispatch_calculation
+from workflows.dispatch import dispatch_calculation, dispatch_workflow_run
 from workflows.lost_attempts import LOST_FIELDS, LostAttempt, mark_flow_run_ended, settle, stop_orphan
 
 S = CalculationState
@@ -39,7 +42,11 @@ def _undispatched() -> list[UUID]:
     cutoff = now - timedelta(seconds=get_settings().reconciler.dispatch_after_seconds)
     return list(
         Calculation.objects.filter(
-            state=S.QUEUED, flow_run_id__isnull=True, cached_from__isnull=True, updated_at__lt=cutoff
+            state=S.QUEUED,
+            flow_run_id__isnull=True,
+            cached_from__isnull=True,
+            workflow_run__isnull=True,  # a step is executed by its workflow run's flow run
+            updated_at__lt=cutoff,
         )
         .filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
         .values_list("id", flat=True)
@@ -112,6 +119,57 @@ async def dispatch_undispatched() -> int:
     return len(ids)
 
 
+def _undispatched_workflow_runs() -> list[UUID]:
+    cutoff = timezone.now() - timedelta(seconds=get_settings().reconciler.dispatch_after_seconds)
+    queued = WorkflowRun.objects.filter(state=S.QUEUED, flow_run_id__isnull=True, updated_at__lt=cutoff)
+    return list(queued.values_list("id", flat=True))
+
+
+async def dispatch_undispatched_workflow_runs() -> int:
+    """QUEUED workflow runs (new, or resumed) that never reached Prefect are dispatched."""
+    ids = await db(_undispatched_workflow_runs)()
+    for workflow_run_id in ids:
+        dispatch_workflow_run(workflow_run_id)
+    return len(ids)
+
+
+def _workflow_runs_in_flight() -> list[Any]:
+    active = WorkflowRun.objects.filter(state__in=ACTIVE_STATES, flow_run_id__isnull=False)
+    return list(active.values("id", "attempt", "state", "flow_run_id"))
+
+
+async def settle_lost_workflow_runs(counts: dict[str, int]) -> None:
+    """Workflow runs whose flow run ended without ending them (its worker died between the two),
+    vanished, or was never started: resumed as their next attempt (or CANCELED if canceling).
+    A flow run that ended only just now is left to its worker, which is recording it."""
+    from calculations.actions import do_end_workflow_run
+    from calculations.errors import InvalidTransition
+    from calculations.policies import AttemptEnd
+
+    in_flight = await db(_workflow_runs_in_flight)()
+    if not in_flight:
+        return
+    flow_runs = await _read_flow_runs([run["flow_run_id"] for run in in_flight])
+    problems = _flow_run_problems(flow_runs, {run["flow_run_id"] for run in in_flight})
+    grace = timedelta(seconds=get_settings().reconciler.pending_after_seconds)
+    just_ended = {
+        run.id
+        for run in flow_runs
+        if run.state is not None and run.state.is_final() and timezone.now() - run.state.timestamp < grace
+    }
+    for run in in_flight:
+        reason = problems.get(run["flow_run_id"])
+        if reason is None or run["flow_run_id"] in just_ended:
+            continue
+        try:
+            ended = await db(do_end_workflow_run)(
+                run["id"], run["attempt"], AttemptEnd.WORKER_LOST, message=reason, actor=RECONCILER_ACTOR
+            )
+        except InvalidTransition:
+            continue
+        counts["workflow runs " + ("resumed" if ended.state == S.QUEUED else "ended")] += 1
+
+
 async def settle_stale_heartbeats(counts: dict[str, int]) -> None:
     """Calculations whose worker stopped heartbeating lost it: settle them, stop their job."""
     for calc in await db(_stale)():
@@ -146,8 +204,11 @@ async def settle_lost_flow_runs(counts: dict[str, int]) -> None:
 @flow(name="reconcile-calculations", persist_result=False)
 async def reconcile_calculations_flow() -> dict[str, int]:
     counts = {"dispatched": await dispatch_undispatched(), "retried": 0, "failed": 0, "canceled": 0}
+    counts["workflow runs dispatched"] = await dispatch_undispatched_workflow_runs()
+    counts["workflow runs resumed"] = counts["workflow runs ended"] = 0
     await settle_stale_heartbeats(counts)
     await settle_lost_flow_runs(counts)
+    await settle_lost_workflow_runs(counts)
     if any(counts.values()):
         get_run_logger().info("reconciled: %s", counts)
     return counts

@@ -76,7 +76,7 @@ def prefect_server_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator
     try:
         from workflows.deploy import deploy
 
-        deploy(["run-calculation"])
+        deploy(["run-calculation", "pipeline"])
         yield server
     finally:
         server.stop()

@@ -21,8 +21,8 @@ TERMINAL = {"COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED"}
 
 
 class Api:
-    def __init__(self, base_url: str) -> None:
-        token = do_create_api_token("integration")
+    def __init__(self, base_url: str, user: str = "integration") -> None:
+        token = do_create_api_token(user)
         self.http = httpx.Client(
             base_url=f"{base_url}/api/v2", headers={"Authorization": f"Bearer {token}"}, timeout=30
         )

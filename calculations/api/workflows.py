@@ -1,0 +1,92 @@
+"""Workflows (design brief §10): the deployed ones, and runs of them. A run is one flow run whose
+steps are calculations (GET /calculations/{id} shows each step's `workflow_run` and `step`)."""
+
+from uuid import UUID
+
+from django.db.models import QuerySet
+from ninja import Query, Router
+from ninja.pagination import paginate
+
+from calculations.actions import (
+    access_workflow_run_by_id,
+    do_create_workflow_run,
+    do_request_cancel_workflow_run,
+    user_actor,
+)
+from calculations.api.pagination import BoundedLimitOffsetPagination
+from calculations.api.requests import AuthedRequest
+from calculations.launching import get_launcher
+from calculations.models import WorkflowRun
+from calculations.schemas import (
+    ErrorOut,
+    WorkflowOut,
+    WorkflowRunFilters,
+    WorkflowRunIn,
+    WorkflowRunOut,
+    WorkflowRunSummaryOut,
+)
+from calculations.workflow_params import check_workflow_params, find_workflow
+
+workflows_router = Router(tags=["workflows"])
+runs_router = Router(tags=["workflows"])
+
+
+def _workflow_out(name: str) -> WorkflowOut:
+    info = find_workflow(name)
+    return WorkflowOut(name=info.name, description=info.description, parameters_schema=info.parameters_schema)
+
+
+@workflows_router.get("", response=list[WorkflowOut], operation_id="list_workflows")
+def list_workflows(request: AuthedRequest) -> list[WorkflowOut]:
+    """The deployed workflows: `pipeline` (a DAG of registered tools, posted as data) and the flows
+    ops engineers deployed with `task deploy-flow`."""
+    return [
+        WorkflowOut(name=info.name, description=info.description, parameters_schema=info.parameters_schema)
+        for info in get_launcher().workflows()
+    ]
+
+
+@workflows_router.get("/{name}", response={200: WorkflowOut, 404: ErrorOut}, operation_id="get_workflow")
+def get_workflow(request: AuthedRequest, name: str) -> WorkflowOut:
+    return _workflow_out(name)
+
+
+@workflows_router.post(
+    "/{name}/runs",
+    response={202: WorkflowRunOut, 404: ErrorOut, 422: ErrorOut, 429: ErrorOut},
+    operation_id="run_workflow",
+)
+def run_workflow(request: AuthedRequest, name: str, payload: WorkflowRunIn) -> tuple[int, WorkflowRun]:
+    """Launch a run: its parameters are checked against the workflow's schema (422 naming the field),
+    files they name must be yours (404), and a pipeline's DAG must hold together (422 naming the step)."""
+    workflow = find_workflow(name)
+    check_workflow_params(request.auth.id, workflow, payload.params)
+    return 202, do_create_workflow_run(request.auth.id, workflow.name, payload.params)
+
+
+def _visible(request: AuthedRequest) -> QuerySet[WorkflowRun]:
+    return WorkflowRun.objects.filter(owner_id=request.auth.id)
+
+
+@runs_router.get("", response=list[WorkflowRunSummaryOut], operation_id="list_workflow_runs")
+@paginate(BoundedLimitOffsetPagination)
+def list_workflow_runs(request: AuthedRequest, filters: Query[WorkflowRunFilters]) -> QuerySet[WorkflowRun]:
+    """Your workflow runs, newest first; filter by `state` and `workflow`."""
+    return filters.filter(_visible(request))
+
+
+@runs_router.get("/{workflow_run_id}", response={200: WorkflowRunOut, 404: ErrorOut}, operation_id="get_workflow_run")
+def get_workflow_run(request: AuthedRequest, workflow_run_id: UUID) -> WorkflowRun:
+    return access_workflow_run_by_id(request.auth.id, workflow_run_id)
+
+
+@runs_router.post(
+    "/{workflow_run_id}/cancel",
+    response={202: WorkflowRunOut, 404: ErrorOut, 409: ErrorOut},
+    operation_id="cancel_workflow_run",
+)
+def cancel_workflow_run(request: AuthedRequest, workflow_run_id: UUID) -> tuple[int, WorkflowRun]:
+    """Stop a run: every step in flight is canceled (processes, containers, Slurm jobs stopped) and no
+    new step starts; CANCELED at once if it had not started, else CANCELING until its flow returned."""
+    run = access_workflow_run_by_id(request.auth.id, workflow_run_id)
+    return 202, do_request_cancel_workflow_run(run.id, actor=user_actor(request.auth.id))

@@ -1,0 +1,54 @@
+"""The WorkflowRun row: the truth about one run of a deployed workflow (design brief §10), as a
+Calculation row is about one tool run. Its steps are Calculations that point back to it."""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+from calculations.states import CalculationState
+
+
+class WorkflowRun(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="workflow_runs")
+    workflow = models.CharField(max_length=128, db_index=True)  # the deployed flow's name
+    params = models.JSONField(default=dict)
+    state = models.CharField(
+        max_length=16, choices=CalculationState.choices, default=CalculationState.QUEUED, db_index=True
+    )
+    # each attempt is one flow run; a resumed attempt finds its COMPLETE steps and runs only the rest
+    attempt = models.PositiveIntegerField(default=1)
+    flow_run_id = models.UUIDField(null=True, blank=True, db_index=True)
+    # the worker process (WorkerProcess.name) running the current attempt: if it dies, the run resumes
+    worker = models.CharField(max_length=200, blank=True, db_index=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "id"]
+        indexes = [models.Index(fields=["owner", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.workflow} {self.id} [{self.state}]"
+
+
+class WorkflowRunEvent(models.Model):
+    """Append-only log of a workflow run's state changes: who, when, from, to, why."""
+
+    workflow_run = models.ForeignKey(WorkflowRun, on_delete=models.CASCADE, related_name="events")
+    attempt = models.PositiveIntegerField()
+    from_state = models.CharField(max_length=16, blank=True)
+    to_state = models.CharField(max_length=16)
+    actor = models.CharField(max_length=128)
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.from_state or '∅'} → {self.to_state} ({self.actor})"

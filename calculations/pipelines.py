@@ -1,0 +1,246 @@
+"""User-defined pipelines: a DAG of registered tools, posted as data (design brief §10), never code.
+
+```json
+{"steps": {
+   "genes": {"tool": "prodigal", "params": {"mode": "single"}, "inputs": {"contigs": "file:<id>"}},
+   "hits":  {"tool": "hmmsearch", "inputs": {"profile": "file:<id>", "sequences": "genes.proteins"}}}}
+```
+An input is `"file:<id>"`, `"<step>.<output role>"`, or `{"each": [...]}` of those: the step is then
+mapped over the list (one calculation per element), and a step that takes a mapped step's output is
+mapped along with it (element i takes element i's output). `check_pipeline` finds every mistake a
+submission can hold before anything runs; `plan` is what the built-in `pipeline` flow executes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from calculations.errors import InvalidInput
+from calculations.models import File
+from calculations.tools import UnknownTool, get_tool
+
+STEP_NAME = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
+MAX_CALCULATIONS = 10_000  # in one pipeline, all its maps together
+FILE_REF = re.compile(r"^file:([0-9a-fA-F-]{32,36})$")
+OUTPUT_REF = re.compile(r"^([A-Za-z][A-Za-z0-9_-]{0,63})\.([A-Za-z0-9_-]{1,64})$")
+
+
+class Each(BaseModel):
+    """Map the step over these references: one calculation per element."""
+
+    model_config = ConfigDict(extra="forbid")
+    each: list[str] = Field(min_length=1, max_length=MAX_CALCULATIONS)
+
+
+class PipelineStep(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tool: str = Field(description="A registered tool (GET /api/v2/tools).")
+    params: dict[str, Any] = Field(default_factory=dict, description="The tool's parameters.")
+    inputs: dict[str, str | Each] = Field(
+        description="For each input role: 'file:<id>', '<step>.<output role>', or {'each': [...]} of those."
+    )
+    backend: str | None = Field(None, description="local, container or slurm; unset: the tool's default.")
+    use_cache: bool = Field(True, description="Answer from an identical earlier calculation if there is one.")
+
+
+class Pipeline(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    steps: dict[str, PipelineStep] = Field(min_length=1, max_length=1000)
+
+
+@dataclass(frozen=True)
+class Ref:
+    """One reference: a file (file_id), or a step's output (step, role)."""
+
+    file_id: UUID | None = None
+    step: str = ""
+    role: str = ""
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    name: str
+    tool: str
+    params: dict[str, Any]
+    backend: str | None
+    use_cache: bool
+    width: int | None  # elements, if mapped
+    inputs: dict[str, list[Ref]]  # per role: one ref, or one per element (an `each`)
+    each_roles: frozenset[str]
+
+    def refs_for(self, index: int) -> dict[str, Ref]:
+        """Element `index`'s inputs (a step's output named here is that step's element `index` if it
+        is mapped: the caller resolves it)."""
+        return {role: refs[index] if role in self.each_roles else refs[0] for role, refs in self.inputs.items()}
+
+
+def _parse_ref(where: str, text: str) -> Ref:
+    if match := FILE_REF.match(text):
+        try:
+            return Ref(file_id=UUID(match.group(1)))
+        except ValueError:
+            pass
+    elif match := OUTPUT_REF.match(text):
+        return Ref(step=match.group(1), role=match.group(2))
+    raise InvalidInput(f"{where}: {text[:100]!r} is neither 'file:<id>' nor '<step>.<output role>'")
+
+
+def _order(steps: dict[str, dict[str, list[Ref]]]) -> list[str]:
+    """The steps in an order where each comes after the steps it takes outputs from; a cycle is a 422."""
+    done: list[str] = []
+    state: dict[str, str] = {}
+
+    def visit(name: str, path: list[str]) -> None:
+        if state.get(name) == "done":
+            return
+        if state.get(name) == "visiting":
+            cycle = path[path.index(name) :] + [name]
+            raise InvalidInput(f"steps: a cycle: {' → '.join(cycle)}")
+        state[name] = "visiting"
+        for refs in steps[name].values():
+            for ref in refs:
+                if ref.step:
+                    visit(ref.step, [*path, name])
+        state[name] = "done"
+        done.append(name)
+
+    for name in steps:
+        visit(name, [])
+    return done
+
+
+def plan(raw: Any) -> list[PlannedStep]:
+    """The pipeline's steps in dependency order, each with its map width; raises InvalidInput naming
+    the step and field of the first mistake (ownership of files aside: `check_pipeline`)."""
+    try:
+        pipeline = Pipeline.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        location = ".".join(str(part) for part in first["loc"])
+        raise InvalidInput(f"{location}: {first['msg']}" if location else first["msg"]) from None
+    refs: dict[str, dict[str, list[Ref]]] = {}
+    mapped_roles: dict[str, set[str]] = {}
+    for name, step in pipeline.steps.items():
+        if not re.match(STEP_NAME, name):
+            raise InvalidInput(f"steps.{name[:64]}: a step name is a letter, then letters, digits, '-' or '_'")
+        refs[name], mapped_roles[name] = {}, set()
+        for role, value in step.inputs.items():
+            where = f"steps.{name}.inputs.{role}"
+            if isinstance(value, Each):
+                refs[name][role] = [_parse_ref(f"{where}.each[{i}]", text) for i, text in enumerate(value.each)]
+                mapped_roles[name].add(role)
+            else:
+                refs[name][role] = [_parse_ref(where, value)]
+    for name, step in pipeline.steps.items():
+        _check_step(name, step, refs, pipeline)
+    order = _order(refs)
+    widths: dict[str, int | None] = {}
+    total = 0
+    for name in order:
+        width = _width(name, refs[name], mapped_roles[name], widths)
+        widths[name] = width
+        total += width or 1
+        if total > MAX_CALCULATIONS:
+            raise InvalidInput(f"steps: more than {MAX_CALCULATIONS} calculations in one pipeline")
+    return [
+        PlannedStep(
+            name=name,
+            tool=pipeline.steps[name].tool,
+            params=pipeline.steps[name].params,
+            backend=pipeline.steps[name].backend,
+            use_cache=pipeline.steps[name].use_cache,
+            width=widths[name],
+            inputs=refs[name],
+            each_roles=frozenset(mapped_roles[name]),
+        )
+        for name in order
+    ]
+
+
+def _check_step(name: str, step: PipelineStep, refs: dict[str, dict[str, list[Ref]]], pipeline: Pipeline) -> None:
+    try:
+        spec = get_tool(step.tool)
+    except UnknownTool as exc:
+        raise InvalidInput(f"steps.{name}.tool: {exc}") from None
+    try:
+        spec.choose_backend(step.backend)
+    except ValueError as exc:
+        raise InvalidInput(f"steps.{name}.backend: {exc}") from None
+    try:
+        spec.params_model.model_validate(step.params)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        location = ".".join(str(part) for part in first["loc"])
+        raise InvalidInput(f"steps.{name}.params.{location}: {first['msg']}" if location else first["msg"]) from None
+    expected = {role.name for role in spec.inputs}
+    if unknown := sorted(set(step.inputs) - expected):
+        raise InvalidInput(
+            f"steps.{name}.inputs.{unknown[0]}: {spec.name} has no input {unknown[0]!r}; "
+            f"it takes {', '.join(map(repr, sorted(expected)))}"
+        )
+    if missing := sorted(expected - set(step.inputs)):
+        raise InvalidInput(f"steps.{name}.inputs.{missing[0]}: missing ({spec.name} needs it)")
+    for role, role_refs in refs[name].items():
+        for ref in role_refs:
+            if not ref.step:
+                continue
+            where = f"steps.{name}.inputs.{role}"
+            if ref.step not in pipeline.steps:
+                raise InvalidInput(f"{where}: unknown step {ref.step!r}")
+            upstream = get_tool(pipeline.steps[ref.step].tool)
+            outputs = {output.name for output in upstream.outputs}
+            if ref.role not in outputs:
+                raise InvalidInput(
+                    f"{where}: step {ref.step!r} ({upstream.name}) has no output {ref.role!r}; "
+                    f"it has {', '.join(map(repr, sorted(outputs)))}"
+                )
+
+
+def _width(name: str, inputs: dict[str, list[Ref]], mapped: set[str], widths: dict[str, int | None]) -> int | None:
+    """How many elements a step is mapped over (None: not mapped). Mapped inputs are zipped: their
+    lengths must agree."""
+    found: dict[str, int] = {}
+    for role, refs in inputs.items():
+        if role in mapped:
+            found[f"inputs.{role}"] = len(refs)
+            continue
+        upstream = refs[0].step
+        if upstream and widths.get(upstream):
+            found[f"inputs.{role} (from mapped step {upstream!r})"] = widths[upstream] or 0
+    for role in mapped:  # a mapped input naming a mapped step's output would be a map of maps
+        for ref in inputs[role]:
+            if ref.step and widths.get(ref.step):
+                raise InvalidInput(
+                    f"steps.{name}.inputs.{role}: 'each' over the output of mapped step {ref.step!r}; "
+                    f"name it as '{ref.step}.{ref.role}' to map along with it"
+                )
+    if len(set(found.values())) > 1:
+        described = ", ".join(f"{where}: {length}" for where, length in found.items())
+        raise InvalidInput(f"steps.{name}: mapped inputs of different lengths ({described}); they are zipped")
+    return next(iter(found.values()), None)
+
+
+def file_refs(steps: list[PlannedStep]) -> Iterator[tuple[str, UUID]]:
+    for step in steps:
+        for role, refs in step.inputs.items():
+            for ref in refs:
+                if ref.file_id is not None:
+                    yield f"steps.{step.name}.inputs.{role}", ref.file_id
+
+
+def check_pipeline(owner_id: int, raw: Any) -> list[PlannedStep]:
+    """`plan`, and every file it names must be the owner's (else a 422 naming the step and role)."""
+    steps = plan(raw)
+    named = dict((file_id, where) for where, file_id in file_refs(steps))
+    owned = set(File.objects.filter(owner_id=owner_id, id__in=list(named)).values_list("id", flat=True))
+    for file_id, where in named.items():
+        if file_id not in owned:
+            raise InvalidInput(f"{where}: file {file_id} not found")
+    return steps

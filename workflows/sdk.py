@@ -1,0 +1,244 @@
+"""What a flow author writes workflows with (design brief §10; `workflows/README.md` shows how).
+
+    from prefect import flow
+    from workflows.sdk import FileId, run_tool
+
+    @flow(name="annotate-genome")
+    async def annotate_genome(contigs: FileId, profile: FileId) -> None:
+        genes = await run_tool("prodigal", inputs={"contigs": contigs})
+        await run_tool("hmmsearch", inputs={"profile": profile, "sequences": genes.outputs["proteins"]})
+
+`run_tool` creates a step, a Calculation that belongs to the workflow run (its step name and index),
+through the actions layer, and executes it as a Prefect task run named `<step>: <tool>` in the
+current flow run: the same path as any calculation (backends, cache, fencing, heartbeats, logs,
+provenance). It returns the step's outputs; a step that did not complete raises `StepFailed`, which
+names the step, its calculation and the tool's message. Steps awaited together (asyncio.gather) run
+concurrently, at most `workflow.max_parallel_steps` per run and `workflow.local_step_slots` local
+ones per worker. A resumed workflow run (after its worker was lost) finds each step by its name and
+index: a COMPLETE one is not executed again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections import defaultdict
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager, nullcontext
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+from django.utils import timezone
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext
+from pydantic import WithJsonSchema
+
+from calculations import actions
+from calculations.errors import InvalidInput, InvalidTransition, NotFound
+from calculations.models import Calculation, File
+from calculations.states import TERMINAL_STATES, CalculationState
+from calculations.workflow_params import FILE_MARK
+from emgapiv2.config import get_settings
+from workflows.db import db
+from workflows.execution import CalculationRun
+
+S = CalculationState
+logger = logging.getLogger(__name__)
+
+# A parameter that names one of the submitter's files: the API checks it is theirs before the run starts.
+FileId = Annotated[UUID, WithJsonSchema({"type": "string", "format": "uuid", FILE_MARK: True})]
+
+
+class StepFailed(Exception):
+    """A step did not complete: its name, index, calculation, tool, state and error."""
+
+    def __init__(self, step: str, index: int, tool: str, state: str, error: str, calculation_id: UUID | None) -> None:
+        self.step, self.index, self.tool, self.state = step, index, tool, state
+        self.error, self.calculation_id = error, calculation_id
+        where = f"step {step!r}" + (f" [{index}]" if index else "")
+        of = f" (calculation {calculation_id}, {tool})" if calculation_id else f" ({tool})"
+        super().__init__(f"{where}{of} {state}: {error.strip()[:3000] or '(no message)'}")
+
+
+@dataclass(frozen=True)
+class StepResult:
+    step: str
+    index: int
+    tool: str
+    calculation_id: UUID
+    state: str
+    cached: bool  # answered from (or following) an identical calculation
+    files: dict[str, list[UUID]]  # every output file, by role
+
+    @property
+    def outputs(self) -> dict[str, UUID]:
+        """The output file of each role (the first, for a role with several files)."""
+        return {role: ids[0] for role, ids in self.files.items() if ids}
+
+
+@dataclass
+class WorkflowContext:
+    """The workflow run a flow run serves (set by the worker that runs it)."""
+
+    workflow_run_id: UUID
+    attempt: int
+    flow_run_id: UUID
+    steps: asyncio.Semaphore
+    counters: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def next_index(self, step: str) -> int:
+        index = self.counters[step]
+        self.counters[step] += 1
+        return index
+
+
+_contexts: dict[UUID, WorkflowContext] = {}
+_local_slots: asyncio.Semaphore | None = None
+
+
+def begin(workflow_run_id: UUID, attempt: int, flow_run_id: UUID) -> WorkflowContext:
+    """The worker calls this before running a workflow run's flow run, and `end` after it."""
+    context = WorkflowContext(
+        workflow_run_id, attempt, flow_run_id, asyncio.Semaphore(get_settings().workflow.max_parallel_steps)
+    )
+    _contexts[flow_run_id] = context
+    return context
+
+
+def end(flow_run_id: UUID) -> None:
+    _contexts.pop(flow_run_id, None)
+
+
+def current() -> WorkflowContext:
+    run_context = FlowRunContext.get()
+    flow_run_id = run_context.flow_run.id if run_context is not None and run_context.flow_run else None
+    if flow_run_id is None or flow_run_id not in _contexts:
+        raise RuntimeError(
+            "run_tool runs in a workflow's flow run, executed by the calculation worker: deploy the flow with "
+            "`task deploy-flow FLOW=<name>` and launch it with POST /api/v2/workflows/<name>/runs"
+        )
+    return _contexts[flow_run_id]
+
+
+def _local_slot(backend: str) -> AbstractAsyncContextManager[Any]:
+    """Local steps share this worker's CPUs: at most `workflow.local_step_slots` run at once."""
+    global _local_slots
+    if backend != "local":
+        return nullcontext()
+    if _local_slots is None:
+        _local_slots = asyncio.Semaphore(get_settings().workflow.local_step_slots or os.cpu_count() or 1)
+    return _local_slots
+
+
+@dataclass(frozen=True)
+class _Row:
+    state: str
+    attempt: int
+    following: bool
+    not_before: datetime | None
+    backend: str
+
+
+def _row(calculation_id: UUID) -> _Row:
+    values = Calculation.objects.values("state", "attempt", "cached_from_id", "not_before", "backend")
+    row = values.get(id=calculation_id)
+    return _Row(row["state"], row["attempt"], row["cached_from_id"] is not None, row["not_before"], row["backend"])
+
+
+async def drive_step(calculation_id: UUID, run_logger: Any, flow_run_id: UUID) -> str:
+    """Execute the step's calculation until it has ended: each attempt in turn (after its backoff), or
+    watching the identical calculation it follows; return its final state."""
+    poll = get_settings().worker.cancel_check_seconds
+    while True:
+        row: _Row = await db(_row)(calculation_id)
+        if row.state in TERMINAL_STATES:
+            return row.state
+        if row.state != S.QUEUED or row.following:
+            await asyncio.sleep(poll)  # following an identical calculation, or an attempt ending elsewhere
+            continue
+        if row.not_before is not None and (wait := (row.not_before - timezone.now()).total_seconds()) > 0:
+            await asyncio.sleep(wait)
+        async with _local_slot(row.backend):
+            try:
+                await CalculationRun(calculation_id, run_logger).execute(flow_run_id=flow_run_id)
+            except Exception:
+                after: _Row = await db(_row)(calculation_id)
+                if (after.state, after.attempt) == (row.state, row.attempt):
+                    raise  # nothing was recorded: running it again would fail the same way
+                run_logger.exception("step calculation %s: platform error (recorded)", calculation_id)
+
+
+@task(name="step", task_run_name="{label}", persist_result=False, cache_policy=NO_CACHE, log_prints=False)
+async def execute_step(calculation_id: UUID, label: str, flow_run_id: UUID) -> str:
+    """One step, as a task run of the workflow's flow run (seen in the dashboard under `label`)."""
+    return await drive_step(calculation_id, get_run_logger(), flow_run_id)
+
+
+def _result(calculation_id: UUID) -> tuple[StepResult, str]:
+    calc = Calculation.objects.get(id=calculation_id)
+    files: dict[str, list[UUID]] = {}
+    for role, file_id in (
+        File.objects.filter(produced_by_id=calculation_id)
+        .order_by("output_role", "name")
+        .values_list("output_role", "id")
+    ):
+        files.setdefault(role, []).append(file_id)
+    result = StepResult(
+        step=calc.step,
+        index=calc.step_index or 0,
+        tool=calc.tool,
+        calculation_id=calc.id,
+        state=calc.state,
+        cached=calc.cached_from_id is not None,
+        files=files,
+    )
+    return result, calc.error
+
+
+async def run_tool(
+    tool: str,
+    inputs: Mapping[str, UUID | str],
+    params: Mapping[str, Any] | None = None,
+    backend: str | None = None,
+    *,
+    step: str | None = None,
+    index: int | None = None,
+    use_cache: bool = True,
+) -> StepResult:
+    """Run `tool` as a step of the current workflow run; return its outputs, or raise StepFailed.
+
+    `step` names it (default: the tool's name); `index` tells apart calls of one name (default: their
+    order in this run, so keep that order deterministic, as asyncio.gather over a list does)."""
+    context = current()
+    name = step or tool
+    if index is None:
+        index = context.next_index(name)
+    async with context.steps:
+        try:
+            file_ids = {role: UUID(str(value)) for role, value in inputs.items()}
+            calc = await db(actions.do_create_step)(
+                context.workflow_run_id, context.attempt, step=name, index=index, tool=tool,
+                inputs=file_ids, params=dict(params or {}), backend=backend, use_cache=use_cache,
+            )  # fmt: skip
+        except (InvalidInput, NotFound, ValueError) as exc:
+            raise StepFailed(name, index, tool, "not started", str(exc), None) from None
+        except InvalidTransition as exc:
+            raise StepFailed(name, index, tool, "not started", str(exc), None) from None
+        if calc.state not in TERMINAL_STATES:
+            label = f"{name}: {tool}" + (f" [{index}]" if index else "")
+            await execute_step(calc.id, label, context.flow_run_id)
+    found: tuple[StepResult, str] = await db(_result)(calc.id)
+    result, error = found
+    if result.state != S.COMPLETE:
+        raise StepFailed(name, index, tool, result.state, error, calc.id)
+    return result
+
+
+async def cancel_running_steps(reason: str) -> int:
+    """Cancel every step of the current workflow run still in flight (a flow that stops early)."""
+    context = current()
+    return int(await db(actions.do_cancel_steps)(context.workflow_run_id, reason=reason))

@@ -1,0 +1,216 @@
+"""Workflows through the HTTP API, with a real Prefect server and worker and real tools: the built-in
+pipeline (a DAG posted as data, maps), failures and cancels, an ops engineer's own flow deployed with
+`task deploy-flow`, and a worker killed mid-map again and again."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from emgapiv2.config import BASE_DIR
+from workflows.tests.test_integration import TERMINAL, Api
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+DEMO = BASE_DIR / "demo" / "data"
+
+
+@pytest.fixture
+def api(live_server: Any, calculation_worker: None, dispatching: None) -> Api:
+    return Api(live_server.url)
+
+
+def run_workflow(api: Api, name: str, params: dict[str, Any]) -> dict[str, Any]:
+    response = api.http.post(f"/workflows/{name}/runs", json={"params": params})
+    assert response.status_code == 202, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def wait_run(api: Api, run_id: str, states: set[str] = TERMINAL, timeout_seconds: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        run: dict[str, Any] = api.http.get(f"/workflow-runs/{run_id}").json()
+        if run["state"] in states:
+            return run
+        assert time.monotonic() < deadline, f"still {run['state']} after {timeout_seconds} s: {run}"
+        time.sleep(0.2)
+
+
+def molecules(api: Api, count: int, tag: str) -> list[str]:
+    """`count` distinct tiny molecules (a carbon chain each), uploaded as SMILES files."""
+    return [api.upload(f"{tag}-{i}.smi", f"{'C' * (i % 40 + 1)}O {tag}-{i}\n".encode()) for i in range(count)]
+
+
+def test_a_pipeline_gives_the_bytes_the_tools_give_when_run_bare(api: Api, tmp_path: Path) -> None:
+    genome, profile = (
+        api.upload("genome.fna", (DEMO / "genome.fna").read_bytes()),
+        api.upload("family.hmm", (DEMO / "family.hmm").read_bytes()),
+    )
+    steps = {
+        "genes": {"tool": "prodigal", "params": {"mode": "meta"}, "inputs": {"contigs": f"file:{genome}"},
+                  "use_cache": False},
+        "hits": {"tool": "hmmsearch", "params": {"evalue": 1e-5},
+                 "inputs": {"profile": f"file:{profile}", "sequences": "genes.proteins"}, "use_cache": False},
+    }  # fmt: skip
+    run = wait_run(api, run_workflow(api, "pipeline", {"steps": steps})["id"])
+    assert run["state"] == "COMPLETE", run["error"]
+    assert [(s["name"], s["tool"], s["state"]) for s in run["steps"]] == [
+        ("genes", "prodigal", "COMPLETE"),
+        ("hits", "hmmsearch", "COMPLETE"),
+    ]
+    hits = api.http.get(f"/calculations/{run['steps'][1]['calculation_id']}").json()
+    assert hits["workflow_run"] == run["id"] and hits["step"] == "hits"
+
+    subprocess.run(["prodigal", "-q", "-i", str(DEMO / "genome.fna"), "-a", "p.faa", "-f", "gff", "-o", "g.gff",
+                    "-p", "meta"], cwd=tmp_path, check=True)  # fmt: skip
+    subprocess.run(["hmmsearch", "--tblout", "hits.tbl", "-o", "report.txt", "-E", "1e-05", "--cpu", "1",
+                    str(DEMO / "family.hmm"), "p.faa"], cwd=tmp_path, check=True)  # fmt: skip
+    assert api.content(hits["inputs"]["sequences"]) == (tmp_path / "p.faa").read_bytes()
+    ours = [line for line in api.content(hits["outputs"]["hits"][0]).decode().splitlines() if not line.startswith("#")]
+    bare = [line for line in (tmp_path / "hits.tbl").read_text().splitlines() if not line.startswith("#")]
+    assert ours == bare and ours  # (the comment lines name the files and the time)
+
+
+def test_a_map_over_fifty_inputs(api: Api) -> None:
+    files = molecules(api, 50, "map")
+    steps = {"convert": {"tool": "obabel", "params": {"output_format": "sdf"},
+                         "inputs": {"molecules": {"each": [f"file:{f}" for f in files]}}}}  # fmt: skip
+    run = wait_run(api, run_workflow(api, "pipeline", {"steps": steps})["id"])
+    assert run["state"] == "COMPLETE", run["error"]
+    assert sorted(s["index"] for s in run["steps"]) == list(range(50))
+    assert {s["state"] for s in run["steps"]} == {"COMPLETE"}
+    first = api.http.get(f"/calculations/{run['steps'][0]['calculation_id']}").json()
+    assert b"V2000" in api.content(first["outputs"]["molecules"][0])
+
+
+def test_a_failing_step_fails_the_run_and_what_depends_on_it_never_starts(api: Api) -> None:
+    short = api.upload("short.fna", b">s\nACGTACGTAA\n")
+    profile = api.upload("family.hmm", (DEMO / "family.hmm").read_bytes())
+    steps = {
+        "genes": {"tool": "prodigal", "params": {"mode": "single"}, "inputs": {"contigs": f"file:{short}"}},
+        "hits": {"tool": "hmmsearch", "inputs": {"profile": f"file:{profile}", "sequences": "genes.proteins"}},
+    }
+    run = wait_run(api, run_workflow(api, "pipeline", {"steps": steps})["id"])
+    assert run["state"] == "EXECUTOR_ERROR"
+    assert "step 'genes'" in run["error"] and "prodigal" in run["error"]
+    assert "Sequence must be 20000 characters" in run["error"]
+    assert [s["name"] for s in run["steps"]] == ["genes"]  # hits never started
+
+
+def _processes_of(marker: str) -> list[str]:
+    found = subprocess.run(["pgrep", "-af", marker], capture_output=True, text=True).stdout.splitlines()
+    return [line for line in found if "pgrep" not in line]
+
+
+def test_cancel_mid_map_cancels_every_step_and_leaves_no_process(api: Api) -> None:
+    texts = [api.upload(f"t{i}.txt", f"cancel-map {i} {time.time()}\n".encode()) for i in range(6)]
+    steps = {"wait": {"tool": "sleep", "params": {"seconds": 97.5},
+                      "inputs": {"text": {"each": [f"file:{t}" for t in texts]}}}}  # fmt: skip
+    run = run_workflow(api, "pipeline", {"steps": steps})
+    deadline = time.monotonic() + 60
+    while sum(s["state"] == "RUNNING" for s in api.http.get(f"/workflow-runs/{run['id']}").json()["steps"]) < 2:
+        assert time.monotonic() < deadline, "no step started"
+        time.sleep(0.2)
+    assert _processes_of("sleep 97.5")
+    canceled = api.http.post(f"/workflow-runs/{run['id']}/cancel")
+    assert canceled.status_code == 202 and canceled.json()["state"] == "CANCELING"
+    run = wait_run(api, run["id"], timeout_seconds=30)
+    assert run["state"] == "CANCELED"
+    assert run["steps"] and {s["state"] for s in run["steps"]} == {"CANCELED"}
+    assert not _processes_of("sleep 97.5")
+    assert api.http.post(f"/workflow-runs/{run['id']}/cancel").status_code == 409
+
+
+@pytest.fixture
+def ops_flow() -> Iterator[str]:
+    """A flow file an ops engineer writes, as the test's own module in workflows/flows/."""
+    name = f"count_genes_{int(time.time() * 1000)}"
+    path = BASE_DIR / "workflows" / "flows" / f"{name}.py"
+    path.write_text(
+        f'''"""An ops flow written by the test."""
+
+import asyncio
+
+from prefect import flow
+
+from workflows.sdk import FileId, run_tool
+
+
+@flow(name="{name.replace("_", "-")}")
+async def {name}(genomes: list[FileId], mode: str = "meta") -> int:
+    """Call the genes of every genome; return how many output files there are."""
+    called = await asyncio.gather(*(run_tool("prodigal", {{"contigs": g}}, {{"mode": mode}}) for g in genomes))
+    return sum(len(c.files) for c in called)
+'''
+    )
+    try:
+        yield name
+    finally:
+        path.unlink()
+
+
+def test_an_ops_flow_is_deployed_with_task_deploy_flow_and_launched_through_the_api(
+    api: Api, ops_flow: str, prefect_server: str
+) -> None:
+    deployed = subprocess.run(
+        [str(BASE_DIR / ".venv" / "bin" / "task"), "deploy-flow", f"FLOW={ops_flow}"],
+        cwd=BASE_DIR, capture_output=True, text=True, env=_task_env(),
+    )  # fmt: skip
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    workflow = ops_flow.replace("_", "-")
+    assert f"deployed {workflow}/{workflow}" in deployed.stdout
+    time.sleep(get_cache_seconds())
+    listed = api.http.get(f"/workflows/{workflow}").json()
+    assert listed["parameters_schema"]["properties"]["genomes"]["items"]["x-emgapi-file"] is True
+    assert "Call the genes" in listed["description"]
+
+    genome = api.upload("genome.fna", (DEMO / "genome.fna").read_bytes())
+    run = wait_run(api, run_workflow(api, workflow, {"genomes": [genome, genome]})["id"])
+    assert run["state"] == "COMPLETE", run["error"]
+    assert [(s["name"], s["index"]) for s in run["steps"]] == [("prodigal", 0), ("prodigal", 1)]
+
+    other = Api(str(api.http.base_url).removesuffix("/api/v2/"), user="someone-else")
+    assert other.http.post(f"/workflows/{workflow}/runs", json={"params": {"genomes": [genome]}}).status_code == 404
+    bad = api.http.post(f"/workflows/{workflow}/runs", json={"params": {"genomes": "x", "mode": 3}})
+    assert bad.status_code == 422 and "params.genomes" in bad.json()["detail"]
+
+
+def test_a_sync_flow_is_refused_on_the_in_process_pool_with_where_it_belongs() -> None:
+    from prefect import flow
+
+    from workflows.deploy import Deployable, DeployError, check_pool
+
+    @flow(name="blocking")
+    def blocking() -> None:
+        pass
+
+    with pytest.raises(DeployError, match="POOL=docker"):
+        check_pool(Deployable(blocking), "calculations")
+
+
+def get_cache_seconds() -> float:
+    from emgapiv2.config import get_settings
+
+    return get_settings().workflow.deployments_cache_seconds + 0.1
+
+
+def _task_env() -> dict[str, str]:
+    """`task deploy-flow` as an ops engineer runs it, against the test's Prefect server and database."""
+    import os
+
+    from django.db import connection
+
+    from emgapiv2.config import get_settings
+    from workflows.tests.conftest import _postgres_url
+
+    return {
+        **os.environ,
+        "EMGAPI_DB__URL": _postgres_url(connection.settings_dict["NAME"]),
+        "DJANGO_SETTINGS_MODULE": "emgapiv2.settings",
+        "EMGAPI_DATA_DIR": str(get_settings().data_dir),
+    }
