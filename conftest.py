@@ -33,6 +33,28 @@ class ApiClient:
 
 
 @pytest.fixture
+def workflow_catalogue(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Stand-in for Prefect's list of deployed workflows (unit tests run no Prefect server; the
+    integration tests read the real one): the built-in `pipeline`, with the parameter schema Prefect
+    derives from its signature when `task deploy-flow` deploys it."""
+    from prefect.utilities.callables import parameter_schema
+
+    from calculations.launching import WorkflowInfo
+    from workflows import dispatch
+    from workflows.flows.pipeline import pipeline
+
+    catalogue = [
+        WorkflowInfo(
+            name="pipeline",
+            description=pipeline.description or "",
+            parameters_schema=parameter_schema(pipeline.fn).model_dump(exclude_unset=True),
+        )
+    ]
+    monkeypatch.setattr(dispatch, "deployed_workflows", lambda: catalogue)
+    return catalogue
+
+
+@pytest.fixture
 def alice_token(db: None) -> str:
     return do_create_api_token("alice")
 

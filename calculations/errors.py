@@ -29,3 +29,7 @@ class QuotaExceeded(Exception):
 
 class StorageQuotaExceeded(QuotaExceeded):
     status = 413
+
+
+class Unavailable(RuntimeError):
+    """A service the request needs (Prefect's catalogue of workflows) does not answer (503)."""

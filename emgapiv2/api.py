@@ -16,7 +16,7 @@ from calculations.api.tools import router as tools_router
 from calculations.api.workflows import runs_router as workflow_runs_router
 from calculations.api.workflows import workflows_router
 from calculations.auth import TokenAuth
-from calculations.errors import Conflict, Forbidden, InvalidInput, NotFound, QuotaExceeded
+from calculations.errors import Conflict, Forbidden, InvalidInput, NotFound, QuotaExceeded, Unavailable
 from calculations.storage import StorageError
 from emgapiv2.config import get_settings
 from emgapiv2.middleware import parsed_json
@@ -62,6 +62,13 @@ def _invalid_input(request: HttpRequest, exc: InvalidInput) -> HttpResponse:
 @api.exception_handler(Conflict)
 def _conflict(request: HttpRequest, exc: Conflict) -> HttpResponse:
     return _error(request, 409, str(exc))
+
+
+@api.exception_handler(Unavailable)
+def _unavailable(request: HttpRequest, exc: Unavailable) -> HttpResponse:
+    response = _error(request, 503, str(exc))
+    response["Retry-After"] = "30"
+    return response
 
 
 @api.exception_handler(StorageError)

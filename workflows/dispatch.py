@@ -17,6 +17,7 @@ from uuid import UUID
 
 from django.utils import timezone
 
+from calculations.errors import Unavailable
 from calculations.launching import LauncherHealth, WorkflowInfo
 from emgapiv2.config import get_settings
 
@@ -257,7 +258,11 @@ class PrefectLauncher:
         dispatch_workflow_run(workflow_run_id)
 
     def workflows(self) -> list[WorkflowInfo]:
-        return deployed_workflows()
+        try:
+            return deployed_workflows()
+        except Exception as exc:
+            logger.warning("could not read the deployed workflows from Prefect", exc_info=True)
+            raise Unavailable(f"the workflow catalogue (Prefect) does not answer: {type(exc).__name__}") from None
 
     def stop_run(self, flow_run_id: UUID) -> None:
         cancel_flow_run(flow_run_id)

@@ -19,12 +19,18 @@ def _call(client: ApiClient, method: str, path: str, body: Any = None) -> Any:
     return client.client.generic(method.upper(), path, data=data, content_type="application/json")
 
 
+def _pipeline(file_id: str) -> dict[str, Any]:
+    return {"params": {"steps": {"convert": {"tool": "obabel", "inputs": {"molecules": f"file:{file_id}"}}}}}
+
+
 def test_every_route_answers_a_foreign_object_as_if_it_did_not_exist(
-    alice: ApiClient, bob: ApiClient, uploaded: Upload
+    alice: ApiClient, bob: ApiClient, uploaded: Upload, workflow_catalogue: Any
 ) -> None:
     file_id = uploaded("m.smi", b"CCO\n")
     calc_id = alice.post("/tools/obabel/calculations", {"inputs": {"molecules": file_id}, "params": {}}).json()["id"]
-    alices = {"file_id": file_id, "calculation_id": calc_id}
+    run = alice.post("/workflows/pipeline/runs", _pipeline(file_id))
+    assert run.status_code == 202, run.content
+    alices = {"file_id": file_id, "calculation_id": calc_id, "workflow_run_id": run.json()["id"]}
     schema = alice.client.get("/api/v2/openapi.json").json()
     walked = []
     for path, operations in schema["paths"].items():
@@ -37,16 +43,20 @@ def test_every_route_answers_a_foreign_object_as_if_it_did_not_exist(
             body_schema = operation.get("requestBody", {}).get("content", {}).get("application/json")
             if not id_params and body_schema is None:
                 continue  # a list, an upload or a tool description: nothing of alice's to name
-            foreign = missing = path.replace("{name}", "obabel")
+            workflow = path.startswith("/api/v2/workflows/")
+            foreign = missing = path.replace("{name}", "pipeline" if workflow else "obabel")
             for param in id_params:
                 foreign = foreign.replace(f"{{{param}}}", alices[param])
                 missing = missing.replace(f"{{{param}}}", str(uuid4()))
-            body = None
-            if body_schema is not None:  # a submission naming alice's file in every input role
+            body = other_body = None
+            if body_schema is not None and workflow:  # a pipeline naming alice's file
+                body, other_body = _pipeline(file_id), _pipeline(str(uuid4()))
+            elif body_schema is not None:  # a submission naming alice's file in every input role
                 tool = foreign.split("/tools/")[1].split("/")[0]
                 body = {"inputs": {role: file_id for role in _roles(alice, tool)}, "params": {}}
+                other_body = _with_ids(body, str(uuid4()))
             as_bob = _call(bob, method, foreign, body)
-            as_nobody = _call(bob, method, missing, body if body is None else _with_ids(body, str(uuid4())))
+            as_nobody = _call(bob, method, missing, other_body)
             assert as_bob.status_code in (404, 422), f"{method.upper()} {foreign}: {as_bob.status_code}"
             assert as_bob.status_code == as_nobody.status_code, f"{method.upper()} {path} tells alice's id apart"
             if method != "head":  # a HEAD answer has no body, only its status
@@ -54,8 +64,11 @@ def test_every_route_answers_a_foreign_object_as_if_it_did_not_exist(
             walked.append(f"{method.upper()} {path}")
     # alice's objects are untouched and her lists are hers alone
     assert alice.get(f"/calculations/{calc_id}").json()["state"] == "QUEUED"
+    assert alice.get(f"/workflow-runs/{alices['workflow_run_id']}").json()["state"] == "QUEUED"
     assert bob.get("/files").json()["count"] == bob.get("/calculations").json()["count"] == 0
-    assert len(walked) >= 8, walked  # files/{id}, files/{id}/content, calculations/{id}, …/cancel, …/logs, submissions
+    assert bob.get("/workflow-runs").json()["count"] == 0
+    # files/{id}, files/{id}/content, calculations/{id}, …/cancel, …/logs, submissions, workflow runs
+    assert len(walked) >= 11, walked
 
 
 def _roles(client: ApiClient, tool: str) -> list[str]:

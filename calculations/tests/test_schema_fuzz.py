@@ -35,5 +35,7 @@ def token(db: None) -> Iterator[str]:
 
 @schema.parametrize()
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
-def test_no_generated_request_causes_a_server_error(case: schemathesis.Case, token: str) -> None:
+def test_no_generated_request_causes_a_server_error(
+    case: schemathesis.Case, token: str, workflow_catalogue: object
+) -> None:
     case.call_and_validate(headers={"Authorization": f"Bearer {token}"}, checks=[not_a_server_error])
