@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 
@@ -69,7 +69,8 @@ def test_a_valid_pipeline_is_queued_and_shown(alice: ApiClient, files: dict[str,
          "steps.genes.inputs.sequences: prodigal has no input 'sequences'"),
         (lambda s, f: s["hits"]["inputs"].pop("profile"), "steps.hits.inputs.profile: missing"),
         (lambda s, f: s["genes"].update(backend="cloud"), "steps.genes.backend:"),
-        (lambda s, f: s["genes"].update(tools="x"), "params.steps.genes: Additional properties are not allowed ('tools' was unexpected)"),
+        (lambda s, f: s["genes"].update(tools="x"),
+         "params.steps.genes: Additional properties are not allowed ('tools' was unexpected)"),
         (lambda s, f: s.update({"more": {"tool": "obabel", "inputs": {
             "molecules": {"each": [f"file:{f['molecule']}"] * 2}}}, "again": {"tool": "obabel", "inputs": {
             "molecules": {"each": [f"file:{f['molecule']}"] * 3}}}, "both": {"tool": "hmmsearch", "inputs": {
@@ -108,7 +109,7 @@ def _running_run(alice_id: int) -> WorkflowRun:
 def _step(run: WorkflowRun, files: dict[str, str], index: int = 0, attempt: int = 1) -> Calculation:
     return actions.do_create_step(
         run.id, attempt, step="convert", index=index, tool="obabel",
-        inputs={"molecules": files["molecule"]}, params={"output_format": "sdf"}, use_cache=False,
+        inputs={"molecules": UUID(files["molecule"])}, params={"output_format": "sdf"}, use_cache=False,
     )  # fmt: skip
 
 
