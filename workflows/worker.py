@@ -137,7 +137,8 @@ class CalculationWorker:
     async def _heartbeat(self, client: PrefectClient) -> None:
         while True:
             try:
-                await client.send_worker_heartbeat(self.work_pool, self.name, self.heartbeat_seconds)
+                # (Prefect takes whole seconds)
+                await client.send_worker_heartbeat(self.work_pool, self.name, max(1, round(self.heartbeat_seconds)))
             except Exception:
                 logger.warning("worker heartbeat failed", exc_info=True)
             await asyncio.sleep(self.heartbeat_seconds)

@@ -251,3 +251,53 @@ def test_a_dead_workers_attempts_are_settled_within_30_s_and_its_tools_killed(
             f"on this machine (process gone; its tool killed), {noticed[elsewhere]:.1f} s for one silent elsewhere "
             "(heartbeat 60 s old; dead after 3 s in tests, 20 s by default)"
         )
+
+
+def test_a_worker_killed_mid_map_again_and_again_resumes_and_never_reruns_a_complete_step(
+    api: Api, calculation_worker: WorkerProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from calculations.models import Calculation, CalculationEvent
+    from workflows.tests.test_workflows import molecules, run_workflow, wait_run
+
+    kills_wanted, width = 10, 100
+    files = molecules(api, width, f"fault-{time.time()}")
+    steps = {"convert": {"tool": "obabel", "params": {"output_format": "sdf"}, "use_cache": False,
+                         "inputs": {"molecules": {"each": [f"file:{f}" for f in files]}}}}  # fmt: skip
+    started = time.monotonic()
+    run = run_workflow(api, "pipeline", {"steps": steps})
+    kills, complete_at_kill, resumed_in = 0, -1, []
+    while kills < kills_wanted:
+        current = api.http.get(f"/workflow-runs/{run['id']}").json()
+        assert current["state"] not in TERMINAL, f"ended {current['state']} after {kills} kills: {current['error']}"
+        complete = sum(step["state"] == "COMPLETE" for step in current["steps"])
+        if current["state"] == "RUNNING" and complete >= complete_at_kill + 3 and complete < width - 5:
+            calculation_worker.kill()  # mid-map: steps in flight, others done, the rest not started
+            killed = time.monotonic()
+            kills, complete_at_kill = kills + 1, complete
+            calculation_worker.start()
+            while api.http.get(f"/workflow-runs/{run['id']}").json()["attempts"] <= kills:
+                assert time.monotonic() - killed < 60, "the run was not resumed"
+                time.sleep(0.1)
+            resumed_in.append(time.monotonic() - killed)
+        time.sleep(0.05)
+    final = wait_run(api, run["id"], timeout_seconds=180)
+    assert final["state"] == "COMPLETE", final["error"]
+    assert final["attempts"] == kills_wanted + 1
+    assert sorted(step["index"] for step in final["steps"]) == list(range(width))  # one calculation per element
+    ids = [step["calculation_id"] for step in final["steps"]]
+    assert Calculation.objects.filter(workflow_run_id=run["id"]).count() == width
+    # every step executed until it completed, and never after: each started attempt is one not yet complete
+    starts = CalculationEvent.objects.filter(calculation_id__in=ids, to_state="INITIALIZING").count()
+    completions = CalculationEvent.objects.filter(calculation_id__in=ids, to_state="COMPLETE").count()
+    retried = Calculation.objects.filter(id__in=ids, attempt__gt=1).count()
+    assert completions == width and starts == sum(
+        Calculation.objects.filter(id__in=ids).values_list("attempt", flat=True)
+    )
+    with capsys.disabled():
+        print(
+            f"\nWORKFLOW FAULTS: worker SIGKILLed {kills} times mid-map of {width} obabel steps -> run COMPLETE on "
+            f"attempt {final['attempts']}, {width} steps COMPLETE, none executed again once COMPLETE; {retried} steps "
+            f"were in flight at a kill and ran a next attempt ({starts} executions in all); resumed in median "
+            f"{statistics.median(resumed_in):.1f} s after each kill (worker restart included); "
+            f"{time.monotonic() - started:.0f} s in all"
+        )

@@ -1,0 +1,205 @@
+"""Workflows: a map of 1,000 tiny Open Babel steps in one workflow run, a prodigal -> hmmsearch pipeline
+against both tools run bare, and the worker's memory with 1,000 steps waiting on held Slurm jobs.
+Needs a running platform (task up / task start). See README.md.
+
+    python bench/bench_workflows.py map [--count 1000] [--singles 50]
+    python bench/bench_workflows.py pipeline [--runs 3]
+    python bench/bench_workflows.py held [--count 1000]   (the worker must hold its Slurm jobs: see README)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from bench_user import bench_token
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "demo" / "data"
+RUN_DIR = Path(os.environ.get("RUN_DIR", ROOT / "var" / "run"))
+TERMINAL = {"COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED"}
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class Api:
+    def __init__(self, url: str, token: str) -> None:
+        self.http = httpx.Client(base_url=f"{url}/api/v2", headers={"Authorization": f"Bearer {token}"}, timeout=120)
+
+    def upload(self, name: str, content: bytes) -> str:
+        response = self.http.post("/files", files={"file": (name, content)})
+        response.raise_for_status()
+        return str(response.json()["id"])
+
+    def run(self, steps: dict[str, Any]) -> dict[str, Any]:
+        response = self.http.post("/workflows/pipeline/runs", json={"params": {"steps": steps}})
+        if response.status_code >= 400:
+            raise SystemExit(f"pipeline: {response.status_code} {response.text[:500]}")
+        return dict(response.json())
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        return dict(self.http.get(f"/workflow-runs/{run_id}").json())
+
+    def wait_run(self, run_id: str, timeout_seconds: float = 1800) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_seconds
+        while time.monotonic() < deadline:
+            run = dict(self.http.get(f"/workflow-runs/{run_id}").json())
+            if run["state"] in TERMINAL:
+                return run
+            time.sleep(0.25)
+        raise SystemExit(f"workflow run {run_id} not terminal after {timeout_seconds} s")
+
+
+def _parse(timestamp: str) -> datetime:
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+
+
+def _session_cpu_seconds(name: str) -> float:
+    """User + system CPU of every process in the session of `task start`'s `name` (its pid file)."""
+    leader = int((RUN_DIR / f"{name}.pid").read_text())
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == leader:  # field 6 of stat: the session id
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / TICKS
+
+
+def _platform_cpu() -> float:
+    return _session_cpu_seconds("prefect") + _session_cpu_seconds("worker")
+
+
+def _molecules(api: Api, count: int, tag: str) -> list[str]:
+    with ThreadPoolExecutor(8) as pool:
+        return list(pool.map(lambda i: api.upload(f"{tag}-{i}.smi", f"{'C' * (i % 50 + 1)}O m{i}\n".encode()),
+                             range(count)))  # fmt: skip
+
+
+def bench_map(api: Api, count: int, singles: int) -> None:
+    tag = f"map{int(time.time())}"
+    files = _molecules(api, count, tag)
+    steps = {"convert": {"tool": "obabel", "params": {"output_format": "inchikey"}, "use_cache": False,
+                         "inputs": {"molecules": {"each": [f"file:{f}" for f in files]}}}}  # fmt: skip
+    cpu_before, started = _platform_cpu(), time.monotonic()
+    run = api.wait_run(api.run(steps)["id"])
+    elapsed, cpu = time.monotonic() - started, _platform_cpu() - cpu_before
+    complete = sum(step["state"] == "COMPLETE" for step in run["steps"])
+    print(f"map of {count} obabel steps in one workflow run: {run['state']}, {complete}/{count} steps COMPLETE in "
+          f"{elapsed:.1f} s ({count / elapsed:.1f} steps/s); platform CPU (Prefect server + worker) "
+          f"{cpu / count * 1000:.0f} ms per step  [target: all COMPLETE within 30 s]", flush=True)  # fmt: skip
+
+    # the same work as single calculations, on `singles` of them: one flow run each
+    ids, cpu_before, started = [], _platform_cpu(), time.monotonic()
+    for file_id in files[:singles]:
+        body = {"inputs": {"molecules": file_id}, "params": {"output_format": "inchikey"}, "use_cache": False}
+        ids.append(api.http.post("/tools/obabel/calculations", json=body).json()["id"])
+    while True:
+        states = [api.http.get(f"/calculations/{i}").json()["state"] for i in ids]
+        if all(state in TERMINAL for state in states):
+            break
+        time.sleep(0.5)
+    single_elapsed, single_cpu = time.monotonic() - started, _platform_cpu() - cpu_before
+    projected = count * single_elapsed / singles
+    print(f"as single calculations ({singles} measured): {singles / single_elapsed:.1f} calculations/s, platform CPU "
+          f"{single_cpu / singles * 1000:.0f} ms per calculation: {count} would take ~{projected:.0f} s",
+          flush=True)  # fmt: skip
+
+
+def _bare(tmp: Path) -> float:
+    started = time.perf_counter()
+    subprocess.run(["prodigal", "-q", "-i", str(DEMO / "genome.fna"), "-a", "p.faa", "-f", "gff", "-o", "g.gff",
+                    "-p", "meta"], cwd=tmp, check=True)  # fmt: skip
+    subprocess.run(["hmmsearch", "--tblout", "hits.tbl", "-o", "report.txt", "-E", "1e-05", "--cpu", "1",
+                    str(DEMO / "family.hmm"), "p.faa"], cwd=tmp, check=True)  # fmt: skip
+    return time.perf_counter() - started
+
+
+def bench_pipeline(api: Api, runs: int) -> None:
+    genome = api.upload("genome.fna", (DEMO / "genome.fna").read_bytes())
+    profile = api.upload("family.hmm", (DEMO / "family.hmm").read_bytes())
+    steps = {
+        "genes": {"tool": "prodigal", "params": {"mode": "meta"}, "inputs": {"contigs": f"file:{genome}"},
+                  "use_cache": False},
+        "hits": {"tool": "hmmsearch", "params": {"evalue": 1e-5}, "use_cache": False,
+                 "inputs": {"profile": f"file:{profile}", "sequences": "genes.proteins"}},
+    }  # fmt: skip
+    platform, bare = [], []
+    for _ in range(runs):
+        run = api.wait_run(api.run(steps)["id"])
+        if run["state"] != "COMPLETE":
+            raise SystemExit(f"pipeline {run['state']}: {run['error']}")
+        platform.append((_parse(run["finished_at"]) - _parse(run["created_at"])).total_seconds())
+        with tempfile.TemporaryDirectory() as tmp:
+            bare.append(_bare(Path(tmp)))
+    p, b = statistics.median(platform), statistics.median(bare)
+    print(f"pipeline prodigal -> hmmsearch on the demo genome: {p:.2f} s (created -> finished, median of {runs}) vs "
+          f"both tools bare {b:.2f} s: overhead {p - b:.2f} s in all  [target <= 1 s]", flush=True)  # fmt: skip
+
+
+def _rss_mb(pid: int) -> float:
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return int(fields["VmRSS"].split()[0]) / 1024
+
+
+def bench_held(api: Api, count: int) -> None:
+    worker = int((RUN_DIR / "worker.pid").read_text())
+    files = _molecules(api, count, f"held{int(time.time())}")
+    baseline = _rss_mb(worker)
+    steps = {"convert": {"tool": "obabel", "backend": "slurm", "use_cache": False,
+                         "inputs": {"molecules": {"each": [f"file:{f}" for f in files]}}}}  # fmt: skip
+    started = time.monotonic()
+    run = api.run(steps)
+    peak = baseline
+    while True:
+        steps_now = api.get_run(run["id"])["steps"]
+        running = sum(step["state"] == "RUNNING" for step in steps_now)
+        peak = max(peak, _rss_mb(worker))
+        if running >= count:
+            break
+        print(f"  {time.monotonic() - started:5.0f} s: {running} steps RUNNING on Slurm, worker RSS "
+              f"{_rss_mb(worker):.0f} MB", flush=True)  # fmt: skip
+        time.sleep(10)
+    samples = []
+    for _ in range(10):
+        samples.append(_rss_mb(worker))
+        time.sleep(2)
+    rss = statistics.median(samples)
+    print(f"HELD: {count} steps of one workflow run waiting on held Slurm jobs, all RUNNING in "
+          f"{time.monotonic() - started:.0f} s: worker RSS {rss:.0f} MB (baseline {baseline:.0f} MB, peak "
+          f"{max(peak, *samples):.0f} MB)  [target <= 300 MB]", flush=True)  # fmt: skip
+    cancel = api.http.post(f"/workflow-runs/{run['id']}/cancel")
+    final = api.wait_run(run["id"], timeout_seconds=600)
+    print(f"canceled ({cancel.status_code}): run {final['state']}, steps "
+          f"{statistics.multimode(step['state'] for step in final['steps'])}", flush=True)  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mode", choices=["map", "pipeline", "held"])
+    parser.add_argument("--url", default=os.environ.get("EMGAPI_PUBLIC_URL", "http://127.0.0.1:8000"))
+    parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument("--singles", type=int, default=50)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    api = Api(args.url, bench_token(args.singles + 10))
+    if args.mode == "map":
+        bench_map(api, args.count, args.singles)
+    elif args.mode == "pipeline":
+        bench_pipeline(api, args.runs)
+    else:
+        bench_held(api, args.count)
+
+
+if __name__ == "__main__":
+    main()
