@@ -175,6 +175,11 @@ class WorkflowSettings(BaseModel):
         ge=1,
         description="Times a workflow run is resumed after its worker was lost; its COMPLETE steps never rerun.",
     )
+    step_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "WARNING",
+        description="Least level of a step's log lines sent to the Prefect dashboard (its task run's): "
+        "INFO adds two lines per step, which a map of thousands pays for in server CPU.",
+    )
     deployments_cache_seconds: float = Field(
         5, ge=0, description="How long the API keeps the list of deployed workflows it read from Prefect."
     )

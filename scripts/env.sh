@@ -41,6 +41,15 @@ export EMGAPI_PREFECT__API_URL="$PREFECT_API_URL"
 export PREFECT_SERVER_API_HOST="${PREFECT_SERVER_API_HOST:-127.0.0.1}" PREFECT_SERVER_API_PORT="$PREFECT_PORT"
 export PREFECT_SERVER_ANALYTICS_ENABLED=false DO_NOT_TRACK=1
 export PREFECT_LOGGING_TO_API_BATCH_INTERVAL="${PREFECT_LOGGING_TO_API_BATCH_INTERVAL:-1}"
+# The Prefect server records task runs (a workflow's steps) and events in batches, flushed every
+# second: one insert per event (Prefect's default) was half the server's CPU in a map (bench/README.md)
+for _setting in TASK_RUN_RECORDER EVENT_PERSISTER; do
+  for _pair in BATCH_SIZE=200 READ_BATCH_SIZE=100 FLUSH_INTERVAL=1; do
+    _name="PREFECT_SERVER_SERVICES_${_setting}_${_pair%%=*}"
+    [ -n "${!_name:-}" ] || export "$_name=${_pair#*=}"
+  done
+done
+unset _setting _pair _name
 export DJANGO_SETTINGS_MODULE=emgapiv2.settings
 # The project-local container engine and Slurm dev cluster (task engines-up / task slurm-up), unless
 # the environment points at others (a system Docker, a real cluster's slurm.conf).

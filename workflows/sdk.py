@@ -142,40 +142,51 @@ class _Row:
     not_before: datetime | None
     backend: str
 
+    @classmethod
+    def of(cls, calc: Calculation) -> _Row:
+        return cls(calc.state, calc.attempt, calc.cached_from_id is not None, calc.not_before, calc.backend)
+
 
 def _row(calculation_id: UUID) -> _Row:
-    values = Calculation.objects.values("state", "attempt", "cached_from_id", "not_before", "backend")
-    row = values.get(id=calculation_id)
-    return _Row(row["state"], row["attempt"], row["cached_from_id"] is not None, row["not_before"], row["backend"])
+    return _Row.of(
+        Calculation.objects.only("state", "attempt", "cached_from", "not_before", "backend").get(id=calculation_id)
+    )
 
 
-async def drive_step(calculation_id: UUID, run_logger: Any, flow_run_id: UUID) -> str:
+async def drive_step(calculation_id: UUID, run_logger: Any, flow_run_id: UUID, row: _Row | None = None) -> str:
     """Execute the step's calculation until it has ended: each attempt in turn (after its backoff), or
-    watching the identical calculation it follows; return its final state."""
+    watching the identical calculation it follows; return its final state. (`row`: the calculation
+    as its creation left it, which saves a query per step.)"""
     poll = get_settings().worker.cancel_check_seconds
     while True:
-        row: _Row = await db(_row)(calculation_id)
+        if row is None:
+            row = await db(_row)(calculation_id)
         if row.state in TERMINAL_STATES:
             return row.state
         if row.state != S.QUEUED or row.following:
             await asyncio.sleep(poll)  # following an identical calculation, or an attempt ending elsewhere
+            row = None
             continue
         if row.not_before is not None and (wait := (row.not_before - timezone.now()).total_seconds()) > 0:
             await asyncio.sleep(wait)
         async with _local_slot(row.backend):
             try:
-                await CalculationRun(calculation_id, run_logger).execute(flow_run_id=flow_run_id)
+                state = await CalculationRun(calculation_id, run_logger).execute(flow_run_id=flow_run_id)
             except Exception:
                 after: _Row = await db(_row)(calculation_id)
                 if (after.state, after.attempt) == (row.state, row.attempt):
                     raise  # nothing was recorded: running it again would fail the same way
                 run_logger.exception("step calculation %s: platform error (recorded)", calculation_id)
+                state = None
+        if state in TERMINAL_STATES:
+            return str(state)
+        row = None
 
 
 @task(name="step", task_run_name="{label}", persist_result=False, cache_policy=NO_CACHE, log_prints=False)
-async def execute_step(calculation_id: UUID, label: str, flow_run_id: UUID) -> str:
+async def execute_step(calculation_id: UUID, label: str, flow_run_id: UUID, row: _Row | None = None) -> str:
     """One step, as a task run of the workflow's flow run (seen in the dashboard under `label`)."""
-    return await drive_step(calculation_id, get_run_logger(), flow_run_id)
+    return await drive_step(calculation_id, get_run_logger(), flow_run_id, row)
 
 
 def _result(calculation_id: UUID) -> tuple[StepResult, str]:
@@ -230,7 +241,7 @@ async def run_tool(
             raise StepFailed(name, index, tool, "not started", str(exc), None) from None
         if calc.state not in TERMINAL_STATES:
             label = f"{name}: {tool}" + (f" [{index}]" if index else "")
-            await execute_step(calc.id, label, context.flow_run_id)
+            await execute_step(calc.id, label, context.flow_run_id, _Row.of(calc))
     found: tuple[StepResult, str] = await db(_result)(calc.id)
     result, error = found
     if result.state != S.COMPLETE:

@@ -303,6 +303,9 @@ def main() -> None:
 
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("workflows").setLevel(logging.INFO)
+    # a workflow's steps are task runs: their INFO lines (job started, finished) cost the Prefect
+    # server more than the rest of a small step; warnings and failures still reach the dashboard
+    logging.getLogger("prefect.task_runs").setLevel(settings.workflow.step_log_level)
     worker = CalculationWorker(
         settings.prefect.work_pool,
         concurrency=settings.worker.concurrency,
