@@ -41,6 +41,9 @@ class S3Settings(BaseModel):
 class PrefectSettings(BaseModel):
     api_url: str = Field("http://127.0.0.1:4200/api", description="Prefect server API URL.")
     work_pool: str = Field("calculations", description="Work pool served by the calculation worker.")
+    docker_work_pool: str = Field(
+        "docker", description="Work pool of the workflows that may block, served by Prefect's Docker worker."
+    )
     deployment: str = Field(
         "run-calculation/run-calculation", description="Deployment (flow/deployment) that runs one calculation."
     )
@@ -179,6 +182,16 @@ class WorkflowSettings(BaseModel):
         "WARNING",
         description="Least level of a step's log lines sent to the Prefect dashboard (its task run's): "
         "INFO adds two lines per step, which a map of thousands pays for in server CPU.",
+    )
+    docker_image: str = Field(
+        "emgapi/app:latest",
+        description="The platform's image, which each Docker-pool flow run gets (task images -- --app).",
+    )
+    docker_network: str = Field(
+        "host", description="Network mode of the Docker-pool containers: they reach Prefect and the database."
+    )
+    docker_mount_source: bool = Field(
+        True, description="Mount this checkout into the Docker-pool containers (false: the image carries the code)."
     )
     deployments_cache_seconds: float = Field(
         5, ge=0, description="How long the API keeps the list of deployed workflows it read from Prefect."

@@ -33,6 +33,7 @@ if ! /usr/bin/docker -H "$docker_host" version >/dev/null 2>&1; then
 fi
 export DOCKER_HOST="$docker_host"
 EMGAPI_TOOL_PACKAGES='["tools", "workflows.tests.tools"]' scripts/images.sh
+scripts/images.sh --app  # the platform's image: the Docker work pool's flow runs get one each
 if ! slurm-dev-environment/slurm.sh status >/dev/null 2>&1; then
   started+=(slurm)
   slurm-dev-environment/slurm.sh up

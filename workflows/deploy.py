@@ -6,6 +6,9 @@ deployed under its flow's name and tagged as a workflow users may launch (POST
 /api/v2/workflows/<flow name>/runs); the platform's own flows (run-calculation,
 reconcile-calculations) are deployed untagged. The calculation work pool runs flows in the worker's
 event loop, so only async flows go there: a sync one would stall every calculation the worker runs.
+Such a flow goes to the Docker work pool (POOL=docker), served by Prefect's own Docker worker
+(prefect-docker, `task worker-docker`): each of its runs gets a container of the platform's image
+(`task images -- --app`), whose steps the calculation worker runs (`container_runner.py`).
 """
 
 from __future__ import annotations
@@ -13,12 +16,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import json
 import os
 import pkgutil
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+
+from emgapiv2.config import BASE_DIR, get_settings
 
 INTERNAL = ("run-calculation", "reconcile-calculations")
 FLOWS_PACKAGE = "workflows.flows"
@@ -36,7 +42,6 @@ class Deployable:
 
 
 def _internal() -> dict[str, Deployable]:
-    from emgapiv2.config import get_settings
     from workflows.flows.reconcile_calculations import reconcile_calculations_flow
     from workflows.flows.run_calculation import run_calculation_flow
 
@@ -89,6 +94,25 @@ def find_all() -> dict[str, Deployable]:
     return found
 
 
+async def ensure_docker_work_pool(client: Any, name: str) -> None:
+    """The Docker work pool, with prefect-docker's job template (`task worker-docker` serves it)."""
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists
+    from prefect_docker.worker import DockerWorker
+
+    try:
+        await client.create_work_pool(
+            WorkPoolCreate(
+                name=name,
+                type=DockerWorker.type,
+                base_job_template=DockerWorker.get_default_base_job_template(),
+                description="Workflows that may block (sync flows): a container of the platform's image per run.",
+            )
+        )
+    except ObjectAlreadyExists:
+        pass
+
+
 def check_pool(deployable: Deployable, pool: str) -> None:
     """The in-process pool takes async flows only; a sync one belongs on the Docker pool."""
     if pool != "docker" and not deployable.flow.isasync:
@@ -99,28 +123,75 @@ def check_pool(deployable: Deployable, pool: str) -> None:
         )
 
 
+def docker_job_variables() -> dict[str, Any]:
+    """What each Docker-pool container gets: the platform's image, the deployer's EMGAPI_* settings
+    (the database and storage it shares with the calculation worker; they are stored with the
+    deployment, behind Prefect's credentials), the data directory at the same path, and, unless the
+    image carries the code, this checkout (read-only) as its working directory."""
+    settings = get_settings()
+    env = {name: value for name, value in os.environ.items() if name.startswith("EMGAPI_")}
+    env |= {
+        "EMGAPI_DATA_DIR": str(settings.data_dir),
+        "EMGAPI_TOOL_PACKAGES": json.dumps(settings.tool_packages),
+        "DJANGO_SETTINGS_MODULE": "emgapiv2.settings",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    volumes = [f"{settings.data_dir}:{settings.data_dir}"]
+    if not settings.blob_root.is_relative_to(settings.data_dir):
+        volumes.append(f"{settings.blob_root}:{settings.blob_root}")
+    create: dict[str, Any] = {}
+    if settings.workflow.docker_mount_source:
+        volumes.append(f"{BASE_DIR}:{BASE_DIR}:ro")
+        create["working_dir"] = str(BASE_DIR)
+        env["PYTHONPATH"] = str(BASE_DIR)
+    return {
+        "image": settings.workflow.docker_image,
+        "image_pull_policy": "Never",  # built locally (task images -- --app): there is no registry
+        "network_mode": settings.workflow.docker_network,
+        "volumes": volumes,
+        "env": env,
+        "command": "python -m workflows.container_runner",
+        "auto_remove": True,
+        "container_create_kwargs": create,
+    }
+
+
 def deploy(names: list[str], *, file: str | None = None, pool: str = "calculations") -> list[str]:
     """Create or update the deployments; return their full names."""
     from prefect.client.orchestration import get_client
     from prefect.deployments.runner import EntrypointType
 
-    from emgapiv2.config import get_settings
     from workflows.dispatch import WORKFLOW_TAG
     from workflows.worker import ensure_work_pool
 
-    if pool == "docker":
-        raise DeployError(
-            "the Docker work pool (prefect-docker) is not available in this deployment yet: deploy async flows "
-            "to the calculation work pool (leave POOL unset)"
-        )
-    work_pool = get_settings().prefect.work_pool
-    chosen = find_all() if names == ["all"] else {name: find(name, file) for name in names}
+    settings = get_settings()
+    if pool not in ("calculations", "docker"):
+        raise DeployError(f"unknown pool {pool!r}: 'calculations' (the default) or 'docker'")
+    docker = pool == "docker"
+    work_pool = settings.prefect.docker_work_pool if docker else settings.prefect.work_pool
+    if names == ["all"]:  # every flow this pool can run; the others are named, not refused
+        chosen = {}
+        for name, deployable in find_all().items():
+            if docker and not deployable.workflow:
+                continue
+            if not docker and not deployable.flow.isasync:
+                function = name.split(":")[-1]
+                print(f"skipped {deployable.flow.name}: a sync flow (task deploy-flow FLOW={function} POOL=docker)")
+                continue
+            chosen[name] = deployable
+    else:
+        chosen = {name: find(name, file) for name in names}
     for deployable in chosen.values():
         check_pool(deployable, pool)
+        if docker and not deployable.workflow:
+            raise DeployError(f"{deployable.flow.name} is the platform's own: it runs on the calculation work pool")
 
     async def create_pool() -> None:
         async with get_client() as client:
-            await ensure_work_pool(client, work_pool)
+            if docker:
+                await ensure_docker_work_pool(client, work_pool)
+            else:
+                await ensure_work_pool(client, work_pool)
 
     asyncio.run(create_pool())
     deployed = []
@@ -132,6 +203,7 @@ def deploy(names: list[str], *, file: str | None = None, pool: str = "calculatio
             entrypoint_type=EntrypointType.MODULE_PATH,
             tags=[WORKFLOW_TAG] if deployable.workflow else [],
             description=flow.description or "",
+            job_variables=docker_job_variables() if docker else None,
             **deployable.options,
         )
         deployment.apply(work_pool_name=work_pool)

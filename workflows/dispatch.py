@@ -201,7 +201,7 @@ _catalogue_lock = threading.Lock()
 
 
 def deployed_workflows() -> list[WorkflowInfo]:
-    """The workflow deployments on the calculation work pool (tagged by `task deploy-flow`), read
+    """The workflow deployments on the calculation and Docker work pools (tagged by `task deploy-flow`), read
     from Prefect at most every `workflow.deployments_cache_seconds`."""
     global _catalogue
     from prefect.client.orchestration import get_client
@@ -219,7 +219,9 @@ def deployed_workflows() -> list[WorkflowInfo]:
         with get_client(sync_client=True) as client:
             deployments = client.read_deployments(
                 deployment_filter=DeploymentFilter(tags=DeploymentFilterTags(all_=[WORKFLOW_TAG])),
-                work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[settings.prefect.work_pool])),
+                work_pool_filter=WorkPoolFilter(
+                    name=WorkPoolFilterName(any_=[settings.prefect.work_pool, settings.prefect.docker_work_pool])
+                ),
             )
         found = sorted(
             (

@@ -16,6 +16,10 @@ names the step, its calculation and the tool's message. Steps awaited together (
 concurrently, at most `workflow.max_parallel_steps` per run and `workflow.local_step_slots` local
 ones per worker. A resumed workflow run (after its worker was lost) finds each step by its name and
 index: a COMPLETE one is not executed again.
+
+A flow on the Docker work pool runs in a container of its own (`container_runner.py`); there
+`run_tool` (or `run_tool_sync`, in a sync flow) dispatches each step to the calculation worker as a
+calculation of its own and waits for it: no tool runs in the flow's container.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections import defaultdict
 from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager, nullcontext
@@ -88,6 +93,7 @@ class WorkflowContext:
     attempt: int
     flow_run_id: UUID
     steps: asyncio.Semaphore
+    remote: bool = False  # in a Docker-pool container: steps are dispatched to the calculation worker
     counters: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
     def next_index(self, step: str) -> int:
@@ -100,10 +106,11 @@ _contexts: dict[UUID, WorkflowContext] = {}
 _local_slots: asyncio.Semaphore | None = None
 
 
-def begin(workflow_run_id: UUID, attempt: int, flow_run_id: UUID) -> WorkflowContext:
-    """The worker calls this before running a workflow run's flow run, and `end` after it."""
+def begin(workflow_run_id: UUID, attempt: int, flow_run_id: UUID, *, remote: bool = False) -> WorkflowContext:
+    """The worker (or a Docker-pool container) calls this before running a workflow run's flow
+    run, and `end` after it."""
     context = WorkflowContext(
-        workflow_run_id, attempt, flow_run_id, asyncio.Semaphore(get_settings().workflow.max_parallel_steps)
+        workflow_run_id, attempt, flow_run_id, asyncio.Semaphore(get_settings().workflow.max_parallel_steps), remote
     )
     _contexts[flow_run_id] = context
     return context
@@ -141,16 +148,17 @@ class _Row:
     following: bool
     not_before: datetime | None
     backend: str
+    dispatched: bool  # has a flow run of its own (a Docker-pool workflow's step)
 
     @classmethod
     def of(cls, calc: Calculation) -> _Row:
-        return cls(calc.state, calc.attempt, calc.cached_from_id is not None, calc.not_before, calc.backend)
+        following = calc.cached_from_id is not None
+        return cls(calc.state, calc.attempt, following, calc.not_before, calc.backend, calc.flow_run_id is not None)
 
 
 def _row(calculation_id: UUID) -> _Row:
-    return _Row.of(
-        Calculation.objects.only("state", "attempt", "cached_from", "not_before", "backend").get(id=calculation_id)
-    )
+    fields = ("state", "attempt", "cached_from", "not_before", "backend", "flow_run_id")
+    return _Row.of(Calculation.objects.only(*fields).get(id=calculation_id))
 
 
 async def drive_step(calculation_id: UUID, run_logger: Any, flow_run_id: UUID, row: _Row | None = None) -> str:
@@ -187,6 +195,51 @@ async def drive_step(calculation_id: UUID, run_logger: Any, flow_run_id: UUID, r
 async def execute_step(calculation_id: UUID, label: str, flow_run_id: UUID, row: _Row | None = None) -> str:
     """One step, as a task run of the workflow's flow run (seen in the dashboard under `label`)."""
     return await drive_step(calculation_id, get_run_logger(), flow_run_id, row)
+
+
+def dispatch_step(calculation_id: UUID) -> None:
+    """A Docker-pool workflow's step (and each retry of it) runs on the calculation worker as a
+    run-calculation flow run of its own, created here (idempotently: one per attempt)."""
+    from prefect.client.orchestration import get_client
+
+    from workflows.dispatch import create_flow_run
+
+    with get_client(sync_client=True) as client:
+        create_flow_run(client, calculation_id)
+
+
+def _needs_dispatch(row: _Row) -> bool:
+    return row.state == S.QUEUED and not row.following and not row.dispatched
+
+
+async def await_remote_step(calculation_id: UUID) -> str:
+    """Dispatch the step to the calculation worker (again after a retry) until it has ended."""
+    poll = get_settings().worker.cancel_check_seconds
+    while True:
+        row: _Row = await db(_row)(calculation_id)
+        if row.state in TERMINAL_STATES:
+            return row.state
+        if _needs_dispatch(row):
+            await db(dispatch_step)(calculation_id)
+        await asyncio.sleep(poll)
+
+
+@task(name="step", task_run_name="{label}", persist_result=False, cache_policy=NO_CACHE, log_prints=False)
+async def await_remote_step_task(calculation_id: UUID, label: str) -> str:
+    return await await_remote_step(calculation_id)
+
+
+@task(name="step", task_run_name="{label}", persist_result=False, cache_policy=NO_CACHE, log_prints=False)
+def await_remote_step_sync(calculation_id: UUID, label: str) -> str:
+    """The same, for a sync flow: it blocks, which its own container allows."""
+    poll = get_settings().worker.cancel_check_seconds
+    while True:
+        row = _row(calculation_id)
+        if row.state in TERMINAL_STATES:
+            return row.state
+        if _needs_dispatch(row):
+            dispatch_step(calculation_id)
+        time.sleep(poll)
 
 
 def _result(calculation_id: UUID) -> tuple[StepResult, str]:
@@ -241,9 +294,46 @@ async def run_tool(
             raise StepFailed(name, index, tool, "not started", str(exc), None) from None
         if calc.state not in TERMINAL_STATES:
             label = f"{name}: {tool}" + (f" [{index}]" if index else "")
-            await execute_step(calc.id, label, context.flow_run_id, _Row.of(calc))
+            if context.remote:
+                await await_remote_step_task(calc.id, label)
+            else:
+                await execute_step(calc.id, label, context.flow_run_id, _Row.of(calc))
     found: tuple[StepResult, str] = await db(_result)(calc.id)
     result, error = found
+    if result.state != S.COMPLETE:
+        raise StepFailed(name, index, tool, result.state, error, calc.id)
+    return result
+
+
+def run_tool_sync(
+    tool: str,
+    inputs: Mapping[str, UUID | str],
+    params: Mapping[str, Any] | None = None,
+    backend: str | None = None,
+    *,
+    step: str | None = None,
+    index: int | None = None,
+    use_cache: bool = True,
+) -> StepResult:
+    """`run_tool` for a sync flow on the Docker work pool: the step runs on the calculation worker,
+    and this blocks until it has ended (the in-process pool takes async flows only)."""
+    context = current()
+    if not context.remote:
+        raise RuntimeError("run_tool_sync is for sync flows on the Docker work pool; in an async flow, await run_tool")
+    name = step or tool
+    if index is None:
+        index = context.next_index(name)
+    try:
+        file_ids = {role: UUID(str(value)) for role, value in inputs.items()}
+        calc = actions.do_create_step(
+            context.workflow_run_id, context.attempt, step=name, index=index, tool=tool,
+            inputs=file_ids, params=dict(params or {}), backend=backend, use_cache=use_cache,
+        )  # fmt: skip
+    except (InvalidInput, NotFound, ValueError, InvalidTransition) as exc:
+        raise StepFailed(name, index, tool, "not started", str(exc), None) from None
+    if calc.state not in TERMINAL_STATES:
+        await_remote_step_sync(calc.id, f"{name}: {tool}" + (f" [{index}]" if index else ""))
+    result, error = _result(calc.id)
     if result.state != S.COMPLETE:
         raise StepFailed(name, index, tool, result.state, error, calc.id)
     return result

@@ -213,9 +213,13 @@ class CalculationWorker:
             return
         from workflows import sdk
         from workflows.dispatch import workflow_run_tags
+        from workflows.identity import this_worker
+        from workflows.lifecycle import begin_workflow_run, end_workflow_run
 
         workflow_run = workflow_run_tags(flow_run.tags)
-        if workflow_run is not None and not await self._begin_workflow_run(flow_run, *workflow_run):
+        if workflow_run is not None and not await begin_workflow_run(
+            flow_run.id, *workflow_run, worker=this_worker().name
+        ):
             return
         try:
             if flow_run.deployment_id is None:
@@ -232,60 +236,7 @@ class CalculationWorker:
         finally:
             sdk.end(flow_run.id)
         if workflow_run is not None:
-            await self._end_workflow_run(flow_run.id, *workflow_run, final)
-
-    async def _begin_workflow_run(self, flow_run: FlowRun, workflow_run_id: UUID, attempt: int) -> bool:
-        """Mark the workflow run RUNNING as this attempt; False (and the flow run ended) if it moved on."""
-        from calculations import actions
-        from calculations.errors import InvalidTransition
-        from workflows import sdk
-        from workflows.db import db
-        from workflows.identity import this_worker
-        from workflows.lost_attempts import mark_flow_run_ended
-
-        try:
-            await db(actions.do_start_workflow_run)(
-                workflow_run_id, attempt, flow_run_id=flow_run.id, worker=this_worker().name
-            )
-        except InvalidTransition as exc:
-            logger.info("not starting flow run %s: %s", flow_run.id, exc)
-            await mark_flow_run_ended(flow_run.id, str(exc), canceled=True)
-            return False
-        sdk.begin(workflow_run_id, attempt, flow_run.id)
-        return True
-
-    async def _end_workflow_run(self, flow_run_id: UUID, workflow_run_id: UUID, attempt: int, final: Any) -> None:
-        """Record how the flow run ended on its workflow run (the policy table decides what follows)."""
-        from calculations import actions
-        from calculations.errors import InvalidTransition
-        from calculations.policies import AttemptEnd
-        from calculations.states import CalculationState
-        from workflows.db import db
-        from workflows.lost_attempts import mark_flow_run_ended
-        from workflows.sdk import StepFailed
-
-        if final.is_completed():
-            end, message = AttemptEnd.SUCCEEDED, ""
-        else:
-            error: Any = None
-            try:
-                error = await final.result(raise_on_failure=False)
-            except Exception:
-                logger.debug("no result for flow run %s", flow_run_id, exc_info=True)
-            message = str(error) if isinstance(error, BaseException) else (final.message or final.name)
-            if isinstance(error, StepFailed) and error.state == CalculationState.SYSTEM_ERROR:
-                end = AttemptEnd.STEP_SYSTEM_ERROR
-            elif final.is_crashed():
-                end = AttemptEnd.PLATFORM_ERROR
-            else:
-                end = AttemptEnd.FLOW_FAILED
-        try:
-            run = await db(actions.do_end_workflow_run)(workflow_run_id, attempt, end, message=message)
-        except InvalidTransition as exc:
-            logger.info("workflow run %s attempt %s not recorded: %s", workflow_run_id, attempt, exc)
-            return
-        if run.state == CalculationState.CANCELED:
-            await mark_flow_run_ended(flow_run_id, "workflow run canceled", canceled=True)
+            await end_workflow_run(flow_run.id, *workflow_run, final)
 
 
 def main() -> None:

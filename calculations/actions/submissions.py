@@ -123,15 +123,13 @@ def check_active_quota(owner_id: int) -> None:
     # one submitter per user at a time
     get_user_model().objects.select_for_update(no_key=True).filter(id=owner_id).first()
     limit = active_limit(owner_id)
-    active = Calculation.objects.filter(
+    calculations = Calculation.objects.filter(
         owner_id=owner_id, state__in=ACTIVE_STATES, cached_from__isnull=True, workflow_run__isnull=True
     ).count()
-    active += WorkflowRun.objects.filter(owner_id=owner_id, state__in=ACTIVE_STATES).count()
-    if active >= limit:
-        raise QuotaExceeded(
-            f"you have {active} calculations and workflow runs queued or running; the limit is {limit}: "
-            "retry when some have finished"
-        )
+    runs = WorkflowRun.objects.filter(owner_id=owner_id, state__in=ACTIVE_STATES).count()
+    if calculations + runs >= limit:
+        held = f"{calculations} calculations" + (f" and {runs} workflow run{'s' * (runs != 1)}" if runs else "")
+        raise QuotaExceeded(f"you have {held} queued or running; the limit is {limit}: retry when some have finished")
 
 
 @transaction.atomic

@@ -98,7 +98,7 @@ def test_a_workflow_run_counts_once_against_the_active_quota(alice: ApiClient, f
     do_set_user_quota("alice", max_active_calculations=1)
     assert submit(alice, _two_steps(files["genome"])).status_code == 202
     refused = submit(alice, _two_steps(files["genome"]))
-    assert refused.status_code == 429 and "workflow runs" in refused.json()["detail"]
+    assert refused.status_code == 429 and "0 calculations and 1 workflow run queued" in refused.json()["detail"]
 
 
 def _running_run(alice_id: int) -> WorkflowRun:

@@ -4,7 +4,9 @@ pipeline (a DAG posted as data, maps), failures and cancels, an ops engineer's o
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +15,7 @@ from typing import Any
 import pytest
 
 from emgapiv2.config import BASE_DIR
+from workflows.tests.conftest import ServiceProcess, WorkerProcess
 from workflows.tests.test_integration import TERMINAL, Api
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -214,3 +217,79 @@ def _task_env() -> dict[str, str]:
         "DJANGO_SETTINGS_MODULE": "emgapiv2.settings",
         "EMGAPI_DATA_DIR": str(get_settings().data_dir),
     }
+
+
+class DockerWorkerProcess(ServiceProcess):
+    """Prefect's own Docker worker (prefect-docker) on the Docker work pool: `task worker-docker`."""
+
+    argv = [sys.executable, "-m", "workflows.docker_worker"]
+
+    def wait_ready(self, log_offset: int) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + 60
+        while "started!" not in self.log.read_text()[log_offset:]:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"docker worker did not start:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.2)
+
+
+@pytest.fixture
+def docker_worker(
+    calculation_worker: WorkerProcess, container_engine: str, tmp_path: Path
+) -> Iterator[DockerWorkerProcess]:
+    from workflows.images import build_app_image
+
+    build_app_image(os.environ.get("BASE_IMAGE", "emgapi/base:bookworm"))  # present after task test's images step
+    worker = DockerWorkerProcess(calculation_worker.env, tmp_path / "docker-worker.log")
+    worker.start()
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def sync_flow() -> Iterator[str]:
+    """A sync flow file an ops engineer writes: it may block (it gets a container of its own)."""
+    name = f"sync_genes_{int(time.time() * 1000)}"
+    path = BASE_DIR / "workflows" / "flows" / f"{name}.py"
+    path.write_text(
+        f'''"""A sync ops flow written by the test."""
+
+import time
+
+from prefect import flow
+
+from workflows.sdk import FileId, run_tool_sync
+
+
+@flow(name="{name.replace("_", "-")}")
+def {name}(genome: FileId) -> str:
+    """Call the genes of a genome, blocking while it runs."""
+    time.sleep(0.1)  # a blocking call: fine in its own container
+    return str(run_tool_sync("prodigal", {{"contigs": genome}}, {{"mode": "meta"}}).outputs["proteins"])
+'''
+    )
+    try:
+        yield name
+    finally:
+        path.unlink()
+
+
+def test_a_sync_flow_runs_on_the_docker_pool_and_its_steps_on_the_calculation_worker(
+    api: Api, sync_flow: str, docker_worker: DockerWorkerProcess, calculation_worker: WorkerProcess
+) -> None:
+    task = [str(BASE_DIR / ".venv" / "bin" / "task"), "deploy-flow", f"FLOW={sync_flow}"]
+    refused = subprocess.run(task, cwd=BASE_DIR, capture_output=True, text=True, env=_task_env())
+    assert refused.returncode != 0
+    assert "is synchronous" in refused.stderr and "POOL=docker" in refused.stderr
+
+    deployed = subprocess.run([*task, "POOL=docker"], cwd=BASE_DIR, capture_output=True, text=True, env=_task_env())
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    time.sleep(get_cache_seconds())
+    genome = api.upload("genome.fna", (DEMO / "genome.fna").read_bytes())
+    run = wait_run(api, run_workflow(api, sync_flow.replace("_", "-"), {"genome": genome})["id"], timeout_seconds=240)
+    assert run["state"] == "COMPLETE", run["error"] + docker_worker.log.read_text()[-3000:]
+    assert [(s["name"], s["tool"], s["state"]) for s in run["steps"]] == [("prodigal", "prodigal", "COMPLETE")]
+    step = api.http.get(f"/calculations/{run['steps'][0]['calculation_id']}").json()
+    # the tool ran on the calculation worker (a flow run of its own), not in the flow's container
+    assert f":{calculation_worker.pid}:" in step["provenance"]["attempts"][0]["worker"]
+    assert step["flow_run_id"] and step["flow_run_id"] != run["flow_run_id"]

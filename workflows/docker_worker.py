@@ -1,0 +1,37 @@
+"""Prefect's own Docker worker (prefect-docker) on the platform's Docker work pool: `task worker-docker`.
+
+It runs each flow run of a workflow deployed with `task deploy-flow FLOW=<name> POOL=docker` in a
+container of the platform's image (`container_runner.py` is the container's command). The pool is
+created first, with prefect-docker's job template, if no deployment created it yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+
+def main() -> None:
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "emgapiv2.settings")
+    django.setup()
+    from prefect.client.orchestration import get_client
+
+    from emgapiv2.config import get_settings
+    from workflows.deploy import ensure_docker_work_pool
+
+    pool = get_settings().prefect.docker_work_pool
+
+    async def create_pool() -> None:
+        async with get_client() as client:
+            await ensure_docker_work_pool(client, pool)
+
+    asyncio.run(create_pool())
+    argv = [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "docker"]
+    os.execv(sys.executable, argv + sys.argv[1:])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""A workflow run's attempt, around the flow run that executes it: started (RUNNING as this attempt)
+before the flow's code runs, and ended with how the flow run ended (the policy table decides what
+follows). The calculation worker does this for the flow runs it runs in-process; the container
+runner (`container_runner.py`) for a Docker-pool flow run in its container."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from uuid import UUID
+
+from calculations import actions
+from calculations.errors import InvalidTransition
+from calculations.policies import AttemptEnd
+from calculations.states import CalculationState
+from workflows import sdk
+from workflows.db import db
+from workflows.lost_attempts import mark_flow_run_ended
+
+logger = logging.getLogger(__name__)
+
+
+async def begin_workflow_run(
+    flow_run_id: UUID, workflow_run_id: UUID, attempt: int, *, worker: str, remote: bool = False
+) -> bool:
+    """Mark the workflow run RUNNING as this attempt and give the SDK its context; False (and the
+    flow run ended in Prefect) if the run moved on meanwhile (canceled, or resumed elsewhere)."""
+    try:
+        await db(actions.do_start_workflow_run)(workflow_run_id, attempt, flow_run_id=flow_run_id, worker=worker)
+    except InvalidTransition as exc:
+        logger.info("not starting flow run %s: %s", flow_run_id, exc)
+        await mark_flow_run_ended(flow_run_id, str(exc), canceled=True)
+        return False
+    sdk.begin(workflow_run_id, attempt, flow_run_id, remote=remote)
+    return True
+
+
+def attempt_end(final: Any, error: Any) -> tuple[AttemptEnd, str]:
+    """How a flow run's final Prefect state (and the exception it raised, if known) ended the attempt."""
+    if final.is_completed():
+        return AttemptEnd.SUCCEEDED, ""
+    message = str(error) if isinstance(error, BaseException) else (final.message or final.name)
+    if isinstance(error, sdk.StepFailed) and error.state == CalculationState.SYSTEM_ERROR:
+        return AttemptEnd.STEP_SYSTEM_ERROR, message
+    if final.is_crashed():
+        return AttemptEnd.PLATFORM_ERROR, message
+    return AttemptEnd.FLOW_FAILED, message
+
+
+async def end_workflow_run(flow_run_id: UUID, workflow_run_id: UUID, attempt: int, final: Any) -> None:
+    """Record how the flow run ended on its workflow run."""
+    sdk.end(flow_run_id)
+    error: Any = None
+    if not final.is_completed():
+        try:
+            error = await final.result(raise_on_failure=False)
+        except Exception:
+            logger.debug("no result for flow run %s", flow_run_id, exc_info=True)
+    end, message = attempt_end(final, error)
+    try:
+        run = await db(actions.do_end_workflow_run)(workflow_run_id, attempt, end, message=message)
+    except InvalidTransition as exc:
+        logger.info("workflow run %s attempt %s not recorded: %s", workflow_run_id, attempt, exc)
+        return
+    if run.state == CalculationState.CANCELED:
+        await mark_flow_run_ended(flow_run_id, "workflow run canceled", canceled=True)
