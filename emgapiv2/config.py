@@ -190,6 +190,11 @@ class WorkflowSettings(BaseModel):
     docker_network: str = Field(
         "host", description="Network mode of the Docker-pool containers: they reach Prefect and the database."
     )
+    docker_volumes: list[str] = Field(
+        [],
+        description="Volumes of the Docker-pool containers (JSON list). Empty: the data directory at its own "
+        "path (the compose stack names its data volume instead).",
+    )
     docker_mount_source: bool = Field(
         True, description="Mount this checkout into the Docker-pool containers (false: the image carries the code)."
     )

@@ -136,11 +136,12 @@ def docker_job_variables() -> dict[str, Any]:
         "DJANGO_SETTINGS_MODULE": "emgapiv2.settings",
         "PYTHONDONTWRITEBYTECODE": "1",
     }
-    volumes = [f"{settings.data_dir}:{settings.data_dir}"]
-    if not settings.blob_root.is_relative_to(settings.data_dir):
+    volumes = list(settings.workflow.docker_volumes) or [f"{settings.data_dir}:{settings.data_dir}"]
+    if not settings.workflow.docker_volumes and not settings.blob_root.is_relative_to(settings.data_dir):
         volumes.append(f"{settings.blob_root}:{settings.blob_root}")
     create: dict[str, Any] = {}
-    if settings.workflow.docker_mount_source:
+    mount = settings.workflow.docker_mount_source
+    if mount:
         volumes.append(f"{BASE_DIR}:{BASE_DIR}:ro")
         create["working_dir"] = str(BASE_DIR)
         env["PYTHONPATH"] = str(BASE_DIR)
@@ -150,7 +151,8 @@ def docker_job_variables() -> dict[str, Any]:
         "network_mode": settings.workflow.docker_network,
         "volumes": volumes,
         "env": env,
-        "command": "python -m workflows.container_runner",
+        # -P: the checkout on PYTHONPATH comes first, never the image's own copy of the code (/app)
+        "command": "python -P -m workflows.container_runner" if mount else "python -m workflows.container_runner",
         "auto_remove": True,
         "container_create_kwargs": create,
     }
