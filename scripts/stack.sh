@@ -64,7 +64,11 @@ ensure_engine() {
   fi
 }
 
-compose() { docker-compose -p "$PROJECT" -f docker-compose.yaml "$@"; }
+compose() {
+  # the docker-worker service drives the engine the stack runs on, through its socket
+  case "${DOCKER_HOST:-}" in unix://*) export STACK_DOCKER_SOCKET=${DOCKER_HOST#unix://} ;; esac
+  docker-compose -p "$PROJECT" -f docker-compose.yaml "$@"
+}
 
 ensure_base_image() {
   if [ -z "${BASE_IMAGE:-}" ]; then
