@@ -263,6 +263,27 @@ def _result(calculation_id: UUID) -> tuple[StepResult, str]:
     return result, calc.error
 
 
+def _create_step(
+    context: WorkflowContext,
+    name: str,
+    index: int,
+    tool: str,
+    inputs: Mapping[str, UUID | str],
+    params: Mapping[str, Any] | None,
+    backend: str | None,
+    use_cache: bool,
+) -> Calculation:
+    """The step's calculation (created, or found from an earlier attempt); StepFailed if refused."""
+    try:
+        file_ids = {role: UUID(str(value)) for role, value in inputs.items()}
+        return actions.do_create_step(
+            context.workflow_run_id, context.attempt, step=name, index=index, tool=tool,
+            inputs=file_ids, params=dict(params or {}), backend=backend, use_cache=use_cache,
+        )  # fmt: skip
+    except (InvalidInput, NotFound, ValueError, InvalidTransition) as exc:
+        raise StepFailed(name, index, tool, "not started", str(exc), None) from None
+
+
 async def run_tool(
     tool: str,
     inputs: Mapping[str, UUID | str],
@@ -282,16 +303,7 @@ async def run_tool(
     if index is None:
         index = context.next_index(name)
     async with context.steps:
-        try:
-            file_ids = {role: UUID(str(value)) for role, value in inputs.items()}
-            calc = await db(actions.do_create_step)(
-                context.workflow_run_id, context.attempt, step=name, index=index, tool=tool,
-                inputs=file_ids, params=dict(params or {}), backend=backend, use_cache=use_cache,
-            )  # fmt: skip
-        except (InvalidInput, NotFound, ValueError) as exc:
-            raise StepFailed(name, index, tool, "not started", str(exc), None) from None
-        except InvalidTransition as exc:
-            raise StepFailed(name, index, tool, "not started", str(exc), None) from None
+        calc: Calculation = await db(_create_step)(context, name, index, tool, inputs, params, backend, use_cache)
         if calc.state not in TERMINAL_STATES:
             label = f"{name}: {tool}" + (f" [{index}]" if index else "")
             if context.remote:
@@ -323,14 +335,7 @@ def run_tool_sync(
     name = step or tool
     if index is None:
         index = context.next_index(name)
-    try:
-        file_ids = {role: UUID(str(value)) for role, value in inputs.items()}
-        calc = actions.do_create_step(
-            context.workflow_run_id, context.attempt, step=name, index=index, tool=tool,
-            inputs=file_ids, params=dict(params or {}), backend=backend, use_cache=use_cache,
-        )  # fmt: skip
-    except (InvalidInput, NotFound, ValueError, InvalidTransition) as exc:
-        raise StepFailed(name, index, tool, "not started", str(exc), None) from None
+    calc = _create_step(context, name, index, tool, inputs, params, backend, use_cache)
     if calc.state not in TERMINAL_STATES:
         await_remote_step_sync(calc.id, f"{name}: {tool}" + (f" [{index}]" if index else ""))
     result, error = _result(calc.id)

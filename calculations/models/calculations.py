@@ -77,10 +77,10 @@ class CalculationInput(models.Model):
         return f"{self.role}: {self.file_id}"
 
 
-class CalculationEvent(models.Model):
-    """Append-only log of every state change: who, when, from, to, why."""
+class StateEvent(models.Model):
+    """Append-only log of every state change: who, when, from, to, why (of a calculation, or of a
+    workflow run: `WorkflowRunEvent`)."""
 
-    calculation = models.ForeignKey(Calculation, on_delete=models.CASCADE, related_name="events")
     attempt = models.PositiveIntegerField()
     from_state = models.CharField(max_length=16, blank=True)
     to_state = models.CharField(max_length=16)
@@ -89,7 +89,15 @@ class CalculationEvent(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        abstract = True
         ordering = ["created_at", "id"]
 
     def __str__(self) -> str:
         return f"{self.from_state or '∅'} → {self.to_state} ({self.actor})"
+
+
+class CalculationEvent(StateEvent):
+    calculation = models.ForeignKey(Calculation, on_delete=models.CASCADE, related_name="events")
+
+    class Meta(StateEvent.Meta):
+        pass

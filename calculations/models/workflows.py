@@ -6,6 +6,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 
+from calculations.models.calculations import StateEvent
 from calculations.states import CalculationState
 
 
@@ -36,19 +37,8 @@ class WorkflowRun(models.Model):
         return f"{self.workflow} {self.id} [{self.state}]"
 
 
-class WorkflowRunEvent(models.Model):
-    """Append-only log of a workflow run's state changes: who, when, from, to, why."""
-
+class WorkflowRunEvent(StateEvent):
     workflow_run = models.ForeignKey(WorkflowRun, on_delete=models.CASCADE, related_name="events")
-    attempt = models.PositiveIntegerField()
-    from_state = models.CharField(max_length=16, blank=True)
-    to_state = models.CharField(max_length=16)
-    actor = models.CharField(max_length=128)
-    reason = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
 
-    class Meta:
-        ordering = ["created_at", "id"]
-
-    def __str__(self) -> str:
-        return f"{self.from_state or '∅'} → {self.to_state} ({self.actor})"
+    class Meta(StateEvent.Meta):
+        pass

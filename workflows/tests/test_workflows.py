@@ -8,7 +8,8 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -129,13 +130,26 @@ def test_cancel_mid_map_cancels_every_step_and_leaves_no_process(api: Api) -> No
     assert api.http.post(f"/workflow-runs/{run['id']}/cancel").status_code == 409
 
 
+@contextmanager
+def flow_file(prefix: str, source: Callable[[str], str]) -> Iterator[str]:
+    """A flow file an ops engineer writes (`source(name)`), as the test's own module in workflows/flows/."""
+    name = f"{prefix}_{int(time.time() * 1000)}"
+    path = BASE_DIR / "workflows" / "flows" / f"{name}.py"
+    path.write_text(source(name))
+    try:
+        yield name
+    finally:
+        path.unlink()
+
+
 @pytest.fixture
 def ops_flow() -> Iterator[str]:
-    """A flow file an ops engineer writes, as the test's own module in workflows/flows/."""
-    name = f"count_genes_{int(time.time() * 1000)}"
-    path = BASE_DIR / "workflows" / "flows" / f"{name}.py"
-    path.write_text(
-        f'''"""An ops flow written by the test."""
+    with flow_file("count_genes", _ops_flow_source) as name:
+        yield name
+
+
+def _ops_flow_source(name: str) -> str:
+    return f'''"""An ops flow written by the test."""
 
 import asyncio
 
@@ -150,11 +164,6 @@ async def {name}(genomes: list[FileId], mode: str = "meta") -> int:
     called = await asyncio.gather(*(run_tool("prodigal", {{"contigs": g}}, {{"mode": mode}}) for g in genomes))
     return sum(len(c.files) for c in called)
 '''
-    )
-    try:
-        yield name
-    finally:
-        path.unlink()
 
 
 def test_an_ops_flow_is_deployed_with_task_deploy_flow_and_launched_through_the_api(
@@ -248,11 +257,13 @@ def docker_worker(
 
 @pytest.fixture
 def sync_flow() -> Iterator[str]:
-    """A sync flow file an ops engineer writes: it may block (it gets a container of its own)."""
-    name = f"sync_genes_{int(time.time() * 1000)}"
-    path = BASE_DIR / "workflows" / "flows" / f"{name}.py"
-    path.write_text(
-        f'''"""A sync ops flow written by the test."""
+    with flow_file("sync_genes", _sync_flow_source) as name:
+        yield name
+
+
+def _sync_flow_source(name: str) -> str:
+    """A sync flow: it may block (it gets a container of its own)."""
+    return f'''"""A sync ops flow written by the test."""
 
 import time
 
@@ -267,11 +278,6 @@ def {name}(genome: FileId) -> str:
     time.sleep(0.1)  # a blocking call: fine in its own container
     return str(run_tool_sync("prodigal", {{"contigs": genome}}, {{"mode": "meta"}}).outputs["proteins"])
 '''
-    )
-    try:
-        yield name
-    finally:
-        path.unlink()
 
 
 def test_a_sync_flow_runs_on_the_docker_pool_and_its_steps_on_the_calculation_worker(
