@@ -187,8 +187,8 @@ def cancel_flow_run(flow_run_id: UUID) -> None:
     try:
         with get_client(sync_client=True) as client:
             flow_run = client.read_flow_run(flow_run_id)
-            if flow_run.state is None or flow_run.state.is_final():
-                return
+            if flow_run.state is None or flow_run.state.is_final() or flow_run.state.is_cancelling():
+                return  # (cancelling: asked in Prefect already, e.g. from the dashboard)
             # a run not yet picked up is simply cancelled; a running one is asked to stop
             target: State = Cancelling() if flow_run.state.is_running() else Cancelled()
             client.set_flow_run_state(flow_run_id, target, force=True)

@@ -106,6 +106,7 @@ class CalculationWorker:
             # its own liveness, and the dead workers it finds (its predecessors here: at once)
             liveness = asyncio.create_task(self._liveness(me))
             sweeping = asyncio.create_task(self._sweep())
+            cancels = asyncio.create_task(self._watch_prefect_cancels(client))
             logger.info("worker %s serving work pool %r", self.name, self.work_pool)
             while not self._stopping.is_set():
                 free = self.concurrency - len(self._running)
@@ -130,7 +131,7 @@ class CalculationWorker:
             logger.info("worker stopping; waiting for %d running flow runs", len(self._running))
             if self._running:
                 await asyncio.gather(*self._running.values(), return_exceptions=True)
-            for task in (heartbeat, liveness, sweeping):
+            for task in (heartbeat, liveness, sweeping, cancels):
                 task.cancel()
             await db(actions.do_end_worker)(me.name, "stopped")
 
@@ -171,6 +172,23 @@ class CalculationWorker:
                 in_contact_since = None
                 logger.exception("liveness pass failed; retrying")
             await asyncio.sleep(settings.liveness_seconds)
+
+    async def _watch_prefect_cancels(self, client: PrefectClient) -> None:
+        """Cancels asked of Prefect (the dashboard) for the flow runs this worker runs: one query for
+        all of them every `worker.cancel_check_seconds` (workflows/prefect_cancels.py)."""
+        from emgapiv2.config import get_settings
+        from workflows.prefect_cancels import honour_prefect_cancels
+
+        interval = get_settings().worker.cancel_check_seconds
+        seen: set[UUID] = set()
+        while True:
+            try:
+                if self._running:
+                    await honour_prefect_cancels(client, list(self._running), seen)
+                seen &= set(self._running)
+            except Exception:
+                logger.warning("could not check Prefect for cancelled flow runs; retrying", exc_info=True)
+            await asyncio.sleep(interval)
 
     async def _sweep(self) -> None:
         from emgapiv2.config import get_settings

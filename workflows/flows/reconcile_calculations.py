@@ -32,6 +32,7 @@ from emgapiv2.config import get_settings
 from workflows.db import db
 from workflows.dispatch import dispatch_calculation, dispatch_workflow_run
 from workflows.lost_attempts import LOST_FIELDS, LostAttempt, mark_flow_run_ended, settle, stop_orphan
+from workflows.prefect_cancels import cancel_rows_of
 
 S = CalculationState
 FLOW_RUN_PAGE = 200
@@ -111,6 +112,11 @@ def _flow_run_problems(flow_runs: list[Any], expected: set[UUID]) -> dict[UUID, 
     return problems
 
 
+def _cancelled_in_prefect(flow_runs: list[Any]) -> dict[UUID, Any]:
+    """Flow runs someone cancelled in Prefect (the dashboard): their rows are canceled, not retried."""
+    return {run.id: run for run in flow_runs if run.state is not None and run.state.is_cancelled()}
+
+
 async def dispatch_undispatched() -> int:
     """QUEUED calculations that never reached Prefect (it was unreachable) are dispatched."""
     ids = await db(_undispatched)()
@@ -157,7 +163,10 @@ async def settle_lost_workflow_runs(counts: dict[str, int]) -> None:
         for run in flow_runs
         if run.state is not None and run.state.is_final() and timezone.now() - run.state.timestamp < grace
     }
+    cancelled = _cancelled_in_prefect(flow_runs)
     for run in in_flight:
+        if run["flow_run_id"] in cancelled:  # cancelled in Prefect (the dashboard): canceled, never resumed
+            await db(cancel_rows_of)(cancelled[run["flow_run_id"]])
         reason = problems.get(run["flow_run_id"])
         if reason is None or run["flow_run_id"] in just_ended:
             continue
@@ -192,7 +201,12 @@ async def settle_lost_flow_runs(counts: dict[str, int]) -> None:
     flow_runs = await _read_flow_runs([c["flow_run_id"] for c in in_flight])
     problems = _flow_run_problems(flow_runs, {c["flow_run_id"] for c in in_flight})
     still_open = {run.id for run in flow_runs if run.state is not None and not run.state.is_final()}
+    cancelled = _cancelled_in_prefect(flow_runs)
     for calc in in_flight:
+        if calc["flow_run_id"] in cancelled:
+            # cancelled in Prefect (the dashboard): the row is canceled (at once if it had not started;
+            # an attempt whose worker is gone is then settled as CANCELED, never retried)
+            await db(cancel_rows_of)(cancelled[calc["flow_run_id"]])
         if reason := problems.get(calc["flow_run_id"]):
             outcome = await db(settle)(calc, reason)
             if outcome in counts:

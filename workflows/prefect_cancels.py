@@ -1,0 +1,78 @@
+"""Cancels asked of Prefect (the dashboard's Cancel button, `prefect flow-run cancel`) become cancels
+of the platform's rows, through the actions: the calculation of a `calc-<id>` flow run, or the
+workflow run (and every step in flight) of a workflow's flow run. The worker's in-flight watcher then
+stops the tools, and the flow run ends Cancelled.
+
+Prefect marks a running flow run CANCELLING and leaves the rest to its worker. One query per
+`worker.cancel_check_seconds` covers every flow run a worker runs: no thread or websocket per run.
+A flow run cancelled before it started goes straight to CANCELLED; the reconciler cancels its row.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from uuid import UUID
+
+from calculations import actions
+from calculations.errors import InvalidTransition, NotFound
+from workflows.db import db
+from workflows.dispatch import workflow_run_tags
+
+logger = logging.getLogger(__name__)
+OPERATOR_ACTOR = "operator (Prefect: flow run cancelled)"
+PAGE = 200
+
+
+async def cancelling_flow_runs(client: Any, flow_run_ids: list[UUID]) -> list[Any]:
+    """The flow runs among these that Prefect was asked to cancel."""
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterId,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    found: list[Any] = []
+    for start in range(0, len(flow_run_ids), PAGE):
+        chunk = flow_run_ids[start : start + PAGE]
+        found += await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(any_=chunk),
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.CANCELLING])),
+            ),
+            limit=len(chunk),
+        )
+    return found
+
+
+def cancel_rows_of(flow_run: Any) -> str | None:
+    """Cancel what the flow run executes; return what was asked to stop (None: nothing was). DB thread."""
+    try:
+        workflow_run = workflow_run_tags(list(flow_run.tags or []))
+        if workflow_run is not None:
+            actions.do_request_cancel_workflow_run(workflow_run[0], actor=OPERATOR_ACTOR)
+            return f"workflow run {workflow_run[0]}"
+        calculation_id = (flow_run.parameters or {}).get("calculation_id")
+        if calculation_id is None:
+            return None
+        actions.do_request_cancel(UUID(str(calculation_id)), actor=OPERATOR_ACTOR)
+        return f"calculation {calculation_id}"
+    except (InvalidTransition, NotFound, ValueError) as exc:
+        logger.info("flow run %s cancelled in Prefect: %s", flow_run.id, exc)
+        return None
+
+
+async def honour_prefect_cancels(client: Any, flow_run_ids: list[UUID], seen: set[UUID]) -> int:
+    """Cancel the rows of the flow runs (among these) that Prefect was asked to cancel; `seen`
+    remembers those already handled, so each is acted on once."""
+    acted = 0
+    for flow_run in await cancelling_flow_runs(client, flow_run_ids):
+        if flow_run.id in seen:
+            continue
+        seen.add(flow_run.id)
+        if what := await db(cancel_rows_of)(flow_run):
+            acted += 1
+            logger.warning("flow run %s was cancelled in Prefect: %s is canceled", flow_run.id, what)
+    return acted

@@ -1,0 +1,102 @@
+"""What operators do in the Prefect dashboard reaches the platform's rows: a flow run cancelled there
+(the dashboard sets CANCELLING, as `prefect flow-run cancel` does) cancels its calculation, or its
+workflow run and every step, and the tool's process, container or Slurm job is gone."""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from demo.synthetic import fasta, genome_with_genes, protein_family
+from workflows.tests.test_integration import TERMINAL, Api, _flow_run_state, _job_is_running
+from workflows.tests.test_workflows import run_workflow, wait_run
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def api(live_server: Any, calculation_worker: None, dispatching: None) -> Api:
+    return Api(live_server.url)
+
+
+def cancel_in_prefect(flow_run_id: str) -> None:
+    """What the dashboard's Cancel button does."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelling
+
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(UUID(flow_run_id), Cancelling())
+
+
+def _long_genome() -> bytes:
+    """Long enough (1.5 Mbp, meta mode) that prodigal is still running when the cancel comes."""
+    rng = random.Random(5)
+    contigs = {f"c{i}": genome_with_genes(rng, protein_family(rng, length=300, members=3, identity=0.8),
+                                          length=300_000) for i in range(5)}  # fmt: skip
+    return fasta(contigs).encode()
+
+
+def test_a_cancel_in_the_dashboard_cancels_the_calculation_and_its_job(
+    api: Api, backend: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inputs = {"contigs": api.upload("long.fna", _long_genome())}
+    response = api.submit("prodigal", inputs, {"mode": "meta"}, backend=backend, use_cache=False)
+    assert response.status_code == 202, response.text
+    calc = api.wait_for(response.json()["id"], {"RUNNING"}, timeout_seconds=60)
+    job_id = calc["provenance"]["attempts"][0]["job_id"]
+    assert _job_is_running(backend, job_id)
+
+    clicked = time.monotonic()
+    cancel_in_prefect(calc["flow_run_id"])
+    while _job_is_running(backend, job_id):
+        assert time.monotonic() - clicked < 30, "the tool still runs 30 s after the cancel"
+        time.sleep(0.05)
+    gone = time.monotonic() - clicked
+    final = api.wait_for(calc["id"], TERMINAL, timeout_seconds=30)
+    assert final["state"] == "CANCELED" and final["outputs"] == {}
+    assert _flow_run_state(calc["flow_run_id"]) == "CANCELLED"
+    reasons = [e.reason for e in _events(calc["id"])]
+    assert any("Prefect: flow run cancelled" in r for r in reasons), reasons
+    with capsys.disabled():
+        print(f"\nDASHBOARD CANCEL ({backend}): Cancel in Prefect -> tool gone in {gone:.1f} s, calculation CANCELED")
+
+
+def _events(calculation_id: str) -> list[Any]:
+    from calculations.models import CalculationEvent
+
+    return list(CalculationEvent.objects.filter(calculation_id=calculation_id))
+
+
+def test_a_workflow_cancelled_in_the_dashboard_cancels_every_step(api: Api) -> None:
+    texts = [api.upload(f"d{i}.txt", f"dashboard {i} {time.time()}\n".encode()) for i in range(4)]
+    steps = {"wait": {"tool": "sleep", "params": {"seconds": 96.5},
+                      "inputs": {"text": {"each": [f"file:{t}" for t in texts]}}}}  # fmt: skip
+    run = run_workflow(api, "pipeline", {"steps": steps})
+    deadline = time.monotonic() + 60
+    while True:
+        current = api.http.get(f"/workflow-runs/{run['id']}").json()
+        if sum(step["state"] == "RUNNING" for step in current["steps"]) >= 2:
+            break
+        assert time.monotonic() < deadline, "no step started"
+        time.sleep(0.2)
+    cancel_in_prefect(current["flow_run_id"])
+    final = wait_run(api, run["id"], timeout_seconds=30)
+    assert final["state"] == "CANCELED"
+    assert {s["state"] for s in final["steps"]} == {"CANCELED"}
+    assert _flow_run_state_any(current["flow_run_id"]) == "CANCELLED"
+
+
+def _flow_run_state_any(flow_run_id: str, timeout_seconds: float = 15) -> str:
+    from prefect.client.orchestration import get_client
+
+    deadline = time.monotonic() + timeout_seconds
+    with get_client(sync_client=True) as client:
+        while True:
+            state = client.read_flow_run(UUID(flow_run_id)).state
+            if (state and state.is_final()) or time.monotonic() > deadline:
+                return state.type.value if state else "NONE"
+            time.sleep(0.2)
