@@ -20,7 +20,6 @@ import json
 import os
 import pkgutil
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +44,10 @@ def _internal() -> dict[str, Deployable]:
     from workflows.flows.reconcile_calculations import reconcile_calculations_flow
     from workflows.flows.run_calculation import run_calculation_flow
 
-    interval = timedelta(seconds=get_settings().reconciler.interval_seconds)
+    # (unscheduled: every worker runs the reconciler as a service; this is for running it by hand)
     return {
         "run-calculation": Deployable(run_calculation_flow, workflow=False),
-        "reconcile-calculations": Deployable(reconcile_calculations_flow, {"interval": interval}, workflow=False),
+        "reconcile-calculations": Deployable(reconcile_calculations_flow, workflow=False),
     }
 
 
@@ -158,6 +157,14 @@ def docker_job_variables() -> dict[str, Any]:
     }
 
 
+async def _drop_schedules(deployment_id: Any) -> None:
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        for schedule in await client.read_deployment_schedules(deployment_id):
+            await client.delete_deployment_schedule(deployment_id, schedule.id)
+
+
 def deploy(names: list[str], *, file: str | None = None, pool: str = "calculations") -> list[str]:
     """Create or update the deployments; return their full names."""
     from prefect.client.orchestration import get_client
@@ -208,7 +215,9 @@ def deploy(names: list[str], *, file: str | None = None, pool: str = "calculatio
             job_variables=docker_job_variables() if docker else None,
             **deployable.options,
         )
-        deployment.apply(work_pool_name=work_pool)
+        deployment_id = deployment.apply(work_pool_name=work_pool)
+        if not deployable.options.get("interval"):
+            asyncio.run(_drop_schedules(deployment_id))  # one an earlier version of the platform gave it
         deployed.append(f"{flow.name}/{flow.name}")
     return deployed
 

@@ -81,7 +81,11 @@ def create_flow_run(client: SyncPrefectClient, calculation_id: UUID) -> UUID | N
     from calculations.models import Calculation
     from calculations.states import CalculationState
 
-    row = Calculation.objects.filter(id=calculation_id).values("attempt", "state", "flow_run_id", "not_before").first()
+    row = (
+        Calculation.objects.filter(id=calculation_id)
+        .values("attempt", "state", "flow_run_id", "not_before", "tool", "backend")
+        .first()
+    )
     if row is None or row["state"] != CalculationState.QUEUED or row["flow_run_id"] is not None:
         return None
     # a retry waits out its backoff as a flow run scheduled for later, visible in the Prefect UI
@@ -91,6 +95,7 @@ def create_flow_run(client: SyncPrefectClient, calculation_id: UUID) -> UUID | N
         parameters={"calculation_id": str(calculation_id)},
         idempotency_key=f"{calculation_id}:{row['attempt']}",
         name=flow_run_name(calculation_id),
+        tags=[f"tool:{row['tool']}", f"backend:{row['backend'] or 'local'}"],  # the Runs page filters by them
         state=Scheduled(scheduled_time=not_before) if not_before and not_before > timezone.now() else None,
     )
     do_record_flow_run(calculation_id, row["attempt"], flow_run.id)

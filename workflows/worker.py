@@ -107,6 +107,7 @@ class CalculationWorker:
             liveness = asyncio.create_task(self._liveness(me))
             sweeping = asyncio.create_task(self._sweep())
             cancels = asyncio.create_task(self._watch_prefect_cancels(client))
+            reconciling = asyncio.create_task(self._reconcile(me.name))
             logger.info("worker %s serving work pool %r", self.name, self.work_pool)
             while not self._stopping.is_set():
                 free = self.concurrency - len(self._running)
@@ -131,7 +132,7 @@ class CalculationWorker:
             logger.info("worker stopping; waiting for %d running flow runs", len(self._running))
             if self._running:
                 await asyncio.gather(*self._running.values(), return_exceptions=True)
-            for task in (heartbeat, liveness, sweeping, cancels):
+            for task in (heartbeat, liveness, sweeping, cancels, reconciling):
                 task.cancel()
             await db(actions.do_end_worker)(me.name, "stopped")
 
@@ -189,6 +190,31 @@ class CalculationWorker:
             except Exception:
                 logger.warning("could not check Prefect for cancelled flow runs; retrying", exc_info=True)
             await asyncio.sleep(interval)
+
+    async def _reconcile(self, name: str) -> None:
+        """The reconciler, as a service of this worker: no flow run every interval (thousands a day
+        on the Runs page); a Prefect event, and a log line, only when it acted."""
+        from prefect.events import emit_event
+
+        from emgapiv2.config import get_settings
+        from workflows.flows.reconcile_calculations import reconcile_once
+
+        interval = get_settings().reconciler.interval_seconds
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                counts = await reconcile_once()
+            except Exception:
+                logger.exception("reconciling failed; retrying")
+                continue
+            acted = {what: count for what, count in counts.items() if count}
+            if acted:
+                logger.info("reconciled: %s", acted)
+                emit_event(
+                    event="emgapi.reconciler.acted",
+                    resource={"prefect.resource.id": f"emgapi.worker.{name}", "prefect.resource.name": name},
+                    payload=acted,
+                )
 
     async def _sweep(self) -> None:
         from emgapiv2.config import get_settings

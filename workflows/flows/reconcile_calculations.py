@@ -1,4 +1,7 @@
-"""reconcile-calculations: the scheduled sweep that keeps Django and Prefect in agreement.
+"""The reconciler: the sweeps that keep Django and Prefect in agreement. Every calculation worker
+runs them as a service, every `reconciler.interval_seconds`, with no flow run of their own: the
+Runs page shows the reconciler only when it acted (a Prefect event, `emgapi.reconciler.acted`).
+`reconcile-calculations` runs them once, by hand (`task prefect -- deployment run …`).
 
 - QUEUED calculations that never got a flow run (Prefect was unreachable) are dispatched.
 - Running calculations whose heartbeat is stale (the worker was killed, ran out of memory, lost its
@@ -10,7 +13,7 @@
   vanished or never started are resumed as their next attempt (their COMPLETE steps are kept).
 - (Leftovers, orphan blobs and expired idempotency records are the sweeper's, in every worker.)
 
-Each sweep is one function; the flow runs them in turn.
+Each sweep is one function; `reconcile_once` runs them in turn.
 """
 
 from __future__ import annotations
@@ -215,14 +218,21 @@ async def settle_lost_flow_runs(counts: dict[str, int]) -> None:
                     await mark_flow_run_ended(calc["flow_run_id"], reason, canceled=outcome == "canceled")
 
 
-@flow(name="reconcile-calculations", persist_result=False)
-async def reconcile_calculations_flow() -> dict[str, int]:
+async def reconcile_once() -> dict[str, int]:
+    """Every sweep, in turn; how many rows each acted on."""
     counts = {"dispatched": await dispatch_undispatched(), "retried": 0, "failed": 0, "canceled": 0}
     counts["workflow runs dispatched"] = await dispatch_undispatched_workflow_runs()
     counts["workflow runs resumed"] = counts["workflow runs ended"] = 0
     await settle_stale_heartbeats(counts)
     await settle_lost_flow_runs(counts)
     await settle_lost_workflow_runs(counts)
+    return counts
+
+
+@flow(name="reconcile-calculations", persist_result=False)
+async def reconcile_calculations_flow() -> dict[str, int]:
+    """The sweeps once, by hand (every calculation worker runs them as a service: workflows/worker.py)."""
+    counts = await reconcile_once()
     if any(counts.values()):
         get_run_logger().info("reconciled: %s", counts)
     return counts

@@ -165,6 +165,7 @@ def calculation_worker(
         "EMGAPI_DB__URL": _postgres_url(connection.settings_dict["NAME"]),
         "EMGAPI_DATA_DIR": str(get_settings().data_dir),
         "EMGAPI_PREFECT__DISPATCH": "background",  # as in production: it dispatches the retries it queues
+        "EMGAPI_RECONCILER__INTERVAL_SECONDS": "2",  # its reconciler service, at test speed
     }
     worker = WorkerProcess(env, tmp_path_factory.mktemp("worker") / "worker.log")
     worker.start()

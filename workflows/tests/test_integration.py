@@ -8,7 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import httpx
 import pytest
@@ -158,45 +158,54 @@ def test_identical_resubmission_is_answered_from_the_cache(api: Api) -> None:
     assert fresh.status_code == 202 and fresh.json()["cached_from"] is None
 
 
-def test_reconciler_dispatches_what_never_reached_prefect(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    from emgapiv2.config import get_settings
-    from workflows.flows.reconcile_calculations import reconcile_calculations_flow
+def test_the_worker_reconciles_as_a_service_and_the_runs_page_stays_clean(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A calculation that never reached Prefect is dispatched by the reconciler each worker runs, with
+    no flow run of the reconciler's own (it made 2,880 a day as a scheduled flow)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 
+    from emgapiv2.config import get_settings
+    from workflows.deploy import deploy
+
+    deploy(["reconcile-calculations"])  # runnable by hand, never scheduled
     monkeypatch.setattr(get_settings().prefect, "dispatch", "off")  # as if Prefect had been down
     calc = api.submit("obabel", {"molecules": api.upload("m.smi", b"CC\n")}, {}, use_cache=False).json()
     time.sleep(0.5)
     assert api.http.get(f"/calculations/{calc['id']}").json()["flow_run_id"] is None
-
-    monkeypatch.setattr(get_settings().prefect, "dispatch", "background")  # Prefect is back
-    monkeypatch.setattr(get_settings().reconciler, "dispatch_after_seconds", 0)
-    counts = asyncio.run(reconcile_calculations_flow())
-    assert counts["dispatched"] == 1
-    assert api.wait_for(calc["id"], TERMINAL)["state"] == "COMPLETE"
-
-
-def test_the_prefect_server_schedules_the_reconciler(prefect_server: str) -> None:
-    """The reconciler runs only if Prefect's scheduler creates its runs (SQLAlchemy 2.1 broke that
-    silently: the scheduler service failed on every loop while everything else worked)."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
-
-    from workflows.deploy import deploy
-
-    deploy(["reconcile-calculations"])
+    done = api.wait_for(calc["id"], TERMINAL, timeout_seconds=60)  # dispatch_after (10 s) + the interval
+    assert done["state"] == "COMPLETE" and done["flow_run_id"]
     with get_client(sync_client=True) as client:
         deployment = client.read_deployment_by_name("reconcile-calculations/reconcile-calculations")
-        try:
-            deadline = time.monotonic() + 60
-            runs: list[Any] = []
-            while not runs and time.monotonic() < deadline:
-                time.sleep(1)
-                runs = client.read_flow_runs(
-                    deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[deployment.name]))
-                )
-            assert runs, "Prefect's scheduler created no run of reconcile-calculations within 60 s"
-            assert all(run.state and run.state.is_scheduled() for run in runs)
-        finally:
-            client.delete_deployment(deployment.id)  # its runs must not reconcile the other tests' rows
+        assert client.read_deployment_schedules(deployment.id) == []
+        runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["reconcile-calculations"])))
+        assert runs == [], "the reconciler made flow runs"
+        flow_run = client.read_flow_run(UUID(done["flow_run_id"]))
+        assert {"tool:obabel", "backend:local"} <= set(flow_run.tags)  # the Runs page filters by them
+
+
+def test_a_run_calculation_started_by_hand_for_nothing_fails_in_one_line(api: Api) -> None:
+    """As an operator would from the dashboard: an id that does not exist, or a calculation that ended."""
+    from prefect.client.orchestration import get_client
+
+    from emgapiv2.config import get_settings
+
+    done = api.wait_for(
+        api.submit("obabel", {"molecules": api.upload("h.smi", b"CCN\n")}, {}, use_cache=False).json()["id"], TERMINAL
+    )
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name(get_settings().prefect.deployment)
+        for calculation_id, expected in ((uuid4(), "does not exist"), (done["id"], "already ended COMPLETE")):
+            run = client.create_flow_run_from_deployment(
+                deployment.id, parameters={"calculation_id": str(calculation_id)}
+            )
+            deadline = time.monotonic() + 30
+            while not ((state := client.read_flow_run(run.id).state) and state.is_final()):
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+            assert state.is_failed() and expected in (state.message or ""), state
+            assert "\n" not in (state.message or "")
 
 
 def test_a_deleted_flow_run_does_not_fail_a_calculation_its_worker_is_running(api: Api) -> None:
