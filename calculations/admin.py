@@ -5,10 +5,32 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html
 
-from calculations.actions import do_request_cancel
-from calculations.errors import InvalidTransition
-from calculations.models import ApiToken, Calculation, CalculationEvent, CalculationInput, File, UserQuota
+from calculations.actions import check_create_calculation, do_request_cancel, do_request_cancel_workflow_run
+from calculations.errors import InvalidInput, InvalidTransition, NotFound, QuotaExceeded
+from calculations.models import (
+    ApiToken,
+    Calculation,
+    CalculationEvent,
+    CalculationInput,
+    File,
+    UserQuota,
+    WorkflowRun,
+    WorkflowRunEvent,
+)
+from calculations.states import CalculationState
+from emgapiv2.config import get_settings
+
+RERUNNABLE = (CalculationState.EXECUTOR_ERROR, CalculationState.SYSTEM_ERROR, CalculationState.CANCELED)
+
+
+def flow_run_link(flow_run_id: Any) -> str:
+    """The run's page in the Prefect dashboard."""
+    if flow_run_id is None:
+        return "-"
+    url = f"{get_settings().prefect.ui_url.rstrip('/')}/runs/flow-run/{flow_run_id}"
+    return format_html('<a href="{}" target="_blank" rel="noopener">{}</a>', url, str(flow_run_id)[:8])
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -32,11 +54,16 @@ class CalculationEventInline(ReadOnlyInline):
 
 @admin.register(Calculation)
 class CalculationAdmin(admin.ModelAdmin):
-    list_display = ["id", "tool", "state", "owner", "attempt", "cached_from", "created_at", "finished_at"]
+    list_display = ["id", "tool", "state", "owner", "attempt", "cached_from", "flow_run", "created_at", "finished_at"]
     list_filter = ["state", "tool", "backend"]
     search_fields = ["id", "flow_run_id", "cache_key"]
+    readonly_fields = ["flow_run"]
     inlines = [CalculationInputInline, CalculationEventInline]
-    actions = ["cancel"]
+    actions = ["cancel", "rerun"]
+
+    @admin.display(description="flow run (Prefect dashboard)")
+    def flow_run(self, calc: Calculation) -> str:
+        return flow_run_link(calc.flow_run_id)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -51,6 +78,28 @@ class CalculationAdmin(admin.ModelAdmin):
                 do_request_cancel(calc.id, actor=f"staff:{request.user.pk}")
             except InvalidTransition as exc:
                 self.message_user(request, str(exc), messages.WARNING)
+
+    @admin.action(description="Rerun selected failed or canceled calculations (same inputs and parameters)")
+    def rerun(self, request: HttpRequest, queryset: QuerySet[Calculation]) -> None:
+        """A new calculation of the same owner, tool, backend, inputs and parameters; the cache is
+        not asked (a rerun is wanted because the earlier one failed)."""
+        for calc in queryset:
+            if calc.state not in RERUNNABLE:
+                self.message_user(request, f"{calc.id} is {calc.state}: only a failed or canceled one is rerun")
+                continue
+            inputs = dict(calc.inputs.values_list("role", "file_id"))
+            if None in inputs.values():
+                self.message_user(request, f"{calc.id}: an input file was deleted since", messages.WARNING)
+                continue
+            try:
+                new = check_create_calculation(
+                    calc.owner_id, calc.tool, inputs=inputs, params=calc.params, use_cache=False,
+                    backend=calc.backend or None,
+                )  # fmt: skip
+            except (InvalidInput, NotFound, QuotaExceeded) as exc:
+                self.message_user(request, f"{calc.id}: not rerun: {exc}", messages.WARNING)
+                continue
+            self.message_user(request, f"{calc.id} rerun as calculation {new.id}")
 
 
 @admin.register(File)
@@ -80,3 +129,42 @@ class UserQuotaAdmin(admin.ModelAdmin):
 
     list_display = ["user", "max_active_calculations", "storage_bytes"]
     search_fields = ["user__username"]
+
+
+class WorkflowRunEventInline(ReadOnlyInline):
+    model = WorkflowRunEvent
+
+
+class StepInline(ReadOnlyInline):
+    model = Calculation
+    fk_name = "workflow_run"
+    fields = ["step", "step_index", "tool", "state", "attempt", "error"]
+    show_change_link = True
+
+
+@admin.register(WorkflowRun)
+class WorkflowRunAdmin(admin.ModelAdmin):
+    list_display = ["id", "workflow", "state", "owner", "attempt", "flow_run", "created_at", "finished_at"]
+    list_filter = ["state", "workflow"]
+    search_fields = ["id", "flow_run_id"]
+    readonly_fields = ["flow_run"]
+    inlines = [StepInline, WorkflowRunEventInline]
+    actions = ["cancel"]
+
+    @admin.display(description="flow run (Prefect dashboard)")
+    def flow_run(self, run: WorkflowRun) -> str:
+        return flow_run_link(run.flow_run_id)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.action(description="Cancel selected workflow runs (and every step in flight)")
+    def cancel(self, request: HttpRequest, queryset: QuerySet[WorkflowRun]) -> None:
+        for run in queryset:
+            try:
+                do_request_cancel_workflow_run(run.id, actor=f"staff:{request.user.pk}")
+            except InvalidTransition as exc:
+                self.message_user(request, str(exc), messages.WARNING)

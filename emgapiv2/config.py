@@ -41,6 +41,9 @@ class S3Settings(BaseModel):
 class PrefectSettings(BaseModel):
     api_url: str = Field("http://127.0.0.1:4200/api", description="Prefect server API URL.")
     work_pool: str = Field("calculations", description="Work pool served by the calculation worker.")
+    ui_url: str = Field(
+        "http://127.0.0.1:4200", description="The Prefect dashboard as operators reach it (the admin links to it)."
+    )
     docker_work_pool: str = Field(
         "docker", description="Work pool of the workflows that may block, served by Prefect's Docker worker."
     )

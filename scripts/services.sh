@@ -8,6 +8,7 @@ set -euo pipefail
 cd "$ROOT"
 PREFECT_DB_DIR="$EMGAPI_DATA_DIR/prefect-db"
 PREFECT_DB_PORT="${PREFECT_DB_PORT:-5433}"
+PREFECT_DB_CONFIGURED="${PREFECT_SERVER_DATABASE_CONNECTION_URL:-}"
 
 _running() { [ -f "$RUN_DIR/$1.pid" ] && kill -0 "$(cat "$RUN_DIR/$1.pid")" 2>/dev/null; }
 
@@ -33,7 +34,7 @@ start_prefect() {
   # runs Prefect on a project-local PostgreSQL cluster, unless a database URL is configured.
   # Its superuser has a generated password (scram-sha-256, also on the private socket): no local
   # account reaches the database without it.
-  if [ -z "${PREFECT_SERVER_DATABASE_CONNECTION_URL:-}" ]; then
+  if [ -z "$PREFECT_DB_CONFIGURED" ]; then
     local pwfile; pwfile=$(secret_file prefect-db-password)
     pg_start "$PREFECT_DB_DIR" "$PREFECT_DB_PORT" "$pwfile"
     PGPASSWORD="$(cat "$pwfile")"; export PGPASSWORD
