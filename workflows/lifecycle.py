@@ -14,6 +14,7 @@ from calculations.errors import InvalidTransition
 from calculations.policies import AttemptEnd
 from calculations.states import CalculationState
 from workflows import sdk
+from workflows.artifacts import publish_workflow_run
 from workflows.db import db
 from workflows.lost_attempts import mark_flow_run_ended
 
@@ -62,5 +63,6 @@ async def end_workflow_run(flow_run_id: UUID, workflow_run_id: UUID, attempt: in
     except InvalidTransition as exc:
         logger.info("workflow run %s attempt %s not recorded: %s", workflow_run_id, attempt, exc)
         return
+    await publish_workflow_run(flow_run_id, workflow_run_id)  # its steps' table on the flow run's page
     if run.state == CalculationState.CANCELED:
         await mark_flow_run_ended(flow_run_id, "workflow run canceled", canceled=True)

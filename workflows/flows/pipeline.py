@@ -15,6 +15,7 @@ from uuid import UUID
 from prefect import flow
 
 from calculations.pipelines import PipelineStep, PlannedStep, Ref, plan
+from workflows.artifacts import Progress
 from workflows.sdk import StepFailed, StepResult, cancel_running_steps, run_tool
 
 
@@ -46,15 +47,22 @@ async def pipeline(steps: dict[str, PipelineStep]) -> dict[str, Any]:
         return files[0]
 
     first_failure: list[StepFailed] = []
+    total = sum(step.width or 1 for step in planned)
+    progress = Progress(total) if total > 1 else None  # a map's progress, moved as its elements finish
+    if progress is not None:
+        await progress.start()
 
     async def run_element(step: PlannedStep, index: int) -> StepResult:
         try:
             inputs = {role: await resolve(ref, index) for role, ref in step.refs_for(index).items()}
             if first_failure:
                 raise UpstreamFailed(first_failure[0].step)
-            return await run_tool(
+            result = await run_tool(
                 step.tool, inputs, step.params, step.backend, step=step.name, index=index, use_cache=step.use_cache
             )
+            if progress is not None:
+                await progress.step_done()
+            return result
         except StepFailed as exc:
             if not first_failure:  # the run stops here: what is still running is canceled
                 first_failure.append(exc)
@@ -65,6 +73,8 @@ async def pipeline(steps: dict[str, PipelineStep]) -> dict[str, Any]:
         for index in range(step.width or 1):
             elements[step.name, index] = asyncio.create_task(run_element(step, index))
     outcomes = await asyncio.gather(*elements.values(), return_exceptions=True)
+    if progress is not None:
+        await progress.step_done(final=True)
     if first_failure:
         raise first_failure[0]
     for outcome in outcomes:

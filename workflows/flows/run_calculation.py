@@ -10,6 +10,7 @@ from prefect.states import Cancelled, Completed, Failed, State
 
 from calculations.models import Calculation
 from calculations.states import TERMINAL_STATES, CalculationState
+from workflows.artifacts import publish_calculation
 from workflows.backends import get_backend
 from workflows.db import db
 from workflows.execution import CalculationRun
@@ -40,6 +41,8 @@ async def run_calculation_flow(calculation_id: UUID) -> State:
     flow_run_id = context.flow_run.id if context.flow_run else None  # type: ignore[union-attr]
     run = CalculationRun(calculation_id, get_run_logger(), backend_for=get_backend)
     state = await run.execute(flow_run_id=flow_run_id)
+    if flow_run_id is not None:  # its table on the flow run's page: inputs, parameters, outputs, links
+        await publish_calculation(flow_run_id, calculation_id)
     message = f"calculation {calculation_id}: {state}"
     if state == CalculationState.COMPLETE:
         return Completed(message=message)

@@ -164,7 +164,7 @@ def test_the_worker_reconciles_as_a_service_and_the_runs_page_stays_clean(
     """A calculation that never reached Prefect is dispatched by the reconciler each worker runs, with
     no flow run of the reconciler's own (it made 2,880 a day as a scheduled flow)."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
     from emgapiv2.config import get_settings
     from workflows.deploy import deploy
@@ -179,8 +179,9 @@ def test_the_worker_reconciles_as_a_service_and_the_runs_page_stays_clean(
     with get_client(sync_client=True) as client:
         deployment = client.read_deployment_by_name("reconcile-calculations/reconcile-calculations")
         assert client.read_deployment_schedules(deployment.id) == []
-        runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["reconcile-calculations"])))
-        assert runs == [], "the reconciler made flow runs"
+        # (other tests run the flow by hand, without its deployment: a schedule would make deployment runs)
+        runs = client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])))
+        assert runs == [], "the reconciler's deployment made flow runs"
         flow_run = client.read_flow_run(UUID(done["flow_run_id"]))
         assert {"tool:obabel", "backend:local"} <= set(flow_run.tags)  # the Runs page filters by them
 

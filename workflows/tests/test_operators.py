@@ -100,3 +100,36 @@ def _flow_run_state_any(flow_run_id: str, timeout_seconds: float = 15) -> str:
             if (state and state.is_final()) or time.monotonic() > deadline:
                 return state.type.value if state else "NONE"
             time.sleep(0.2)
+
+
+def test_each_calculation_flow_run_has_its_table_artifact_with_working_download_links(api: Api) -> None:
+    import json
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    from emgapiv2.config import get_settings
+
+    molecule = b"CCOC artifact\n"
+    calc = api.submit("obabel", {"molecules": api.upload("a.smi", molecule)}, {"output_format": "sdf"}, use_cache=False)
+    done = api.wait_for(calc.json()["id"], TERMINAL)
+    assert done["state"] == "COMPLETE"
+    deadline = time.monotonic() + 15
+    with get_client(sync_client=True) as client:
+        while not (artifacts := client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(done["flow_run_id"])]))
+        )):  # fmt: skip
+            assert time.monotonic() < deadline, "no artifact on the calculation's flow run"
+            time.sleep(0.2)
+    (artifact,) = artifacts
+    assert artifact.type == "table" and f"/api/v2/calculations/{done['id']}" in (artifact.description or "")
+    rows = json.loads(str(artifact.data))
+    kinds = {(row["kind"], row["name"]) for row in rows}
+    assert {("input", "molecules"), ("parameter", "output_format"), ("output", "molecules")} <= kinds
+    (output,) = [row for row in rows if row["kind"] == "output"]
+    public = get_settings().public_url.rstrip("/") + "/api/v2"
+    assert output["link"].startswith(public) and output["sha256"] and output["size"] > 0
+    download = api.http.get(output["link"].removeprefix(public))
+    assert download.status_code == 200 and b"V2000" in download.content
+    (source,) = [row for row in rows if row["kind"] == "input"]
+    assert api.http.get(source["link"].removeprefix(public)).content == molecule
