@@ -16,6 +16,8 @@ from uuid import UUID
 
 from django.db import transaction
 
+from calculations.errors import Unavailable
+
 logger = logging.getLogger(__name__)
 
 
@@ -53,6 +55,10 @@ class Launcher(Protocol):
         """The workflows deployed for users to launch."""
         ...
 
+    def resume_run(self, flow_run_id: UUID, run_input: dict[str, Any]) -> None:
+        """Resume a paused run with its input; InvalidInput says why the input was refused."""
+        ...
+
     def health(self) -> LauncherHealth: ...
 
 
@@ -72,6 +78,9 @@ class NoLauncher:
 
     def workflows(self) -> list[WorkflowInfo]:
         return []
+
+    def resume_run(self, flow_run_id: UUID, run_input: dict[str, Any]) -> None:
+        raise Unavailable("no launcher registered: nothing can be resumed")
 
     def health(self) -> LauncherHealth:
         return LauncherHealth(ok=False, detail="no launcher registered (is 'workflows' in INSTALLED_APPS?)")

@@ -173,6 +173,12 @@ class WorkflowRunIn(Schema):
     params: dict[str, Any] = Field(default_factory=dict, description="The workflow's parameters.")
 
 
+class ResumeIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    input: dict[str, Any] = Field(default_factory=dict, description="The input the paused run asks for (its form).")
+
+
 class StepOut(Schema):
     name: str
     index: int

@@ -12,6 +12,7 @@ class CalculationState(models.TextChoices):
     SYSTEM_ERROR = "SYSTEM_ERROR"
     CANCELING = "CANCELING"
     CANCELED = "CANCELED"
+    PAUSED = "PAUSED"  # a workflow run waiting for an operator's input (design brief §10); never a calculation
 
 
 S = CalculationState
@@ -31,9 +32,12 @@ ALLOWED_TRANSITIONS: dict[CalculationState, frozenset[CalculationState]] = {
     S.EXECUTOR_ERROR: frozenset(),
     S.SYSTEM_ERROR: frozenset(),
     S.CANCELED: frozenset(),
+    S.PAUSED: frozenset(),  # (workflow runs only: WORKFLOW_TRANSITIONS)
 }
 
-TERMINAL_STATES = frozenset(state for state, targets in ALLOWED_TRANSITIONS.items() if not targets)
+TERMINAL_STATES = frozenset(
+    state for state, targets in ALLOWED_TRANSITIONS.items() if not targets and state != S.PAUSED
+)
 ACTIVE_STATES = frozenset(CalculationState) - TERMINAL_STATES
 # a worker holds the attempt: it heartbeats, and the reconciler watches that heartbeat
 ATTEMPT_IN_PROGRESS_STATES = frozenset({S.INITIALIZING, S.RUNNING, S.CANCELING})
@@ -41,10 +45,13 @@ ATTEMPT_IN_PROGRESS_STATES = frozenset({S.INITIALIZING, S.RUNNING, S.CANCELING})
 
 # A workflow run (design brief §10) has no INITIALIZING of its own: its steps initialize. QUEUED ->
 # QUEUED / RUNNING -> QUEUED: its flow run or worker was lost, and it is resumed as attempt + 1.
+# RUNNING <-> PAUSED: it waits for an operator's input (the dashboard's form, or the API's resume);
+# a pause that times out fails it, and a lost worker resumes it as the next attempt.
 WORKFLOW_TRANSITIONS: dict[CalculationState, frozenset[CalculationState]] = {
     S.QUEUED: frozenset({S.RUNNING, S.CANCELING, S.SYSTEM_ERROR, S.QUEUED}),
     S.INITIALIZING: frozenset(),
-    S.RUNNING: frozenset({S.COMPLETE, S.EXECUTOR_ERROR, S.SYSTEM_ERROR, S.CANCELING, S.QUEUED}),
+    S.RUNNING: frozenset({S.COMPLETE, S.EXECUTOR_ERROR, S.SYSTEM_ERROR, S.CANCELING, S.QUEUED, S.PAUSED}),
+    S.PAUSED: frozenset({S.RUNNING, S.EXECUTOR_ERROR, S.SYSTEM_ERROR, S.CANCELING, S.QUEUED}),
     S.CANCELING: frozenset({S.CANCELED}),
     S.COMPLETE: frozenset(),
     S.EXECUTOR_ERROR: frozenset(),

@@ -181,6 +181,12 @@ class WorkflowSettings(BaseModel):
         ge=1,
         description="Times a workflow run is resumed after its worker was lost; its COMPLETE steps never rerun.",
     )
+    pause_timeout_seconds: int = Field(
+        86400, ge=1, description="How long a workflow run waits for an operator's input before it fails."
+    )
+    pause_poll_seconds: int = Field(
+        2, ge=1, description="How often a paused workflow run checks whether it was resumed or canceled."
+    )
     step_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "WARNING",
         description="Least level of a step's log lines sent to the Prefect dashboard (its task run's): "

@@ -12,12 +12,12 @@ import logging
 import queue
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from django.utils import timezone
 
-from calculations.errors import Unavailable
+from calculations.errors import Conflict, InvalidInput, Unavailable
 from calculations.launching import LauncherHealth, WorkflowInfo
 from emgapiv2.config import get_settings
 
@@ -243,6 +243,30 @@ def deployed_workflows() -> list[WorkflowInfo]:
         return found
 
 
+def resume_flow_run(flow_run_id: UUID, run_input: dict[str, Any]) -> None:
+    """Resume a paused flow run with its input, as the dashboard's form does; the input is validated
+    against the schema the pause stored (InvalidInput with Prefect's reason if it does not fit)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import StateType
+    from prefect.client.schemas.responses import SetStateStatus
+
+    try:
+        with get_client(sync_client=True) as client:
+            flow_run = client.read_flow_run(flow_run_id)
+            if flow_run.state is None or not flow_run.state.is_paused():
+                raise Conflict(f"flow run {flow_run_id} is not paused")
+            result = client.resume_flow_run(flow_run_id, run_input=run_input)
+    except (Conflict, InvalidInput):
+        raise
+    except Exception as exc:
+        raise Unavailable(f"Prefect did not answer the resume: {type(exc).__name__}") from None
+    if result.status == SetStateStatus.REJECT:
+        if result.state is not None and result.state.type == StateType.FAILED:
+            raise Conflict("the pause timed out: the run can no longer be resumed")
+        reason = getattr(result.details, "reason", "") or "refused"
+        raise InvalidInput(f"input: {reason}")
+
+
 def prefect_health() -> LauncherHealth:
     from prefect.client.orchestration import get_client
 
@@ -263,6 +287,9 @@ class PrefectLauncher:
 
     def launch_workflow_run(self, workflow_run_id: UUID) -> None:
         dispatch_workflow_run(workflow_run_id)
+
+    def resume_run(self, flow_run_id: UUID, run_input: dict[str, Any]) -> None:
+        resume_flow_run(flow_run_id, run_input)
 
     def workflows(self) -> list[WorkflowInfo]:
         try:

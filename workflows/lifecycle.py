@@ -41,6 +41,8 @@ def attempt_end(final: Any, error: Any) -> tuple[AttemptEnd, str]:
     if final.is_completed():
         return AttemptEnd.SUCCEEDED, ""
     message = str(error) if isinstance(error, BaseException) else (final.message or final.name)
+    if isinstance(error, sdk.CanceledWhilePaused):
+        return AttemptEnd.CANCELED, message
     if isinstance(error, sdk.StepFailed) and error.state == CalculationState.SYSTEM_ERROR:
         return AttemptEnd.STEP_SYSTEM_ERROR, message
     if final.is_crashed():

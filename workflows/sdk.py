@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar, cast
 from uuid import UUID
 
 from django.utils import timezone
@@ -52,6 +52,7 @@ from workflows.db import db
 from workflows.execution import CalculationRun
 
 S = CalculationState
+T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
 # A parameter that names one of the submitter's files: the API checks it is theirs before the run starts.
@@ -348,3 +349,72 @@ async def cancel_running_steps(reason: str) -> int:
     """Cancel every step of the current workflow run still in flight (a flow that stops early)."""
     context = current()
     return int(await db(actions.do_cancel_steps)(context.workflow_run_id, reason=reason))
+
+
+class PauseTimedOut(Exception):
+    """No one gave the paused run its input in time."""
+
+
+class CanceledWhilePaused(Exception):
+    """The run was canceled while it waited for its input."""
+
+
+def _canceling(workflow_run_id: UUID) -> bool:
+    from calculations.models import WorkflowRun
+
+    state = WorkflowRun.objects.filter(id=workflow_run_id).values_list("state", flat=True).first()
+    return state in (S.CANCELING, S.CANCELED, None)
+
+
+async def pause_for_input(model: type[T], description: str = "", *, timeout_seconds: int | None = None) -> T:
+    """Wait for an operator's input: the workflow run is PAUSED, the dashboard shows Prefect's form for
+    `model` under `description` (markdown), and a resume there, or POST /api/v2/workflow-runs/{id}/resume
+    {"input": {...}}, continues the run with the validated input, which this returns. No one in
+    `timeout_seconds` (default `workflow.pause_timeout_seconds`): the run fails, saying so. A paused
+    run costs its worker a coroutine that asks Prefect every `workflow.pause_poll_seconds`."""
+    from prefect.exceptions import FlowPauseTimeout
+    from prefect.flow_runs import apause_flow_run
+    from prefect.input.run_input import run_input_subclass_from_type
+
+    context = current()
+    settings = get_settings().workflow
+    timeout = timeout_seconds or settings.pause_timeout_seconds
+    wanted: Any = run_input_subclass_from_type(model)
+    if description:
+        wanted = wanted.with_initial_data(description=description)
+    await db(actions.do_pause_workflow_run)(context.workflow_run_id, context.attempt, description=description)
+    pause = asyncio.ensure_future(
+        apause_flow_run(wait_for_input=wanted, timeout=timeout, poll_interval=settings.pause_poll_seconds)
+    )
+    try:
+        while not pause.done():
+            await asyncio.wait({pause}, timeout=settings.pause_poll_seconds)
+            if not pause.done() and await db(_canceling)(context.workflow_run_id):
+                raise CanceledWhilePaused(
+                    f"workflow run {context.workflow_run_id} was canceled while waiting for input"
+                )
+        value = pause.result()
+    except FlowPauseTimeout:
+        first = (description.strip().splitlines() or ["its input"])[0][:200]
+        raise PauseTimedOut(f"paused for input ({first}) and not resumed within {timeout} s") from None
+    finally:
+        pause.cancel()
+    await db(actions.do_unpause_workflow_run)(context.workflow_run_id, context.attempt)
+    return cast(T, value)
+
+
+def _read_text(file_id: UUID, max_bytes: int) -> str:
+    from calculations.storage import get_storage
+
+    sha256 = File.objects.values_list("sha256", flat=True).get(id=file_id)
+    data = b""
+    for chunk in get_storage().iter_chunks(sha256):
+        data += chunk
+        if len(data) >= max_bytes:
+            break
+    return data[:max_bytes].decode(errors="replace")
+
+
+async def read_text(file_id: UUID, max_bytes: int = 16 * 1024 * 1024) -> str:
+    """A (step's output) file's first `max_bytes` as text: for a flow that summarises what it found."""
+    return str(await db(_read_text)(file_id, max_bytes))

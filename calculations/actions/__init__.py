@@ -48,9 +48,11 @@ from calculations.actions.workflow_runs import (
     do_create_step,
     do_create_workflow_run,
     do_end_workflow_run,
+    do_pause_workflow_run,
     do_record_workflow_flow_run,
     do_request_cancel_workflow_run,
     do_start_workflow_run,
+    do_unpause_workflow_run,
 )
 
 __all__ = [
@@ -66,6 +68,8 @@ __all__ = [
     "do_create_step",
     "do_create_workflow_run",
     "do_end_workflow_run",
+    "do_pause_workflow_run",
+    "do_unpause_workflow_run",
     "do_record_workflow_flow_run",
     "do_request_cancel_workflow_run",
     "do_start_workflow_run",

@@ -110,6 +110,21 @@ def _cancel_steps(run: WorkflowRun, actor: str, why: str) -> int:
 
 
 @transaction.atomic
+def do_pause_workflow_run(workflow_run_id: UUID, attempt: int, *, description: str) -> WorkflowRun:
+    """The flow waits for an operator's input: PAUSED until the dashboard's form or the API resumes it."""
+    run = lock_workflow_run(workflow_run_id)
+    first_line = (description.strip().splitlines() or ["input"])[0][:300]
+    return _transition(run, attempt, S.PAUSED, actor=WORKER_ACTOR, reason=f"waiting for input: {first_line}")
+
+
+@transaction.atomic
+def do_unpause_workflow_run(workflow_run_id: UUID, attempt: int) -> WorkflowRun:
+    """The input came: RUNNING again."""
+    run = lock_workflow_run(workflow_run_id)
+    return _transition(run, attempt, S.RUNNING, actor=WORKER_ACTOR, reason="resumed with its input")
+
+
+@transaction.atomic
 def do_cancel_steps(workflow_run_id: UUID, *, reason: str) -> int:
     """The flow stops early (a step failed): its steps still in flight are canceled."""
     return _cancel_steps(lock_workflow_run(workflow_run_id), WORKER_ACTOR, reason)

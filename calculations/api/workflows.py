@@ -15,16 +15,19 @@ from calculations.actions import (
 )
 from calculations.api.pagination import BoundedLimitOffsetPagination
 from calculations.api.requests import AuthedRequest
+from calculations.errors import Conflict
 from calculations.launching import get_launcher
 from calculations.models import WorkflowRun
 from calculations.schemas import (
     ErrorOut,
+    ResumeIn,
     WorkflowOut,
     WorkflowRunFilters,
     WorkflowRunIn,
     WorkflowRunOut,
     WorkflowRunSummaryOut,
 )
+from calculations.states import CalculationState
 from calculations.workflow_params import check_workflow_params, find_workflow
 
 workflows_router = Router(tags=["workflows"])
@@ -90,3 +93,18 @@ def cancel_workflow_run(request: AuthedRequest, workflow_run_id: UUID) -> tuple[
     new step starts; CANCELED at once if it had not started, else CANCELING until its flow returned."""
     run = access_workflow_run_by_id(request.auth.id, workflow_run_id)
     return 202, do_request_cancel_workflow_run(run.id, actor=user_actor(request.auth.id))
+
+
+@runs_router.post(
+    "/{workflow_run_id}/resume",
+    response={202: WorkflowRunOut, 404: ErrorOut, 409: ErrorOut, 422: ErrorOut, 503: ErrorOut},
+    operation_id="resume_workflow_run",
+)
+def resume_workflow_run(request: AuthedRequest, workflow_run_id: UUID, payload: ResumeIn) -> tuple[int, WorkflowRun]:
+    """Give a PAUSED run the input it waits for (as the dashboard's form does): it is validated
+    against the form's schema (422 with the reason), and the run continues (RUNNING soon after)."""
+    run = access_workflow_run_by_id(request.auth.id, workflow_run_id)
+    if run.state != CalculationState.PAUSED or run.flow_run_id is None:
+        raise Conflict(f"workflow run {run.id} is {run.state}: only a PAUSED run is resumed")
+    get_launcher().resume_run(run.flow_run_id, payload.input)
+    return 202, WorkflowRun.objects.get(id=run.id)

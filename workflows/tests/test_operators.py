@@ -133,3 +133,70 @@ def test_each_calculation_flow_run_has_its_table_artifact_with_working_download_
     assert download.status_code == 200 and b"V2000" in download.content
     (source,) = [row for row in rows if row["kind"] == "input"]
     assert api.http.get(source["link"].removeprefix(public)).content == molecule
+
+
+@pytest.fixture
+def choose_profile(prefect_server: str) -> str:
+    from workflows.deploy import deploy
+    from workflows.tests.test_workflows import get_cache_seconds
+
+    deploy(["choose_profile"])
+    time.sleep(get_cache_seconds())
+    return "choose-profile"
+
+
+def _uploads(api: Api) -> tuple[str, str]:
+    from workflows.tests.test_workflows import DEMO
+
+    genome = api.upload("genome.fna", (DEMO / "genome.fna").read_bytes())
+    return genome, api.upload("family.hmm", (DEMO / "family.hmm").read_bytes())
+
+
+def _hmmsearch_params(api: Api, run: dict[str, Any]) -> dict[str, Any]:
+    step = next(s for s in run["steps"] if s["tool"] == "hmmsearch")
+    return dict(api.http.get(f"/calculations/{step['calculation_id']}").json()["params"])
+
+
+def test_the_example_flow_waits_for_an_operator_and_resumes_from_prefects_form(api: Api, choose_profile: str) -> None:
+    from prefect.flow_runs import resume_flow_run
+
+    genome, profile = _uploads(api)
+    run = run_workflow(api, choose_profile, {"genomes": [genome]})
+    paused = wait_run(api, run["id"], {"PAUSED", *TERMINAL}, timeout_seconds=120)
+    assert paused["state"] == "PAUSED", paused["error"]
+    assert [s["tool"] for s in paused["steps"]] == ["prodigal"]
+    resume_flow_run(UUID(paused["flow_run_id"]), run_input={"profile": profile, "evalue": 0.001})  # the form
+    final = wait_run(api, run["id"], timeout_seconds=120)
+    assert final["state"] == "COMPLETE", final["error"]
+    assert _hmmsearch_params(api, final)["evalue"] == 0.001  # the operator's input was used
+
+
+def test_a_paused_run_is_resumed_through_the_api_with_its_input_checked(api: Api, choose_profile: str) -> None:
+    genome, profile = _uploads(api)
+    run = run_workflow(api, choose_profile, {"genomes": [genome]})
+    assert api.http.post(f"/workflow-runs/{run['id']}/resume", json={"input": {}}).status_code == 409  # not yet
+    paused = wait_run(api, run["id"], {"PAUSED", *TERMINAL}, timeout_seconds=120)
+    assert paused["state"] == "PAUSED", paused["error"]
+    bad = api.http.post(f"/workflow-runs/{run['id']}/resume", json={"input": {"profile": profile, "evalue": "low"}})
+    assert bad.status_code == 422 and "evalue" in bad.json()["detail"], bad.text
+    good = api.http.post(f"/workflow-runs/{run['id']}/resume", json={"input": {"profile": profile, "evalue": 0.01}})
+    assert good.status_code == 202, good.text
+    final = wait_run(api, run["id"], timeout_seconds=120)
+    assert final["state"] == "COMPLETE", final["error"]
+    assert _hmmsearch_params(api, final)["evalue"] == 0.01
+
+
+def test_a_pause_no_one_answers_fails_the_run_saying_so(api: Api, choose_profile: str) -> None:
+    genome, _ = _uploads(api)
+    run = run_workflow(api, choose_profile, {"genomes": [genome], "pause_timeout_seconds": 3})
+    final = wait_run(api, run["id"], timeout_seconds=120)
+    assert final["state"] == "EXECUTOR_ERROR"
+    assert "not resumed within 3 s" in final["error"]
+
+
+def test_a_paused_run_is_canceled(api: Api, choose_profile: str) -> None:
+    genome, _ = _uploads(api)
+    run = run_workflow(api, choose_profile, {"genomes": [genome]})
+    assert wait_run(api, run["id"], {"PAUSED", *TERMINAL}, timeout_seconds=120)["state"] == "PAUSED"
+    assert api.http.post(f"/workflow-runs/{run['id']}/cancel").status_code == 202
+    assert wait_run(api, run["id"], timeout_seconds=30)["state"] == "CANCELED"
