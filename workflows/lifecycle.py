@@ -52,7 +52,7 @@ def attempt_end(final: Any, error: Any) -> tuple[AttemptEnd, str]:
 
 async def end_workflow_run(flow_run_id: UUID, workflow_run_id: UUID, attempt: int, final: Any) -> None:
     """Record how the flow run ended on its workflow run."""
-    sdk.end(flow_run_id)
+    context = sdk.end(flow_run_id)
     error: Any = None
     if not final.is_completed():
         try:
@@ -60,6 +60,8 @@ async def end_workflow_run(flow_run_id: UUID, workflow_run_id: UUID, attempt: in
         except Exception:
             logger.debug("no result for flow run %s", flow_run_id, exc_info=True)
     end, message = attempt_end(final, error)
+    if end is not AttemptEnd.SUCCEEDED and context is not None and context.error:
+        message = context.error
     try:
         run = await db(actions.do_end_workflow_run)(workflow_run_id, attempt, end, message=message)
     except InvalidTransition as exc:

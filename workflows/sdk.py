@@ -95,6 +95,7 @@ class WorkflowContext:
     flow_run_id: UUID
     steps: asyncio.Semaphore
     remote: bool = False  # in a Docker-pool container: steps are dispatched to the calculation worker
+    error: str | None = None  # why the run failed, when Prefect's final state would not say (a pause timeout)
     counters: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
     def next_index(self, step: str) -> int:
@@ -117,8 +118,8 @@ def begin(workflow_run_id: UUID, attempt: int, flow_run_id: UUID, *, remote: boo
     return context
 
 
-def end(flow_run_id: UUID) -> None:
-    _contexts.pop(flow_run_id, None)
+def end(flow_run_id: UUID) -> WorkflowContext | None:
+    return _contexts.pop(flow_run_id, None)
 
 
 def current() -> WorkflowContext:
@@ -396,7 +397,9 @@ async def pause_for_input(model: type[T], description: str = "", *, timeout_seco
         value = pause.result()
     except FlowPauseTimeout:
         first = (description.strip().splitlines() or ["its input"])[0][:200]
-        raise PauseTimedOut(f"paused for input ({first}) and not resumed within {timeout} s") from None
+        # (Prefect fails the flow run itself when the pause expires, with a message of its own)
+        context.error = f"paused for input ({first}) and not resumed within {timeout} s"
+        raise PauseTimedOut(context.error) from None
     finally:
         pause.cancel()
     await db(actions.do_unpause_workflow_run)(context.workflow_run_id, context.attempt)

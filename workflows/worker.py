@@ -255,7 +255,6 @@ class CalculationWorker:
             return
         if not state.is_pending():
             return
-        from workflows import sdk
         from workflows.dispatch import workflow_run_tags
         from workflows.identity import this_worker
         from workflows.lifecycle import begin_workflow_run, end_workflow_run
@@ -277,10 +276,8 @@ class CalculationWorker:
                 await propose_state(client, final, flow_run_id=flow_run.id)
             except Exception:
                 logger.exception("could not mark flow run %s crashed", flow_run.id)
-        finally:
-            sdk.end(flow_run.id)
         if workflow_run is not None:
-            await end_workflow_run(flow_run.id, *workflow_run, final)
+            await end_workflow_run(flow_run.id, *workflow_run, final)  # (it ends the SDK's context too)
 
 
 def main() -> None:
