@@ -181,6 +181,10 @@ class WorkflowSettings(BaseModel):
         ge=1,
         description="Times a workflow run is resumed after its worker was lost; its COMPLETE steps never rerun.",
     )
+    operator_username: str = Field(
+        "operator",
+        description="The account that owns what operators launch from the Prefect dashboard (tools, workflows).",
+    )
     pause_timeout_seconds: int = Field(
         86400, ge=1, description="How long a workflow run waits for an operator's input before it fails."
     )

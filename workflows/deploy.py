@@ -43,12 +43,15 @@ class Deployable:
 def _internal() -> dict[str, Deployable]:
     from workflows.flows.reconcile_calculations import reconcile_calculations_flow
     from workflows.flows.run_calculation import run_calculation_flow
+    from workflows.flows.tools import TOOL_FLOWS
 
     # (unscheduled: every worker runs the reconciler as a service; this is for running it by hand)
-    return {
+    internal = {
         "run-calculation": Deployable(run_calculation_flow, workflow=False),
         "reconcile-calculations": Deployable(reconcile_calculations_flow, workflow=False),
     }
+    # each tool, launched from the dashboard with its own form (as the operator account)
+    return internal | {flow.name: Deployable(flow, workflow=False) for flow in TOOL_FLOWS.values()}
 
 
 def _module_flows(module_name: str) -> dict[str, Any]:
@@ -84,7 +87,7 @@ def find_all() -> dict[str, Deployable]:
     import workflows.flows
 
     found = dict(_internal())
-    internal_modules = {"run_calculation", "reconcile_calculations"}
+    internal_modules = {"run_calculation", "reconcile_calculations", "tools"}
     for module in pkgutil.iter_modules(workflows.flows.__path__):
         if module.name in internal_modules or module.name.startswith("_"):
             continue

@@ -255,11 +255,15 @@ class CalculationWorker:
             return
         if not state.is_pending():
             return
-        from workflows.dispatch import workflow_run_tags
+        from workflows.dispatch import WORKFLOW_TAG, workflow_run_tags
         from workflows.identity import this_worker
         from workflows.lifecycle import begin_workflow_run, end_workflow_run
 
         workflow_run = workflow_run_tags(flow_run.tags)
+        if workflow_run is None and WORKFLOW_TAG in flow_run.tags:  # launched from the dashboard
+            workflow_run = await self._adopt(client, flow_run)
+            if workflow_run is None:
+                return
         if workflow_run is not None and not await begin_workflow_run(
             flow_run.id, *workflow_run, worker=this_worker().name
         ):
@@ -278,6 +282,28 @@ class CalculationWorker:
                 logger.exception("could not mark flow run %s crashed", flow_run.id)
         if workflow_run is not None:
             await end_workflow_run(flow_run.id, *workflow_run, final)  # (it ends the SDK's context too)
+
+    async def _adopt(self, client: PrefectClient, flow_run: FlowRun) -> tuple[UUID, int] | None:
+        """A workflow's flow run an operator started in the dashboard: a workflow run of the operator
+        account (None, and the flow run failed saying why, if its quota refuses it)."""
+        from prefect.states import Failed
+        from prefect.utilities.engine import propose_state
+
+        from calculations import actions
+        from calculations.errors import QuotaExceeded
+        from emgapiv2.config import get_settings
+        from workflows.db import db
+
+        deployment = await client.read_deployment(flow_run.deployment_id) if flow_run.deployment_id else None
+        workflow = deployment.name if deployment else flow_run.name
+        try:
+            run = await db(actions.do_adopt_flow_run)(
+                get_settings().workflow.operator_username, workflow, flow_run.parameters, flow_run.id
+            )
+        except QuotaExceeded as exc:
+            await propose_state(client, Failed(message=f"not started: {exc}"), flow_run_id=flow_run.id, force=True)
+            return None
+        return run.id, run.attempt
 
 
 def main() -> None:

@@ -44,6 +44,7 @@ from calculations.actions.tokens import do_create_api_token, do_record_token_use
 from calculations.actions.transitions import RECONCILER_ACTOR, WORKER_ACTOR, user_actor
 from calculations.actions.workers import do_end_worker, do_register_worker, do_worker_heartbeat
 from calculations.actions.workflow_runs import (
+    do_adopt_flow_run,
     do_cancel_steps,
     do_create_step,
     do_create_workflow_run,
@@ -64,6 +65,7 @@ __all__ = [
     "access_calculation_by_id",
     "access_file_by_id",
     "access_workflow_run_by_id",
+    "do_adopt_flow_run",
     "do_cancel_steps",
     "do_create_step",
     "do_create_workflow_run",

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
@@ -67,6 +68,23 @@ def do_create_workflow_run(owner_id: int, workflow: str, params: Mapping[str, An
         workflow_run=run, attempt=1, from_state="", to_state=S.QUEUED, actor=user_actor(owner_id), reason="submitted"
     )
     launch_workflow_run_after_commit(run.id)
+    return run
+
+
+@transaction.atomic
+def do_adopt_flow_run(owner_username: str, workflow: str, params: Mapping[str, Any], flow_run_id: UUID) -> WorkflowRun:
+    """A workflow's flow run launched from the Prefect dashboard (not through the API) becomes a
+    workflow run of the operator account, counted against its quota like any other."""
+    owner, _ = get_user_model().objects.get_or_create(username=owner_username)
+    existing = WorkflowRun.objects.filter(flow_run_id=flow_run_id).first()
+    if existing is not None:
+        return existing
+    check_active_quota(owner.id)
+    run = WorkflowRun.objects.create(owner=owner, workflow=workflow, params=dict(params), flow_run_id=flow_run_id)
+    WorkflowRunEvent.objects.create(
+        workflow_run=run, attempt=1, from_state="", to_state=S.QUEUED, actor=f"operator:{owner_username}",
+        reason="launched from the Prefect dashboard",
+    )  # fmt: skip
     return run
 
 

@@ -200,3 +200,53 @@ def test_a_paused_run_is_canceled(api: Api, choose_profile: str) -> None:
     assert wait_run(api, run["id"], {"PAUSED", *TERMINAL}, timeout_seconds=120)["state"] == "PAUSED"
     assert api.http.post(f"/workflow-runs/{run['id']}/cancel").status_code == 202
     assert wait_run(api, run["id"], timeout_seconds=30)["state"] == "CANCELED"
+
+
+def _run_deployment(name: str, parameters: dict[str, Any]) -> Any:
+    """As the dashboard's Run form does: a flow run of the deployment with the form's parameters."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name(name)
+        run = client.create_flow_run_from_deployment(deployment.id, parameters=parameters)
+        deadline = time.monotonic() + 90
+        while not ((state := client.read_flow_run(run.id).state) and state.is_final()):
+            assert time.monotonic() < deadline, f"{name} still {state}"
+            time.sleep(0.2)
+        return deployment, state
+
+
+def test_a_tool_launched_from_the_dashboard_runs_as_the_operator_accounts_calculation(
+    api: Api, prefect_server: str
+) -> None:
+    from calculations.models import Calculation
+    from emgapiv2.config import get_settings
+    from workflows.deploy import deploy
+
+    deploy(["tool-obabel"])
+    operator = Api(str(api.http.base_url).removesuffix("/api/v2/"), user=get_settings().workflow.operator_username)
+    molecules = operator.upload("o.smi", b"CCCl operator\n")
+    deployment, state = _run_deployment(
+        "tool-obabel/tool-obabel", {"inputs": {"molecules": molecules}, "params": {"output_format": "sdf"}}
+    )
+    schema = deployment.parameter_openapi_schema
+    assert {"inputs", "params", "backend"} <= set(schema["properties"])  # the form: the tool's own fields
+    assert state.is_completed(), state.message
+    calc = Calculation.objects.get(inputs__file_id=molecules)
+    assert (calc.owner.username, calc.state) == (get_settings().workflow.operator_username, "COMPLETE")
+    listed = operator.http.get("/calculations", params={"tool": "obabel"}).json()["items"]
+    assert str(calc.id) in {c["id"] for c in listed}  # in the API like any other
+
+
+def test_a_workflow_launched_from_the_dashboard_is_a_workflow_run_of_the_operator_account(api: Api) -> None:
+    from calculations.models import WorkflowRun
+    from emgapiv2.config import get_settings
+
+    operator = Api(str(api.http.base_url).removesuffix("/api/v2/"), user=get_settings().workflow.operator_username)
+    molecules = operator.upload("w.smi", b"CCBr operator\n")
+    steps = {"convert": {"tool": "obabel", "inputs": {"molecules": f"file:{molecules}"}}}
+    _, state = _run_deployment("pipeline/pipeline", {"steps": steps})
+    assert state.is_completed(), state.message
+    run = WorkflowRun.objects.get(workflow="pipeline", owner__username=get_settings().workflow.operator_username)
+    assert run.state == "COMPLETE"
+    assert operator.http.get(f"/workflow-runs/{run.id}").json()["steps"][0]["state"] == "COMPLETE"
