@@ -3,7 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# System packages: the real tools, PostgreSQL (tests), prlimit (resource limits), bubblewrap (sandbox).
+# System packages: the real tools, PostgreSQL (tests), prlimit (resource limits), bubblewrap (sandbox),
+# Chromium (the dashboard's browser test).
 need_apt=()
 command -v prodigal >/dev/null || need_apt+=(prodigal)
 command -v hmmsearch >/dev/null || need_apt+=(hmmer)
@@ -11,6 +12,7 @@ command -v obabel >/dev/null || need_apt+=(openbabel)
 command -v prlimit >/dev/null || need_apt+=(util-linux)
 command -v bwrap >/dev/null || need_apt+=(bubblewrap)  # the local backend's sandbox
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+command -v chromium >/dev/null || need_apt+=(chromium)  # the dashboard's browser test (Playwright drives it)
 if [ ${#need_apt[@]} -gt 0 ]; then
   . scripts/apt.sh
   apt_install bootstrap "${need_apt[@]}"

@@ -68,7 +68,7 @@ def prefect_server_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator
         "PREFECT_SERVER_API_AUTH_STRING": os.environ["PREFECT_API_AUTH_STRING"],
         "PREFECT_SERVER_DATABASE_CONNECTION_URL": _postgres_url(database, driver="postgresql+asyncpg"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_UI_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "true",  # the browser test opens the dashboard
         "DO_NOT_TRACK": "1",
     }
     server = PrefectServer(api_url, env, home / "server.log")
