@@ -39,13 +39,18 @@ def test_the_dashboard_shows_a_calculations_artifact(api: Api, prefect_server: s
         try:
             page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
             page.add_init_script(f"window.localStorage.setItem('prefect-password', '{secret}')")
-            page.goto(f"{dashboard}/runs/flow-run/{done['flow_run_id']}?tab=Artifacts", wait_until="networkidle")
-            page.get_by_text("obabel", exact=False).first.wait_for(timeout=30_000)
-            page.get_by_text(f"/api/v2/calculations/{done['id']}", exact=False).first.wait_for(timeout=30_000)
-            page.screenshot(path=str(shot), full_page=True)
+            page.goto(f"{dashboard}/runs/flow-run/{done['flow_run_id']}", wait_until="networkidle")
+            try:
+                page.get_by_text(f"calc-{done['id']}").first.wait_for(timeout=30_000)
+                page.get_by_text("Artifacts", exact=True).first.click()
+                card = page.get_by_text("obabel 3.1.1: COMPLETE", exact=False).first
+                card.wait_for(timeout=30_000)  # the artifact's card on the flow run's page
+                card.click()  # its page: the table itself, with the output and its download link
+                page.get_by_text("molecules.sdf", exact=False).first.wait_for(timeout=30_000)
+            finally:
+                page.screenshot(path=str(shot), full_page=True)
+                if kept := os.environ.get("EMGAPI_KEEP_SCREENSHOT"):
+                    shutil.copy(shot, kept)
         finally:
             browser.close()
     assert shot.stat().st_size > 10_000
-    kept = os.environ.get("EMGAPI_KEEP_SCREENSHOT")
-    if kept:
-        shutil.copy(shot, kept)
