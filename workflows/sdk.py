@@ -367,6 +367,17 @@ def _canceling(workflow_run_id: UUID) -> bool:
     return state in (S.CANCELING, S.CANCELED, None)
 
 
+async def _until_paused_in_prefect(flow_run_id: UUID, pause: asyncio.Future[Any]) -> None:
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        while not pause.done():
+            flow_run = await client.read_flow_run(flow_run_id)
+            if flow_run.state is not None and flow_run.state.is_paused():
+                return
+            await asyncio.sleep(0.2)
+
+
 async def pause_for_input(model: type[T], description: str = "", *, timeout_seconds: int | None = None) -> T:
     """Wait for an operator's input: the workflow run is PAUSED, the dashboard shows Prefect's form for
     `model` under `description` (markdown), and a resume there, or POST /api/v2/workflow-runs/{id}/resume
@@ -383,11 +394,13 @@ async def pause_for_input(model: type[T], description: str = "", *, timeout_seco
     wanted: Any = run_input_subclass_from_type(model)
     if description:
         wanted = wanted.with_initial_data(description=description)
-    await db(actions.do_pause_workflow_run)(context.workflow_run_id, context.attempt, description=description)
     pause = asyncio.ensure_future(
         apause_flow_run(wait_for_input=wanted, timeout=timeout, poll_interval=settings.pause_poll_seconds)
     )
     try:
+        # PAUSED here only once Prefect's flow run is Paused: a resume the row allows must find it so
+        await _until_paused_in_prefect(context.flow_run_id, pause)
+        await db(actions.do_pause_workflow_run)(context.workflow_run_id, context.attempt, description=description)
         while not pause.done():
             await asyncio.wait({pause}, timeout=settings.pause_poll_seconds)
             if not pause.done() and await db(_canceling)(context.workflow_run_id):

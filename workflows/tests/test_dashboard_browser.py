@@ -7,6 +7,9 @@ from __future__ import annotations
 import base64
 import os
 import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,35 +25,92 @@ def api(live_server: Any, calculation_worker: None, dispatching: None) -> Api:
     return Api(live_server.url)
 
 
-def test_the_dashboard_shows_a_calculations_artifact(api: Api, prefect_server: str, tmp_path: Path) -> None:
+@contextmanager
+def dashboard_page(prefect_server: str, shot: Path) -> Iterator[tuple[Any, str]]:
+    """A logged-in dashboard page in headless Chromium; its screenshot is taken at the end."""
     from playwright.sync_api import sync_playwright
 
     chromium = shutil.which("chromium")
     assert chromium, "chromium is missing: ./taskw installs it (scripts/bootstrap.sh)"
-    calc = api.submit("obabel", {"molecules": api.upload("ui.smi", b"CC(=O)O ui\n")}, {}, use_cache=False)
-    done = api.wait_for(calc.json()["id"], TERMINAL)
-    assert done["state"] == "COMPLETE"
-    dashboard = prefect_server.removesuffix("/api")
     # what the dashboard's login form stores: base64 of the server's user:password
     secret = base64.b64encode(os.environ["PREFECT_API_AUTH_STRING"].encode()).decode()
-    shot = tmp_path / "dashboard-artifact.png"
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         try:
             page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
             page.add_init_script(f"window.localStorage.setItem('prefect-password', '{secret}')")
-            page.goto(f"{dashboard}/runs/flow-run/{done['flow_run_id']}", wait_until="networkidle")
             try:
-                page.get_by_text(f"calc-{done['id']}").first.wait_for(timeout=30_000)
-                page.get_by_text("Artifacts", exact=True).first.click()
-                card = page.get_by_text("obabel 3.1.1: COMPLETE", exact=False).first
-                card.wait_for(timeout=30_000)  # the artifact's card on the flow run's page
-                card.click()  # its page: the table itself, with the output and its download link
-                page.get_by_text("molecules.sdf", exact=False).first.wait_for(timeout=30_000)
+                yield page, prefect_server.removesuffix("/api")
             finally:
                 page.screenshot(path=str(shot), full_page=True)
                 if kept := os.environ.get("EMGAPI_KEEP_SCREENSHOT"):
                     shutil.copy(shot, kept)
         finally:
             browser.close()
+
+
+def _menu(page: Any, item: str) -> None:
+    """An item of the flow run page's menu (the ⋮ button at the top right)."""
+    page.locator(".flow-run-header button, .page-heading button").last.click()
+    page.get_by_text(item, exact=True).last.click()
+
+
+def test_the_dashboard_shows_a_calculations_artifact(api: Api, prefect_server: str, tmp_path: Path) -> None:
+    calc = api.submit("obabel", {"molecules": api.upload("ui.smi", b"CC(=O)O ui\n")}, {}, use_cache=False)
+    done = api.wait_for(calc.json()["id"], TERMINAL)
+    assert done["state"] == "COMPLETE"
+    shot = tmp_path / "dashboard-artifact.png"
+    with dashboard_page(prefect_server, shot) as (page, dashboard):
+        page.goto(f"{dashboard}/runs/flow-run/{done['flow_run_id']}", wait_until="networkidle")
+        page.get_by_text(f"calc-{done['id']}").first.wait_for(timeout=30_000)
+        page.get_by_text("Artifacts", exact=True).first.click()
+        card = page.get_by_text("obabel 3.1.1: COMPLETE", exact=False).first
+        card.wait_for(timeout=30_000)  # the artifact's card on the flow run's page
+        card.click()  # its page: the table itself, with the output and its download link
+        page.get_by_text("molecules.sdf", exact=False).first.wait_for(timeout=30_000)
     assert shot.stat().st_size > 10_000
+
+
+def test_an_operator_cancels_a_running_calculation_with_the_dashboards_cancel(
+    api: Api, prefect_server: str, tmp_path: Path
+) -> None:
+    from workflows.tests.test_operators import _long_genome
+
+    calc = api.submit(
+        "prodigal", {"contigs": api.upload("long.fna", _long_genome())}, {"mode": "meta"}, use_cache=False
+    )
+    running = api.wait_for(calc.json()["id"], {"RUNNING"}, timeout_seconds=60)
+    with dashboard_page(prefect_server, tmp_path / "cancel.png") as (page, dashboard):
+        page.goto(f"{dashboard}/runs/flow-run/{running['flow_run_id']}", wait_until="networkidle")
+        page.get_by_text(f"calc-{running['id']}").first.wait_for(timeout=30_000)
+        _menu(page, "Cancel")
+        page.get_by_role("button", name="Submit").click()  # the "Cancel Flow Run" dialog
+        final = api.wait_for(running["id"], TERMINAL, timeout_seconds=30)
+    assert final["state"] == "CANCELED"
+
+
+def test_an_operator_resumes_a_paused_run_with_the_dashboards_form(
+    api: Api, prefect_server: str, tmp_path: Path
+) -> None:
+    from workflows.deploy import deploy
+    from workflows.tests.test_operators import _hmmsearch_params, _uploads
+    from workflows.tests.test_workflows import run_workflow, wait_run
+
+    deploy(["choose_profile"])
+    time.sleep(6)
+    genome, profile = _uploads(api)
+    run = run_workflow(api, "choose-profile", {"genomes": [genome]})
+    paused = wait_run(api, run["id"], {"PAUSED", *TERMINAL}, timeout_seconds=120)
+    assert paused["state"] == "PAUSED", paused["error"]
+    with dashboard_page(prefect_server, tmp_path / "resume.png") as (page, dashboard):
+        page.goto(f"{dashboard}/runs/flow-run/{paused['flow_run_id']}", wait_until="networkidle")
+        page.get_by_text(f"wf-{run['id']}").first.wait_for(timeout=30_000)
+        _menu(page, "Resume")
+        dialog = page.get_by_role("dialog")
+        dialog.get_by_text("Choose the", exact=False).first.wait_for(timeout=30_000)  # the pause's description
+        dialog.locator("input").nth(0).fill(profile)
+        dialog.locator("input").nth(1).fill("0.002")
+        dialog.get_by_role("button", name="Submit").click()
+        final = wait_run(api, run["id"], timeout_seconds=120)
+    assert final["state"] == "COMPLETE", final["error"]
+    assert _hmmsearch_params(api, final)["evalue"] == 0.002
