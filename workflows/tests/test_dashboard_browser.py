@@ -84,7 +84,7 @@ def test_an_operator_cancels_a_running_calculation_with_the_dashboards_cancel(
         page.goto(f"{dashboard}/runs/flow-run/{running['flow_run_id']}", wait_until="networkidle")
         page.get_by_text(f"calc-{running['id']}").first.wait_for(timeout=30_000)
         _menu(page, "Cancel")
-        page.get_by_role("button", name="Submit").click()  # the "Cancel Flow Run" dialog
+        page.get_by_role("dialog").get_by_role("button", name="Confirm").click()  # the "Cancel Flow Run" dialog
         final = api.wait_for(running["id"], TERMINAL, timeout_seconds=30)
     assert final["state"] == "CANCELED"
 
@@ -108,8 +108,8 @@ def test_an_operator_resumes_a_paused_run_with_the_dashboards_form(
         _menu(page, "Resume")
         dialog = page.get_by_role("dialog")
         dialog.get_by_text("Choose the", exact=False).first.wait_for(timeout=30_000)  # the pause's description
-        dialog.locator("input").nth(0).fill(profile)
-        dialog.locator("input").nth(1).fill("0.002")
+        dialog.locator("input[type=number]").first.fill("0.002")  # the form: the pause's model
+        dialog.locator("textarea").first.fill(profile)
         dialog.get_by_role("button", name="Submit").click()
         final = wait_run(api, run["id"], timeout_seconds=120)
     assert final["state"] == "COMPLETE", final["error"]
