@@ -2,6 +2,7 @@ from calculations.models.calculations import Calculation, CalculationEvent, Calc
 from calculations.models.files import File, OrphanBlob
 from calculations.models.idempotency import IdempotentRequest
 from calculations.models.tokens import ApiToken, UserQuota
+from calculations.models.uploads import Upload, UploadState
 from calculations.models.workers import WorkerProcess
 from calculations.models.workflows import WorkflowRun, WorkflowRunEvent
 
@@ -13,6 +14,8 @@ __all__ = [
     "File",
     "IdempotentRequest",
     "OrphanBlob",
+    "Upload",
+    "UploadState",
     "UserQuota",
     "WorkerProcess",
     "WorkflowRun",
