@@ -63,7 +63,7 @@ class IdempotencyMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         key = request.headers.get(HEADER)
-        if request.method != "POST" or key is None or not request.path.startswith("/api/"):
+        if request.method != "POST" or key is None or not request.path.startswith(("/api/", "/ga4gh/")):
             return self.get_response(request)
         if not 0 < len(key) <= MAX_KEY_LENGTH or not key.isprintable():
             return _error(400, f"{HEADER} must be 1 to {MAX_KEY_LENGTH} printable characters")

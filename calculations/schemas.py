@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from ninja import FilterSchema, Schema
 from pydantic import ConfigDict, Field, field_validator
 
-from calculations.models import Calculation, File, WorkflowRun
+from calculations.models import Calculation, File, UploadState, WorkflowRun
 from calculations.states import CalculationState
+from calculations.tes import TES_TOOL
 from calculations.tools import get_registry
 
 
@@ -30,6 +31,51 @@ class FileOut(Schema):
     @staticmethod
     def resolve_produced_by(file: File) -> UUID | None:
         return file.produced_by_id
+
+
+class UploadIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=1024, description="The file's name.")
+    size: int = Field(ge=0, description="Its size in bytes: each part URL is signed for its exact share of it.")
+    sha256: str | None = Field(
+        None, pattern=r"^[0-9a-fA-F]{64}$", description="Its sha256, if known: completing checks the bytes against it."
+    )
+
+
+class UploadPartOut(Schema):
+    part_number: int
+    size: int = Field(description="Send exactly this many bytes: the URL signs its Content-Length.")
+    url: str = Field(description="PUT the part's bytes here (no other header needed); S3 answers its ETag.")
+
+
+class UploadOut(Schema):
+    id: UUID
+    name: str
+    size: int
+    sha256: str | None
+    state: UploadState
+    part_size: int
+    parts: list[UploadPartOut] = Field(description="Where to PUT each part, while the upload is OPEN.")
+    expires_at: datetime = Field(description="Complete it before this; then it is aborted, and its URLs stop working.")
+    file: UUID | None = Field(description="The file it became, once COMPLETE.")
+    error: str = Field(description="Why it FAILED.")
+    created_at: datetime
+
+
+class UploadedPartIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    part_number: int = Field(ge=1, le=10_000)
+    etag: str = Field(min_length=1, max_length=1024, description="The ETag header S3 answered the part's PUT with.")
+
+
+class UploadCompleteIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    parts: list[UploadedPartIn] | None = Field(
+        None, max_length=10_000, description="Each part and its ETag. Unset: the server lists the parts S3 holds."
+    )
 
 
 class InputRoleOut(Schema):
@@ -153,8 +199,10 @@ class CalculationFilters(FilterSchema):
     @classmethod
     def _registered(cls, name: str | None) -> str | None:
         # a misspelled tool would otherwise list nothing, as if there were no such calculations
-        if name is not None and name not in get_registry():
-            raise ValueError(f"unknown tool {name!r} (known tools: {', '.join(sorted(get_registry()))})")
+        if name is not None and name not in get_registry() and name != TES_TOOL:
+            raise ValueError(
+                f"unknown tool {name!r} (known tools: {', '.join(sorted(get_registry()))}; TES tasks: {TES_TOOL})"
+            )
         return name
 
 
@@ -236,6 +284,20 @@ class LogsOut(Schema):
     stdout: str
     stderr: str
     truncated: bool = Field(description="True if only the end of a stream is shown.")
+
+
+class LogChunkOut(Schema):
+    attempt: int
+    stream: Literal["stdout", "stderr"]
+    offset: int = Field(description="The byte offset `data` starts at.")
+    next_offset: int = Field(description="Ask for this offset next; `data` may hold fewer characters than bytes.")
+    data: str = Field(
+        description="The stream's bytes from `offset`, as UTF-8 (invalid bytes become U+FFFD). A chunk never ends "
+        "inside a multi-byte character, so following the offsets reassembles the text exactly."
+    )
+    complete: bool = Field(
+        description="True once the calculation has ended and `next_offset` is the end of the stream: stop following."
+    )
 
 
 class HealthCheckOut(Schema):

@@ -45,82 +45,80 @@ api.add_router("/workflow-runs", workflow_runs_router)
 api.add_router("/health", health_router)
 
 
-def _error(request: HttpRequest, status: int, detail: str, **extra: object) -> HttpResponse:
-    return api.create_response(request, {"detail": detail, **extra}, status=status)
-
-
-@api.exception_handler(NotFound)
-def _not_found(request: HttpRequest, exc: NotFound) -> HttpResponse:
-    return _error(request, 404, str(exc))
-
-
-@api.exception_handler(InvalidInput)
-def _invalid_input(request: HttpRequest, exc: InvalidInput) -> HttpResponse:
-    return _error(request, 422, str(exc))
-
-
-@api.exception_handler(Conflict)
-def _conflict(request: HttpRequest, exc: Conflict) -> HttpResponse:
-    return _error(request, 409, str(exc))
-
-
-@api.exception_handler(Unavailable)
-def _unavailable(request: HttpRequest, exc: Unavailable) -> HttpResponse:
-    response = _error(request, 503, str(exc))
-    response["Retry-After"] = "30"
-    return response
-
-
-@api.exception_handler(StorageError)
-def _storage_error(request: HttpRequest, exc: StorageError) -> HttpResponse:
-    return _error(request, 503, f"storage unavailable: {exc}")
-
-
-@api.exception_handler(DataError)
-def _unstorable_value(request: HttpRequest, exc: DataError) -> HttpResponse:
-    # a value the database cannot hold or compare (a NUL byte, a number out of range): the
-    # request's fault, found by schemathesis; the specific checks come first, this is the net
-    return _error(request, 422, f"a value in the request cannot be stored or searched: {str(exc).splitlines()[0]}")
-
-
-@api.exception_handler(QuotaExceeded)
-def _quota_exceeded(request: HttpRequest, exc: QuotaExceeded) -> HttpResponse:
-    response = _error(request, exc.status, str(exc))
-    if exc.status == 429:
-        response["Retry-After"] = "30"
-    return response
-
-
-@api.exception_handler(Forbidden)
-def _forbidden(request: HttpRequest, exc: Forbidden) -> HttpResponse:
-    return _error(request, 403, str(exc))
-
-
-@api.exception_handler(AuthenticationError)
-def _unauthenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
-    return _error(
-        request,
-        401,
-        "authentication required: send 'Authorization: Bearer <token>' with a valid, unexpired token "
-        "(task token USER=…)",
-    )
-
-
 def _describe(error: dict[str, Any]) -> str:
     location = ".".join(str(part) for part in error.get("loc", ()) if part not in ("body", "payload"))
     message = "unknown field (misspelled?)" if error.get("type") == "extra_forbidden" else error.get("msg", "invalid")
     return f"{location}: {message}" if location else str(message)
 
 
-@api.exception_handler(NinjaValidationError)
-def _validation_error(request: HttpRequest, exc: NinjaValidationError) -> HttpResponse:
-    # one readable sentence per problem, e.g. "params.mode: Input should be 'single' or 'meta'"; the
-    # first few only: a body with thousands of wrong keys must not get a response thousands long
-    limit = get_settings().max_validation_errors
-    shown: list[dict[str, Any]] = [
-        {key: error[key] for key in ("type", "loc", "msg") if key in error} for error in exc.errors[:limit]
-    ]
-    detail = "; ".join(_describe(error) for error in shown)
-    if len(exc.errors) > limit:
-        detail += f"; and {len(exc.errors) - limit} more errors"
-    return _error(request, 422, detail, errors=shown, error_count=len(exc.errors))
+def install_error_handlers(target: NinjaAPI, *, invalid_status: int = 422) -> None:
+    """The one mapping from domain errors to HTTP, for each API (TES answers a wrong request 400)."""
+
+    def _error(request: HttpRequest, status: int, detail: str, **extra: object) -> HttpResponse:
+        return target.create_response(request, {"detail": detail, **extra}, status=status)
+
+    @target.exception_handler(NotFound)
+    def _not_found(request: HttpRequest, exc: NotFound) -> HttpResponse:
+        return _error(request, 404, str(exc))
+
+    @target.exception_handler(InvalidInput)
+    def _invalid_input(request: HttpRequest, exc: InvalidInput) -> HttpResponse:
+        return _error(request, invalid_status, str(exc))
+
+    @target.exception_handler(Conflict)
+    def _conflict(request: HttpRequest, exc: Conflict) -> HttpResponse:
+        return _error(request, 409, str(exc))
+
+    @target.exception_handler(Unavailable)
+    def _unavailable(request: HttpRequest, exc: Unavailable) -> HttpResponse:
+        response = _error(request, 503, str(exc))
+        response["Retry-After"] = "30"
+        return response
+
+    @target.exception_handler(StorageError)
+    def _storage_error(request: HttpRequest, exc: StorageError) -> HttpResponse:
+        return _error(request, 503, f"storage unavailable: {exc}")
+
+    @target.exception_handler(DataError)
+    def _unstorable_value(request: HttpRequest, exc: DataError) -> HttpResponse:
+        # a value the database cannot hold or compare (a NUL byte, a number out of range): the
+        # request's fault, found by schemathesis; the specific checks come first, this is the net
+        return _error(
+            request, invalid_status, f"a value in the request cannot be stored or searched: {str(exc).splitlines()[0]}"
+        )
+
+    @target.exception_handler(QuotaExceeded)
+    def _quota_exceeded(request: HttpRequest, exc: QuotaExceeded) -> HttpResponse:
+        response = _error(request, exc.status, str(exc))
+        if exc.status == 429:
+            response["Retry-After"] = "30"
+        return response
+
+    @target.exception_handler(Forbidden)
+    def _forbidden(request: HttpRequest, exc: Forbidden) -> HttpResponse:
+        return _error(request, 403, str(exc))
+
+    @target.exception_handler(AuthenticationError)
+    def _unauthenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+        return _error(
+            request,
+            401,
+            "authentication required: send 'Authorization: Bearer <token>' with a valid, unexpired token "
+            "(task token USER=…)",
+        )
+
+    @target.exception_handler(NinjaValidationError)
+    def _validation_error(request: HttpRequest, exc: NinjaValidationError) -> HttpResponse:
+        # one readable sentence per problem, e.g. "params.mode: Input should be 'single' or 'meta'"; the
+        # first few only: a body with thousands of wrong keys must not get a response thousands long
+        limit = get_settings().max_validation_errors
+        shown: list[dict[str, Any]] = [
+            {key: error[key] for key in ("type", "loc", "msg") if key in error} for error in exc.errors[:limit]
+        ]
+        detail = "; ".join(_describe(error) for error in shown)
+        if len(exc.errors) > limit:
+            detail += f"; and {len(exc.errors) - limit} more errors"
+        return _error(request, invalid_status, detail, errors=shown, error_count=len(exc.errors))
+
+
+install_error_handlers(api)

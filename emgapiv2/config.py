@@ -36,6 +36,10 @@ class S3Settings(BaseModel):
     secret_access_key: SecretStr | None = Field(None, description="S3 secret access key.")
     region: str = Field("us-east-1", description="S3 region used for signing.")
     key_prefix: str = Field("blobs/", description="Prefix of every blob key in the bucket.")
+    public_endpoint_url: str | None = Field(
+        None,
+        description="The S3 endpoint as clients reach it: presigned URLs are signed for it. Unset: endpoint_url.",
+    )
 
 
 class PrefectSettings(BaseModel):
@@ -114,6 +118,40 @@ class SlurmSettings(BaseModel):
     bin_dir: Path | None = Field(None, description="Directory of sbatch/squeue/scancel/scontrol. Unset: PATH.")
 
 
+class TesSettings(BaseModel):
+    """The GA4GH TES API (/ga4gh/tes/v1): what a task may ask for."""
+
+    allowed_images: list[str] = Field(
+        [],
+        description='Images a TES task may name (JSON list; shell-style wildcards, e.g. "emgapi/*"). Empty: the '
+        "registered tools' images. Users a staff member granted 'Can run any container image' may name any image.",
+    )
+    backend: Literal["", "container", "slurm"] = Field(
+        "",
+        description="Backend TES tasks run on. Empty: the container backend if enabled, else Slurm if enabled with "
+        "EMGAPI_SLURM__CONTAINER_RUNTIME set.",
+    )
+    default_cpus: int = Field(1, ge=1, description="CPU cores of a task that asks for none.")
+    max_cpus: int = Field(4, ge=1, description="Most CPU cores a task may ask for (400 above it).")
+    default_ram_gb: float = Field(1.0, gt=0, description="Memory (GB) of a task that asks for none.")
+    max_ram_gb: float = Field(16.0, gt=0, description="Most memory (GB) a task may ask for (400 above it).")
+    time_limit_seconds: int = Field(
+        24 * 3600, ge=1, description="Wall-time limit of each executor (TES has no field for it)."
+    )
+    max_executors: int = Field(32, ge=1, description="Most executors in one task.")
+    max_content_bytes: int = Field(
+        256 * 1024, ge=0, description="Most bytes of inline `content` inputs in one task: larger data goes in as files."
+    )
+    s3_input_buckets: list[str] = Field(
+        [],
+        description="Buckets (JSON list) whose s3:// objects tasks may read as inputs with the platform's S3 "
+        "credentials, besides the user's own files. Empty: none.",
+    )
+    executor_log_bytes: int = Field(
+        64 * 1024, ge=0, description="Most bytes of each executor's stdout and stderr a task's FULL view shows."
+    )
+
+
 class SweeperSettings(BaseModel):
     interval_seconds: float = Field(60, gt=0, description="How often each worker sweeps (workflows/sweeper.py).")
     work_retention_hours: float = Field(1, ge=0, description="Work directories of ended attempts are kept this long.")
@@ -123,6 +161,32 @@ class SweeperSettings(BaseModel):
     spool_max_age_hours: float = Field(1, ge=0, description="Upload spools and partial blobs older than this go.")
     orphan_blob_grace_hours: float = Field(
         1, ge=0, description="A blob no file holds any more is erased after this grace period."
+    )
+
+
+class UploadSettings(BaseModel):
+    """Presigned S3 transfers (design brief §6): clients PUT and GET the bytes at S3 itself."""
+
+    part_bytes: int = Field(
+        64 * 1024**2,
+        ge=5 * 1024**2,
+        le=5 * 1024**3,
+        description="Part size of a presigned multipart upload (S3 allows 5 MiB to 5 GiB); larger for an upload "
+        "that would otherwise need more than 10,000 parts.",
+    )
+    expiry_hours: float = Field(
+        24,
+        gt=0,
+        le=168,
+        description="An upload not completed within this is aborted by the sweeper, and its part URLs stop working "
+        "(SigV4 URLs live 7 days at most).",
+    )
+    max_open: int = Field(20, ge=1, description="Unfinished uploads one user may have at once (more: 429).")
+    download_url_seconds: int = Field(
+        3600,
+        ge=1,
+        le=604800,
+        description="How long a presigned download URL (GET /files/{id}/content?redirect=true) works.",
     )
 
 
@@ -248,6 +312,12 @@ class Settings(BaseSettings):
     )
     max_validation_errors: int = Field(20, ge=1, description="Validation errors listed in one 422 (and a count).")
     log_tail_bytes: int = Field(1024 * 1024, description="Most bytes of each log stream the logs endpoint returns.")
+    log_chunk_bytes: int = Field(
+        1024 * 1024,
+        ge=4096,
+        le=16 * 1024**2,
+        description="Most bytes of one stream that one GET /calculations/{id}/logs?stream=… returns.",
+    )
 
     db: DatabaseSettings = DatabaseSettings()
     storage: StorageSettings = StorageSettings()
@@ -259,10 +329,12 @@ class Settings(BaseSettings):
     retry: RetrySettings = RetrySettings()
     workflow: WorkflowSettings = WorkflowSettings()
     quota: QuotaSettings = QuotaSettings()
+    uploads: UploadSettings = UploadSettings()
     admin_login: AdminLoginSettings = AdminLoginSettings()
     execution: ExecutionSettings = ExecutionSettings()
     container: ContainerSettings = ContainerSettings()
     slurm: SlurmSettings = SlurmSettings()
+    tes: TesSettings = TesSettings()
 
     @property
     def blob_root(self) -> Path:

@@ -19,7 +19,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from emgapiv2.config import get_settings
 
-API_PREFIX = "/api/"
+# the two APIs: /api/v2 and GA4GH TES at /ga4gh/tes/v1
+API_PREFIXES = ("/api/", "/ga4gh/")
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MULTIPART_OVERHEAD_BYTES = 64 * 1024  # boundaries and part headers around the one file
 PARSED_JSON_ATTRIBUTE = "_emgapi_json"
@@ -98,7 +99,7 @@ class RequestBoundsMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        is_api = request.path.startswith(API_PREFIX)
+        is_api = request.path.startswith(API_PREFIXES)
         if is_api and request.method in BODY_METHODS and (refused := _check_body(request)) is not None:
             response: HttpResponse = refused
         else:

@@ -25,6 +25,7 @@ from calculations.models import Calculation, CalculationInput
 from calculations.policies import AttemptEnd
 from calculations.states import CalculationState
 from calculations.storage import StorageError, get_storage
+from calculations.tes import TES_TOOL
 from calculations.tools import ToolSpec, get_tool
 from calculations.workdirs import attempt_dir, log_paths
 from emgapiv2.config import get_settings
@@ -59,7 +60,7 @@ class OutputMissing(Exception):
     pass
 
 
-def _input_blobs(calculation_id: UUID) -> list[tuple[str, str, str]]:
+def input_blobs(calculation_id: UUID) -> list[tuple[str, str, str]]:
     """(role, file name, sha256) of each input."""
     links = CalculationInput.objects.filter(calculation_id=calculation_id)
     return list(links.values_list("role", "file__name", "file__sha256"))
@@ -122,7 +123,7 @@ def _tool_output_tail(calculation_id: UUID, attempt: int) -> str:
     return ""
 
 
-def _store_logs(calculation_id: UUID, attempt: int) -> tuple[str | None, str | None]:
+def store_logs(calculation_id: UUID, attempt: int) -> tuple[str | None, str | None]:
     storage = get_storage()
     shas: list[str | None] = []
     for path in log_paths(calculation_id, attempt):
@@ -154,9 +155,9 @@ class CalculationRun:
             return CalculationState(calc.state)
         self.attempt = calc.attempt
         self.backend_name = calc.backend or "local"
-        spec = get_tool(calc.tool)
+        spec = None if calc.tool == TES_TOOL else get_tool(calc.tool)  # a TES task runs its own executors
         base = attempt_dir(calc.id, self.attempt)
-        workdir = base / "work"
+        workdir = base / ("work" if spec else "fs")
         try:
             await db(actions.do_start_calculation)(
                 calc.id, self.attempt, flow_run_id=flow_run_id, backend=self.backend_name,
@@ -168,6 +169,10 @@ class CalculationRun:
         watcher = get_inflight_watcher()
         watcher.track(calc.id, self.attempt)  # heartbeats from staging the inputs to storing the outputs
         try:
+            if spec is None:
+                from workflows.tes_execution import TesTaskRun
+
+                return await TesTaskRun(self, calc, base).execute()
             return await self._run(calc, spec, base, workdir)
         except Exception as exc:
             self.logger.exception("calculation %s failed in the platform", calc.id)
@@ -183,7 +188,7 @@ class CalculationRun:
             return await self._end(AttemptEnd.BACKEND_UNAVAILABLE, str(exc))
         workdir.mkdir(parents=True, exist_ok=True)
         try:
-            staged = await asyncio.to_thread(_stage_inputs, await db(_input_blobs)(calc.id), base)
+            staged = await asyncio.to_thread(_stage_inputs, await db(input_blobs)(calc.id), base)
         except StorageError as exc:
             return await self._end(AttemptEnd.STORAGE_FAILED, f"could not stage inputs: {exc}")
         params = spec.params_model.model_validate(calc.params)
@@ -243,7 +248,7 @@ class CalculationRun:
 
     async def _record(self, spec: ToolSpec, workdir: Path, base: Path, state: JobState) -> CalculationState:
         try:
-            stdout_sha, stderr_sha = await asyncio.to_thread(_store_logs, self.calculation_id, self.attempt)
+            stdout_sha, stderr_sha = await asyncio.to_thread(store_logs, self.calculation_id, self.attempt)
         except StorageError as exc:
             outcome = JobOutcome(state.exit_code, state.resource_usage, None, None)
             return await self._end(AttemptEnd.STORAGE_FAILED, f"could not store the tool's logs: {exc}", outcome)

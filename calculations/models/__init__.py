@@ -1,6 +1,7 @@
 from calculations.models.calculations import Calculation, CalculationEvent, CalculationInput
 from calculations.models.files import File, OrphanBlob
 from calculations.models.idempotency import IdempotentRequest
+from calculations.models.tes import TesTag, TesTask
 from calculations.models.tokens import ApiToken, UserQuota
 from calculations.models.uploads import Upload, UploadState
 from calculations.models.workers import WorkerProcess
@@ -16,6 +17,8 @@ __all__ = [
     "OrphanBlob",
     "Upload",
     "UploadState",
+    "TesTag",
+    "TesTask",
     "UserQuota",
     "WorkerProcess",
     "WorkflowRun",

@@ -9,7 +9,14 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
+
+
+@dataclass(frozen=True)
+class Mount:
+    host_path: str
+    container_path: str
+    mode: Literal["ro", "rw"]
 
 
 @dataclass(frozen=True)
@@ -26,6 +33,11 @@ class JobSpec:
     inputs_dir: Path | None = None  # staged inputs: mounted read-only in containers
     image: str | None = None  # the tool's container image
     network: bool = False  # containers get no network unless the tool declares it
+    # A GA4GH TES executor's container: these directories bound at the task's container paths
+    # (instead of the working directory and inputs at their host paths), its working directory
+    # there (None: the image's), and only its own environment.
+    mounts: tuple[Mount, ...] = ()
+    container_workdir: str | None = None
 
     @property
     def job_dir(self) -> Path:

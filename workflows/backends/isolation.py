@@ -15,27 +15,23 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from workflows.backends.base import BackendUnavailable, JobSpec
+from workflows.backends.base import BackendUnavailable, JobSpec, Mount
 
 LABEL = "org.emgapi.job"  # every container the platform starts carries it, valued with the job's name
 STDOUT_IN_CONTAINER = "/emgapi/stdout"
 STDERR_IN_CONTAINER = "/emgapi/stderr"
 # exec: the tool becomes the container's main process, so `docker stop` signals the tool itself
-WRAPPER = ("/bin/sh", "-c", f'exec "$@" >{STDOUT_IN_CONTAINER} 2>{STDERR_IN_CONTAINER}', "emgapi-tool")
+# appending: a TES task's executors run in turn into one pair of log files
+WRAPPER = ("/bin/sh", "-c", f'exec "$@" >>{STDOUT_IN_CONTAINER} 2>>{STDERR_IN_CONTAINER}', "emgapi-tool")
 
 
 def tool_environment(spec: JobSpec) -> dict[str, str]:
-    """The environment a tool gets besides PATH, whatever runs it."""
+    """The environment a tool gets besides PATH, whatever runs it (a TES executor: its own only)."""
+    if spec.mounts:
+        return dict(spec.env)
     return {"HOME": str(spec.workdir), "LC_ALL": "C.UTF-8", "OMP_NUM_THREADS": str(spec.cpus), **spec.env}
-
-
-@dataclass(frozen=True)
-class Mount:
-    host_path: str
-    container_path: str
-    mode: Literal["ro", "rw"]
 
 
 @dataclass(frozen=True)
@@ -51,7 +47,7 @@ class ContainerRun:
     image: str
     argv: tuple[str, ...]
     name: str
-    workdir: str
+    workdir: str | None  # None: the image's own
     user: str  # "uid:gid": files the tool writes belong to the worker's user
     env: tuple[tuple[str, str], ...]
     network: bool
@@ -73,11 +69,13 @@ class ContainerRun:
         mounts = [Mount(str(spec.workdir), str(spec.workdir), "rw")]
         if spec.inputs_dir is not None:
             mounts.append(Mount(str(spec.inputs_dir), str(spec.inputs_dir), "ro"))
+        if spec.mounts:
+            mounts = list(spec.mounts)
         return cls(
             image=spec.image,
             argv=tuple(spec.argv),
             name=spec.name,
-            workdir=str(spec.workdir),
+            workdir=spec.container_workdir if spec.mounts else str(spec.workdir),
             user=f"{os.getuid()}:{os.getgid()}",
             env=tuple(tool_environment(spec).items()),
             network=spec.network,
@@ -132,7 +130,9 @@ class ContainerRun:
         `--output`/`--error`), and the runtime's CLI forwards the container's output to its own;
         so the tool's argv runs directly, without the `/bin/sh` wrapper and its two bind mounts.
         """
-        words = [runtime, "run", "--rm", "--name", self.name, "--workdir", self.workdir, "--user", self.user]
+        words = [runtime, "run", "--rm", "--name", self.name, "--user", self.user]
+        if self.workdir is not None:
+            words += ["--workdir", self.workdir]
         words += ["--network", self.network_mode, "--memory", self.memory, "--memory-swap", self.memory]
         words += ["--cpus", str(self.cpus), "--pids-limit", str(self.pids_limit)]
         if self.read_only_root:

@@ -151,6 +151,7 @@ class SlurmBackend:
             f"--job-name={spec.name}",
             f"--output={spec.stdout_path}",
             f"--error={spec.stderr_path}",
+            "--open-mode=append",  # a TES task's executors run in turn into one pair of log files
             f"--chdir={spec.workdir}",
             "--nodes=1",
             "--ntasks=1",
@@ -174,6 +175,10 @@ class SlurmBackend:
     # --- the protocol -----------------------------------------------------------------------
 
     async def submit(self, spec: JobSpec) -> JobHandle:
+        if spec.mounts and not self.container_runtime:
+            raise BackendUnavailable(
+                "a TES task's executors run in containers: set EMGAPI_SLURM__CONTAINER_RUNTIME (docker or podman)"
+            )
         command = container_command(self.container_runtime, spec) if self.container_runtime else spec.argv
         script = spec.job_dir / SCRIPT_FILE
         script.write_text(batch_script(command, spec, self._job_env(spec)))

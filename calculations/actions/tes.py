@@ -1,0 +1,301 @@
+"""GA4GH TES tasks: checked and created as calculations of the pseudo-tool `TES_TOOL`, and the
+log each attempt keeps (executors' exit codes and output tails, the outputs' container paths)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Any
+from urllib.parse import urlsplit
+from uuid import UUID
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+
+from calculations.actions.submissions import check_active_quota
+from calculations.actions.transitions import lock_calculation, record_event, user_actor
+from calculations.caching import compute_cache_key
+from calculations.errors import Forbidden, InvalidInput, InvalidTransition, NotFound, Unavailable
+from calculations.launching import launch_after_commit
+from calculations.models import Calculation, CalculationInput, File, TesTag, TesTask
+from calculations.provenance import Provenance
+from calculations.states import CalculationState
+from calculations.tes import TES_TOOL, TES_VERSION
+from calculations.tes.external import s3_client
+from calculations.tes.paths import plan_mounts
+from calculations.tes.schemas import FileType, InputIn, TaskIn
+from calculations.tools import get_registry
+from emgapiv2.config import get_settings
+
+S = CalculationState
+FILE_PATH = re.compile(r"^/api/v2/files/(?P<id>[0-9a-fA-F-]{36})(/content)?/?$")
+EMGAPI_FILE = re.compile(r"^emgapi://files/(?P<id>[0-9a-fA-F-]{36})$")
+# what backend_parameters a task may set (with backend_parameters_strict, any other is a 400)
+BACKEND_PARAMETERS = ("time_limit_seconds",)
+RUN_ANY_IMAGE = "calculations.run_any_image"
+HOW_TO_ENABLE = (
+    "start a container engine (task engines-up), build the images (task images) and enable the container "
+    'backend (EMGAPI_EXECUTION__ENABLED=\'["local","container"]\'), or run containers in Slurm jobs '
+    '(EMGAPI_EXECUTION__ENABLED with "slurm" and EMGAPI_SLURM__CONTAINER_RUNTIME=docker or podman)'
+)
+
+
+def tes_backend() -> str:
+    """The backend TES tasks run on here, or Unavailable saying how to enable one."""
+    settings = get_settings()
+    enabled = settings.execution.enabled
+    slurm_ok = "slurm" in enabled and bool(settings.slurm.container_runtime)
+    if settings.tes.backend == "container" and "container" in enabled:
+        return "container"
+    if settings.tes.backend == "slurm" and slurm_ok:
+        return "slurm"
+    if not settings.tes.backend:
+        if "container" in enabled:
+            return "container"
+        if slurm_ok:
+            return "slurm"
+    chosen = f" (EMGAPI_TES__BACKEND={settings.tes.backend})" if settings.tes.backend else ""
+    raise Unavailable(f"this deployment runs no containers{chosen}, so it cannot run TES tasks: {HOW_TO_ENABLE}")
+
+
+def allowed_images() -> list[str]:
+    configured = get_settings().tes.allowed_images
+    return configured or sorted(spec.image.name for spec in get_registry().values() if spec.image)
+
+
+def check_image(owner_id: int, image: str, where: str) -> None:
+    patterns = allowed_images()
+    if any(fnmatchcase(image, pattern) for pattern in patterns):
+        return
+    user = get_user_model().objects.get(id=owner_id)
+    if user.has_perm(RUN_ANY_IMAGE):
+        return
+    listed = ", ".join(patterns) or "none"
+    raise Forbidden(
+        f"{where}: image {image!r} is not one this deployment allows (allowed: {listed}); a staff member can "
+        "grant you the permission 'Can run any container image in GA4GH TES tasks'"
+    )
+
+
+@dataclass(frozen=True)
+class ExternalObject:
+    bucket: str
+    key: str
+
+
+def _resolve_input(owner_id: int, i: int, item: InputIn, hosts: set[str]) -> File | ExternalObject | None:
+    """The file an input names: one of yours, an allowed S3 object, or None for inline content."""
+    where = f"inputs[{i}]"
+    if item.type is FileType.DIRECTORY:
+        raise InvalidInput(f"{where}.type: DIRECTORY inputs are not supported here; list each file as an input")
+    if item.content is not None and item.url:
+        raise InvalidInput(f"{where}: give either url or content, not both")
+    if item.content is not None:
+        return None
+    if not item.url:
+        raise InvalidInput(f"{where}: give a url (emgapi://files/<id>, this API's file URL, s3://…) or content")
+    url = item.url
+    parts = urlsplit(url)
+    match = EMGAPI_FILE.match(url)
+    if match is None and parts.scheme in ("http", "https") and parts.netloc in hosts:
+        match = FILE_PATH.match(parts.path)
+    if match is not None:
+        try:
+            file_id = UUID(match["id"])
+        except ValueError:
+            raise InvalidInput(f"{where}.url: {url!r} does not hold a file id") from None
+        file = File.objects.filter(id=file_id, owner_id=owner_id).first()
+        if file is None:
+            raise NotFound(f"{where}.url: file {file_id} not found")
+        return file
+    if parts.scheme == "s3":
+        return _resolve_s3(owner_id, where, parts.netloc, parts.path.lstrip("/"))
+    schemes = "emgapi://files/<id>, this API's file URLs (" + ", ".join(sorted(hosts)) + ")"
+    if get_settings().storage.backend == "s3":
+        schemes += ", s3://bucket/key"
+    raise InvalidInput(f"{where}.url: {url!r} is not a supported input; use {schemes}, or inline content")
+
+
+def _resolve_s3(owner_id: int, where: str, bucket: str, key: str) -> File | ExternalObject:
+    settings = get_settings()
+    if settings.storage.backend != "s3":
+        raise InvalidInput(f"{where}.url: s3:// inputs need S3 storage (EMGAPI_STORAGE__BACKEND=s3)")
+    if bucket == settings.s3.bucket:
+        # the platform's own blobs: only one of your files, by its content address
+        prefix = settings.s3.key_prefix
+        sha256 = key[len(prefix) :] if key.startswith(prefix) else ""
+        file = File.objects.filter(owner_id=owner_id, sha256=sha256).first() if sha256 else None
+        if file is None:
+            raise NotFound(f"{where}.url: no file of yours is stored at s3://{bucket}/{key}")
+        return file
+    if bucket not in settings.tes.s3_input_buckets:
+        allowed = ", ".join(settings.tes.s3_input_buckets) or "none"
+        raise Forbidden(
+            f"{where}.url: bucket {bucket!r} is not one tasks may read (EMGAPI_TES__S3_INPUT_BUCKETS: {allowed})"
+        )
+    if not key:
+        raise InvalidInput(f"{where}.url: s3://{bucket}/ names no object")
+    try:
+        s3_client().head_object(Bucket=bucket, Key=key)
+    except Exception as exc:  # botocore's errors: absent, forbidden, unreachable
+        raise InvalidInput(f"{where}.url: cannot read s3://{bucket}/{key}: {exc}") from None
+    return ExternalObject(bucket, key)
+
+
+def _check_resources(task: TaskIn) -> tuple[list[str], dict[str, Any]]:
+    """Notes for the task's system log (what was ignored), and the resources the executors get."""
+    limits = get_settings().tes
+    resources = task.resources
+    notes: list[str] = []
+    cpus = (resources.cpu_cores if resources else None) or limits.default_cpus
+    ram_gb = (resources.ram_gb if resources else None) or limits.default_ram_gb
+    if cpus > limits.max_cpus:
+        raise InvalidInput(f"resources.cpu_cores: {cpus} is more than the {limits.max_cpus} a task may ask for")
+    if ram_gb > limits.max_ram_gb:
+        raise InvalidInput(f"resources.ram_gb: {ram_gb} is more than the {limits.max_ram_gb} a task may ask for")
+    time_limit = limits.time_limit_seconds
+    parameters = (resources.backend_parameters if resources else None) or {}
+    unknown = sorted(set(parameters) - set(BACKEND_PARAMETERS))
+    if unknown and resources is not None and resources.backend_parameters_strict:
+        raise InvalidInput(
+            f"resources.backend_parameters: {', '.join(map(repr, unknown))} not supported (supported: "
+            f"{', '.join(BACKEND_PARAMETERS)}), and backend_parameters_strict is set"
+        )
+    if unknown:
+        notes.append(f"backend_parameters ignored (not supported): {', '.join(unknown)}")
+    if "time_limit_seconds" in parameters:
+        try:
+            time_limit = int(parameters["time_limit_seconds"])
+        except ValueError:
+            raise InvalidInput("resources.backend_parameters.time_limit_seconds: not a whole number") from None
+        if not 1 <= time_limit <= limits.time_limit_seconds:
+            raise InvalidInput(
+                f"resources.backend_parameters.time_limit_seconds: must be 1 to {limits.time_limit_seconds}"
+            )
+    return notes, {"cpus": cpus, "memory_mb": max(int(ram_gb * 1024), 16), "time_limit_seconds": time_limit}
+
+
+def check_create_tes_task(owner_id: int, task: TaskIn, *, hosts: set[str]) -> Calculation:
+    """Validate a TES task (backend, images, paths, inputs, resources) and create its calculation.
+    `hosts` are the host[:port]s under which this API's file URLs name its own files."""
+    backend = tes_backend()
+    limits = get_settings().tes
+    if len(task.executors) > limits.max_executors:
+        raise InvalidInput(f"executors: {len(task.executors)} executors; the limit is {limits.max_executors}")
+    for i, executor in enumerate(task.executors):
+        check_image(owner_id, executor.image, f"executors[{i}].image")
+    plan = plan_mounts(task)
+    content_bytes = sum(len(item.content.encode()) for item in task.inputs or () if item.content is not None)
+    if content_bytes > limits.max_content_bytes:
+        raise InvalidInput(
+            f"inputs: {content_bytes} bytes of inline content; the limit is {limits.max_content_bytes}: "
+            "upload larger data as a file (POST /api/v2/files) and name it by its URL"
+        )
+    for i, output in enumerate(task.outputs or ()):
+        if output.url and (urlsplit(output.url).scheme or output.url.startswith("/") or "\x00" in output.url):
+            raise InvalidInput(
+                f"outputs[{i}].url: {output.url!r} is not supported; leave it empty or give a plain relative name: "
+                "the output is stored as your file, and the task's logs give its URL"
+            )
+    notes, resources = _check_resources(task)
+    resolved = {i: _resolve_input(owner_id, i, item, hosts) for i, item in enumerate(task.inputs or ())}
+    return do_create_tes_task(owner_id, task, backend=backend, resolved=resolved, mounts=plan.directories,
+                              resources=resources, notes=notes)  # fmt: skip
+
+
+def input_role(index: int) -> str:
+    return f"inputs[{index}]"
+
+
+@transaction.atomic
+def do_create_tes_task(
+    owner_id: int,
+    task: TaskIn,
+    *,
+    backend: str,
+    resolved: dict[int, File | ExternalObject | None],
+    mounts: tuple[str, ...],
+    resources: dict[str, Any],
+    notes: list[str],
+) -> Calculation:
+    """The calculation (QUEUED, launched after commit), its TES task, tags and input files. A task
+    never comes from the cache: an image tag may now name other bytes, and TES clients expect a run."""
+    check_active_quota(owner_id)
+    params = task.stored()
+    files = {input_role(i): item for i, item in resolved.items() if isinstance(item, File)}
+    input_sha256s = {role: file.sha256 for role, file in files.items()}
+    calc = Calculation(
+        id=uuid.uuid4(),
+        owner_id=owner_id,
+        tool=TES_TOOL,
+        tool_version=TES_VERSION,
+        params=params,
+        cache_key=compute_cache_key(
+            tool=TES_TOOL, tool_version=TES_VERSION, params=params, input_sha256s=input_sha256s
+        ),
+        use_cache=False,
+        backend=backend,
+        provenance=Provenance(tool=TES_TOOL, tool_version=TES_VERSION, params=params, inputs=input_sha256s).model_dump(
+            mode="json"
+        ),
+    )
+    calc.save()
+    record_event(calc, "", S.QUEUED, user_actor(owner_id), f"TES task {task.name or ''}".strip())
+    external = {
+        str(i): {"bucket": item.bucket, "key": item.key}
+        for i, item in resolved.items()
+        if isinstance(item, ExternalObject)
+    }
+    tes = TesTask.objects.create(
+        calculation=calc,
+        name=task.name or "",
+        description=task.description or "",
+        spec={"task": params, "mounts": list(mounts), "resources": resources, "external_inputs": external},
+        tags=task.tags or {},
+        logs={"1": {"logs": [], "outputs": [], "system_logs": notes}} if notes else {},
+    )
+    TesTag.objects.bulk_create(TesTag(task=tes, key=key, value=value) for key, value in (task.tags or {}).items())
+    chosen = {file.id for file in files.values()}
+    if set(File.objects.select_for_update().filter(id__in=chosen).values_list("id", flat=True)) != chosen:
+        raise InvalidInput("an input file was deleted while the task was being submitted")
+    CalculationInput.objects.bulk_create(
+        CalculationInput(calculation=calc, role=role, file=file) for role, file in files.items()
+    )
+    launch_after_commit(calc.id)
+    return calc
+
+
+def _attempt_log(tes: TesTask, attempt: int) -> dict[str, Any]:
+    log: dict[str, Any] = tes.logs.setdefault(str(attempt), {"logs": [], "outputs": [], "system_logs": []})
+    return log
+
+
+@transaction.atomic
+def do_record_tes_log(
+    calculation_id: UUID,
+    attempt: int,
+    *,
+    executor: dict[str, Any] | None = None,
+    outputs: list[dict[str, Any]] | None = None,
+    system_log: str | None = None,
+    job_id: str | None = None,
+) -> None:
+    """Append to the TaskLog of `attempt` (fenced: a superseded attempt records nothing): an
+    executor's log, the outputs' container paths, a system log line; and the executor's job id,
+    which the calculation shows as its current backend job."""
+    calc = lock_calculation(calculation_id)
+    if calc.attempt != attempt:
+        raise InvalidTransition(f"calculation {calc.id} is on attempt {calc.attempt}; attempt {attempt} is over")
+    tes = TesTask.objects.select_for_update().get(calculation_id=calculation_id)
+    log = _attempt_log(tes, attempt)
+    if executor is not None:
+        log["logs"].append(executor)
+    if outputs is not None:
+        log["outputs"] = outputs
+    if system_log:
+        log["system_logs"].append(system_log)
+    tes.save(update_fields=["logs"])
+    if job_id and job_id != calc.backend_job_id:
+        Calculation.objects.filter(id=calc.id, attempt=attempt).update(backend_job_id=job_id)
