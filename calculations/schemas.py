@@ -286,6 +286,14 @@ class LogsOut(Schema):
     truncated: bool = Field(description="True if only the end of a stream is shown.")
 
 
+class LogsQuery(Schema):
+    stream: Literal["stdout", "stderr"] | None = Field(
+        None, description="Read this stream from `offset`, a chunk at a time. Unset: the tails of both."
+    )
+    offset: int = Field(0, ge=0, le=2**62, description="Byte offset to read `stream` from (past the end: no data).")
+    attempt: int | None = Field(None, ge=1, le=10_000, description="Which attempt's logs (default: the current one).")
+
+
 class LogChunkOut(Schema):
     attempt: int
     stream: Literal["stdout", "stderr"]

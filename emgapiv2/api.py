@@ -13,6 +13,7 @@ from calculations.api.calculations import router as calculations_router
 from calculations.api.files import router as files_router
 from calculations.api.health import router as health_router
 from calculations.api.tools import router as tools_router
+from calculations.api.uploads import router as uploads_router
 from calculations.api.workflows import runs_router as workflow_runs_router
 from calculations.api.workflows import workflows_router
 from calculations.auth import TokenAuth
@@ -38,6 +39,7 @@ api = NinjaAPI(
     parser=BoundedJsonParser(),
 )
 api.add_router("/files", files_router)
+api.add_router("/uploads", uploads_router)
 api.add_router("/tools", tools_router)
 api.add_router("/calculations", calculations_router)
 api.add_router("/workflows", workflows_router)

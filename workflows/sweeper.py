@@ -8,6 +8,8 @@ is safe to run on several workers at once.
 - Upload spools (Django's, S3's) and the filesystem storage's partial blobs (`.incoming`) older than
   `spool_max_age_hours`: left by an upload or a worker killed mid-way.
 - Blobs no file row has held for `orphan_blob_grace_hours` (`do_collect_orphan_blobs`).
+- Presigned uploads left unfinished past their expiry (`EMGAPI_UPLOADS__EXPIRY_HOURS`): aborted in
+  S3, their parts discarded (`do_expire_uploads`).
 - Expired idempotency records.
 """
 
@@ -23,7 +25,7 @@ from uuid import UUID
 
 from django.utils import timezone
 
-from calculations.actions import do_collect_orphan_blobs
+from calculations.actions import do_collect_orphan_blobs, do_expire_uploads
 from calculations.idempotency import expire_records
 from calculations.models import Calculation
 from calculations.states import ACTIVE_STATES, CalculationState
@@ -41,9 +43,16 @@ class SweepCounts:
     spool_files: int = 0
     orphan_blobs: int = 0
     idempotency_records: int = 0
+    expired_uploads: int = 0
 
     def any(self) -> bool:
-        return bool(self.work_directories or self.spool_files or self.orphan_blobs or self.idempotency_records)
+        return bool(
+            self.work_directories
+            or self.spool_files
+            or self.orphan_blobs
+            or self.idempotency_records
+            or self.expired_uploads
+        )
 
 
 def _attempt_number(path: Path) -> int | None:
@@ -148,4 +157,5 @@ async def sweep_once() -> SweepCounts:
     counts.work_directories = await asyncio.to_thread(remove_directories, due)
     counts.spool_files = await asyncio.to_thread(remove_stale_spools)
     counts.orphan_blobs, counts.idempotency_records = await db(collect_orphans_and_records)()
+    counts.expired_uploads = await db(do_expire_uploads)()
     return counts

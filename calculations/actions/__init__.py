@@ -6,6 +6,7 @@ then act, `do_*` make one transactional change:
 - `tokens`: API tokens;
 - `quotas`: per-user limits (the deployment's, or the user's own);
 - `files`: uploads, deletes, names, the storage quota (distinct bytes), orphan blobs;
+- `uploads`: presigned S3 multipart uploads, created, completed (verified, then a file), aborted, expired;
 - `submissions`: validation, the cache (hit, follow or run), the active-calculation quota, the launch;
 - `attempts`: an attempt started, running, heartbeating, ended (through `calculations/policies.py`);
 - `cancels`: cancel requests;
@@ -18,7 +19,12 @@ Side effects on other systems (launching a run) happen after commit, through the
 `workflows` registers (`calculations/launching.py`).
 """
 
-from calculations.actions.access import access_calculation_by_id, access_file_by_id, access_workflow_run_by_id
+from calculations.actions.access import (
+    access_calculation_by_id,
+    access_file_by_id,
+    access_upload_by_id,
+    access_workflow_run_by_id,
+)
 from calculations.actions.attempts import (
     JobOutcome,
     do_end_attempt,
@@ -31,10 +37,12 @@ from calculations.actions.cancels import do_request_cancel
 from calculations.actions.files import (
     OutputBlob,
     check_storage_quota,
+    check_upload_size,
     clean_file_name,
     do_collect_orphan_blobs,
     do_create_file,
     do_delete_file,
+    do_register_blob,
     do_release_outputs,
     held_bytes,
 )
@@ -42,6 +50,7 @@ from calculations.actions.quotas import do_set_user_quota
 from calculations.actions.submissions import StepRef, check_create_calculation, do_create_calculation
 from calculations.actions.tokens import do_create_api_token, do_record_token_use, hash_token
 from calculations.actions.transitions import RECONCILER_ACTOR, WORKER_ACTOR, user_actor
+from calculations.actions.uploads import check_create_upload, do_abort_upload, do_complete_upload, do_expire_uploads
 from calculations.actions.workers import do_end_worker, do_register_worker, do_worker_heartbeat
 from calculations.actions.workflow_runs import (
     do_adopt_flow_run,
@@ -64,6 +73,7 @@ __all__ = [
     "StepRef",
     "access_calculation_by_id",
     "access_file_by_id",
+    "access_upload_by_id",
     "access_workflow_run_by_id",
     "do_adopt_flow_run",
     "do_cancel_steps",
@@ -76,13 +86,19 @@ __all__ = [
     "do_request_cancel_workflow_run",
     "do_start_workflow_run",
     "check_create_calculation",
+    "check_create_upload",
     "check_storage_quota",
+    "check_upload_size",
     "clean_file_name",
     "do_create_api_token",
     "do_create_calculation",
     "do_collect_orphan_blobs",
     "do_create_file",
     "do_delete_file",
+    "do_abort_upload",
+    "do_complete_upload",
+    "do_expire_uploads",
+    "do_register_blob",
     "do_release_outputs",
     "do_end_attempt",
     "do_mark_running",

@@ -7,7 +7,7 @@ from uuid import UUID
 from django.db.models import QuerySet
 
 from calculations.errors import NotFound
-from calculations.models import Calculation, File, WorkflowRun
+from calculations.models import Calculation, File, Upload, WorkflowRun
 
 
 def access_file_by_id(user_id: int, file_id: UUID) -> File:
@@ -36,3 +36,12 @@ def access_workflow_run_by_id(
     if run is None:
         raise NotFound(f"workflow run {workflow_run_id} not found")
     return run
+
+
+def access_upload_by_id(user_id: int, upload_id: UUID, *, for_update: bool = False) -> Upload:
+    """The user's presigned upload (`for_update`: its row locked, inside a transaction)."""
+    found = Upload.objects.select_for_update() if for_update else Upload.objects
+    upload = found.filter(id=upload_id, owner_id=user_id).first()
+    if upload is None:
+        raise NotFound(f"upload {upload_id} not found")
+    return upload

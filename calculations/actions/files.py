@@ -11,7 +11,7 @@ stores it again).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import BinaryIO
@@ -28,8 +28,9 @@ from calculations.actions.transitions import lock_blob
 from calculations.errors import Conflict, StorageQuotaExceeded
 from calculations.models import Calculation, File, OrphanBlob
 from calculations.states import ACTIVE_STATES
-from calculations.storage import StorageError, get_storage
+from calculations.storage import BlobInfo, StorageError, get_storage
 from calculations.storage.base import hash_stream
+from emgapiv2.config import get_settings
 
 _UNSAFE_NAME_CHARACTERS = re.compile(r"[\x00-\x1f\x7f/\\]")
 FREE_SPACE_HINT = "delete files you no longer need: DELETE /api/v2/files/{id} (GET /api/v2/files lists them)"
@@ -78,9 +79,16 @@ def quota_message(owner_id: int, adding_bytes: int, what: str) -> str | None:
     )
 
 
-def check_storage_quota(owner_id: int, adding_bytes: int) -> None:
-    if message := quota_message(owner_id, adding_bytes, "this file"):
+def check_storage_quota(owner_id: int, adding_bytes: int, what: str = "this file") -> None:
+    if message := quota_message(owner_id, adding_bytes, what):
         raise StorageQuotaExceeded(message)
+
+
+def check_upload_size(size: int) -> None:
+    """The one size limit of a file a user sends, however it comes (API upload or presigned)."""
+    limit = get_settings().max_upload_bytes
+    if size > limit:
+        raise StorageQuotaExceeded(f"the file is {size} bytes; the limit is {limit} bytes per file")
 
 
 def _claim_blob(sha256: str) -> None:
@@ -105,6 +113,19 @@ def do_create_file(owner_id: int, name: str, stream: BinaryIO) -> File:
     # store the bytes (outside the transaction: it may take long)
     storage = get_storage()
     info = storage.put(stream)
+    file = do_register_blob(owner_id, name, info)
+    if not storage.exists(info.sha256):  # the sweep collected it just before the row existed
+        stream.seek(0)
+        storage.put(stream)
+    return file
+
+
+def do_register_blob(
+    owner_id: int, name: str, info: BlobInfo, *, and_then: Callable[[File], None] | None = None
+) -> File:
+    """Give the user a row for a blob already stored (an API upload, a completed presigned upload),
+    with the quota checked exactly. `and_then` runs in the row's transaction (its failure undoes it).
+    The caller then checks that the blob still exists: the sweep may have collected it just before."""
     try:
         with transaction.atomic():
             # the user first (concurrent uploads of one user are checked against the quota one at a
@@ -117,14 +138,13 @@ def do_create_file(owner_id: int, name: str, stream: BinaryIO) -> File:
             file = File.objects.create(
                 owner_id=owner_id, name=clean_file_name(name), size=info.size, sha256=info.sha256
             )
+            if and_then is not None:
+                and_then(file)
     except BaseException:
         with transaction.atomic():
             lock_blob(info.sha256)
             _release_blob(info.sha256)  # stored for nothing: collected like any orphan
         raise
-    if not storage.exists(info.sha256):  # the sweep collected it just before the row existed
-        stream.seek(0)
-        storage.put(stream)
     return file
 
 

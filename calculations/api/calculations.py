@@ -7,9 +7,10 @@ from ninja.pagination import paginate
 from calculations.actions import access_calculation_by_id, do_request_cancel, user_actor
 from calculations.api.pagination import BoundedLimitOffsetPagination
 from calculations.api.requests import AuthedRequest
-from calculations.logs import read_logs
+from calculations.errors import InvalidInput
+from calculations.logs import read_log_chunk, read_logs
 from calculations.models import Calculation, CalculationInput, File
-from calculations.schemas import CalculationFilters, CalculationOut, ErrorOut, LogsOut
+from calculations.schemas import CalculationFilters, CalculationOut, ErrorOut, LogChunkOut, LogsOut, LogsQuery
 
 router = Router(tags=["calculations"])
 
@@ -56,7 +57,24 @@ def cancel_calculation(request: AuthedRequest, calculation_id: UUID) -> tuple[in
     return 202, _visible(request).get(id=calc.id)
 
 
-@router.get("/{calculation_id}/logs", response={200: LogsOut, 404: ErrorOut}, operation_id="get_calculation_logs")
-def get_calculation_logs(request: AuthedRequest, calculation_id: UUID) -> LogsOut:
-    """The tool's stdout and stderr (their ends, if long): live while it runs, stored once it ended."""
-    return read_logs(access_calculation_by_id(request.auth.id, calculation_id))
+@router.get(
+    "/{calculation_id}/logs",
+    response={200: LogsOut | LogChunkOut, 404: ErrorOut, 422: ErrorOut},
+    operation_id="get_calculation_logs",
+)
+def get_calculation_logs(
+    request: AuthedRequest,
+    calculation_id: UUID,
+    params: Query[LogsQuery],
+) -> LogsOut | LogChunkOut:
+    """The tool's stdout and stderr (their ends, if long): live while it runs, stored once it ended.
+
+    With `stream`, that stream from byte `offset` instead, a bounded chunk at a time, with the offset to
+    ask for next; to follow a running tool, ask again from `next_offset` until `complete` is true.
+    `attempt` reads an earlier attempt's logs (default: the current one)."""
+    calc = access_calculation_by_id(request.auth.id, calculation_id)
+    if params.stream is None:
+        if params.offset or params.attempt is not None:
+            raise InvalidInput("offset and attempt need stream=stdout or stream=stderr")
+        return read_logs(calc)
+    return read_log_chunk(calc, params.stream, params.offset, params.attempt)

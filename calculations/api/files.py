@@ -3,17 +3,18 @@ from urllib.parse import quote
 from uuid import UUID
 
 from django.db.models import QuerySet
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from ninja import Router
 from ninja.pagination import paginate
 
-from calculations.actions import access_file_by_id, do_create_file, do_delete_file
+from calculations.actions import access_file_by_id, check_upload_size, do_create_file, do_delete_file
 from calculations.api.pagination import BoundedLimitOffsetPagination
 from calculations.api.requests import AuthedRequest
 from calculations.errors import InvalidInput
 from calculations.models import File
 from calculations.schemas import ErrorOut, FileOut
 from calculations.storage import get_storage
+from calculations.storage.s3 import S3BlobStorage
 from emgapiv2.config import get_settings
 
 router = Router(tags=["files"])
@@ -61,9 +62,8 @@ def upload_file(request: AuthedRequest) -> tuple[int, File | ErrorOut]:
     if others:
         raise InvalidInput(f"unknown form field(s) {', '.join(map(repr, others))}: send only 'file'")
     file = files[0]
-    limit = get_settings().max_upload_bytes
-    if file.size is not None and file.size > limit:
-        return 413, ErrorOut(detail=f"file is {file.size} bytes; the limit is {limit}")
+    if file.size is not None:
+        check_upload_size(file.size)
     if not file.name:
         raise InvalidInput("the uploaded file has no name")
     # an upload is a binary file object (django's File proxies read()); its stub says IO[Any]
@@ -98,18 +98,29 @@ def content_disposition(name: str) -> str:
 
 
 @router.api_operation(
-    ["GET", "HEAD"], "/{file_id}/content", response={200: None, 404: ErrorOut}, operation_id="download_file"
+    ["GET", "HEAD"],
+    "/{file_id}/content",
+    response={200: None, 302: None, 404: ErrorOut},
+    operation_id="download_file",
 )
-def download_file(request: AuthedRequest, file_id: UUID) -> HttpResponse | StreamingHttpResponse:
-    """The file's bytes, streamed (HEAD: its headers only: size, name, ETag)."""
+def download_file(
+    request: AuthedRequest, file_id: UUID, redirect: bool = False
+) -> HttpResponse | StreamingHttpResponse:
+    """The file's bytes, streamed (HEAD: its headers only: size, name, ETag). With `redirect=true` and
+    S3 storage, a GET is a 302 to a presigned S3 URL instead, so the bytes do not pass through the
+    API; on filesystem storage `redirect` changes nothing."""
     file = access_file_by_id(request.auth.id, file_id)
+    storage = get_storage()
     response: HttpResponse | StreamingHttpResponse
+    if redirect and request.method == "GET" and isinstance(storage, S3BlobStorage):
+        url = storage.presign_download(
+            file.sha256, content_disposition(file.name), get_settings().uploads.download_url_seconds
+        )
+        return HttpResponseRedirect(url)
     if request.method == "HEAD":
         response = HttpResponse(content_type="application/octet-stream")
     else:
-        response = StreamingHttpResponse(
-            get_storage().iter_chunks(file.sha256), content_type="application/octet-stream"
-        )
+        response = StreamingHttpResponse(storage.iter_chunks(file.sha256), content_type="application/octet-stream")
     response["Content-Length"] = str(file.size)
     response["Content-Disposition"] = content_disposition(file.name)
     response["ETag"] = f'"{file.sha256}"'

@@ -42,8 +42,9 @@ class BlobStorage(Protocol):
         """Remove a blob (no error if it is gone): only the orphan sweep calls this."""
         ...
 
-    def iter_chunks(self, sha256: str, *, limit_bytes: int | None = None) -> Iterator[bytes]:
-        """Stream a blob's bytes (optionally only its first `limit_bytes`)."""
+    def iter_chunks(self, sha256: str, *, offset: int = 0, limit_bytes: int | None = None) -> Iterator[bytes]:
+        """Stream a blob's bytes from `offset` (optionally only `limit_bytes` of them); an offset at or past
+        the end yields nothing. Only the bytes asked for are read."""
         ...
 
     def copy_to_path(self, sha256: str, destination: Path) -> None:

@@ -76,13 +76,14 @@ class FilesystemBlobStorage:
         except OSError as exc:
             raise StorageError(f"could not delete blob: {exc}") from exc
 
-    def iter_chunks(self, sha256: str, *, limit_bytes: int | None = None) -> Iterator[bytes]:
+    def iter_chunks(self, sha256: str, *, offset: int = 0, limit_bytes: int | None = None) -> Iterator[bytes]:
         try:
             handle = self._path(sha256).open("rb")
         except FileNotFoundError as exc:
             raise BlobNotFound(sha256) from exc
         remaining = limit_bytes
         with handle:
+            handle.seek(offset)
             while remaining is None or remaining > 0:
                 chunk = handle.read(CHUNK_BYTES if remaining is None else min(CHUNK_BYTES, remaining))
                 if not chunk:

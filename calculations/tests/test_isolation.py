@@ -24,13 +24,21 @@ def _pipeline(file_id: str) -> dict[str, Any]:
 
 
 def test_every_route_answers_a_foreign_object_as_if_it_did_not_exist(
-    alice: ApiClient, bob: ApiClient, uploaded: Upload, workflow_catalogue: Any
+    alice: ApiClient, bob: ApiClient, uploaded: Upload, workflow_catalogue: Any, s3_storage: Any
 ) -> None:
+    # on S3 storage, so that alice can have a presigned upload too
     file_id = uploaded("m.smi", b"CCO\n")
     calc_id = alice.post("/tools/obabel/calculations", {"inputs": {"molecules": file_id}, "params": {}}).json()["id"]
     run = alice.post("/workflows/pipeline/runs", _pipeline(file_id))
     assert run.status_code == 202, run.content
-    alices = {"file_id": file_id, "calculation_id": calc_id, "workflow_run_id": run.json()["id"]}
+    upload = alice.post("/uploads", {"name": "big.fastq", "size": 10})
+    assert upload.status_code == 201, upload.content
+    alices = {
+        "file_id": file_id,
+        "calculation_id": calc_id,
+        "workflow_run_id": run.json()["id"],
+        "upload_id": upload.json()["id"],
+    }
     schema = alice.client.get("/api/v2/openapi.json").json()
     walked = []
     for path, operations in schema["paths"].items():
@@ -41,7 +49,7 @@ def test_every_route_answers_a_foreign_object_as_if_it_did_not_exist(
             unknown = set(id_params) - set(alices)
             assert not unknown, f"{method.upper()} {path}: no foreign object for {unknown}; extend this test"
             body_schema = operation.get("requestBody", {}).get("content", {}).get("application/json")
-            if not id_params and body_schema is None:
+            if not id_params and (body_schema is None or path == "/api/v2/uploads"):
                 continue  # a list, an upload or a tool description: nothing of alice's to name
             workflow = path.startswith("/api/v2/workflows/")
             foreign = missing = path.replace("{name}", "pipeline" if workflow else "obabel")
@@ -52,6 +60,8 @@ def test_every_route_answers_a_foreign_object_as_if_it_did_not_exist(
             other_body: dict[str, Any] | None = None
             if body_schema is not None and path.endswith("/resume"):  # the input a paused run waits for
                 body = other_body = {"input": {}}
+            elif body_schema is not None and path.endswith("/complete"):  # an upload's parts, as S3 holds them
+                body = other_body = {}
             elif body_schema is not None and workflow:  # a pipeline naming alice's file
                 body, other_body = _pipeline(file_id), _pipeline(str(uuid4()))
             elif body_schema is not None:  # a submission naming alice's file in every input role
@@ -70,8 +80,10 @@ def test_every_route_answers_a_foreign_object_as_if_it_did_not_exist(
     assert alice.get(f"/workflow-runs/{alices['workflow_run_id']}").json()["state"] == "QUEUED"
     assert bob.get("/files").json()["count"] == bob.get("/calculations").json()["count"] == 0
     assert bob.get("/workflow-runs").json()["count"] == 0
-    # files/{id}, files/{id}/content, calculations/{id}, …/cancel, …/logs, submissions, workflow runs
-    assert len(walked) >= 11, walked
+    assert alice.get(f"/uploads/{alices['upload_id']}").json()["state"] == "OPEN"
+    # files/{id}, files/{id}/content, calculations/{id}, …/cancel, …/logs, submissions, workflow runs, uploads
+    assert len(walked) >= 14, walked
+    assert {"GET /api/v2/uploads/{upload_id}", "POST /api/v2/uploads/{upload_id}/complete"} <= set(walked)
 
 
 def _roles(client: ApiClient, tool: str) -> list[str]:

