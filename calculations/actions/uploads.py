@@ -150,8 +150,12 @@ def _refusal(upload: Upload) -> Conflict | None:
     reference = f"upload {upload.id}"
     if upload.state == U.COMPLETING:
         return Conflict(f"{reference} is being completed by another request: GET /api/v2/uploads/{upload.id}")
+    if upload.state == U.COMPLETE and upload.file_id is None:
+        return Conflict(f"{reference} was completed, and its file has been deleted since")
     if upload.state == U.COMPLETE:
-        return Conflict(f"{reference} is complete: it is file {upload.file_id}")
+        return Conflict(
+            f"{reference} is complete: it is file {upload.file_id} (DELETE /api/v2/files/{upload.file_id} deletes it)"
+        )
     if upload.state == U.FAILED:
         return Conflict(f"{reference} failed: {upload.error}")
     if upload.state in (U.ABORTED, U.EXPIRED):
@@ -217,10 +221,7 @@ def do_complete_upload(owner_id: int, upload_id: UUID, parts: Sequence[tuple[int
     with transaction.atomic():
         upload = access_upload_by_id(owner_id, upload_id, for_update=True)
         if upload.state == U.COMPLETE and upload.file_id is not None:
-            file = File.objects.filter(id=upload.file_id).first()
-            if file is not None:
-                return file, False
-            raise Conflict(f"upload {upload.id} was completed, and its file {upload.file_id} has been deleted since")
+            return File.objects.get(id=upload.file_id), False  # (deleting the file clears file_id)
         if (refusal := _refusal(upload)) is not None:
             raise refusal
         _s3_storage()  # before the state changes: a deployment that left S3 cannot complete it

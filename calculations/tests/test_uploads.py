@@ -125,7 +125,10 @@ def test_parts_put_in_parallel_complete_with_their_etags_and_a_second_complete_a
     assert File.objects.filter(owner__username="alice").count() == 1
     # aborting a complete upload would lose nothing, but it is a mistake: say what to do instead
     refused = alice.client.delete(f"/api/v2/uploads/{upload['id']}")
-    assert refused.status_code == 409 and completed.json()["id"] in refused.json()["detail"]
+    assert refused.status_code == 409 and f"DELETE /api/v2/files/{completed.json()['id']}" in refused.json()["detail"]
+    assert alice.client.delete(f"/api/v2/files/{completed.json()['id']}").status_code == 204
+    gone = _complete(alice, upload["id"])
+    assert gone.status_code == 409 and "its file has been deleted since" in gone.json()["detail"]
 
 
 def test_identical_bytes_are_stored_once(alice: ApiClient, small_parts: S3BlobStorage) -> None:
