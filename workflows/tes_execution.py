@@ -171,6 +171,7 @@ class TesTaskRun:
         except (StorageError, OSError) as exc:
             return await run._end(AttemptEnd.STORAGE_FAILED, f"could not place the inputs: {exc}")
         for path in (self.stdout_path, self.stderr_path):
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.touch()
         mounts = tuple(Mount(str(plan.host_path(self.fs, d)), d, "rw") for d in plan.directories)
         for index, executor in enumerate(task.executors):

@@ -36,7 +36,7 @@ class JobSpec:
     # A GA4GH TES executor's container: these directories bound at the task's container paths
     # (instead of the working directory and inputs at their host paths), its working directory
     # there (None: the image's), and only its own environment.
-    mounts: tuple[Mount, ...] = ()
+    mounts: tuple[Mount, ...] | None = None
     container_workdir: str | None = None
 
     @property

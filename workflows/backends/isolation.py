@@ -29,7 +29,7 @@ WRAPPER = ("/bin/sh", "-c", f'exec "$@" >>{STDOUT_IN_CONTAINER} 2>>{STDERR_IN_CO
 
 def tool_environment(spec: JobSpec) -> dict[str, str]:
     """The environment a tool gets besides PATH, whatever runs it (a TES executor: its own only)."""
-    if spec.mounts:
+    if spec.mounts is not None:
         return dict(spec.env)
     return {"HOME": str(spec.workdir), "LC_ALL": "C.UTF-8", "OMP_NUM_THREADS": str(spec.cpus), **spec.env}
 
@@ -69,13 +69,13 @@ class ContainerRun:
         mounts = [Mount(str(spec.workdir), str(spec.workdir), "rw")]
         if spec.inputs_dir is not None:
             mounts.append(Mount(str(spec.inputs_dir), str(spec.inputs_dir), "ro"))
-        if spec.mounts:
+        if spec.mounts is not None:
             mounts = list(spec.mounts)
         return cls(
             image=spec.image,
             argv=tuple(spec.argv),
             name=spec.name,
-            workdir=spec.container_workdir if spec.mounts else str(spec.workdir),
+            workdir=spec.container_workdir if spec.mounts is not None else str(spec.workdir),
             user=f"{os.getuid()}:{os.getgid()}",
             env=tuple(tool_environment(spec).items()),
             network=spec.network,

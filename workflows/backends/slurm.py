@@ -175,7 +175,7 @@ class SlurmBackend:
     # --- the protocol -----------------------------------------------------------------------
 
     async def submit(self, spec: JobSpec) -> JobHandle:
-        if spec.mounts and not self.container_runtime:
+        if spec.mounts is not None and not self.container_runtime:
             raise BackendUnavailable(
                 "a TES task's executors run in containers: set EMGAPI_SLURM__CONTAINER_RUNTIME (docker or podman)"
             )

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import subprocess
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from workflows.backends import BackendUnavailable, JobLimit, JobSpec, JobStatus, SlurmBackend
+from workflows.backends.base import Mount
 from workflows.backends.slurm import _Job, batch_script, container_command
 from workflows.tests.backends.jobs import job_spec, until_final
 
@@ -164,5 +166,34 @@ def test_a_job_can_run_the_tools_container(cluster: None, container_engine: str,
         assert state.status is JobStatus.SUCCEEDED, (tmp_path / "stderr.txt").read_text()
         assert (tmp_path / "work" / "copy.txt").read_text() == "from the host\n"
         assert (tmp_path / "stdout.txt").read_text().startswith("12.")  # Debian 12, inside the image
+
+    _run(test)
+
+
+@slurm
+@pytest.mark.container
+def test_a_tes_executor_runs_in_its_container_with_the_tasks_directories(
+    cluster: None, container_engine: str, tmp_path: Path
+) -> None:
+    """A TES task on Slurm: its directories bound at their container paths, its own working directory,
+    and two executors in turn appending to one pair of log files."""
+    (tmp_path / "fs" / "data").mkdir(parents=True)
+    (tmp_path / "fs" / "data" / "in.txt").write_text("from the task\n")
+    mounts = (Mount(str(tmp_path / "fs" / "data"), "/data", "rw"),)
+
+    async def test(_: SlurmBackend) -> None:
+        backend = SlurmBackend(poll_seconds=0.3, container_runtime="docker")
+        for script in ["cp in.txt out.txt; echo first", "pwd; echo second"]:
+            spec = replace(
+                _spec(tmp_path, ["sh", "-c", script], image="emgapi/test-sleep:1"),
+                mounts=mounts, container_workdir="/data",
+            )  # fmt: skip
+            state = await until_final(backend, await backend.submit(spec))
+            assert state.status is JobStatus.SUCCEEDED, (tmp_path / "stderr.txt").read_text()
+        assert (tmp_path / "fs" / "data" / "out.txt").read_text() == "from the task\n"
+        assert (tmp_path / "stdout.txt").read_text() == "first\n/data\nsecond\n"
+        without_runtime = replace(_spec(tmp_path, ["true"], image="emgapi/test-sleep:1"), mounts=mounts)
+        with pytest.raises(BackendUnavailable, match="EMGAPI_SLURM__CONTAINER_RUNTIME"):
+            await SlurmBackend(container_runtime="").submit(without_runtime)
 
     _run(test)

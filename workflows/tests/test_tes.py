@@ -1,0 +1,154 @@
+"""GA4GH TES tasks driven by the real py-tes client, through the live API, Prefect and the worker, on
+the container backend: create, wait, outputs, logs, cancel, list with filters and every view."""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+import httpx
+import pytest
+import tes
+
+from calculations.actions import do_create_api_token
+from demo.synthetic import fasta, genome_with_genes, protein_family
+from emgapiv2.config import get_settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.container, pytest.mark.django_db(transaction=True)]
+IMAGE = "emgapi/prodigal:2.6.3"  # a registered tool's image: allowed by default
+COUNT_AND_FAIL = "grep -c '>' proteins.faa > count.txt; echo oops >&2; exit 3"
+
+
+class Client:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.token = do_create_api_token("tes-user")
+        self.tes = tes.HTTPClient(url, token=self.token, timeout=30)
+        self.http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {self.token}"}, timeout=30)
+
+    def upload(self, name: str, content: bytes) -> str:
+        response = self.http.post("/api/v2/files", files={"file": (name, content)})
+        assert response.status_code == 201, response.text
+        return f"{self.url}/api/v2/files/{response.json()['id']}/content"
+
+    def wait(self, task_id: str, timeout: float = 90) -> tes.Task:
+        deadline = time.monotonic() + timeout
+        while (task := self.tes.get_task(task_id, view="FULL")).state not in {"COMPLETE", "EXECUTOR_ERROR",
+                                                                              "SYSTEM_ERROR", "CANCELED"}:  # fmt: skip
+            assert time.monotonic() < deadline, f"task still {task.state}"
+            time.sleep(0.2)
+        return task
+
+
+@pytest.fixture
+def client(
+    live_server: Any,
+    calculation_worker: None,
+    dispatching: None,
+    container_engine: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Client:
+    monkeypatch.setattr(get_settings(), "public_url", live_server.url)  # where output URLs point
+    return Client(live_server.url)
+
+
+def _genome() -> bytes:
+    rng = random.Random(7)
+    family = protein_family(rng, length=220, members=3, identity=0.8)
+    return fasta({"c1": genome_with_genes(rng, family, length=30_000)}).encode()
+
+
+def test_prodigal_task_runs_its_executors_in_turn_and_stores_its_outputs(client: Client) -> None:
+    genome_url = client.upload("genome.fna", _genome())
+    task = tes.Task(
+        name="call-genes",
+        tags={"project": "tes-test"},
+        inputs=[
+            tes.Input(url=genome_url, path="/data/in/genome.fna"),
+            tes.Input(content="a note\n", path="/data/in/note.txt"),
+        ],
+        outputs=[
+            tes.Output(path="/data/out/proteins.faa", url="proteins.faa"),
+            tes.Output(path="/data/out/*.txt", path_prefix="/data/out/"),
+        ],
+        executors=[
+            tes.Executor(
+                image=IMAGE,
+                command=[
+                    "prodigal",
+                    "-q",
+                    "-i",
+                    "/data/in/genome.fna",
+                    "-a",
+                    "/data/out/proteins.faa",
+                    "-o",
+                    "/data/out/genes.gff",
+                ],
+            ),  # fmt: skip
+            # fails, and says so, but ignore_error lets the next executor run
+            tes.Executor(
+                image=IMAGE,
+                command=["sh", "-c", "grep -c '>' proteins.faa > count.txt; echo oops >&2; exit 3"],
+                workdir="/data/out",
+                ignore_error=True,
+            ),  # fmt: skip
+            tes.Executor(image=IMAGE, command=["cat"], stdin="/data/in/note.txt", stdout="/data/out/copied.txt"),
+        ],
+    )
+    task_id = client.tes.create_task(task)
+    done = client.wait(task_id)
+    assert done.state == "COMPLETE", done
+    log = done.logs[-1]
+    assert [executor.exit_code for executor in log.logs] == [0, 3, 0]
+    assert "oops" in log.logs[1].stderr and log.logs[2].stdout == "a note\n"
+    outputs = {output.path: output for output in log.outputs}
+    assert set(outputs) == {"/data/out/proteins.faa", "/data/out/count.txt", "/data/out/copied.txt"}
+    proteins = client.http.get(outputs["/data/out/proteins.faa"].url).content
+    count = int(client.http.get(outputs["/data/out/count.txt"].url).content)
+    assert count >= 3 and proteins.count(b">") == count
+    assert int(outputs["/data/out/proteins.faa"].size_bytes) == len(proteins)
+    assert client.http.get(outputs["/data/out/copied.txt"].url).content == b"a note\n"
+    # the same run, as a calculation of the platform's own API, with the outputs as the user's files
+    calc = client.http.get(f"/api/v2/calculations/{task_id}").json()
+    assert calc["state"] == "COMPLETE" and calc["backend"] == "container"
+    names = {file["name"] for file in client.http.get("/api/v2/files").json()["items"]}
+    assert {"proteins.faa", "count.txt", "copied.txt"} <= names
+    # views and filters, as a TES client asks for them
+    assert client.tes.get_task(task_id, view="MINIMAL").logs is None
+    basic = client.tes.get_task(task_id, view="BASIC")
+    assert basic.logs[-1].logs[0].stdout is None and basic.inputs[1].content is None
+    listed = client.tes.list_tasks(view="BASIC").tasks
+    assert [t.id for t in listed] == [task_id] and listed[0].name == "call-genes"
+    tagged = client.http.get("/ga4gh/tes/v1/tasks", params={"tag_key": "project", "tag_value": "tes-test"}).json()
+    assert [t["id"] for t in tagged["tasks"]] == [task_id]
+    assert client.http.get("/ga4gh/tes/v1/tasks", params={"tag_key": "project", "tag_value": "x"}).json() == {
+        "tasks": []
+    }
+
+
+def test_a_failing_executor_is_an_executor_error_without_outputs(client: Client) -> None:
+    task = tes.Task(
+        outputs=[tes.Output(path="/data/out/x.txt")],
+        executors=[
+            tes.Executor(image=IMAGE, command=["sh", "-c", "echo partial > /data/out/x.txt; echo broken >&2; exit 2"]),
+            tes.Executor(image=IMAGE, command=["true"]),
+        ],
+    )
+    done = client.wait(client.tes.create_task(task))
+    assert done.state == "EXECUTOR_ERROR"
+    assert [executor.exit_code for executor in done.logs[-1].logs] == [2]  # the second never ran
+    assert done.logs[-1].outputs == []
+    assert any("broken" in line and "exited with code 2" in line for line in done.logs[-1].system_logs)
+
+
+def test_cancel_stops_a_running_task(client: Client) -> None:
+    task_id = client.tes.create_task(tes.Task(executors=[tes.Executor(image=IMAGE, command=["sleep", "300"])]))
+    deadline = time.monotonic() + 60
+    while client.tes.get_task(task_id).state != "RUNNING":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    client.tes.cancel_task(task_id)
+    started = time.monotonic()
+    assert client.wait(task_id, timeout=30).state == "CANCELED"
+    assert time.monotonic() - started < 15
