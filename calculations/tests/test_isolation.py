@@ -92,3 +92,34 @@ def _roles(client: ApiClient, tool: str) -> list[str]:
 
 def _with_ids(body: dict[str, Any], file_id: str) -> dict[str, Any]:
     return {**body, "inputs": {role: file_id for role in body["inputs"]}}
+
+
+def _tes_task(file_id: str) -> dict[str, Any]:
+    inputs = [{"path": "/data/m.smi", "url": f"emgapi://files/{file_id}"}]
+    return {"inputs": inputs, "executors": [{"image": "emgapi/obabel:3.1.1", "command": ["obabel", "/data/m.smi"]}]}
+
+
+def test_every_tes_route_answers_a_foreign_object_as_if_it_did_not_exist(
+    alice: ApiClient, bob: ApiClient, uploaded: Upload
+) -> None:
+    file_id = uploaded("m.smi", b"CCO\n")
+    created = _call(alice, "post", "/ga4gh/tes/v1/tasks", _tes_task(file_id))
+    assert created.status_code == 200, created.content
+    task_id = created.json()["id"]
+    schema = alice.client.get("/ga4gh/tes/v1/openapi.json").json()
+    walked = []
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            has_id = "{task_id}" in path
+            if not has_id and "requestBody" not in operation:
+                continue  # service-info, the list: nothing of alice's to name
+            foreign, missing = path.replace("{task_id}", task_id), path.replace("{task_id}", str(uuid4()))
+            as_bob = _call(bob, method, foreign, _tes_task(file_id))
+            as_nobody = _call(bob, method, missing, _tes_task(str(uuid4())))
+            assert as_bob.status_code == 404, f"{method.upper()} {foreign}: {as_bob.status_code}"
+            assert as_bob.status_code == as_nobody.status_code
+            assert "not found" in as_bob.json()["detail"]
+            walked.append(f"{method.upper()} {path}")
+    assert _call(alice, "get", f"/ga4gh/tes/v1/tasks/{task_id}").json()["state"] == "QUEUED"
+    assert _call(bob, "get", "/ga4gh/tes/v1/tasks").json()["tasks"] == []
+    assert len(walked) == 3, walked  # create naming alice's file, get, cancel

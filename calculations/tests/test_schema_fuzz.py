@@ -17,6 +17,7 @@ from emgapiv2.wsgi import application
 
 # /health answers 503 by design while a dependency (here: Prefect, not started for unit tests) is down
 schema = schemathesis.openapi.from_wsgi("/api/v2/openapi.json", application).exclude(path="/api/v2/health")
+tes_schema = schemathesis.openapi.from_wsgi("/ga4gh/tes/v1/openapi.json", application)
 EXAMPLES = int(os.environ.get("EMGAPI_FUZZ_EXAMPLES", "25"))
 
 
@@ -48,4 +49,10 @@ def test_no_generated_request_causes_a_server_error(
 def test_no_generated_request_to_the_presigned_routes_on_s3_causes_a_server_error(
     case: schemathesis.Case, token: str, s3_storage: object
 ) -> None:
+    case.call_and_validate(headers={"Authorization": f"Bearer {token}"}, checks=[not_a_server_error])
+
+
+@tes_schema.parametrize()
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+def test_no_generated_tes_request_causes_a_server_error(case: schemathesis.Case, token: str) -> None:
     case.call_and_validate(headers={"Authorization": f"Bearer {token}"}, checks=[not_a_server_error])
