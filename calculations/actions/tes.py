@@ -17,7 +17,7 @@ from django.db import transaction
 from calculations.actions.submissions import check_active_quota
 from calculations.actions.transitions import lock_calculation, record_event, user_actor
 from calculations.caching import compute_cache_key
-from calculations.errors import Forbidden, InvalidInput, InvalidTransition, NotFound, Unavailable
+from calculations.errors import Conflict, Forbidden, InvalidInput, InvalidTransition, NotFound
 from calculations.launching import launch_after_commit
 from calculations.models import Calculation, CalculationInput, File, TesTag, TesTask
 from calculations.provenance import Provenance
@@ -43,7 +43,8 @@ HOW_TO_ENABLE = (
 
 
 def tes_backend() -> str:
-    """The backend TES tasks run on here, or Unavailable saying how to enable one."""
+    """The backend TES tasks run on here, or a 409 saying how to enable one (a 4xx: retrying cannot
+    help, and py-tes hides a 5xx behind its fallback paths' 404s)."""
     settings = get_settings()
     enabled = settings.execution.enabled
     slurm_ok = "slurm" in enabled and bool(settings.slurm.container_runtime)
@@ -57,7 +58,7 @@ def tes_backend() -> str:
         if slurm_ok:
             return "slurm"
     chosen = f" (EMGAPI_TES__BACKEND={settings.tes.backend})" if settings.tes.backend else ""
-    raise Unavailable(f"this deployment runs no containers{chosen}, so it cannot run TES tasks: {HOW_TO_ENABLE}")
+    raise Conflict(f"this deployment runs no containers{chosen}, so it cannot run TES tasks: {HOW_TO_ENABLE}")
 
 
 def allowed_images() -> list[str]:

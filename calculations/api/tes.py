@@ -140,7 +140,7 @@ def list_tasks(request: AuthedRequest, filters: Query[TaskFilters]) -> ListTasks
 
 @router.post(
     "/tasks",
-    response={200: CreateTaskOut, 400: ErrorOut, 403: ErrorOut, 404: ErrorOut, 429: ErrorOut, 503: ErrorOut},
+    response={200: CreateTaskOut, 400: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut, 429: ErrorOut},
     operation_id="CreateTask",
 )
 def create_task(request: AuthedRequest, task: TaskIn) -> CreateTaskOut:

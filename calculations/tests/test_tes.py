@@ -136,7 +136,7 @@ def test_without_containers_a_task_is_refused_with_how_to_enable_them(
 ) -> None:
     monkeypatch.setattr(get_settings().execution, "enabled", ["local"])
     response = tes.post("/tasks", task())
-    assert response.status_code == 503
+    assert response.status_code == 409
     detail = response.json()["detail"]
     assert "task engines-up" in detail and "task images" in detail and "EMGAPI_EXECUTION__ENABLED" in detail
     assert not Calculation.objects.exists()  # never left QUEUED
