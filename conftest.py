@@ -22,6 +22,9 @@ from django.test import Client
 from calculations.actions import do_create_api_token
 from demo.synthetic import fasta, genome_with_genes, protein_family
 
+# the integration services (a Prefect server, the calculation worker), one of each for every app's tests
+pytest_plugins = ["workflows.tests.services"]
+
 if TYPE_CHECKING:
     from calculations.storage.s3 import S3BlobStorage
 

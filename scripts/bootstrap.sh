@@ -30,3 +30,14 @@ if [ ! -f "$stamp" ]; then
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
+
+# The client and its `emgapi` command (client/), editable: its code is read from the checkout, so only a
+# change to client/pyproject.toml (entry points, dependencies) needs installing again. Its
+# dependencies are pinned in requirements.txt (--no-deps: pip leaves those pins alone).
+client_stamp=".venv/.client-$(sha256sum client/pyproject.toml | cut -c1-16)"
+if [ ! -f "$client_stamp" ] || [ ! -x .venv/bin/emgapi ]; then
+  echo "bootstrap: installing the client (emgapi) into .venv"
+  .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -e ./client
+  rm -f .venv/.client-*
+  touch "$client_stamp"
+fi

@@ -1,0 +1,39 @@
+"""Python client of the EMG calculations API, and the `emgapi` command line (client/README.md)."""
+
+from emgapi_client.client import DEFAULT_PRESIGNED_THRESHOLD_BYTES, Client, __version__
+from emgapi_client.errors import ApiError, ApiUnreachable, ChecksumMismatch, EmgapiError, WaitTimeout
+from emgapi_client.types import (
+    TERMINAL_STATES,
+    Calculation,
+    File,
+    LogChunk,
+    Logs,
+    Step,
+    Tool,
+    ToolSummary,
+    Workflow,
+    WorkflowRun,
+    WorkflowRunSummary,
+)
+
+__all__ = [
+    "DEFAULT_PRESIGNED_THRESHOLD_BYTES",
+    "TERMINAL_STATES",
+    "ApiError",
+    "ApiUnreachable",
+    "Calculation",
+    "ChecksumMismatch",
+    "Client",
+    "EmgapiError",
+    "File",
+    "LogChunk",
+    "Logs",
+    "Step",
+    "Tool",
+    "ToolSummary",
+    "WaitTimeout",
+    "Workflow",
+    "WorkflowRun",
+    "WorkflowRunSummary",
+    "__version__",
+]

@@ -1,0 +1,35 @@
+"""What the client raises. Every error's message is meant for a person: the API's own `detail`
+when the API refused, otherwise a sentence saying what went wrong where."""
+
+from __future__ import annotations
+
+
+class EmgapiError(Exception):
+    """Anything the client raises on purpose."""
+
+
+class ApiError(EmgapiError):
+    """The API answered an error status (4xx/5xx); the message is the server's `detail`."""
+
+    def __init__(self, status_code: int, detail: str, *, method: str = "", url: str = "") -> None:
+        super().__init__(detail)
+        self.status_code = status_code
+        self.detail = detail
+        self.method = method
+        self.url = url
+
+
+class ApiUnreachable(EmgapiError):
+    """No answer from the API: connection refused, DNS, TLS or a timeout."""
+
+
+class ChecksumMismatch(EmgapiError):
+    """The bytes the server holds are not the bytes on this side (an upload or a download)."""
+
+
+class WaitTimeout(EmgapiError):
+    """A wait gave up before the calculation or workflow run reached a final state."""
+
+    def __init__(self, message: str, state: str) -> None:
+        super().__init__(message)
+        self.state = state

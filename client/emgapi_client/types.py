@@ -1,0 +1,119 @@
+"""The API's objects as the server sends them (JSON), typed for the reader: what `Client` returns.
+
+Timestamps and ids stay strings, exactly as on the wire, so `--json` output is the server's own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal, TypedDict
+
+State = Literal[
+    "QUEUED", "INITIALIZING", "RUNNING", "PAUSED", "CANCELING", "COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED"
+]
+TERMINAL_STATES: frozenset[str] = frozenset({"COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED"})
+LogStream = Literal["stdout", "stderr"]
+
+# (bytes transferred so far, total bytes): called as a transfer goes
+ProgressCallback = Callable[[int, int], None]
+
+
+class File(TypedDict):
+    id: str
+    name: str
+    size: int
+    sha256: str
+    created_at: str
+    produced_by: str | None
+    output_role: str
+
+
+class ToolSummary(TypedDict):
+    name: str
+    version: str
+    description: str
+
+
+class Tool(ToolSummary):
+    params_schema: dict[str, Any]
+    inputs: list[dict[str, Any]]
+    outputs: list[dict[str, Any]]
+    resources: dict[str, int]
+    backends: list[str]
+    default_backend: str | None
+    image: str | None
+
+
+class Calculation(TypedDict):
+    id: str
+    tool: str
+    tool_version: str
+    state: State
+    params: dict[str, Any]
+    inputs: dict[str, str | None]
+    outputs: dict[str, list[str]]
+    error: str
+    attempts: int
+    cache_hit: bool
+    cached_from: str | None
+    backend: str
+    flow_run_id: str | None
+    workflow_run: str | None
+    step: str | None
+    step_index: int | None
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    provenance: dict[str, Any]
+
+
+class Workflow(TypedDict):
+    name: str
+    description: str
+    parameters_schema: dict[str, Any]
+
+
+class Step(TypedDict):
+    name: str
+    index: int
+    tool: str
+    calculation_id: str
+    state: State
+    cached_from: str | None
+
+
+class WorkflowRunSummary(TypedDict):
+    id: str
+    workflow: str
+    state: State
+    params: dict[str, Any]
+    error: str
+    attempts: int
+    flow_run_id: str | None
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+
+
+class WorkflowRun(WorkflowRunSummary):
+    steps: list[Step]
+
+
+class Logs(TypedDict):
+    """The ends of both streams (`GET /calculations/{id}/logs`)."""
+
+    attempt: int
+    stdout: str
+    stderr: str
+    truncated: bool
+
+
+class LogChunk(TypedDict):
+    """One stream from a byte offset (`GET /calculations/{id}/logs?stream=…&offset=…`)."""
+
+    attempt: int
+    stream: LogStream
+    offset: int
+    next_offset: int
+    data: str
+    complete: bool

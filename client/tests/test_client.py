@@ -1,0 +1,87 @@
+"""The Python client against the real API (a live server on the test database): large files go
+straight to a real S3 server (rclone) through presigned URLs when the platform stores files there,
+and in one multipart POST when it does not; a download that does not hash to the file's sha256 is
+refused and leaves nothing; the API's refusals are `ApiError`s carrying its detail."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import httpx
+import pytest
+from emgapi_client import ApiError, ChecksumMismatch, Client
+
+from calculations.actions import do_create_api_token
+from calculations.models import Upload
+from calculations.storage import get_storage
+from calculations.storage.filesystem import FilesystemBlobStorage
+from calculations.storage.s3 import S3BlobStorage
+from emgapiv2.config import get_settings
+
+pytestmark = pytest.mark.django_db(transaction=True)
+MiB = 1024 * 1024
+
+
+@pytest.mark.s3
+def test_a_large_file_goes_to_s3_in_presigned_parts_and_comes_back_the_same(
+    live_server: Any, s3_storage: S3BlobStorage, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(get_settings().uploads, "part_bytes", 5 * MiB)  # S3's smallest: 3 parts here
+    data = os.urandom(11 * MiB + 3)
+    (tmp_path / "reads.fq").write_bytes(data)
+    seen: list[tuple[int, int]] = []
+    with Client(live_server.url, do_create_api_token("presigned"), presigned_threshold_bytes=MiB) as api:
+        file = api.upload(tmp_path / "reads.fq", progress=lambda done, total: seen.append((done, total)))
+        back = api.download(file["id"], tmp_path / "back")
+    assert file["sha256"] == hashlib.sha256(data).hexdigest() and file["size"] == len(data)
+    upload = Upload.objects.get(file_id=file["id"])  # it went through POST /uploads, not POST /files
+    assert upload.state == "COMPLETE" and upload.part_size == 5 * MiB
+    assert seen[-1] == (len(data), len(data)) and len(seen) > 3
+    assert back.read_bytes() == data
+
+
+def test_on_filesystem_storage_a_large_file_is_one_multipart_post(live_server: Any, tmp_path: Path) -> None:
+    data = os.urandom(2 * MiB + 5)
+    (tmp_path / "reads.fq").write_bytes(data)
+    with Client(live_server.url, do_create_api_token("plain"), presigned_threshold_bytes=MiB) as api:
+        file = api.upload(tmp_path / "reads.fq")  # POST /uploads answers 409 here: the client falls back
+        assert api.download(file["id"], tmp_path / "back").read_bytes() == data
+    assert file["sha256"] == hashlib.sha256(data).hexdigest()
+    assert not Upload.objects.exists()
+
+
+def test_a_download_that_does_not_match_its_sha256_is_refused_and_leaves_nothing(
+    live_server: Any, tmp_path: Path
+) -> None:
+    (tmp_path / "genome.fna").write_bytes(b">c\n" + b"ACGT" * 10_000 + b"\n")
+    with Client(live_server.url, do_create_api_token("rot")) as api:
+        file = api.upload(tmp_path / "genome.fna")
+        storage = get_storage()
+        assert isinstance(storage, FilesystemBlobStorage)
+        blob = storage._path(file["sha256"])
+        blob.chmod(0o600)
+        blob.write_bytes(blob.read_bytes().replace(b"ACGT", b"ACGA", 1))  # bit rot on the server's disk
+        with pytest.raises(ChecksumMismatch, match=file["sha256"]):
+            api.download(file["id"], tmp_path / "back")
+    assert list((tmp_path / "back").iterdir()) == []
+
+
+def test_the_apis_refusals_are_api_errors_with_its_detail(live_server: Any) -> None:
+    token = do_create_api_token("refused")
+    missing = str(uuid4())
+    raw = httpx.post(
+        f"{live_server.url}/api/v2/tools/prodigal/calculations",
+        json={"inputs": {"contigs": missing}},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    with Client(live_server.url, token) as api, pytest.raises(ApiError) as refused:
+        api.submit("prodigal", {"contigs": missing})
+    assert refused.value.status_code == raw.status_code and raw.status_code in (404, 422)
+    assert str(refused.value) == raw.json()["detail"] and missing in str(refused.value)
+    with Client(live_server.url, "wrong-token") as api, pytest.raises(ApiError) as unauthenticated:
+        api.check_token()
+    assert unauthenticated.value.status_code == 401 and "authentication required" in str(unauthenticated.value)

@@ -1,0 +1,80 @@
+"""What the CLI makes of its arguments before any request: parameter values, local paths in workflow
+parameters and pipelines, server-given file names, and what a log tail adds to the previous one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import typer
+from emgapi_client.cli import parse_params, upload_marked_files, upload_pipeline_files
+from emgapi_client.transfers import safe_file_name, unseen_text
+
+FILE_ID = "0b6f3c1e-9f1d-4c1b-8a53-3a1e2d4c5b6a"
+
+
+def test_param_values_are_json_when_they_parse_and_strings_otherwise() -> None:
+    params = parse_params(["mode=meta", "evalue=1e-5", "cpus=4", "gen3d=true", 'name="5"', "x=[1, 2]", "eq=a=b"])
+    assert params == {"mode": "meta", "evalue": 1e-5, "cpus": 4, "gen3d": True, "name": "5", "x": [1, 2], "eq": "a=b"}
+    assert parse_params(["g=a", "g=b", "g=c"]) == {"g": ["a", "b", "c"]}
+    with pytest.raises(typer.BadParameter, match="NAME=VALUE"):
+        parse_params(["novalue"])
+
+
+def test_local_paths_in_file_parameters_become_the_ids_of_their_uploads(tmp_path: Path) -> None:
+    genome = tmp_path / "genome.fna"
+    genome.write_text(">c\nACGT\n")
+    # the shape Prefect gives `genomes: list[FileId], profile: FileId, mode: str`
+    schema = {
+        "type": "object",
+        "properties": {
+            "genomes": {"type": "array", "items": {"$ref": "#/definitions/FileId"}},
+            "profile": {"anyOf": [{"$ref": "#/definitions/FileId"}, {"type": "null"}]},
+            "mode": {"type": "string"},
+        },
+        "definitions": {"FileId": {"type": "string", "format": "uuid", "x-emgapi-file": True}},
+    }
+    uploaded: list[Path] = []
+
+    def upload(path: Path) -> str:
+        uploaded.append(path)
+        return f"id-of-{path.name}"
+
+    params = {"genomes": [str(genome), FILE_ID], "profile": str(genome), "mode": str(genome)}
+    assert upload_marked_files(schema, params, schema, upload) == {
+        "genomes": ["id-of-genome.fna", FILE_ID],
+        "profile": "id-of-genome.fna",
+        "mode": str(genome),  # not a file parameter: a string that happens to be a path stays one
+    }
+    assert uploaded == [genome, genome]  # (the CLI's uploader uploads a path once)
+
+
+def test_pipeline_file_paths_are_relative_to_the_pipeline_and_ids_stay(tmp_path: Path) -> None:
+    (tmp_path / "genome.fna").write_text(">c\nACGT\n")
+    pipeline = {"steps": {
+        "genes": {"tool": "prodigal", "inputs": {"contigs": {"each": ["file:genome.fna", f"file:{FILE_ID}"]}}},
+        "hits": {"tool": "hmmsearch", "inputs": {"profile": f"file:{tmp_path / 'genome.fna'}",
+                                                  "sequences": "genes.proteins"}},
+    }}  # fmt: skip
+    replaced = upload_pipeline_files(pipeline, tmp_path, lambda path: f"up-{path.name}")
+    assert replaced["steps"]["genes"]["inputs"] == {"contigs": {"each": ["file:up-genome.fna", f"file:{FILE_ID}"]}}
+    assert replaced["steps"]["hits"]["inputs"] == {"profile": "file:up-genome.fna", "sequences": "genes.proteins"}
+    with pytest.raises(typer.BadParameter, match=r"steps\.genes\.inputs: 'missing.fna'"):
+        upload_pipeline_files({"steps": {"genes": {"inputs": {"c": "file:missing.fna"}}}}, tmp_path, str)
+
+
+def test_a_server_given_name_cannot_leave_the_download_directory() -> None:
+    assert safe_file_name("proteins.faa", "x") == "proteins.faa"
+    assert safe_file_name("../../etc/passwd", "x") == "passwd"
+    assert safe_file_name("/abs/path.txt", "x") == "path.txt"
+    assert safe_file_name("..\\win.txt", "x") == "win.txt"
+    assert safe_file_name("..", "fallback") == "fallback"
+
+
+def test_what_a_log_tail_adds_to_the_previous_one() -> None:
+    assert unseen_text("", "abc") == "abc"
+    assert unseen_text("abc", "abcdef") == "def"
+    assert unseen_text("abcdef", "cdefgh") == "gh"  # the window slid: its start was cut
+    assert unseen_text("abcdef", "abcdef") == ""
+    assert unseen_text("aaaa", "aaab") == "b"  # the overlap is the longest one
+    assert unseen_text("abc", "xyz") == "xyz"  # more than a window was written between the reads
