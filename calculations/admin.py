@@ -1,6 +1,7 @@
 """Django admin: read-mostly views for operators. State changes go through the actions only."""
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
@@ -8,7 +9,8 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 
 from calculations.actions import check_create_calculation, do_request_cancel, do_request_cancel_workflow_run
-from calculations.errors import InvalidInput, InvalidTransition, NotFound, QuotaExceeded
+from calculations.actions.tes import check_create_tes_task
+from calculations.errors import Conflict, Forbidden, InvalidInput, InvalidTransition, NotFound, QuotaExceeded
 from calculations.models import (
     ApiToken,
     Calculation,
@@ -20,6 +22,8 @@ from calculations.models import (
     WorkflowRunEvent,
 )
 from calculations.states import CalculationState
+from calculations.tes import TES_TOOL
+from calculations.tes.schemas import TaskIn
 from emgapiv2.config import get_settings
 
 RERUNNABLE = (CalculationState.EXECUTOR_ERROR, CalculationState.SYSTEM_ERROR, CalculationState.CANCELED)
@@ -92,11 +96,15 @@ class CalculationAdmin(admin.ModelAdmin):
                 self.message_user(request, f"{calc.id}: an input file was deleted since", messages.WARNING)
                 continue
             try:
-                new = check_create_calculation(
-                    calc.owner_id, calc.tool, inputs=inputs, params=calc.params, use_cache=False,
-                    backend=calc.backend or None,
-                )  # fmt: skip
-            except (InvalidInput, NotFound, QuotaExceeded) as exc:
+                if calc.tool == TES_TOOL:  # the task as accepted, checked again (its images, its files)
+                    hosts = {urlsplit(get_settings().public_url).netloc}
+                    new = check_create_tes_task(calc.owner_id, TaskIn.model_validate(calc.params), hosts=hosts)
+                else:
+                    new = check_create_calculation(
+                        calc.owner_id, calc.tool, inputs=inputs, params=calc.params, use_cache=False,
+                        backend=calc.backend or None,
+                    )  # fmt: skip
+            except (InvalidInput, NotFound, QuotaExceeded, Conflict, Forbidden) as exc:
                 self.message_user(request, f"{calc.id}: not rerun: {exc}", messages.WARNING)
                 continue
             self.message_user(request, f"{calc.id} rerun as calculation {new.id}")

@@ -67,3 +67,20 @@ def test_a_workflow_run_links_to_its_flow_run_and_is_canceled_from_an_action(sta
     assert f"/runs/flow-run/{run.flow_run_id}" in page
     staff.post("/admin/calculations/workflowrun/", {"action": "cancel", "_selected_action": [str(run.id)]})
     assert WorkflowRun.objects.get(id=run.id).state == "CANCELING"
+
+
+def test_a_failed_tes_task_is_rerun_as_a_task(staff: Client, alice: ApiClient, alice_token: str) -> None:
+    task = {
+        "name": "again",
+        "inputs": [{"path": "/data/m.smi", "content": "CCO\n"}],
+        "executors": [{"image": "emgapi/obabel:3.1.1", "command": ["obabel", "/data/m.smi"]}],
+    }
+    tes = Client(headers={"Authorization": f"Bearer {alice_token}"})
+    task_id = tes.post("/ga4gh/tes/v1/tasks", task, content_type="application/json").json()["id"]
+    actions.do_start_calculation(task_id, 1, flow_run_id=uuid4(), backend="container", host="h", workdir="/w")
+    actions.do_end_attempt(task_id, 1, AttemptEnd.TOOL_FAILED, message="boom")
+    staff.post("/admin/calculations/calculation/", {"action": "rerun", "_selected_action": [task_id]})
+    rerun = Calculation.objects.exclude(id=task_id).get()
+    assert (rerun.state, rerun.tool, rerun.tes.name) == ("QUEUED", "ga4gh-tes", "again")
+    answer = tes.get(f"/ga4gh/tes/v1/tasks/{rerun.id}", {"view": "FULL"}).json()
+    assert answer["inputs"][0]["content"] == "CCO\n" and answer["state"] == "QUEUED"
