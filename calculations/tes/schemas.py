@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 
 class FileType(StrEnum):
@@ -19,6 +19,10 @@ class View(StrEnum):
     MINIMAL = "MINIMAL"
     BASIC = "BASIC"
     FULL = "FULL"
+
+
+TagKey = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+TagValue = Annotated[str, StringConstraints(max_length=1024)]
 
 
 class _In(BaseModel):
@@ -91,7 +95,7 @@ class TaskIn(_In):
     resources: ResourcesIn | None = None
     executors: list[ExecutorIn] = Field(min_length=1)
     volumes: list[str] | None = None
-    tags: dict[str, str] | None = None
+    tags: dict[TagKey, TagValue] | None = None
 
     def stored(self) -> dict[str, Any]:
         """What the platform keeps and re-validates in the worker: the request without output-only fields."""
