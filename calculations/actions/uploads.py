@@ -40,6 +40,7 @@ from calculations.errors import Conflict, InvalidInput, QuotaExceeded
 from calculations.models import File, Upload, UploadState
 from calculations.models.uploads import UNFINISHED_UPLOAD_STATES
 from calculations.storage import BlobInfo, StorageError, get_storage
+from calculations.storage.base import read_ahead
 from calculations.storage.s3 import RejectedParts, S3BlobStorage, UploadNotFound
 from emgapiv2.config import get_settings
 
@@ -317,7 +318,7 @@ class _CompleteUpload:
     def _verified(self) -> BlobInfo:
         """Digest and size of the assembled object, read once in chunks (constant memory)."""
         digest, size = hashlib.sha256(), 0
-        for chunk in self.storage.iter_key(self.upload.key):
+        for chunk in read_ahead(self.storage.iter_key(self.upload.key)):
             digest.update(chunk)
             size += len(chunk)
         if size != self.upload.size:

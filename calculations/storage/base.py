@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import queue
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,3 +76,40 @@ def hash_path(path: Path) -> BlobInfo:
 def read_head(storage: BlobStorage, sha256: str, limit_bytes: int) -> bytes:
     """The first `limit_bytes` of a blob (for cheap format checks)."""
     return b"".join(storage.iter_chunks(sha256, limit_bytes=limit_bytes))[:limit_bytes]
+
+
+def read_ahead(chunks: Iterator[bytes], depth: int = 4) -> Iterator[bytes]:
+    """The same chunks, read by a thread of their own up to `depth` ahead, so that reading them (from
+    S3, a disk) overlaps with what the caller does with each (hashing: about twice as fast for a
+    large object). Memory: `depth` chunks. A read error is raised in the caller."""
+    ready: queue.Queue[bytes | BaseException | None] = queue.Queue(depth)
+    stopped = threading.Event()
+
+    def hand_over(item: bytes | BaseException | None) -> bool:
+        while not stopped.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for chunk in chunks:
+                if not hand_over(chunk):
+                    return
+            hand_over(None)
+        except BaseException as exc:  # handed to the caller, who raises it
+            hand_over(exc)
+
+    reader = threading.Thread(target=read, name="read-ahead", daemon=True)
+    reader.start()
+    try:
+        while (item := ready.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stopped.set()  # the caller stopped early (or failed): the reader gives up at its next chunk
+        reader.join(5)

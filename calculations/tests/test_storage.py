@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from calculations.storage import BlobNotFound, BlobStorage
-from calculations.storage.base import read_head
+from calculations.storage import BlobNotFound, BlobStorage, StorageError
+from calculations.storage.base import read_ahead, read_head
 from calculations.storage.filesystem import FilesystemBlobStorage
 from calculations.storage.s3 import S3BlobStorage
 from conftest import S3_ACCESS_KEY as ACCESS_KEY
@@ -83,3 +84,16 @@ def test_a_ranged_read_returns_only_the_bytes_asked_for(storage: BlobStorage) ->
     assert b"".join(storage.iter_chunks(info.sha256, offset=1024 * 1024 + 7)) == data[1024 * 1024 + 7 :]
     assert b"".join(storage.iter_chunks(info.sha256, offset=len(data))) == b""
     assert b"".join(storage.iter_chunks(info.sha256, offset=len(data) + 10, limit_bytes=4)) == b""
+
+
+def test_read_ahead_yields_every_chunk_in_order_and_raises_a_read_error() -> None:
+    assert list(read_ahead(iter([b"a", b"b", b"c"] * 100), depth=2)) == [b"a", b"b", b"c"] * 100
+
+    def failing() -> Iterator[bytes]:
+        yield b"first"
+        raise StorageError("connection reset")
+
+    reader = read_ahead(failing())
+    assert next(reader) == b"first"
+    with pytest.raises(StorageError, match="connection reset"):
+        next(reader)
