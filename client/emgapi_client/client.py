@@ -105,13 +105,21 @@ class Client:
         headers = {"User-Agent": f"emgapi-client/{__version__}"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
+        self._timeout_seconds = timeout_seconds
         self._http = httpx.Client(base_url=f"{self.url}/api/v2", headers=headers, timeout=timeout_seconds)
-        # presigned URLs carry their own signature: the API token never goes to the object store
-        self._plain = httpx.Client(timeout=timeout_seconds)
+        self._object_store: httpx.Client | None = None  # made when first needed: a client costs ~50 ms
+
+    @property
+    def _plain(self) -> httpx.Client:
+        """For presigned URLs, which carry their own signature: the API token never goes to the object store."""
+        if self._object_store is None:
+            self._object_store = httpx.Client(timeout=self._timeout_seconds)
+        return self._object_store
 
     def close(self) -> None:
         self._http.close()
-        self._plain.close()
+        if self._object_store is not None:
+            self._object_store.close()
 
     def __enter__(self) -> Client:
         return self
