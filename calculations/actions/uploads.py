@@ -36,7 +36,7 @@ from calculations.actions.files import (
     do_register_blob,
     new_bytes,
 )
-from calculations.errors import Conflict, InvalidInput, QuotaExceeded
+from calculations.errors import Conflict, InvalidInput, QuotaExceeded, StorageQuotaExceeded
 from calculations.models import File, Upload, UploadState
 from calculations.models.uploads import UNFINISHED_UPLOAD_STATES
 from calculations.storage import BlobInfo, StorageError, get_storage
@@ -47,6 +47,7 @@ from emgapiv2.config import get_settings
 logger = logging.getLogger(__name__)
 U = UploadState
 MAX_PARTS = 10_000  # S3's limit per multipart upload
+MAX_OBJECT_BYTES = 5 * 1024**4  # and of one object
 _MIB = 1024**2
 
 
@@ -62,7 +63,7 @@ def part_sizes(size: int, part_bytes: int) -> tuple[int, list[int]]:
     each part's size; an empty file is one empty part."""
     part_size = part_bytes
     if size > part_bytes * MAX_PARTS:
-        part_size = -(-size // MAX_PARTS // _MIB) * _MIB + _MIB  # whole MiB, enough for 10,000 parts
+        part_size = -(-size // (MAX_PARTS * _MIB)) * _MIB  # whole MiB, enough for 10,000 parts
     count = max(1, -(-size // part_size))
     return part_size, [part_size] * (count - 1) + [size - part_size * (count - 1)]
 
@@ -95,6 +96,8 @@ def check_create_upload(owner_id: int, name: str, size: int, sha256: str | None)
     """Start a presigned upload of `size` bytes (and, if given, this sha256) for the user."""
     storage = _s3_storage()
     check_upload_size(size)
+    if size > MAX_OBJECT_BYTES:
+        raise StorageQuotaExceeded(f"the file is {size} bytes; S3 holds objects of at most {MAX_OBJECT_BYTES}")
     settings = get_settings().uploads
     part_size, _ = part_sizes(size, settings.part_bytes)
     _check_upload_quota(owner_id, size, sha256)  # before S3 is asked for anything
