@@ -1,0 +1,268 @@
+"""The `emgapi` command line end to end: the installed console script, as a subprocess, against the
+real API (a live server on the test database), a real Prefect server and worker, and real tools."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from calculations.actions import do_create_api_token
+from demo.synthetic import fasta, genome_with_genes, protein_family
+from emgapiv2.config import BASE_DIR, get_settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+DEMO = BASE_DIR / "demo" / "data"
+EMGAPI = Path(sys.executable).parent / "emgapi"
+
+
+class Cli:
+    """Runs the installed `emgapi` in a home of its own (its config file goes there)."""
+
+    def __init__(self, url: str, token: str, home: Path) -> None:
+        self.url, self.token, self.home = url, token, home
+        self.cwd = home / "work"
+        self.cwd.mkdir()
+
+    def __call__(
+        self, *args: str, logged_in: bool = True, env: dict[str, str] | None = None, input_text: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        if not EMGAPI.exists():
+            pytest.fail(f"{EMGAPI} is missing: scripts/bootstrap.sh installs the client (pip install -e ./client)")
+        environment = {name: value for name, value in os.environ.items() if not name.startswith("EMGAPI_")}
+        environment |= {"HOME": str(self.home), "XDG_CONFIG_HOME": str(self.home / ".config"), "COLUMNS": "200"}
+        if logged_in:
+            environment |= {"EMGAPI_URL": self.url, "EMGAPI_TOKEN": self.token}
+        environment |= env or {}
+        return subprocess.run(
+            [str(EMGAPI), *args],
+            cwd=self.cwd,
+            env=environment,
+            input=input_text,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+
+    def json(self, *args: str, **kwargs: Any) -> Any:
+        result = self(*args, "--json", **kwargs)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    def write(self, name: str, content: bytes) -> Path:
+        path = self.cwd / name
+        path.write_bytes(content)
+        return path
+
+
+@pytest.fixture
+def cli(live_server: Any, calculation_worker: None, dispatching: None, tmp_path: Path) -> Cli:
+    return Cli(live_server.url, do_create_api_token("cli-user"), tmp_path)
+
+
+def _genome(seed: int = 7, length: int = 30_000) -> bytes:
+    rng = random.Random(seed)
+    family = protein_family(rng, length=220, members=3, identity=0.8)
+    return fasta({"c1": genome_with_genes(rng, family, length=length)}).encode()
+
+
+def test_login_checks_the_token_and_keeps_it_where_only_its_owner_can_read_it(cli: Cli) -> None:
+    config = cli.home / ".config" / "emgapi" / "config.json"
+    refused = cli("login", "--url", cli.url, "--token", "not-a-token", logged_in=False)
+    assert refused.returncode == 6 and "authentication required" in refused.stderr
+    assert not config.exists()
+
+    done = cli("login", "--url", f"{cli.url}/api/v2/", "--token", cli.token, logged_in=False)
+    assert done.returncode == 0, done.stderr
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    assert stat.S_IMODE(config.parent.stat().st_mode) == 0o700
+    assert json.loads(config.read_text()) == {"url": cli.url, "token": cli.token}
+
+    # the stored login serves later commands; the environment overrides it (scripts, CI)
+    assert "prodigal" in [tool["name"] for tool in cli.json("tools", logged_in=False)]
+    overridden = cli("ls", logged_in=False, env={"EMGAPI_TOKEN": "stale"})
+    assert overridden.returncode == 6 and "authentication required" in overridden.stderr
+    unreachable = cli("ls", logged_in=False, env={"EMGAPI_URL": "http://127.0.0.1:9"})
+    assert unreachable.returncode == 7 and "cannot reach" in unreachable.stderr
+    nobody = cli("ls", logged_in=False, env={"XDG_CONFIG_HOME": str(cli.home / "elsewhere")})
+    assert nobody.returncode == 2 and "emgapi login" in nobody.stderr
+
+
+def test_upload_checks_the_sha256_and_download_gives_back_the_same_bytes(cli: Cli) -> None:
+    big = cli.write("big.bin", random.Random(1).randbytes(3 * 2**20 + 17))  # several chunks
+    small = cli.write("small.fna", b">s\nACGT\n")
+    uploaded = cli.json("upload", str(big), str(small))
+    assert [(f["name"], f["size"], f["sha256"]) for f in uploaded] == [
+        (path.name, path.stat().st_size, hashlib.sha256(path.read_bytes()).hexdigest()) for path in (big, small)
+    ]
+    human = cli("upload", str(small))
+    assert human.returncode == 0 and uploaded[1]["sha256"] in human.stdout
+
+    saved = cli.json("download", uploaded[0]["id"], "--dir", "back")
+    assert saved == [{"file": uploaded[0]["id"], "path": "back/big.bin"}]
+    assert (cli.cwd / "back" / "big.bin").read_bytes() == big.read_bytes()
+    assert list((cli.cwd / "back").iterdir()) == [cli.cwd / "back" / "big.bin"]  # no partial file left
+
+    missing = cli("upload", "no-such-file.fna")
+    assert missing.returncode == 2 and "no-such-file.fna" in missing.stderr
+
+
+def test_run_prodigal_uploads_waits_and_downloads_the_proteins(cli: Cli) -> None:
+    genome = cli.write("genome.fna", _genome())
+    result = cli("run", "prodigal", "--input", "contigs=genome.fna", "--param", "mode=single", "--wait",
+                 "--download", "out/", "--no-cache")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "COMPLETE" in result.stderr and "out/proteins.faa" in result.stdout
+
+    subprocess.run(["prodigal", "-q", "-i", str(genome), "-a", "bare.faa", "-o", "bare.gff", "-f", "gff",
+                    "-p", "single"], cwd=cli.cwd, check=True, capture_output=True)  # fmt: skip
+    assert (cli.cwd / "out" / "proteins.faa").read_bytes() == (cli.cwd / "bare.faa").read_bytes()
+    assert (cli.cwd / "out" / "genes.gff").exists()
+
+    # again, for a script: the identical calculation answers at once, and the output is JSON
+    calc = cli.json("run", "prodigal", "-i", "contigs=genome.fna", "-p", "mode=single", "--download", "again")
+    assert calc["state"] == "COMPLETE" and calc["cache_hit"] and calc["params"]["mode"] == "single"
+    assert {entry["role"] for entry in calc["downloaded"]} == {"proteins", "genes"}
+    assert (cli.cwd / "again" / "proteins.faa").read_bytes() == (cli.cwd / "bare.faa").read_bytes()
+
+    # by file id, without waiting: it prints the id, and `show` and `ls` find it
+    file_id = calc["inputs"]["contigs"]
+    submitted = cli("run", "prodigal", "-i", f"contigs={file_id}", "-p", "mode=meta")
+    assert submitted.returncode == 0, submitted.stderr
+    calculation_id = submitted.stdout.strip()
+    assert cli.json("show", calculation_id)["params"] == {"mode": "meta", "translation_table": 11}
+    assert calculation_id in [c["id"] for c in cli.json("ls", "--tool", "prodigal", "--limit", "5")]
+    assert cli("wait", calculation_id).returncode == 0
+    downloaded = cli.json("download", calculation_id, "--dir", "meta")
+    assert sorted(Path(entry["path"]).name for entry in downloaded) == ["genes.gff", "proteins.faa"]
+
+
+def test_a_failing_tool_exits_3_with_its_message_and_its_logs_can_be_followed(cli: Cli) -> None:
+    cli.write("short.fna", b">s\nACGTACGTAA\n")
+    result = cli("run", "prodigal", "--input", "contigs=short.fna", "--wait", "--no-cache")
+    assert result.returncode == 3
+    assert "EXECUTOR_ERROR" in result.stderr and "Sequence must be 20000 characters" in result.stderr
+    calculation_id = cli.json("ls", "--state", "executor_error", "--limit", "1")[0]["id"]
+
+    followed = cli("logs", calculation_id, "--follow", "--stream", "stderr")
+    assert followed.returncode == 3  # --follow ends with the calculation, and says how it ended
+    tails = cli.json("logs", calculation_id)
+    assert "Sequence must be 20000 characters" in tails["stderr"] and followed.stdout == tails["stderr"]
+    both = cli("logs", calculation_id)
+    assert both.returncode == 0 and both.stderr == tails["stderr"] and both.stdout == tails["stdout"]
+    lines = [json.loads(line) for line in cli("logs", calculation_id, "-f", "--json").stdout.splitlines()]
+    assert "".join(line["data"] for line in lines if line["stream"] == "stderr") == tails["stderr"]
+
+    shown = cli("show", calculation_id)
+    assert shown.returncode == 0 and "EXECUTOR_ERROR" in shown.stdout and "prodigal -q" in shown.stdout
+    nothing = cli("download", calculation_id)
+    assert nothing.returncode == 6 and "no outputs" in nothing.stderr
+    unknown = cli("run", "no-such-tool", "-i", f"x={calculation_id}")
+    assert unknown.returncode == 6 and "no-such-tool" in unknown.stderr
+
+
+def test_cancel_stops_a_running_calculation_and_wait_says_so(cli: Cli) -> None:
+    cli.write("note.txt", b"hello\n")
+    calculation_id = cli("run", "sleep", "-i", "text=note.txt", "-p", "seconds=60", "--no-cache").stdout.strip()
+    still = cli("wait", calculation_id, "--timeout", "1.5")
+    assert still.returncode == 9 and "still" in still.stderr
+    assert cli.json("cancel", calculation_id)["state"] in {"CANCELING", "CANCELED"}
+    ended = cli("wait", calculation_id, "--json")
+    assert ended.returncode == 5 and json.loads(ended.stdout)["state"] == "CANCELED"
+    again = cli("cancel", calculation_id)
+    assert again.returncode == 6  # the API's 409, its detail on stderr
+    assert again.stderr.strip()
+
+
+@pytest.fixture
+def annotate_genomes(prefect_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The example ops flow `annotate-genomes` deployed (the API sees new deployments at once)."""
+    from workflows.deploy import deploy
+
+    deploy(["annotate_genomes"])
+    monkeypatch.setattr(get_settings().workflow, "deployments_cache_seconds", 0)
+    return "annotate-genomes"
+
+
+def test_workflows_run_uploads_the_local_files_its_file_parameters_name(cli: Cli, annotate_genomes: str) -> None:
+    workflows = {workflow["name"]: workflow for workflow in cli.json("workflows", "ls")}
+    assert {"pipeline", annotate_genomes} <= set(workflows)
+    listed = cli("workflows", "ls")
+    assert listed.returncode == 0 and all(word in listed.stdout for word in (annotate_genomes, "profile", "evalue"))
+
+    genome = cli.write("genome.fna", (DEMO / "genome.fna").read_bytes())
+    profile = cli.write("family.hmm", (DEMO / "family.hmm").read_bytes())
+    run = cli.json("workflows", "run", annotate_genomes, "-p", f"genomes={genome}", "-p", "profile=family.hmm",
+                   "-p", "evalue=1e-5", "--wait")  # fmt: skip
+    assert run["state"] == "COMPLETE", run["error"]
+    assert [(step["tool"], step["state"]) for step in run["steps"]] == [("prodigal", "COMPLETE"),
+                                                                        ("hmmsearch", "COMPLETE")]  # fmt: skip
+    files = {file["name"]: file for file in _files(cli)}
+    assert run["params"]["genomes"] == [files["genome.fna"]["id"]] and run["params"]["evalue"] == 1e-5
+    assert run["params"]["profile"] == files["family.hmm"]["id"]
+    assert files["family.hmm"]["sha256"] == hashlib.sha256(profile.read_bytes()).hexdigest()
+    assert run["id"] in [item["id"] for item in cli.json("workflows", "runs", "--workflow", annotate_genomes)]
+
+
+def _files(cli: Cli) -> list[dict[str, Any]]:
+    from calculations.models import File
+
+    return [
+        {"id": str(file.id), "name": file.name, "sha256": file.sha256}
+        for file in File.objects.filter(owner__username="cli-user", produced_by=None)
+    ]
+
+
+def test_pipeline_run_uploads_file_paths_and_shows_its_steps(cli: Cli) -> None:
+    data = cli.cwd / "data"
+    data.mkdir()
+    (data / "genome.fna").write_bytes((DEMO / "genome.fna").read_bytes())
+    (data / "family.hmm").write_bytes((DEMO / "family.hmm").read_bytes())
+    pipeline = {"steps": {
+        "genes": {"tool": "prodigal", "params": {"mode": "meta"}, "inputs": {"contigs": "file:genome.fna"}},
+        "hits": {"tool": "hmmsearch", "params": {"evalue": 1e-5},
+                 "inputs": {"profile": "file:family.hmm", "sequences": "genes.proteins"}},
+    }}  # fmt: skip
+    (data / "pipeline.json").write_text(json.dumps(pipeline))  # paths relative to the pipeline's file
+
+    done = cli("pipeline", "run", "data/pipeline.json", "--wait")
+    assert done.returncode == 0, done.stderr
+    assert "COMPLETE" in done.stderr and "genes" in done.stderr and "hits" in done.stderr
+    run = cli.json("workflows", "runs", "--limit", "1")[0]
+    shown = cli.json("show", run["id"])
+    assert [(step["name"], step["state"]) for step in shown["steps"]] == [("genes", "COMPLETE"), ("hits", "COMPLETE")]
+    genome_id = shown["params"]["steps"]["genes"]["inputs"]["contigs"].removeprefix("file:")
+    assert cli.json("show", shown["steps"][0]["calculation_id"])["inputs"]["contigs"] == genome_id
+
+    # a step that fails fails the run, and the exit code says how; a canceled run says so too
+    broken = {
+        "steps": {"genes": {"tool": "prodigal", "inputs": {"contigs": f"file:{_short(cli)}"}, "use_cache": False}}
+    }
+    failed = cli("pipeline", "run", "-", "--wait", "--json", input_text=json.dumps({"params": broken}))
+    assert failed.returncode == 3 and json.loads(failed.stdout)["state"] == "EXECUTOR_ERROR"
+    note = cli.write("note.txt", b"x\n")
+    sleeping = {"steps": {"nap": {"tool": "sleep", "params": {"seconds": 60}, "inputs": {"text": f"file:{note}"}}}}
+    launched = cli("pipeline", "run", "-", input_text=json.dumps(sleeping))
+    assert launched.returncode == 0, launched.stderr
+    run_id = launched.stdout.strip()
+    assert cli.json("cancel", run_id)["state"] in {"CANCELING", "CANCELED"}
+    assert cli("wait", run_id).returncode == 5
+
+
+def _short(cli: Cli) -> str:
+    short = cli.write("short.fna", b">s\nACGTACGTAA\n")
+    return str(cli.json("upload", str(short))[0]["id"])
+
+
+def test_a_pipeline_naming_a_missing_file_is_a_usage_error(cli: Cli) -> None:
+    pipeline = {"steps": {"genes": {"tool": "prodigal", "inputs": {"contigs": "file:nowhere.fna"}}}}
+    refused = cli("pipeline", "run", "-", input_text=json.dumps(pipeline))
+    assert refused.returncode == 2 and "nowhere.fna" in refused.stderr
