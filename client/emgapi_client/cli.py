@@ -3,6 +3,7 @@ progress, live state and errors go to stderr. The exit code says how things ende
 
 from __future__ import annotations
 
+import io
 import json
 import shlex
 import sys
@@ -824,6 +825,9 @@ def exit_code_of(error: Exception) -> ExitCode:
 
 def main() -> None:
     """The `emgapi` console script: the commands, with the client's errors as messages and exit codes."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):  # a tool's log may hold what this terminal cannot show
+            stream.reconfigure(errors="backslashreplace")
     try:
         app()
     except (EmgapiError, ConfigError) as exc:

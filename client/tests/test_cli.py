@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from calculations.actions import do_create_api_token
+from calculations.models import Calculation
 from demo.synthetic import fasta, genome_with_genes, protein_family
 from emgapiv2.config import BASE_DIR, get_settings
 
@@ -32,24 +33,32 @@ class Cli:
         self.cwd = home / "work"
         self.cwd.mkdir()
 
-    def __call__(
-        self, *args: str, logged_in: bool = True, env: dict[str, str] | None = None, input_text: str | None = None
-    ) -> subprocess.CompletedProcess[str]:
+    def environment(self, logged_in: bool = True, env: dict[str, str] | None = None) -> dict[str, str]:
         if not EMGAPI.exists():
             pytest.fail(f"{EMGAPI} is missing: scripts/bootstrap.sh installs the client (pip install -e ./client)")
         environment = {name: value for name, value in os.environ.items() if not name.startswith("EMGAPI_")}
         environment |= {"HOME": str(self.home), "XDG_CONFIG_HOME": str(self.home / ".config"), "COLUMNS": "200"}
         if logged_in:
             environment |= {"EMGAPI_URL": self.url, "EMGAPI_TOKEN": self.token}
-        environment |= env or {}
+        return environment | (env or {})
+
+    def __call__(
+        self, *args: str, logged_in: bool = True, env: dict[str, str] | None = None, input_text: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [str(EMGAPI), *args],
             cwd=self.cwd,
-            env=environment,
+            env=self.environment(logged_in, env),
             input=input_text,
             capture_output=True,
-            text=True,
+            encoding="utf-8",
             timeout=180,
+        )
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        """`emgapi` running, its stdout read as it writes."""
+        return subprocess.Popen(
+            [str(EMGAPI), *args], cwd=self.cwd, env=self.environment(), stdout=subprocess.PIPE, encoding="utf-8"
         )
 
     def json(self, *args: str, **kwargs: Any) -> Any:
@@ -167,6 +176,28 @@ def test_a_failing_tool_exits_3_with_its_message_and_its_logs_can_be_followed(cl
     assert nothing.returncode == 6 and "no outputs" in nothing.stderr
     unknown = cli("run", "no-such-tool", "-i", f"x={calculation_id}")
     assert unknown.returncode == 6 and "no-such-tool" in unknown.stderr
+
+
+def test_logs_follow_prints_a_running_tools_output_as_it_comes_and_every_byte_of_it(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # small chunks and tails: following takes many requests, and the tail alone would lose the start
+    monkeypatch.setattr(get_settings(), "log_chunk_bytes", 4096)
+    monkeypatch.setattr(get_settings(), "log_tail_bytes", 1000)
+    cli.write("note.txt", b"x\n")
+    submitted = cli("run", "chatter", "-i", "text=note.txt", "-p", "lines=300", "-p", "interval_seconds=0.01",
+                    "--no-cache")  # fmt: skip
+    calculation_id = submitted.stdout.strip()
+    follower = cli.start("logs", calculation_id, "--follow", "--stream", "stdout")
+    assert follower.stdout is not None
+    first = follower.stdout.readline()
+    state_at_first_line = Calculation.objects.get(id=calculation_id).state
+    rest = follower.stdout.read()
+    assert follower.wait(60) == 0  # it ends by itself, with the calculation: COMPLETE
+    assert state_at_first_line in {"QUEUED", "INITIALIZING", "RUNNING"}  # live, not read after the end
+    assert (first + rest).splitlines() == [f"line {i} ✓ ünïcode" for i in range(300)]
+    tails = cli.json("logs", calculation_id)
+    assert tails["truncated"] and (first + rest).endswith(tails["stdout"]) and len(tails["stdout"]) < len(rest)
 
 
 def test_cancel_stops_a_running_calculation_and_wait_says_so(cli: Cli) -> None:
