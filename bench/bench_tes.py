@@ -38,7 +38,8 @@ def main() -> None:
         try:
             task_id = client.create_task(task)
         except HTTPError as exc:
-            print(f"TES tasks refused here ({exc.response.status_code}): {exc.response.text}")
+            answer = exc.response
+            print(f"TES tasks refused here: {answer.status_code}: {answer.text}" if answer is not None else exc)
             return
         running = None
         while (state := client.get_task(task_id).state) not in {"COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR"}:

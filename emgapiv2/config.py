@@ -139,6 +139,10 @@ class TesSettings(BaseModel):
         24 * 3600, ge=1, description="Wall-time limit of each executor (TES has no field for it)."
     )
     max_executors: int = Field(32, ge=1, description="Most executors in one task.")
+    max_tags: int = Field(64, ge=0, description="Most tags on one task.")
+    max_output_files: int = Field(
+        1000, ge=1, description="Most files a task's outputs may store (wildcards and directories count each file)."
+    )
     max_content_bytes: int = Field(
         256 * 1024, ge=0, description="Most bytes of inline `content` inputs in one task: larger data goes in as files."
     )

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +25,7 @@ API_PREFIXES = ("/api/", "/ga4gh/")
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MULTIPART_OVERHEAD_BYTES = 64 * 1024  # boundaries and part headers around the one file
 PARSED_JSON_ATTRIBUTE = "_emgapi_json"
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # the cheap test before the full one
 ADMIN_CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; "
     "frame-ancestors 'none'; form-action 'self'; base-uri 'self'; object-src 'none'"
@@ -52,6 +54,16 @@ def _declared_length(request: HttpRequest) -> int | None:
         return int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
         return None
+
+
+def _encodable(value: Any) -> bool:
+    """Whether every string in a parsed body is UTF-8 text (JSON escapes can name lone surrogates,
+    which nothing downstream can encode, hash or store)."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _refuse(status: int, detail: str) -> JsonResponse:
@@ -83,6 +95,8 @@ def _check_body(request: HttpRequest) -> HttpResponse | None:
             return _refuse(413, str(exc))
         except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
             return _refuse(400, f"the request body is not valid JSON: {exc}")
+        if SURROGATE_ESCAPE.search(request.body) and not _encodable(value):
+            return _refuse(400, "the request body holds an unpaired UTF-16 surrogate escape (\\udXXX): not text")
         setattr(request, PARSED_JSON_ATTRIBUTE, value)
     return None
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import stat
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from calculations import actions
@@ -25,7 +26,7 @@ from calculations.states import CalculationState
 from calculations.storage import StorageError, get_storage
 from calculations.tes import TES_TOOL
 from calculations.tes.external import download_object
-from calculations.tes.paths import WILDCARD, MountPlan
+from calculations.tes.paths import WILDCARD, MountPlan, static_dir
 from calculations.tes.schemas import ExecutorIn, FileType, TaskIn
 from calculations.workdirs import log_paths
 from emgapiv2.config import get_settings
@@ -63,13 +64,43 @@ def _segment(path: Path, start: int, limit: int) -> tuple[str, int]:
         return handle.read(max(size - start, 0)).decode("utf-8", errors="replace"), size
 
 
-def _copy_segment(source: Path, start: int, end: int, root: Path, destination: Path) -> None:
+def _open_inside(root: Path, container_path: str) -> int:
+    """A descriptor for writing the host file at `container_path` under `root`, opened one directory
+    at a time without following links (an executor may have left a symlink anywhere on the way, and
+    the worker must create nothing outside the task's tree), and only if it is a regular file: a
+    FIFO would block the worker until someone read it."""
+    parts = PurePosixPath(container_path).parts[1:]
+    directory = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in parts[:-1]:
+            try:
+                os.mkdir(part, 0o755, dir_fd=directory)
+            except FileExistsError:
+                pass
+            try:
+                inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=directory)
+            except OSError:  # ELOOP, ENOTDIR: a link, or a file where a directory should be
+                raise OutputProblem(f"{container_path}: {part!r} on the way is a link or not a directory") from None
+            os.close(directory)
+            directory = inner
+        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+        try:
+            descriptor = os.open(parts[-1], flags, 0o644, dir_fd=directory)
+        except OSError:  # ELOOP (a link), ENXIO (a FIFO no one reads), EISDIR
+            raise OutputProblem(f"{container_path} is not a regular file") from None
+    finally:
+        os.close(directory)
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        raise OutputProblem(f"{container_path} is not a regular file")
+    os.set_blocking(descriptor, True)
+    os.ftruncate(descriptor, 0)
+    return descriptor
+
+
+def _copy_segment(source: Path, start: int, end: int, root: Path, container_path: str) -> None:
     """An executor's own stdout or stderr, to the container path it asked for."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    if not _inside(root, destination.parent):
-        raise OutputProblem(f"{destination} leads outside the task's directories")
-    descriptor = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
-    with source.open("rb") as reader, os.fdopen(descriptor, "wb") as writer:
+    with source.open("rb") as reader, os.fdopen(_open_inside(root, container_path), "wb") as writer:
         reader.seek(start)
         remaining = end - start
         while remaining > 0 and (chunk := reader.read(min(remaining, 1024 * 1024))):
@@ -95,9 +126,31 @@ def _stage(task: TaskIn, plan: MountPlan, fs: Path, blobs: dict[str, str], exter
             raise StorageError(f"inputs[{i}]: its file is gone (deleted after the task was submitted?)")
 
 
-def _matches(plan: MountPlan, fs: Path, pattern: str) -> list[Path]:
-    root = plan.host_path(fs, "/")
-    return sorted(path for path in root.glob(pattern.lstrip("/")) if path.is_file())
+def _files_under(fs: Path, directory: str, depth: int | None = None) -> list[tuple[Path, str]]:
+    """(host path, container path) of the regular files under a container directory, found without
+    following a link (one could lead anywhere on the host), at most `depth` levels down."""
+    top = MountPlan.host_path(fs, directory)
+    found = []
+    for current, subdirectories, names in os.walk(top, followlinks=False):
+        here = Path(current)
+        if depth is not None and len(here.relative_to(top).parts) >= depth - 1:
+            subdirectories.clear()
+        for name in names:
+            path = here / name
+            if stat.S_ISREG(path.lstat().st_mode):
+                found.append((path, "/" + path.relative_to(fs).as_posix()))
+    return sorted(found)
+
+
+def _unique(name: str, used: set[str]) -> str:
+    """`name`, or `name-2`, `name-3`…: each stored output of a role has its own name."""
+    candidate, n = name, 1
+    while candidate in used:
+        n += 1
+        stem, dot, suffix = name.partition(".")
+        candidate = f"{stem}-{n}{dot}{suffix}"
+    used.add(candidate)
+    return candidate
 
 
 def _collect(task: TaskIn, plan: MountPlan, fs: Path) -> tuple[list[OutputBlob], list[dict[str, str]]]:
@@ -108,32 +161,39 @@ def _collect(task: TaskIn, plan: MountPlan, fs: Path) -> tuple[list[OutputBlob],
         host = plan.host_path(fs, output.path)
         if WILDCARD.search(output.path):
             prefix = output.path_prefix or ""
-            for path in _matches(plan, fs, output.path):
-                container = "/" + path.relative_to(fs).as_posix()
-                relative = container.removeprefix(prefix).lstrip("/")
-                found.append((role, "_".join(filter(None, [output.url, relative.replace("/", "_")])), path, container))
+            pattern = PurePosixPath(output.path)
+            start = static_dir(output.path)
+            depth = len(pattern.parts) - len(PurePosixPath(start).parts)
+            for path, container in _files_under(fs, start, depth):
+                if PurePosixPath(container).match(output.path):
+                    relative = container.removeprefix(prefix).lstrip("/")
+                    name = "_".join(filter(None, [output.url, relative.replace("/", "_")]))
+                    found.append((role, name, path, container))
         elif output.type is FileType.DIRECTORY:
-            if not host.is_dir() or host.is_symlink():
+            if host.is_symlink() or not host.is_dir():
                 raise OutputProblem(f"outputs[{i}]: directory {output.path} was not created")
-            for path in sorted(p for p in host.rglob("*") if p.is_file()):
-                relative = path.relative_to(host).as_posix()
-                container = f"{output.path.rstrip('/')}/{relative}"
+            for path, container in _files_under(fs, output.path):
+                relative = container.removeprefix(output.path.rstrip("/") + "/")
                 found.append((role, "_".join(filter(None, [output.url, relative.replace("/", "_")])), path, container))
         else:
-            if not host.is_file():
-                raise OutputProblem(f"outputs[{i}]: file {output.path} was not created")
+            if host.is_symlink() or not host.is_file():
+                raise OutputProblem(f"outputs[{i}]: file {output.path} was not created (or is not a regular file)")
             found.append((role, output.url or Path(output.path).name, host, output.path))
+    limits = get_settings()
+    if len(found) > limits.tes.max_output_files:
+        raise OutputProblem(f"the task produced {len(found)} output files; the limit is {limits.tes.max_output_files}")
     for role, _name, path, container in found:
         if path.is_symlink() or not _inside(fs, path):
             raise OutputProblem(f"output {role!r}: {container} is a link that leads outside the task's directories")
-    total, limit = sum(path.stat().st_size for _, _, path, _ in found), get_settings().quota.output_limit(TES_TOOL)
+    total, limit = sum(path.stat().st_size for _, _, path, _ in found), limits.quota.output_limit(TES_TOOL)
     if total > limit:
         raise OutputProblem(f"the task's outputs are {total} bytes; the limit is {limit} bytes (EMGAPI_QUOTA__*)")
     storage = get_storage()
     blobs, entries = [], []
+    used: dict[str, set[str]] = {}
     for role, name, path, container in found:
         info = storage.put_path(path)
-        name = actions.clean_file_name(name)
+        name = _unique(actions.clean_file_name(name), used.setdefault(role, set()))
         blobs.append(OutputBlob(role=role, name=name, sha256=info.sha256, size=info.size))
         entries.append({"role": role, "name": name, "path": container})
     return blobs, entries
@@ -240,8 +300,7 @@ class TesTaskRun:
                                          ("stderr", self.stderr_path, starts[1], stderr_end)):  # fmt: skip
             if target := getattr(executor, name):
                 try:
-                    host = MountPlan.host_path(self.fs, target)
-                    await asyncio.to_thread(_copy_segment, source, start, end, self.fs, host)
+                    await asyncio.to_thread(_copy_segment, source, start, end, self.fs, target)
                 except (OSError, OutputProblem) as exc:
                     notes.append(f"executor {index}: could not write its {name} to {target}: {exc}")
         log = {"start_time": started, "end_time": _now(), "exit_code": state.exit_code, "stdout": stdout,

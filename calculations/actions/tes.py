@@ -183,6 +183,8 @@ def check_create_tes_task(owner_id: int, task: TaskIn, *, hosts: set[str]) -> Ca
     `hosts` are the host[:port]s under which this API's file URLs name its own files."""
     backend = tes_backend()
     limits = get_settings().tes
+    if len(task.tags or {}) > limits.max_tags:
+        raise InvalidInput(f"tags: {len(task.tags or {})} tags; the limit is {limits.max_tags}")
     if len(task.executors) > limits.max_executors:
         raise InvalidInput(f"executors: {len(task.executors)} executors; the limit is {limits.max_executors}")
     for i, executor in enumerate(task.executors):

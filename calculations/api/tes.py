@@ -31,6 +31,7 @@ from calculations.tes.schemas import (
     ServiceType,
     TaskIn,
     TaskOut,
+    TesState,
     View,
 )
 from calculations.tes.views import task_out
@@ -44,7 +45,7 @@ STARTED = datetime(2026, 12, 2, tzinfo=UTC)  # when this service first offered T
 
 class TaskFilters(Schema):
     name_prefix: str | None = Field(None, max_length=256, description="Tasks whose name starts with this.")
-    state: CalculationState | None = None
+    state: TesState | None = None
     tag_key: list[str] = Field([], description="Tasks with these tags (repeat for several, all must match).")
     tag_value: list[str] = Field(
         [], description="The value of the tag_key at the same position; empty or missing: any value."

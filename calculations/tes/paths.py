@@ -29,6 +29,10 @@ def check_path(path: str, where: str) -> str:
     if posixpath.normpath(path) != path.rstrip("/") or "//" in path:
         raise InvalidInput(f"{where}: {path!r} is not a normalised path (no '.', '..' or '//' parts)")
     path = path.rstrip("/") or "/"
+    if ":" in path or "," in path:  # the engines' volume syntax separates fields with these
+        raise InvalidInput(f"{where}: {path!r} holds ':' or ',', which container paths cannot")
+    if any(len(part.encode()) > 255 for part in path.split("/")):
+        raise InvalidInput(f"{where}: a part of {path[:80]!r}… is longer than 255 bytes")
     if path == "/":
         raise InvalidInput(f"{where}: the container's root directory cannot be used; name a directory, e.g. /data")
     for reserved in RESERVED:
@@ -37,7 +41,7 @@ def check_path(path: str, where: str) -> str:
     return path
 
 
-def _static_dir(path: str) -> str:
+def static_dir(path: str) -> str:
     """The directory part of a wildcard path before its first wildcard."""
     parts = path.split("/")
     first = next(i for i, part in enumerate(parts) if WILDCARD.search(part))
@@ -84,7 +88,7 @@ def plan_mounts(task: TaskIn) -> MountPlan:
                     f"outputs[{i}].path_prefix: a path with wildcards needs a path_prefix it starts with "
                     "(the part removed to name each matched file)"
                 )
-            directory = _static_dir(path)
+            directory = static_dir(path)
             if directory == "/":
                 raise InvalidInput(f"{where}: wildcards directly under / are not supported; use e.g. /data/*.txt")
             wanted.append((directory, where))

@@ -7,12 +7,28 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 
 class FileType(StrEnum):
     FILE = "FILE"
     DIRECTORY = "DIRECTORY"
+
+
+class TesState(StrEnum):
+    """Every state TES 1.1 names (a task here is never UNKNOWN, PAUSED or PREEMPTED)."""
+
+    UNKNOWN = "UNKNOWN"
+    QUEUED = "QUEUED"
+    INITIALIZING = "INITIALIZING"
+    RUNNING = "RUNNING"
+    PAUSED = "PAUSED"
+    COMPLETE = "COMPLETE"
+    EXECUTOR_ERROR = "EXECUTOR_ERROR"
+    SYSTEM_ERROR = "SYSTEM_ERROR"
+    CANCELED = "CANCELED"
+    PREEMPTED = "PREEMPTED"
+    CANCELING = "CANCELING"
 
 
 class View(StrEnum):
@@ -26,8 +42,8 @@ TagValue = Annotated[str, StringConstraints(max_length=1024)]
 
 
 class _In(BaseModel):
-    # a misspelled field is an error, never silently dropped
-    model_config = ConfigDict(extra="forbid")
+    # a misspelled field is an error, never silently dropped; infinities cannot be stored as JSON
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class InputIn(_In):
@@ -79,6 +95,14 @@ class ExecutorIn(_In):
     stderr: str | None = Field(None, max_length=1024)
     env: dict[str, str] | None = None
     ignore_error: bool | None = False
+
+    @field_validator("env")
+    @classmethod
+    def _environment(cls, env: dict[str, str] | None) -> dict[str, str] | None:
+        for name, value in (env or {}).items():
+            if not name or "=" in name or "\x00" in name or "\x00" in value:
+                raise ValueError(f"{name!r}: a variable's name must be non-empty without '=', and neither may hold NUL")
+        return env
 
 
 class TaskIn(_In):

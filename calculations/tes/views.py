@@ -3,6 +3,7 @@ stdout/stderr, inline input content and system logs) and FULL."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from calculations.models import Calculation, TesTask
@@ -13,6 +14,14 @@ from emgapiv2.config import get_settings
 
 def file_url(file_id: Any) -> str:
     return f"{get_settings().public_url.rstrip('/')}/api/v2/files/{file_id}/content"
+
+
+def _first_start(started_at: datetime | None, executors: list[dict[str, Any]]) -> datetime | None:
+    """The attempt's start: its job's, or its first executor's if that was earlier (submitted first)."""
+    times = [datetime.fromisoformat(log["start_time"]) for log in executors[:1]]
+    if started_at is not None:
+        times.append(started_at)
+    return min(times) if times else None
 
 
 def _task_logs(calc: Calculation, tes: TesTask, full: bool) -> list[TaskLogOut]:
@@ -51,7 +60,7 @@ def _task_logs(calc: Calculation, tes: TesTask, full: bool) -> list[TaskLogOut]:
                     "attempt": str(attempt),
                     "backend": record.backend if record else "",
                 },
-                start_time=record.started_at if record else None,
+                start_time=_first_start(record.started_at if record else None, stored.get("logs", [])),
                 end_time=record.finished_at if record else None,
                 outputs=outputs,
                 system_logs=system_logs if full else None,

@@ -94,6 +94,11 @@ def test_a_task_naming_a_file_by_its_api_url_or_emgapi_url(tes: Tes, uploaded: U
         ({"outputs": [{"path": "/data/out/*.txt"}]}, "path_prefix"),
         ({"resources": {"cpu_cores": 999}}, "cpu_cores"),
         ({"resources": {"backend_parameters": {"gpu": "1"}, "backend_parameters_strict": True}}, "'gpu'"),
+        ({"volumes": ["/data:x"]}, "':' or ','"),
+        ({"volumes": ["/data/" + "a" * 256]}, "longer than 255 bytes"),
+        ({"executors": [{"image": IMAGE, "command": ["true"], "env": {"": "x"}}]}, "non-empty"),
+        ({"executors": [{"image": IMAGE, "command": ["true"], "env": {"A": "b\x00c"}}]}, "NUL"),
+        ({"tags": {f"t{i}": "" for i in range(65)}}, "tags: 65 tags"),
     ],
 )
 def test_a_wrong_task_is_a_400_that_says_what_is_wrong(tes: Tes, changes: dict[str, Any], says: str) -> None:
@@ -205,3 +210,17 @@ def test_nothing_without_credentials() -> None:
     assert anonymous.get("/service-info").status_code == 401
     assert anonymous.get("/tasks").status_code == 401
     assert anonymous.post("/tasks", task()).status_code == 401
+
+
+def test_values_nothing_can_store_are_refused_not_a_server_error(tes: Tes) -> None:
+    for raw in ('"resources": {"disk_gb": 1e400}', '"description": "\\ud800"'):
+        body = json.dumps(task())[:-1] + ", " + raw + "}"
+        response = tes.client.post("/ga4gh/tes/v1/tasks", body, content_type="application/json")
+        assert response.status_code == 400, (raw, response.content)
+    assert not Calculation.objects.exists()
+
+
+def test_every_tes_state_is_a_filter(tes: Tes) -> None:
+    tes.post("/tasks", task())
+    assert tes.get("/tasks", state="PREEMPTED").json() == {"tasks": []}
+    assert len(tes.get("/tasks", state="QUEUED").json()["tasks"]) == 1

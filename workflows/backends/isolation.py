@@ -84,6 +84,8 @@ class ContainerRun:
             mounts=tuple(mounts),
             labels=((LABEL, spec.name),),
             log_files=LogFiles(str(spec.stdout_path), str(spec.stderr_path)),
+            # a TES task that binds /tmp itself gets that, not the scratch tmpfs (two mounts at one path)
+            tmpfs=() if any(mount.container_path == "/tmp" for mount in mounts) else (("/tmp", "rw,size=1g"),),
         )
 
     @property

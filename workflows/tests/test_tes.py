@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -152,3 +153,32 @@ def test_cancel_stops_a_running_task(client: Client) -> None:
     started = time.monotonic()
     assert client.wait(task_id, timeout=30).state == "CANCELED"
     assert time.monotonic() - started < 15
+
+
+def test_what_an_executor_leaves_behind_never_reaches_the_host(client: Client, tmp_path: Path) -> None:
+    """Links to the host, a FIFO where an executor's stdout goes, clashing names: the worker neither
+    follows, blocks, nor mixes them up."""
+    escape = tmp_path / "escape"
+    plant = f"ln -s / /data/l; ln -s {escape} /data/sub; mkfifo /data/fifo.txt; mkdir -p /data/out/x; " \
+        "echo 1 > /data/out/x_y; echo 22 > /data/out/x/y; echo scratch > /tmp/t.txt"  # fmt: skip
+    task = tes.Task(
+        volumes=["/data"],
+        outputs=[
+            tes.Output(path="/data/out", type="DIRECTORY"),
+            tes.Output(path="/data/*/etc/host*", path_prefix="/data/"),  # through /data/l: never followed
+            tes.Output(path="/tmp/t.txt"),  # a task may bind /tmp (then it has no scratch tmpfs there)
+        ],
+        executors=[
+            tes.Executor(image=IMAGE, command=["sh", "-c", plant]),
+            tes.Executor(image=IMAGE, command=["echo", "hello"], stdout="/data/sub/a/b/log.txt"),
+            tes.Executor(image=IMAGE, command=["echo", "hi"], stdout="/data/fifo.txt"),
+        ],
+    )
+    done = client.wait(client.tes.create_task(task), timeout=60)
+    assert done.state == "COMPLETE", done.logs
+    assert not escape.exists()  # nothing was created through the link
+    notes = "\n".join(done.logs[-1].system_logs)
+    assert "/data/sub/a/b/log.txt: 'sub' on the way is a link" in notes
+    assert "/data/fifo.txt is not a regular file" in notes
+    stored = {output.path: client.http.get(output.url).content for output in done.logs[-1].outputs}
+    assert stored == {"/data/out/x_y": b"1\n", "/data/out/x/y": b"22\n", "/tmp/t.txt": b"scratch\n"}
