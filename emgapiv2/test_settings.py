@@ -30,7 +30,7 @@ os.environ.setdefault("EMGAPI_WORKER__DEAD_AFTER_SECONDS", "3")
 os.environ.setdefault("EMGAPI_RETRY__BACKOFF_SECONDS", "0.5")
 os.environ.setdefault("EMGAPI_CONTAINER__POLL_SECONDS", "5")
 os.environ["PREFECT_API_URL"] = os.environ["EMGAPI_PREFECT__API_URL"] = f"http://127.0.0.1:{_free_port()}/api"
-# the test Prefect server needs credentials too (workflows/tests/conftest.py gives it these)
+# the test Prefect server needs credentials too (workflows/tests/services.py gives it these)
 os.environ["PREFECT_API_AUTH_STRING"] = f"emgapi-test:{secrets.token_urlsafe(24)}"
 os.environ.setdefault("PREFECT_CLIENT_MAX_RETRIES", "0")
 

@@ -257,13 +257,30 @@ def _wait_calculation(api: Client, calculation_id: str, quiet: bool, timeout: fl
     return calc
 
 
+def _id_table(*columns: str) -> Table:
+    """A table whose first column holds ids, never cut (they are what one copies into the next command)."""
+    table = Table(show_edge=False)
+    table.add_column(columns[0], no_wrap=True, min_width=36)
+    for column in columns[1:]:
+        table.add_column(column)
+    return table
+
+
+def _when(timestamp: str | None) -> str:
+    return timestamp[:19].replace("T", " ") if timestamp else "-"
+
+
 def _run_table(run: WorkflowRun, elapsed: str | None = None) -> Table:
     title = f"{run['workflow']} {run['id']}: {_styled(run['state'])}" + (f" ({elapsed})" if elapsed else "")
     table = Table(title=title, title_justify="left", show_edge=False)
-    for column in ("step", "tool", "state", "calculation"):
+    for column in ("step", "tool", "state"):
         table.add_column(column)
+    table.add_column("calculation", no_wrap=True, min_width=36)
+    mapped = {
+        name for name in (step["name"] for step in run["steps"]) if sum(s["name"] == name for s in run["steps"]) > 1
+    }
     for step in run["steps"]:
-        name = step["name"] if step["index"] == 0 else f"{step['name']}[{step['index']}]"
+        name = f"{step['name']}[{step['index']}]" if step["name"] in mapped or step["index"] else step["name"]
         cached = " (cached)" if step["cached_from"] else ""
         table.add_row(escape(name), step["tool"], _styled(step["state"]) + cached, step["calculation_id"])
     return table
@@ -310,8 +327,8 @@ def _show_calculation(calc: Calculation) -> None:
         grid.add_row("argv", escape(shlex.join(attempts[-1]["argv"])))
     if attempts and attempts[-1].get("exit_code") is not None:
         grid.add_row("exit code", str(attempts[-1]["exit_code"]))
-    grid.add_row("created", calc["created_at"])
-    grid.add_row("finished", calc["finished_at"] or "-")
+    grid.add_row("created", _when(calc["created_at"]))
+    grid.add_row("finished", _when(calc["finished_at"]))
     if calc["error"]:
         grid.add_row("error", f"[red]{escape(calc['error'])}[/]")
     out.print(grid)
@@ -387,7 +404,7 @@ def upload(
         uploaded = _upload_paths(api, files, quiet=as_json)
     if as_json:
         return _print_json(uploaded)
-    table = Table("id", "name", "size", "sha256", show_edge=False)
+    table = _id_table("id", "name", "size", "sha256")
     for file in uploaded:
         table.add_row(file["id"], escape(file["name"]), str(file["size"]), file["sha256"])
     out.print(table)
@@ -478,10 +495,12 @@ def list_calculations(
         calcs = api.list_calculations(state=state.upper() if state else None, tool=tool, limit=limit)
     if as_json:
         return _print_json(calcs)
-    table = Table("id", "tool", "state", "backend", "created", "workflow step", show_edge=False)
+    table = _id_table("id", "tool", "state", "backend", "created", "workflow step")
     for calc in calcs:
         step = f"{calc['step']}[{calc['step_index'] or 0}]" if calc["workflow_run"] else ""
-        table.add_row(calc["id"], calc["tool"], _styled(calc["state"]), calc["backend"], calc["created_at"], step)
+        table.add_row(
+            calc["id"], calc["tool"], _styled(calc["state"]), calc["backend"], _when(calc["created_at"]), step
+        )
     out.print(table)
 
 
@@ -652,9 +671,11 @@ def list_runs(
         runs = api.list_workflow_runs(state=state.upper() if state else None, workflow=workflow, limit=limit)
     if as_json:
         return _print_json(runs)
-    table = Table("id", "workflow", "state", "created", "error", show_edge=False)
+    table = _id_table("id", "workflow", "state", "created", "error")
     for item in runs:
-        table.add_row(item["id"], item["workflow"], _styled(item["state"]), item["created_at"], escape(item["error"]))
+        table.add_row(
+            item["id"], item["workflow"], _styled(item["state"]), _when(item["created_at"]), escape(item["error"])
+        )
     out.print(table)
 
 
