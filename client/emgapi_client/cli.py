@@ -345,8 +345,10 @@ def _show_run(run: WorkflowRun) -> None:
 
 @app.command()
 def login(
-    url: Annotated[str | None, typer.Option(help="The platform, e.g. http://127.0.0.1:8000.")] = None,
-    token: Annotated[str | None, typer.Option(help="Your API token (asked for, hidden, if not given).")] = None,
+    url: Annotated[str | None, typer.Option(metavar="URL", help="The platform, e.g. http://127.0.0.1:8000.")] = None,
+    token: Annotated[
+        str | None, typer.Option(metavar="TOKEN", help="Your API token (asked for, hidden, if not given).")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Check a token against the API and remember it and the URL (in a file only you can read)."""
@@ -367,7 +369,9 @@ def login(
 
 @app.command()
 def tools(
-    name: Annotated[str | None, typer.Argument(help="Show this tool's inputs, outputs and parameters.")] = None,
+    name: Annotated[
+        str | None, typer.Argument(metavar="NAME", help="Show this tool's inputs, outputs and parameters.")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """List the registered tools, or show one."""
@@ -396,7 +400,9 @@ def tools(
 
 @app.command()
 def upload(
-    files: Annotated[list[Path], typer.Argument(help="Local files.", exists=True, dir_okay=False, readable=True)],
+    files: Annotated[
+        list[Path], typer.Argument(metavar="FILE", help="Local files.", exists=True, dir_okay=False, readable=True)
+    ],
     as_json: JsonOption = False,
 ) -> None:
     """Upload files (progress shown); each one's sha256 is checked against what the server stored."""
@@ -412,7 +418,7 @@ def upload(
 
 @app.command()
 def run(
-    tool: Annotated[str, typer.Argument(help="A registered tool (`emgapi tools` lists them).")],
+    tool: Annotated[str, typer.Argument(metavar="TOOL", help="A registered tool (`emgapi tools` lists them).")],
     inputs: Annotated[
         list[str] | None,
         typer.Option(
@@ -423,7 +429,9 @@ def run(
         ),
     ] = None,
     params: ParamOption = None,
-    backend: Annotated[str | None, typer.Option(help="local, container or slurm (default: the tool's).")] = None,
+    backend: Annotated[
+        str | None, typer.Option(metavar="BACKEND", help="local, container or slurm (default: the tool's).")
+    ] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Show its state live until it ends.")] = False,
     download: Annotated[
         Path | None,
@@ -441,6 +449,8 @@ def run(
     file_ids: dict[str, str] = {}
     for pair in inputs or []:
         role, value = _split_pair(pair, "--input")
+        if role in local or role in file_ids:
+            raise typer.BadParameter(f"{role!r} is given twice (a role takes one file)", param_hint="--input")
         if (path := _local_file(value)) is not None:
             local[role] = path
         elif _is_file_id(value):
@@ -485,9 +495,11 @@ def run(
 
 @app.command("ls")
 def list_calculations(
-    state: Annotated[str | None, typer.Option(help="Only in this state (e.g. RUNNING, COMPLETE).")] = None,
-    tool: Annotated[str | None, typer.Option(help="Only of this tool.")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=5000, help="At most this many, newest first.")] = 20,
+    state: Annotated[
+        str | None, typer.Option(metavar="STATE", help="Only in this state (e.g. RUNNING, COMPLETE).")
+    ] = None,
+    tool: Annotated[str | None, typer.Option(metavar="TOOL", help="Only of this tool.")] = None,
+    limit: Annotated[int, typer.Option(metavar="N", min=1, max=5000, help="At most this many, newest first.")] = 20,
     as_json: JsonOption = False,
 ) -> None:
     """List your calculations, newest first."""
@@ -547,7 +559,10 @@ def logs(
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Print the logs as the tool writes them, until it ends.")
     ] = False,
-    stream: Annotated[str | None, typer.Option(help="Only this stream (stdout or stderr), printed on stdout.")] = None,
+    stream: Annotated[
+        str | None,
+        typer.Option(metavar="stdout|stderr", help="Only this stream (stdout or stderr), printed on stdout."),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """A calculation's stdout and stderr (their ends if long; everything with --follow).
@@ -607,7 +622,9 @@ def cancel(
 @app.command("download")
 def download_command(
     object_id: Annotated[str, typer.Argument(metavar="ID", help="A calculation (its outputs) or a file.")],
-    directory: Annotated[Path, typer.Option("--dir", "-d", file_okay=False, help="Into this directory.")] = Path(),
+    directory: Annotated[
+        Path, typer.Option("--dir", "-d", file_okay=False, metavar="DIR", help="Into this directory.")
+    ] = Path(),
     as_json: JsonOption = False,
 ) -> None:
     """Download a calculation's outputs, or one file, each under its own name (sha256 checked)."""
@@ -661,9 +678,9 @@ def list_workflows(as_json: JsonOption = False) -> None:
 
 @workflows_app.command("runs")
 def list_runs(
-    state: Annotated[str | None, typer.Option(help="Only in this state.")] = None,
-    workflow: Annotated[str | None, typer.Option(help="Only of this workflow.")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=5000, help="At most this many, newest first.")] = 20,
+    state: Annotated[str | None, typer.Option(metavar="STATE", help="Only in this state.")] = None,
+    workflow: Annotated[str | None, typer.Option(metavar="WORKFLOW", help="Only of this workflow.")] = None,
+    limit: Annotated[int, typer.Option(metavar="N", min=1, max=5000, help="At most this many, newest first.")] = 20,
     as_json: JsonOption = False,
 ) -> None:
     """List your workflow runs, newest first."""
@@ -747,7 +764,7 @@ def _launched(api: Client, run: WorkflowRun, wait: bool, timeout: float | None, 
 
 @workflows_app.command("run")
 def run_workflow(
-    name: Annotated[str, typer.Argument(help="A deployed workflow (`emgapi workflows ls`).")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="A deployed workflow (`emgapi workflows ls`).")],
     params: ParamOption = None,
     wait: Annotated[bool, typer.Option("--wait", help="Show its steps live until it ends.")] = False,
     timeout: TimeoutOption = None,
