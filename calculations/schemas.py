@@ -63,6 +63,33 @@ class UploadOut(Schema):
     created_at: datetime
 
 
+class UploadSummaryOut(Schema):
+    """An upload as the list shows it: without part URLs (GET /uploads/{id} signs them anew)."""
+
+    id: UUID
+    name: str
+    size: int
+    sha256: str | None
+    state: UploadState
+    part_size: int
+    expires_at: datetime
+    file: UUID | None
+    error: str
+    created_at: datetime
+
+    @staticmethod
+    def resolve_sha256(upload: Any) -> str | None:
+        return upload.sha256 or None
+
+    @staticmethod
+    def resolve_file(upload: Any) -> UUID | None:
+        return upload.file_id  # type: ignore[no-any-return]
+
+
+class UploadFilters(FilterSchema):
+    state: UploadState | None = None
+
+
 class UploadedPartIn(Schema):
     model_config = ConfigDict(extra="forbid")
 

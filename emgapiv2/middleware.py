@@ -56,6 +56,11 @@ def _declared_length(request: HttpRequest) -> int | None:
         return None
 
 
+def _no_constant(name: str) -> Any:
+    """NaN and ±Infinity: Python's parser accepts them, JSON has no such values, and nothing can store them."""
+    raise ValueError(f"{name} is not a JSON value (give a finite number)")
+
+
 def _encodable(value: Any) -> bool:
     """Whether every string in a parsed body is UTF-8 text (JSON escapes can name lone surrogates,
     which nothing downstream can encode, hash or store)."""
@@ -90,7 +95,9 @@ def _check_body(request: HttpRequest) -> HttpResponse | None:
         )
     if length and request.content_type == "application/json":
         try:
-            value = json.loads(request.body, object_pairs_hook=_counting_hook(settings.max_json_members))
+            value = json.loads(
+                request.body, object_pairs_hook=_counting_hook(settings.max_json_members), parse_constant=_no_constant
+            )
         except TooManyMembers as exc:
             return _refuse(413, str(exc))
         except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
@@ -105,7 +112,9 @@ def parsed_json(request: HttpRequest) -> Any:
     """The body as the middleware parsed it; a body it did not parse is parsed with the same bounds."""
     if hasattr(request, PARSED_JSON_ATTRIBUTE):
         return getattr(request, PARSED_JSON_ATTRIBUTE)
-    return json.loads(request.body, object_pairs_hook=_counting_hook(get_settings().max_json_members))
+    return json.loads(
+        request.body, object_pairs_hook=_counting_hook(get_settings().max_json_members), parse_constant=_no_constant
+    )
 
 
 class RequestBoundsMiddleware:

@@ -1,3 +1,4 @@
+from itertools import chain
 from typing import Any, BinaryIO, cast
 from urllib.parse import quote
 from uuid import UUID
@@ -120,7 +121,11 @@ def download_file(
     if request.method == "HEAD":
         response = HttpResponse(content_type="application/octet-stream")
     else:
-        response = StreamingHttpResponse(storage.iter_chunks(file.sha256), content_type="application/octet-stream")
+        # the first chunk is read before the response starts: storage that fails here is a 503, not a
+        # response cut off after its headers
+        chunks = storage.iter_chunks(file.sha256)
+        first = next(chunks, b"")
+        response = StreamingHttpResponse(chain([first], chunks), content_type="application/octet-stream")
     response["Content-Length"] = str(file.size)
     response["Content-Disposition"] = content_disposition(file.name)
     response["ETag"] = f'"{file.sha256}"'

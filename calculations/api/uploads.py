@@ -9,13 +9,25 @@ On filesystem storage these answer 409: `POST /files` is the way to upload there
 
 from uuid import UUID
 
-from ninja import Router
+from django.db.models import QuerySet
+from ninja import Query, Router
+from ninja.pagination import paginate
 
 from calculations.actions.access import access_upload_by_id
 from calculations.actions.uploads import check_create_upload, do_abort_upload, do_complete_upload, presigned_parts
+from calculations.api.pagination import BoundedLimitOffsetPagination
 from calculations.api.requests import AuthedRequest
 from calculations.models import File, Upload, UploadState
-from calculations.schemas import ErrorOut, FileOut, UploadCompleteIn, UploadIn, UploadOut, UploadPartOut
+from calculations.schemas import (
+    ErrorOut,
+    FileOut,
+    UploadCompleteIn,
+    UploadFilters,
+    UploadIn,
+    UploadOut,
+    UploadPartOut,
+    UploadSummaryOut,
+)
 
 router = Router(tags=["uploads"])
 
@@ -45,6 +57,13 @@ def create_upload(request: AuthedRequest, payload: UploadIn) -> tuple[int, Uploa
     """Start a presigned upload: PUT each part to its URL, then complete it. S3 storage only (409 otherwise)."""
     sha256 = payload.sha256.lower() if payload.sha256 else None
     return 201, _out(check_create_upload(request.auth.id, payload.name, payload.size, sha256))
+
+
+@router.get("", response=list[UploadSummaryOut], operation_id="list_uploads")
+@paginate(BoundedLimitOffsetPagination)
+def list_uploads(request: AuthedRequest, filters: Query[UploadFilters]) -> QuerySet[Upload]:
+    """Your uploads, newest first (`state=OPEN`: the unfinished ones, to resume or abort)."""
+    return filters.filter(Upload.objects.filter(owner_id=request.auth.id).order_by("-created_at", "id"))
 
 
 @router.get("/{upload_id}", response={200: UploadOut, 404: ErrorOut, 409: ErrorOut}, operation_id="get_upload")

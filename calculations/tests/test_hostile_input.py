@@ -62,6 +62,8 @@ def test_shell_metacharacters_in_parameters_are_refused_by_validation(
         b'{"inputs": null, "params": null}',
         b'{"inputs": {"contigs": {"$gt": ""}}, "params": {}}',
         json.dumps({"inputs": {}, "params": {}, "nested": [[[[[[[[[[[[]]]]]]]]]]]]}).encode(),
+        b'{"inputs": {}, "params": {"translation_table": Infinity}}',  # Python parses it; JSON has no such value
+        b'{"inputs": {}, "params": {"translation_table": NaN}}',
     ],
 )
 def test_malformed_bodies_are_a_4xx(alice: ApiClient, body: bytes) -> None:
@@ -112,3 +114,14 @@ def test_a_complete_profile_of_several_models_is_accepted(alice: ApiClient, uplo
     whole = (Path(__file__).parents[2] / "demo" / "data" / "family.hmm").read_bytes()
     inputs = {"profile": uploaded("p.hmm", whole * 2), "sequences": uploaded("s.faa", b">p\nMKV\n")}
     assert alice.post("/tools/hmmsearch/calculations", {"inputs": inputs}).status_code == 202
+
+
+def test_a_file_whose_bytes_storage_cannot_give_is_a_503_before_any_byte(alice: ApiClient, uploaded: Upload) -> None:
+    from calculations.models import File
+    from emgapiv2.config import get_settings
+
+    file = File.objects.get(id=uploaded("m.smi", b"CCO\n"))
+    for blob in get_settings().blob_root.rglob(file.sha256):
+        blob.unlink()
+    answer = alice.client.get(f"/api/v2/files/{file.id}/content")
+    assert answer.status_code == 503 and "storage" in answer.json()["detail"]

@@ -209,6 +209,17 @@ def test_an_aborted_upload_discards_its_parts(alice: ApiClient, small_parts: S3B
     assert not File.objects.exists()
 
 
+def test_unfinished_uploads_are_listed_to_resume_or_abort(
+    alice: ApiClient, bob: ApiClient, small_parts: S3BlobStorage
+) -> None:
+    kept, aborted = _start(alice, "a.bin", 10).json(), _start(alice, "b.bin", 10).json()
+    alice.client.delete(f"/api/v2/uploads/{aborted['id']}")
+    listed = alice.get("/uploads", state="OPEN").json()
+    assert [u["id"] for u in listed["items"]] == [kept["id"]] and "parts" not in listed["items"][0]
+    assert [u["id"] for u in alice.get("/uploads").json()["items"]] == [aborted["id"], kept["id"]]
+    assert bob.get("/uploads").json()["count"] == 0
+
+
 def test_an_empty_file_is_one_empty_part(alice: ApiClient, small_parts: S3BlobStorage) -> None:
     upload = _start(alice, "empty", 0).json()
     assert [p["size"] for p in upload["parts"]] == [0]

@@ -30,7 +30,7 @@ from emgapi_client.config import (
     store_credentials,
     stored_credentials,
 )
-from emgapi_client.errors import ApiError, ApiUnreachable, ChecksumMismatch, EmgapiError, WaitTimeout
+from emgapi_client.errors import ApiError, ApiUnreachable, ChecksumMismatch, EmgapiError, InvalidUrl, WaitTimeout
 from emgapi_client.types import Calculation, File, LogStream, ProgressCallback, WorkflowRun
 
 if TYPE_CHECKING:
@@ -159,6 +159,10 @@ def _split_pair(text: str, option: str) -> tuple[str, str]:
     return name.strip(), value
 
 
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # NaN, Infinity: then the value is the string itself
+
+
 def parse_params(pairs: list[str] | None) -> dict[str, Any]:
     """`--param name=value`s as a dict: each value as JSON when it parses, else as the string; a name
     given again makes a list."""
@@ -167,9 +171,13 @@ def parse_params(pairs: list[str] | None) -> dict[str, Any]:
     for pair in pairs or []:
         name, text = _split_pair(pair, "--param")
         try:
-            value = json.loads(text)
+            value = json.loads(text, parse_constant=_not_json)
         except ValueError:
             value = text
+        try:
+            json.dumps(value, allow_nan=False)
+        except ValueError:
+            raise typer.BadParameter(f"{pair!r}: {text} is not a finite number", param_hint="--param") from None
         if name in repeated:
             params[name].append(value)
         elif name in params:
@@ -213,6 +221,14 @@ def _upload_paths(api: Client, paths: list[Path], quiet: bool) -> list[File]:
             if key not in uploaded:
                 uploaded[key] = api.upload(path, progress=_progress_of(progress, path.name, path.stat().st_size))
     return [uploaded[path.resolve()] for path in paths]
+
+
+def _writable_directory(directory: Path, option: str) -> None:
+    """Make the directory results go to now, not after a long wait: a path that cannot be one is a usage error."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise typer.BadParameter(f"{directory}: {exc.strerror or exc}", param_hint=option) from None
 
 
 def _local_file(text: str) -> Path | None:
@@ -457,11 +473,21 @@ def run(
             file_ids[role] = value
         else:
             raise typer.BadParameter(f"{pair!r}: {value!r} is neither a local file nor a file id", param_hint="--input")
+    submitted_params = parse_params(params)
+    if download is not None:
+        _writable_directory(download, "--download")
     with _client() as api:
+        # a wrong tool or role is refused before any upload (the server would refuse it after)
+        known = {role["name"] for role in api.get_tool(tool)["inputs"]}
+        if unknown := sorted((set(local) | set(file_ids)) - known):
+            raise typer.BadParameter(
+                f"{tool} has no input role {', '.join(map(repr, unknown))} (it takes {', '.join(sorted(known))})",
+                param_hint="--input",
+            )
         roles = list(local)
         for role, file in zip(roles, _upload_paths(api, [local[role] for role in roles], quiet=as_json), strict=True):
             file_ids[role] = file["id"]
-        calc = api.submit(tool, file_ids, parse_params(params), backend=backend, use_cache=not no_cache)
+        calc = api.submit(tool, file_ids, submitted_params, backend=backend, use_cache=not no_cache)
         if not as_json:
             cached = " (answered from an identical calculation)" if calc["cache_hit"] else ""
             err.print(f"submitted [bold]{tool}[/] {calc['id']}: {_styled(calc['state'])}{cached}")
@@ -853,6 +879,7 @@ ERROR_EXIT_CODES: tuple[tuple[type[Exception], ExitCode], ...] = (
     (ChecksumMismatch, ExitCode.CHECKSUM_MISMATCH),
     (WaitTimeout, ExitCode.WAIT_TIMEOUT),
     (ConfigError, ExitCode.USAGE),
+    (InvalidUrl, ExitCode.USAGE),
     (EmgapiError, ExitCode.API_ERROR),
 )
 
@@ -873,3 +900,7 @@ def main() -> None:
         status = f" ({exc.status_code})" if isinstance(exc, ApiError) else ""
         err.print(f"[red]{label}{status}[/]: {escape(str(exc))}")
         sys.exit(exit_code_of(exc))
+    except OSError as exc:  # a local file or directory that cannot be read or written
+        where = f": {exc.filename}" if exc.filename else ""
+        err.print(f"[red]error[/]: {escape(exc.strerror or str(exc))}{escape(str(where))}")
+        sys.exit(ExitCode.USAGE)

@@ -25,7 +25,7 @@ from typing import IO, Any, TypeVar, cast
 
 import httpx
 
-from emgapi_client.errors import ApiError, ApiUnreachable, ChecksumMismatch, EmgapiError, WaitTimeout
+from emgapi_client.errors import ApiError, ApiUnreachable, ChecksumMismatch, EmgapiError, InvalidUrl, WaitTimeout
 from emgapi_client.transfers import CHUNK_BYTES, HashingReader, safe_file_name, sha256_of, unseen_text
 from emgapi_client.types import (
     TERMINAL_STATES,
@@ -58,6 +58,8 @@ _Polled = TypeVar("_Polled", Calculation, WorkflowRun)
 def normalise_url(url: str) -> str:
     """The platform's base URL, whether given as `host:8000`, `http://host:8000/` or `…/api/v2`."""
     url = url.strip().rstrip("/")
+    if "://" in url and not url.startswith(("http://", "https://")):
+        raise InvalidUrl(f"{url!r} is not an http(s) URL of the platform (e.g. http://127.0.0.1:8000)")
     if not url.startswith(("http://", "https://")):
         url = f"http://{url}"
     return url.removesuffix("/api/v2").rstrip("/")

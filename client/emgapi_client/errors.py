@@ -19,6 +19,10 @@ class ApiError(EmgapiError):
         self.url = url
 
 
+class InvalidUrl(EmgapiError, ValueError):
+    """The platform's URL is not an http(s) one."""
+
+
 class ApiUnreachable(EmgapiError):
     """No answer from the API: connection refused, DNS, TLS or a timeout."""
 

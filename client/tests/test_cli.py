@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from calculations.actions import do_create_api_token
@@ -297,3 +298,23 @@ def test_a_pipeline_naming_a_missing_file_is_a_usage_error(cli: Cli) -> None:
     pipeline = {"steps": {"genes": {"tool": "prodigal", "inputs": {"contigs": "file:nowhere.fna"}}}}
     refused = cli("pipeline", "run", "-", input_text=json.dumps(pipeline))
     assert refused.returncode == 2 and "nowhere.fna" in refused.stderr
+
+
+def test_what_is_wrong_locally_is_said_before_anything_is_uploaded_or_run(cli: Cli) -> None:
+    """A wrong role, an unwritable --download, an unreadable file: exit 2 with a sentence, no traceback,
+    and no file uploaded for nothing."""
+    cli.write("genome.fna", _genome())
+    cli.write("blocker", b"a file, not a directory")
+    attempts = [
+        ("run", "prodigal", "-i", "sequences=genome.fna"),  # prodigal takes contigs
+        ("run", "prodigal", "-i", "contigs=genome.fna", "--download", "blocker/out"),
+        ("run", "prodigal", "-i", "contigs=genome.fna", "-p", "translation_table=1e400"),
+        ("upload", "/proc/self/mem"),  # a file that cannot be read
+    ]
+    for args in attempts:
+        result = cli(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert "Traceback" not in result.stderr and result.stderr.strip(), args
+    files = httpx.get(f"{cli.url}/api/v2/files", headers={"Authorization": f"Bearer {cli.token}"}).json()
+    assert files["count"] == 0 and cli.json("ls") == []  # nothing uploaded, nothing run
+    assert "no input role 'sequences'" in cli("run", "prodigal", "-i", "sequences=genome.fna").stderr

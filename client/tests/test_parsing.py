@@ -19,6 +19,10 @@ def test_param_values_are_json_when_they_parse_and_strings_otherwise() -> None:
     assert parse_params(["g=a", "g=b", "g=c"]) == {"g": ["a", "b", "c"]}
     with pytest.raises(typer.BadParameter, match="NAME=VALUE"):
         parse_params(["novalue"])
+    # JSON has no infinities: a number too large to be finite is a usage error, NaN stays a string
+    with pytest.raises(typer.BadParameter, match="not a finite number"):
+        parse_params(["evalue=1e400"])
+    assert parse_params(["x=NaN", "y=-Infinity"]) == {"x": "NaN", "y": "-Infinity"}
 
 
 def test_local_paths_in_file_parameters_become_the_ids_of_their_uploads(tmp_path: Path) -> None:
@@ -78,3 +82,12 @@ def test_what_a_log_tail_adds_to_the_previous_one() -> None:
     assert unseen_text("abcdef", "abcdef") == ""
     assert unseen_text("aaaa", "aaab") == "b"  # the overlap is the longest one
     assert unseen_text("abc", "xyz") == "xyz"  # more than a window was written between the reads
+
+
+def test_only_http_urls_name_the_platform() -> None:
+    from emgapi_client.client import normalise_url
+    from emgapi_client.errors import InvalidUrl
+
+    assert normalise_url("127.0.0.1:8000/api/v2/") == "http://127.0.0.1:8000"
+    with pytest.raises(InvalidUrl, match="not an http"):
+        normalise_url("ftp://example.org")
