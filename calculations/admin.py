@@ -17,6 +17,8 @@ from calculations.models import (
     CalculationEvent,
     CalculationInput,
     File,
+    TesTask,
+    Upload,
     UserQuota,
     WorkflowRun,
     WorkflowRunEvent,
@@ -56,13 +58,25 @@ class CalculationEventInline(ReadOnlyInline):
     model = CalculationEvent
 
 
+class TesTaskInline(admin.StackedInline):
+    """A GA4GH TES task's name, tags, the task as accepted and its log per attempt."""
+
+    model = TesTask
+    extra = 0
+    can_delete = False
+    readonly_fields = ["name", "description", "tags", "spec", "logs"]
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(Calculation)
 class CalculationAdmin(admin.ModelAdmin):
     list_display = ["id", "tool", "state", "owner", "attempt", "cached_from", "flow_run", "created_at", "finished_at"]
     list_filter = ["state", "tool", "backend"]
     search_fields = ["id", "flow_run_id", "cache_key"]
     readonly_fields = ["flow_run"]
-    inlines = [CalculationInputInline, CalculationEventInline]
+    inlines = [CalculationInputInline, CalculationEventInline, TesTaskInline]
     actions = ["cancel", "rerun"]
 
     @admin.display(description="flow run (Prefect dashboard)")
@@ -123,6 +137,25 @@ class FileAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+@admin.register(Upload)
+class UploadAdmin(admin.ModelAdmin):
+    """Presigned uploads, for operators to see: users abort theirs (DELETE /api/v2/uploads/{id}) and
+    the sweeper expires the rest."""
+
+    list_display = ["id", "name", "owner", "size", "state", "created_at", "expires_at", "file"]
+    list_filter = ["state"]
+    search_fields = ["id", "name", "owner__username"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # a row alone would leave its parts in S3: the actions abort uploads
 
 
 @admin.register(ApiToken)

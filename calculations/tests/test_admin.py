@@ -82,5 +82,11 @@ def test_a_failed_tes_task_is_rerun_as_a_task(staff: Client, alice: ApiClient, a
     staff.post("/admin/calculations/calculation/", {"action": "rerun", "_selected_action": [task_id]})
     rerun = Calculation.objects.exclude(id=task_id).get()
     assert (rerun.state, rerun.tool, rerun.tes.name) == ("QUEUED", "ga4gh-tes", "again")
+    page = staff.get(f"/admin/calculations/calculation/{task_id}/change/").content.decode()
+    assert "again" in page and "obabel" in page  # the task's name and executors, beside its calculation
     answer = tes.get(f"/ga4gh/tes/v1/tasks/{rerun.id}", {"view": "FULL"}).json()
     assert answer["inputs"][0]["content"] == "CCO\n" and answer["state"] == "QUEUED"
+
+
+def test_operators_see_uploads(staff: Client, alice_id: int) -> None:
+    assert staff.get("/admin/calculations/upload/").status_code == 200
