@@ -1,0 +1,97 @@
+"""`emgapi`'s application: its exit codes, consoles, command groups and shared options."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import IntEnum
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+
+from emgapi_client.client import __version__
+
+if TYPE_CHECKING:
+    pass
+
+
+class ExitCode(IntEnum):
+    """The CLI's exit codes (client/README.md has the table)."""
+
+    OK = 0  # done; a calculation or workflow run waited for is COMPLETE
+    USAGE = 2  # a wrong option or argument, a missing input file, not logged in
+    EXECUTOR_ERROR = 3  # the tool failed
+    SYSTEM_ERROR = 4  # the platform failed (after its retries)
+    CANCELED = 5
+    API_ERROR = 6  # the API refused the request (4xx/5xx); the message is its detail
+    UNREACHABLE = 7  # no answer from the API
+    CHECKSUM_MISMATCH = 8  # the bytes the server holds are not the local ones
+    WAIT_TIMEOUT = 9  # --timeout passed before the end
+    INTERRUPTED = 130  # Ctrl-C (what runs on the platform goes on)
+
+
+STATE_EXIT_CODES: Mapping[str, ExitCode] = {
+    "COMPLETE": ExitCode.OK,
+    "EXECUTOR_ERROR": ExitCode.EXECUTOR_ERROR,
+    "SYSTEM_ERROR": ExitCode.SYSTEM_ERROR,
+    "CANCELED": ExitCode.CANCELED,
+}
+STATE_STYLES = {
+    "COMPLETE": "green",
+    "EXECUTOR_ERROR": "red",
+    "SYSTEM_ERROR": "red",
+    "CANCELED": "yellow",
+    "CANCELING": "yellow",
+    "PAUSED": "magenta",
+    "RUNNING": "cyan",
+}
+FILE_MARK = "x-emgapi-file"  # the JSON-schema mark of a workflow parameter holding a file id
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True)
+
+app = typer.Typer(
+    name="emgapi",
+    help="Run bioinformatics tools as tracked calculations on an EMG calculations platform.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+workflows_app = typer.Typer(help="Deployed workflows and their runs.", no_args_is_help=True)
+pipeline_app = typer.Typer(help="Pipelines: DAGs of tools (the built-in `pipeline` workflow).", no_args_is_help=True)
+app.add_typer(workflows_app, name="workflows")
+app.add_typer(pipeline_app, name="pipeline")
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print plain JSON on stdout (for scripts).")]
+TimeoutOption = Annotated[
+    float | None, typer.Option("--timeout", metavar="SECONDS", help="Give up waiting after this long (exit 9).")
+]
+ParamOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--param",
+        "-p",
+        metavar="NAME=VALUE",
+        help="A parameter; VALUE is JSON when it parses (5, 1e-5, true, [1,2]), else a string. "
+        "Repeat a NAME for a list.",
+    ),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"emgapi {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Run bioinformatics tools as tracked calculations on an EMG calculations platform.
+
+    Log in once with `emgapi login` (or set EMGAPI_URL and EMGAPI_TOKEN).
+    """
