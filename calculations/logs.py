@@ -6,6 +6,7 @@ An attempt's stored log blob holds exactly the bytes its work-dir file held, so 
 when the source moves from the file to storage as the attempt ends.
 """
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -72,6 +73,8 @@ def _utf8_whole(data: bytes) -> int:
 def _read_file_range(path: Path, offset: int, size: int) -> bytes:
     try:
         with path.open("rb") as handle:
+            if offset >= os.fstat(handle.fileno()).st_size:  # seek() past the filesystem's limit is EINVAL
+                return b""
             handle.seek(offset)
             return handle.read(size)
     except OSError:  # not started yet, or its directory just went after the logs were stored

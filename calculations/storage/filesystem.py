@@ -83,6 +83,10 @@ class FilesystemBlobStorage:
             raise BlobNotFound(sha256) from exc
         remaining = limit_bytes
         with handle:
+            # past the end there is nothing to read; and past the largest file the filesystem can
+            # hold (ext4: 16 TiB), seek() itself fails (EINVAL)
+            if offset >= os.fstat(handle.fileno()).st_size:
+                return
             handle.seek(offset)
             while remaining is None or remaining > 0:
                 chunk = handle.read(CHUNK_BYTES if remaining is None else min(CHUNK_BYTES, remaining))

@@ -106,3 +106,43 @@ def test_a_calculation_that_ended_without_logs_is_complete_at_once(carol: ApiCli
     calc = make_calculation(S.CANCELED, username="carol")
     chunk = carol.get(f"/calculations/{calc.id}/logs", stream="stderr").json()
     assert (chunk["data"], chunk["next_offset"], chunk["complete"]) == ("", 0, True)
+
+
+# past the largest file the filesystem can hold (ext4: 16 TiB), seek() itself fails (EINVAL)
+HUGE_OFFSETS = [17592186040321, 2**62 - 1, 2**62]
+
+
+@pytest.mark.parametrize("where", ["filesystem", "s3"])
+def test_any_offset_of_an_ended_calculations_stored_log_answers_no_data(
+    carol: ApiClient, where: str, request: pytest.FixtureRequest
+) -> None:
+    if where == "s3":
+        request.getfixturevalue("s3_storage")
+    calc = _running_with_stdout(b"hello\n")
+    _end(calc, b"hello\n")
+    logs = f"/calculations/{calc.id}/logs"
+    for offset in [6, 7, *HUGE_OFFSETS]:
+        answer = carol.get(logs, stream="stdout", offset=offset)
+        assert answer.status_code == 200, (offset, answer.content)
+        assert (answer.json()["data"], answer.json()["next_offset"], answer.json()["complete"]) == ("", offset, True)
+    assert carol.get(logs, stream="stdout", offset=3).json()["data"] == "lo\n"
+
+
+def test_any_offset_of_a_running_calculations_live_log_answers_no_data(carol: ApiClient) -> None:
+    calc = _running_with_stdout(b"hello\n")
+    for offset in HUGE_OFFSETS:
+        answer = carol.get(f"/calculations/{calc.id}/logs", stream="stdout", offset=offset)
+        assert answer.status_code == 200, (offset, answer.content)
+        assert (answer.json()["data"], answer.json()["complete"]) == ("", False)
+
+
+@pytest.mark.parametrize("where", ["filesystem", "s3"])
+def test_storage_reads_nothing_from_an_offset_past_the_end(where: str, request: pytest.FixtureRequest) -> None:
+    if where == "s3":
+        request.getfixturevalue("s3_storage")
+    storage = get_storage()
+    sha256 = storage.put(io.BytesIO(b"0123456789")).sha256
+    for offset in [10, 11, *HUGE_OFFSETS]:
+        assert list(storage.iter_chunks(sha256, offset=offset)) == [], offset
+        assert list(storage.iter_chunks(sha256, offset=offset, limit_bytes=5)) == [], offset
+    assert b"".join(storage.iter_chunks(sha256, offset=7, limit_bytes=100)) == b"789"
