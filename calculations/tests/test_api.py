@@ -8,6 +8,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
+from django.test import Client
 
 from calculations.states import CalculationState
 from conftest import ApiClient
@@ -290,3 +291,27 @@ def test_health_reports_each_dependency(anonymous: ApiClient) -> None:
     assert body["checks"]["database"]["ok"] and body["checks"]["storage"]["ok"]
     # no Prefect server runs for the unit tests
     assert response.status_code == 503 and body["status"] == "degraded" and not body["checks"]["prefect"]["ok"]
+
+
+UNKNOWN_API_PATHS = [
+    "/api/v2/nosuch", "/api/v2/", "/api/v2", "/api", "/api/", "/api/v3/files", "/api/v2/files/",
+    "/api/v2/files/x/y", "/ga4gh/tes/v1/nosuch", "/ga4gh/tes/v1/", "/ga4gh/tes/v1", "/ga4gh/tes", "/ga4gh/tes/v2/tasks",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("path", UNKNOWN_API_PATHS)
+def test_an_unknown_path_under_an_api_is_a_json_404(alice_token: str, path: str) -> None:
+    # CSRF checks on, as in a browser: an unknown path is not found, whatever the method
+    client = Client(headers={"Authorization": f"Bearer {alice_token}"}, enforce_csrf_checks=True)
+    for method in ("GET", "POST", "PUT", "DELETE"):
+        response = client.generic(method, path, b"{}", content_type="application/json")
+        assert response.status_code == 404, (method, path, response.status_code)
+        assert response["Content-Type"] == "application/json", (method, path)
+        assert "not found" in response.json()["detail"]
+    assert Client().get(path).status_code == 404  # without a token too
+
+
+def test_other_unknown_paths_keep_djangos_own_answers(db: None) -> None:
+    assert Client().get("/nosuch")["Content-Type"].startswith("text/html")
+    assert Client().get("/apiary").status_code == 404 and Client().get("/apiary")["Content-Type"].startswith("text/")
+    assert Client().get("/admin").status_code == 301
