@@ -31,6 +31,7 @@ class AttemptEnd(enum.StrEnum):
     JOB_LOST = "the backend no longer knows the job"
     BACKEND_UNAVAILABLE = "the backend could not take the job (engine or scheduler unreachable, image missing)"
     STORAGE_FAILED = "inputs, outputs or logs could not be read or stored"
+    LOCATION_UNREACHABLE = "an input or output URL names a location this deployment cannot read or write"
     WORKER_LOST = "the worker stopped heartbeating, or its flow run ended, vanished or never started"
     PLATFORM_ERROR = "an unexpected error in the platform's own code"
     # (a workflow run's attempt: its flow run)
@@ -59,6 +60,8 @@ POLICIES: Mapping[AttemptEnd, Policy] = {
     AttemptEnd.JOB_LOST: Policy(S.SYSTEM_ERROR, retried=True),
     AttemptEnd.BACKEND_UNAVAILABLE: Policy(S.SYSTEM_ERROR, retried=True),
     AttemptEnd.STORAGE_FAILED: Policy(S.SYSTEM_ERROR, retried=True),
+    # a platform limit, not a fault: the next attempt could reach the location no better
+    AttemptEnd.LOCATION_UNREACHABLE: Policy(S.SYSTEM_ERROR, retried=False),
     AttemptEnd.WORKER_LOST: Policy(S.SYSTEM_ERROR, retried=True),
     AttemptEnd.PLATFORM_ERROR: Policy(S.SYSTEM_ERROR, retried=True),
     AttemptEnd.FLOW_FAILED: Policy(S.EXECUTOR_ERROR, retried=False),

@@ -43,6 +43,10 @@ class OutputProblem(Exception):
     pass
 
 
+class UnreachableLocation(Exception):
+    """A location the task names that this deployment cannot read or write."""
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat()
 
@@ -108,8 +112,18 @@ def _copy_segment(source: Path, start: int, end: int, root: Path, container_path
             remaining -= len(chunk)
 
 
-def _stage(task: TaskIn, plan: MountPlan, fs: Path, blobs: dict[str, str], external: dict[str, Any]) -> None:
-    """Each input at its place (copied: an executor may change it without harming the stored blob)."""
+def _stage(
+    task: TaskIn,
+    plan: MountPlan,
+    fs: Path,
+    blobs: dict[str, str],
+    external: dict[str, Any],
+    unreachable: list[dict[str, str]],
+) -> None:
+    """Each input at its place (copied: an executor may change it without harming the stored blob).
+    First, a URL the task names that this deployment cannot reach ends it: nothing would run."""
+    if unreachable:
+        raise UnreachableLocation("; ".join(f"{item['where']}: {item['reason']}" for item in unreachable))
     storage = get_storage()
     for directory in plan.directories:
         plan.host_path(fs, directory).mkdir(parents=True, exist_ok=True)
@@ -227,7 +241,10 @@ class TesTaskRun:
         resources: dict[str, int] = tes.spec["resources"]
         blobs = {role: sha256 for role, _name, sha256 in await db(input_blobs)(self.calc.id)}
         try:
-            await asyncio.to_thread(_stage, task, plan, self.fs, blobs, tes.spec.get("external_inputs", {}))
+            await asyncio.to_thread(_stage, task, plan, self.fs, blobs, tes.spec.get("external_inputs", {}),
+                                    tes.spec.get("unreachable", []))  # fmt: skip
+        except UnreachableLocation as exc:
+            return await run._end(AttemptEnd.LOCATION_UNREACHABLE, f"cannot run this task here: {exc}")
         except (StorageError, OSError) as exc:
             return await run._end(AttemptEnd.STORAGE_FAILED, f"could not place the inputs: {exc}")
         for path in (self.stdout_path, self.stderr_path):

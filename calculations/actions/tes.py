@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
@@ -25,7 +26,7 @@ from calculations.states import CalculationState
 from calculations.tes import TES_TOOL, TES_VERSION
 from calculations.tes.external import s3_client
 from calculations.tes.paths import plan_mounts
-from calculations.tes.schemas import FileType, InputIn, TaskIn
+from calculations.tes.schemas import FileType, InputIn, OutputIn, TaskIn
 from calculations.tools import get_registry
 from emgapiv2.config import get_settings
 
@@ -86,8 +87,26 @@ class ExternalObject:
     key: str
 
 
-def _resolve_input(owner_id: int, i: int, item: InputIn, hosts: set[str]) -> File | ExternalObject | None:
-    """The file an input names: one of yours, an allowed S3 object, or None for inline content."""
+@dataclass(frozen=True)
+class Unreachable:
+    """A well-formed URL this deployment cannot read from or write to. The task is accepted, as other
+    TES servers accept it, and its attempt ends SYSTEM_ERROR with `reason` before any executor runs:
+    which locations a deployment reaches is its own limit, not a mistake in the request."""
+
+    where: str
+    reason: str
+
+    def stored(self) -> dict[str, str]:
+        return {"where": self.where, "reason": self.reason}
+
+
+# a URL that names a location (scheme://…), as opposed to a plain name or a path
+LOCATION_URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def _resolve_input(owner_id: int, i: int, item: InputIn, hosts: set[str]) -> File | ExternalObject | Unreachable | None:
+    """The file an input names: one of yours, an allowed S3 object, a location this deployment cannot
+    read (the task will fail saying so), or None for inline content."""
     where = f"inputs[{i}]"
     if item.type is FileType.DIRECTORY:
         raise InvalidInput(f"{where}.type: DIRECTORY inputs are not supported here; list each file as an input")
@@ -99,9 +118,8 @@ def _resolve_input(owner_id: int, i: int, item: InputIn, hosts: set[str]) -> Fil
         raise InvalidInput(f"{where}: give a url (emgapi://files/<id>, this API's file URL, s3://…) or content")
     url = item.url
     parts = urlsplit(url)
-    match = EMGAPI_FILE.match(url)
-    if match is None and parts.scheme in ("http", "https") and parts.netloc in hosts:
-        match = FILE_PATH.match(parts.path)
+    ours = parts.scheme in ("http", "https") and parts.netloc in hosts
+    match = EMGAPI_FILE.match(url) or (FILE_PATH.match(parts.path) if ours else None)
     if match is not None:
         try:
             file_id = UUID(match["id"])
@@ -111,38 +129,72 @@ def _resolve_input(owner_id: int, i: int, item: InputIn, hosts: set[str]) -> Fil
         if file is None:
             raise NotFound(f"{where}.url: file {file_id} not found")
         return file
+    location = LOCATION_URL.match(url)
+    if location is None or ours or parts.scheme == "emgapi":
+        # not a URL, or one of this API that names none of its files: a mistake in the request
+        raise InvalidInput(
+            f"{where}.url: {url!r} names no file; use emgapi://files/<id>, this API's file URLs "
+            f"(…/api/v2/files/<id> on {', '.join(sorted(hosts))}), s3://bucket/key, or inline content"
+        )
     if parts.scheme == "s3":
         return _resolve_s3(owner_id, where, parts.netloc, parts.path.lstrip("/"))
-    schemes = "emgapi://files/<id>, this API's file URLs (" + ", ".join(sorted(hosts)) + ")"
-    if get_settings().storage.backend == "s3":
-        schemes += ", s3://bucket/key"
-    raise InvalidInput(f"{where}.url: {url!r} is not a supported input; use {schemes}, or inline content")
+    return Unreachable(
+        f"{where}.url",
+        f"{url!r}: this deployment does not fetch {location['scheme']}:// URLs; name one of your files "
+        "(emgapi://files/<id>, this API's file URLs), an s3:// object it may read, or give inline content",
+    )
 
 
-def _resolve_s3(owner_id: int, where: str, bucket: str, key: str) -> File | ExternalObject:
+def _resolve_s3(owner_id: int, where: str, bucket: str, key: str) -> File | ExternalObject | Unreachable:
     settings = get_settings()
+    url = f"s3://{bucket}/{key}"
     if settings.storage.backend != "s3":
-        raise InvalidInput(f"{where}.url: s3:// inputs need S3 storage (EMGAPI_STORAGE__BACKEND=s3)")
+        return Unreachable(
+            f"{where}.url",
+            f"{url!r}: this deployment keeps files on its filesystem and reads no s3:// objects "
+            "(EMGAPI_STORAGE__BACKEND=s3 with EMGAPI_TES__S3_INPUT_BUCKETS would)",
+        )
     if bucket == settings.s3.bucket:
         # the platform's own blobs: only one of your files, by its content address
         prefix = settings.s3.key_prefix
         sha256 = key[len(prefix) :] if key.startswith(prefix) else ""
         file = File.objects.filter(owner_id=owner_id, sha256=sha256).first() if sha256 else None
         if file is None:
-            raise NotFound(f"{where}.url: no file of yours is stored at s3://{bucket}/{key}")
+            raise NotFound(f"{where}.url: no file of yours is stored at {url}")
         return file
     if bucket not in settings.tes.s3_input_buckets:
         allowed = ", ".join(settings.tes.s3_input_buckets) or "none"
-        raise Forbidden(
-            f"{where}.url: bucket {bucket!r} is not one tasks may read (EMGAPI_TES__S3_INPUT_BUCKETS: {allowed})"
+        return Unreachable(
+            f"{where}.url",
+            f"{url!r}: bucket {bucket!r} is not one tasks may read here (EMGAPI_TES__S3_INPUT_BUCKETS: {allowed})",
         )
     if not key:
         raise InvalidInput(f"{where}.url: s3://{bucket}/ names no object")
     try:
         s3_client().head_object(Bucket=bucket, Key=key)
     except Exception as exc:  # botocore's errors: absent, forbidden, unreachable
-        raise InvalidInput(f"{where}.url: cannot read s3://{bucket}/{key}: {exc}") from None
+        raise InvalidInput(f"{where}.url: cannot read {url}: {exc}") from None
     return ExternalObject(bucket, key)
+
+
+def _resolve_output(i: int, output: OutputIn) -> Unreachable | None:
+    """Outputs are stored as the owner's files, and `url` may name the file. A location URL (s3://…)
+    names a place this deployment never writes to: the task will fail saying so."""
+    url = output.url
+    if not url:
+        return None
+    if location := LOCATION_URL.match(url):
+        return Unreachable(
+            f"outputs[{i}].url",
+            f"{url!r}: this deployment stores outputs as your files and writes to no {location['scheme']}:// "
+            "location; leave url empty or give a plain name (the task's logs give each stored file's URL)",
+        )
+    if urlsplit(url).scheme or url.startswith("/") or "\x00" in url:
+        raise InvalidInput(
+            f"outputs[{i}].url: {url!r} is not supported; leave it empty or give a plain relative name: "
+            "the output is stored as your file, and the task's logs give its URL"
+        )
+    return None
 
 
 def _check_resources(task: TaskIn) -> tuple[list[str], dict[str, Any]]:
@@ -196,16 +248,12 @@ def check_create_tes_task(owner_id: int, task: TaskIn, *, hosts: set[str]) -> Ca
             f"inputs: {content_bytes} bytes of inline content; the limit is {limits.max_content_bytes}: "
             "upload larger data as a file (POST /api/v2/files) and name it by its URL"
         )
-    for i, output in enumerate(task.outputs or ()):
-        if output.url and (urlsplit(output.url).scheme or output.url.startswith("/") or "\x00" in output.url):
-            raise InvalidInput(
-                f"outputs[{i}].url: {output.url!r} is not supported; leave it empty or give a plain relative name: "
-                "the output is stored as your file, and the task's logs give its URL"
-            )
+    unwritable = [_resolve_output(i, output) for i, output in enumerate(task.outputs or ())]
     notes, resources = _check_resources(task)
     resolved = {i: _resolve_input(owner_id, i, item, hosts) for i, item in enumerate(task.inputs or ())}
+    unreachable = [item for item in [*resolved.values(), *unwritable] if isinstance(item, Unreachable)]
     return do_create_tes_task(owner_id, task, backend=backend, resolved=resolved, mounts=plan.directories,
-                              resources=resources, notes=notes)  # fmt: skip
+                              resources=resources, notes=notes, unreachable=unreachable)  # fmt: skip
 
 
 def input_role(index: int) -> str:
@@ -218,10 +266,11 @@ def do_create_tes_task(
     task: TaskIn,
     *,
     backend: str,
-    resolved: dict[int, File | ExternalObject | None],
+    resolved: dict[int, File | ExternalObject | Unreachable | None],
     mounts: tuple[str, ...],
     resources: dict[str, Any],
     notes: list[str],
+    unreachable: Sequence[Unreachable] = (),
 ) -> Calculation:
     """The calculation (QUEUED, launched after commit), its TES task, tags and input files. A task
     never comes from the cache: an image tag may now name other bytes, and TES clients expect a run."""
@@ -255,7 +304,14 @@ def do_create_tes_task(
         calculation=calc,
         name=task.name or "",
         description=task.description or "",
-        spec={"task": params, "mounts": list(mounts), "resources": resources, "external_inputs": external},
+        spec={
+            "task": params,
+            "mounts": list(mounts),
+            "resources": resources,
+            "external_inputs": external,
+            # the worker ends the task with these before it stages anything
+            "unreachable": [item.stored() for item in unreachable],
+        },
         tags=task.tags or {},
         logs={"1": {"logs": [], "outputs": [], "system_logs": notes}} if notes else {},
     )

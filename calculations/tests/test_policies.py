@@ -47,6 +47,12 @@ def test_an_operators_scancel_is_final() -> None:
     assert decide(AttemptEnd.STOPPED_OUTSIDE, current_state=S.RUNNING, attempt=1).state == S.SYSTEM_ERROR
 
 
+def test_a_location_the_deployment_cannot_reach_is_final() -> None:
+    """A TES task naming an s3:// object without S3 storage: another attempt could reach it no better."""
+    decision = decide(AttemptEnd.LOCATION_UNREACHABLE, current_state=S.INITIALIZING, attempt=1)
+    assert decision.state == S.SYSTEM_ERROR and decision.retry_in_seconds is None
+
+
 @pytest.mark.parametrize("end", list(AttemptEnd))
 def test_a_requested_cancel_wins_over_any_end(end: AttemptEnd) -> None:
     decision = decide(end, current_state=S.CANCELING, attempt=1)

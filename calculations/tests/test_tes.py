@@ -14,7 +14,7 @@ from django.test import Client
 from tes.models import ListTasksResponse, ServiceInfo, Task
 from tes.utils import unmarshal
 
-from calculations.models import Calculation
+from calculations.models import Calculation, TesTask
 from emgapiv2.config import get_settings
 
 pytestmark = pytest.mark.django_db
@@ -86,11 +86,14 @@ def test_a_task_naming_a_file_by_its_api_url_or_emgapi_url(tes: Tes, uploaded: U
         ({"inputs": [{"path": "/m.smi", "content": "x"}]}, "directly in /"),
         ({"inputs": [{"path": "/data/../etc/m.smi", "content": "x"}]}, "not a normalised path"),
         ({"inputs": [{"path": "/proc/x", "content": "x"}]}, "under /proc"),
-        ({"inputs": [{"path": "/data/m", "url": "ftp://example.org/m"}]}, "not a supported input"),
-        ({"inputs": [{"path": "/data/m", "url": "https://example.org/m"}]}, "emgapi://files/<id>"),
+        # not a URL, or one of this API's that names none of its files (a location elsewhere is accepted:
+        # test_a_url_this_deployment_cannot_reach_is_accepted_and_the_task_will_say_why)
+        ({"inputs": [{"path": "/data/m", "url": "data/m.smi"}]}, "'data/m.smi' names no file; use emgapi://files/<id>"),
+        ({"inputs": [{"path": "/data/m", "url": "emgapi://calculations/x"}]}, "names no file"),
+        ({"inputs": [{"path": "/data/m", "url": "http://testserver/api/v2/calculations/x"}]}, "names no file"),
         ({"inputs": [{"path": "/data/m"}]}, "give a url"),
         ({"inputs": [{"path": "/data/m", "type": "DIRECTORY", "url": "emgapi://files/x"}]}, "DIRECTORY inputs"),
-        ({"outputs": [{"path": "/data/out/x", "url": "s3://bucket/x"}]}, "plain relative name"),
+        ({"outputs": [{"path": "/data/out/x", "url": "s3:x"}]}, "plain relative name"),
         ({"outputs": [{"path": "/data/out/*.txt"}]}, "path_prefix"),
         ({"resources": {"cpu_cores": 999}}, "cpu_cores"),
         ({"resources": {"backend_parameters": {"gpu": "1"}, "backend_parameters_strict": True}}, "'gpu'"),
@@ -106,6 +109,43 @@ def test_a_wrong_task_is_a_400_that_says_what_is_wrong(tes: Tes, changes: dict[s
     assert response.status_code == 400, response.content
     assert says in response.json()["detail"]
     assert not Calculation.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("changes", "where", "says"),
+    [
+        # what the GA4GH compliance suite sends: a bucket of no S3 storage this deployment has
+        ({"inputs": [{"path": "/data/m", "url": "s3://my-object-store/file-1"}]}, "inputs[0].url",
+         "keeps files on its filesystem and reads no s3:// objects"),
+        ({"inputs": [{"path": "/data/m", "url": "ftp://example.org/m"}]}, "inputs[0].url",
+         "does not fetch ftp:// URLs"),
+        ({"inputs": [{"path": "/data/m", "url": "https://example.org/m"}]}, "inputs[0].url",
+         "does not fetch https:// URLs"),
+        ({"outputs": [{"path": "/data/out/x", "url": "s3://my-object-store/outfile-1"}]}, "outputs[0].url",
+         "writes to no s3:// location"),
+    ],
+)  # fmt: skip
+def test_a_url_this_deployment_cannot_reach_is_accepted_and_the_task_will_say_why(
+    tes: Tes, changes: dict[str, Any], where: str, says: str
+) -> None:
+    """As other TES servers do: the task is accepted, and ends SYSTEM_ERROR with this reason in its
+    system logs before any executor runs (workflows/tests/test_tes_unreachable.py)."""
+    created = tes.post("/tasks", task(**changes))
+    assert created.status_code == 200, created.content
+    (unreachable,) = TesTask.objects.get(calculation_id=created.json()["id"]).spec["unreachable"]
+    assert unreachable["where"] == where and says in unreachable["reason"]
+
+
+def test_with_s3_storage_a_bucket_tasks_may_not_read_is_accepted_and_the_task_will_say_why(
+    tes: Tes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(get_settings().storage, "backend", "s3")
+    monkeypatch.setattr(get_settings().tes, "s3_input_buckets", ["shared-refs"])
+    created = tes.post("/tasks", task(inputs=[{"path": "/data/m", "url": "s3://my-object-store/file-1"}]))
+    assert created.status_code == 200, created.content
+    (unreachable,) = TesTask.objects.get(calculation_id=created.json()["id"]).spec["unreachable"]
+    assert "bucket 'my-object-store' is not one tasks may read here" in unreachable["reason"]
+    assert "shared-refs" in unreachable["reason"]
 
 
 def test_inline_content_is_bounded(tes: Tes) -> None:
