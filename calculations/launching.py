@@ -55,6 +55,10 @@ class Launcher(Protocol):
         """The workflows deployed for users to launch."""
         ...
 
+    def paused_input_schema(self, flow_run_id: UUID) -> dict[str, Any]:
+        """The JSON schema of the input a paused run waits for (Conflict if it is not paused)."""
+        ...
+
     def resume_run(self, flow_run_id: UUID, run_input: dict[str, Any]) -> None:
         """Resume a paused run with its input; InvalidInput says why the input was refused."""
         ...
@@ -78,6 +82,9 @@ class NoLauncher:
 
     def workflows(self) -> list[WorkflowInfo]:
         return []
+
+    def paused_input_schema(self, flow_run_id: UUID) -> dict[str, Any]:
+        raise Unavailable("no launcher registered: nothing can be resumed")
 
     def resume_run(self, flow_run_id: UUID, run_input: dict[str, Any]) -> None:
         raise Unavailable("no launcher registered: nothing can be resumed")

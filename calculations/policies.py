@@ -37,6 +37,7 @@ class AttemptEnd(enum.StrEnum):
     # (a workflow run's attempt: its flow run)
     FLOW_FAILED = "the workflow's flow raised: a step failed, or its own code did"
     STEP_SYSTEM_ERROR = "a step of the workflow failed in the platform, after that step's own retries"
+    LAUNCH_REFUSED = "Prefect refused to create the flow run (its parameters, or a deployment no longer there)"
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,8 @@ POLICIES: Mapping[AttemptEnd, Policy] = {
     AttemptEnd.PLATFORM_ERROR: Policy(S.SYSTEM_ERROR, retried=True),
     AttemptEnd.FLOW_FAILED: Policy(S.EXECUTOR_ERROR, retried=False),
     AttemptEnd.STEP_SYSTEM_ERROR: Policy(S.SYSTEM_ERROR, retried=False),
+    # the same request would be refused again: a retry would only hold the owner's quota
+    AttemptEnd.LAUNCH_REFUSED: Policy(S.SYSTEM_ERROR, retried=False),
 }
 
 

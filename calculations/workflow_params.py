@@ -1,10 +1,17 @@
-"""Checking a workflow run's parameters before anything runs: against the JSON schema Prefect derived
-from the flow's signature (a 422 naming the field), every file a parameter names must be the
-submitter's (a 404, as everywhere), and a `pipeline`'s DAG must hold together (a 422 naming the step
-and field: `calculations/pipelines.py`)."""
+"""Checking what a user gives a workflow before anything runs: a run's parameters, and the input a
+paused run waits for. Both are checked against their JSON schema (the one Prefect derived from the
+flow's signature, the one it stored for the pause), with keys the schema does not name refused (a
+422 naming the field); every file they name must be the submitter's (a 404, as everywhere); and a
+`pipeline`'s DAG must hold together (a 422 naming the step and field: `calculations/pipelines.py`).
+
+Both go to Prefect as they are, and its server fills in any object with a `__prefect_kind` key (a
+workspace variable, a template) before the flow sees it: such keys are refused anywhere, as are
+values nested or large enough to break its client (`workflow.max_params_depth`, `max_params_bytes`).
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
@@ -21,6 +28,12 @@ from emgapiv2.config import get_settings
 # The JSON-schema mark of a parameter that holds a file id (`workflows.sdk.FileId` sets it).
 FILE_MARK = "x-emgapi-file"
 PIPELINE = "pipeline"
+# Prefect's placeholders (`__prefect_kind`): its server would replace them with its own data
+PREFECT_KEY_PREFIX = "__prefect"
+# keywords whose value is one schema, or a list or a map of them (where `_closed` looks for objects)
+_SUBSCHEMA = ("items", "additionalItems", "additionalProperties", "not", "contains", "if", "then", "else")
+_SUBSCHEMA_LISTS = ("anyOf", "allOf", "oneOf", "prefixItems")
+_SUBSCHEMA_MAPS = ("properties", "patternProperties", "definitions", "$defs", "dependentSchemas")
 
 
 def find_workflow(name: str) -> WorkflowInfo:
@@ -59,36 +72,94 @@ def marked_files(schema: dict[str, Any], value: Any, root: dict[str, Any], where
             yield from marked_files(schema["items"], item, root, f"{where}[{i}]")
 
 
-def _schema_errors(schema: dict[str, Any], params: dict[str, Any]) -> list[str]:
+def check_plain_json(value: Any, where: str) -> None:
+    """`value` is data Prefect passes on as it is: no key of Prefect's placeholders at any depth,
+    nested at most `workflow.max_params_depth` deep, at most `workflow.max_params_bytes` as JSON."""
+    settings = get_settings().workflow
+    # iteratively, so that a value nested deeper than Python's recursion limit is refused, not a crash
+    pending: list[tuple[Any, str, int]] = [(value, where, 1)]
+    while pending:
+        item, path, depth = pending.pop()
+        if not isinstance(item, dict | list):
+            continue
+        if depth > settings.max_params_depth:
+            raise InvalidInput(f"{path[:300]}: nested more than {settings.max_params_depth} levels deep")
+        children = item.items() if isinstance(item, dict) else enumerate(item)
+        for key, child in children:
+            if isinstance(key, str) and key.startswith(PREFECT_KEY_PREFIX):
+                raise InvalidInput(
+                    f"{path[:300]}.{key[:100]}: a key starting {PREFECT_KEY_PREFIX!r} is one of Prefect's "
+                    "placeholders, which its server would fill in: give the value itself"
+                )
+            pending.append((child, f"{path}.{key}" if isinstance(item, dict) else f"{path}[{key}]", depth + 1))
+    size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+    if size > settings.max_params_bytes:
+        raise InvalidInput(
+            f"{where}: {size} bytes as JSON; at most {settings.max_params_bytes}. "
+            "Upload large data as a file (POST /api/v2/files) and pass its id"
+        )
+
+
+def _closed(schema: Any) -> Any:
+    """A copy of `schema` in which an object that lists its properties takes no others unless it says
+    so: an unknown key is a mistake the user hears about, not a value the flow silently drops."""
+    if not isinstance(schema, dict):
+        return schema
+    closed = dict(schema)
+    for keyword in _SUBSCHEMA:
+        if keyword in closed:
+            closed[keyword] = _closed(closed[keyword])
+    for keyword in _SUBSCHEMA_LISTS:
+        if isinstance(closed.get(keyword), list):
+            closed[keyword] = [_closed(option) for option in closed[keyword]]
+    for keyword in _SUBSCHEMA_MAPS:
+        if isinstance(closed.get(keyword), dict):
+            closed[keyword] = {name: _closed(sub) for name, sub in closed[keyword].items()}
+    if isinstance(closed.get("properties"), dict) and "additionalProperties" not in closed:
+        closed["additionalProperties"] = False
+    return closed
+
+
+def _schema_errors(schema: dict[str, Any], value: dict[str, Any], where: str) -> list[str]:
     try:
-        validator = Draft7Validator(schema)
-        errors = sorted(validator.iter_errors(params), key=lambda error: list(map(str, error.absolute_path)))
+        validator = Draft7Validator(_closed(schema))
+        errors = sorted(validator.iter_errors(value), key=lambda error: list(map(str, error.absolute_path)))
     except SchemaError:  # a flow whose schema is broken: nothing to check against but its own run
         return []
     limit = get_settings().max_validation_errors
     described = []
     for error in errors[:limit]:
-        location = ".".join(["params", *map(str, error.absolute_path)])
+        location = ".".join([where, *map(str, error.absolute_path)])
         described.append(f"{location}: {error.message[:300]}")
     if len(errors) > limit:
         described.append(f"and {len(errors) - limit} more errors")
     return described
 
 
-def check_workflow_params(owner_id: int, workflow: WorkflowInfo, params: dict[str, Any]) -> None:
-    schema = workflow.parameters_schema or {}
-    if errors := _schema_errors(schema, params):
+def _check_against(owner_id: int, schema: dict[str, Any], value: dict[str, Any], where: str) -> None:
+    """`value` (named `where` in messages) is plain data, fits `schema`, and names only the owner's files."""
+    check_plain_json(value, where)
+    if errors := _schema_errors(schema, value, where):
         raise InvalidInput("; ".join(errors))
-    named = list(marked_files(schema, params, schema, "params"))
     ids: dict[UUID, str] = {}
-    for where, value in named:
+    for path, item in marked_files(schema, value, schema, where):
         try:
-            ids[UUID(str(value))] = where
+            ids[UUID(str(item))] = path
         except ValueError:
-            raise InvalidInput(f"{where}: {str(value)[:100]!r} is not a file id") from None
+            raise InvalidInput(f"{path}: {str(item)[:100]!r} is not a file id") from None
     owned = set(File.objects.filter(owner_id=owner_id, id__in=list(ids)).values_list("id", flat=True))
-    for file_id, where in ids.items():
+    for file_id, path in ids.items():
         if file_id not in owned:
-            raise NotFound(f"{where}: file {file_id} not found")
+            raise NotFound(f"{path}: file {file_id} not found")
+
+
+def check_workflow_params(owner_id: int, workflow: WorkflowInfo, params: dict[str, Any]) -> None:
+    _check_against(owner_id, workflow.parameters_schema or {}, params, "params")
     if workflow.name == PIPELINE:
         check_pipeline(owner_id, {"steps": params.get("steps")})
+
+
+def check_resume_input(owner_id: int, flow_run_id: UUID, run_input: dict[str, Any]) -> None:
+    """The input a paused run is given fits the form it paused with (the schema Prefect stored for
+    the pause), and names only the owner's files."""
+    _check_against(owner_id, get_launcher().paused_input_schema(flow_run_id), run_input, "input")

@@ -259,6 +259,19 @@ class WorkflowSettings(BaseModel):
     pause_poll_seconds: int = Field(
         2, ge=1, description="How often a paused workflow run checks whether it was resumed or canceled."
     )
+    max_params_depth: int = Field(
+        32,
+        ge=4,
+        le=200,
+        description="Deepest nesting (objects and lists) of a workflow run's parameters or a resume's input (422 "
+        "deeper): Prefect's client fails on deeply nested values.",
+    )
+    max_params_bytes: int = Field(
+        512 * 1024,
+        ge=1024,
+        description="Largest workflow run's parameters (or a resume's input) as JSON (422 above it); they are "
+        "stored with the run and sent to Prefect. A pipeline mapped over 10,000 files needs about 450 KB.",
+    )
     step_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "WARNING",
         description="Least level of a step's log lines sent to the Prefect dashboard (its task run's): "

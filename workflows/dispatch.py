@@ -8,6 +8,7 @@ The idempotency key `<id>:<attempt>` makes a repeated dispatch return the existi
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -29,6 +30,7 @@ logger = logging.getLogger(__name__)
 WORKFLOW_TAG = "emgapi-workflow"  # a deployment users may launch (task deploy-flow tags it)
 RUN_TAG = "workflow-run:"  # a flow run's tag naming the workflow run (and ATTEMPT_TAG its attempt) it serves
 ATTEMPT_TAG = "attempt:"
+RETRIED_STATUSES = frozenset({401, 403, 408, 429})  # Prefect's 4xx answers that are not a refusal
 
 # ("calculation" | "workflow-run", id)
 _queue: queue.Queue[tuple[str, UUID]] = queue.Queue()
@@ -116,36 +118,78 @@ def workflow_run_tags(flow_run_tags: list[str]) -> tuple[UUID, int] | None:
     return UUID(run), int(attempt)
 
 
+def _is_refusal(status: int) -> bool:
+    """A 4xx answer refuses the request itself (its parameters, a deployment gone): sent again, it
+    would be refused again. 401/403 (the platform's own credentials), 408 and 429 (Prefect busy) are
+    retried, as an unreachable Prefect is."""
+    return 400 <= status < 500 and status not in RETRIED_STATUSES
+
+
+def _end_refused(workflow_run_id: UUID, attempt: int, reason: str) -> None:
+    """The run cannot start: SYSTEM_ERROR (never retried), its quota slot freed."""
+    from calculations.actions import do_end_workflow_run
+    from calculations.errors import InvalidTransition
+    from calculations.policies import AttemptEnd
+
+    try:
+        do_end_workflow_run(workflow_run_id, attempt, AttemptEnd.LAUNCH_REFUSED, message=reason, actor="dispatcher")
+    except InvalidTransition:
+        pass  # it ended meanwhile: canceled, or refused by another process's dispatcher
+
+
 def create_workflow_flow_run(client: SyncPrefectClient, workflow_run_id: UUID) -> UUID | None:
-    """Create (idempotently) the flow run of the workflow run's current attempt and record it. A
-    workflow no longer deployed ends the run: SYSTEM_ERROR, saying so."""
+    """Create (idempotently) the flow run of the workflow run's current attempt and record it.
+
+    A run Prefect refuses (a workflow no longer deployed, parameters its server rejects) ends
+    SYSTEM_ERROR at once, saying so but not repeating Prefect's answer, which can name its server's
+    variables: that goes to the log, once. An unreachable Prefect raises (the run stays QUEUED and
+    the reconciler dispatches it again)."""
+    import httpx
     from prefect.exceptions import ObjectNotFound
 
-    from calculations.actions import do_end_workflow_run, do_record_workflow_flow_run
+    from calculations.actions import do_record_workflow_flow_run
+    from calculations.errors import InvalidInput
     from calculations.models import WorkflowRun
-    from calculations.policies import AttemptEnd
     from calculations.states import CalculationState
+    from calculations.workflow_params import check_plain_json
 
     row = WorkflowRun.objects.filter(id=workflow_run_id).values("attempt", "state", "flow_run_id", "workflow", "params")
     found = row.first()
     if found is None or found["state"] != CalculationState.QUEUED or found["flow_run_id"] is not None:
         return None
+    attempt = found["attempt"]
     try:
+        check_plain_json(found["params"], "params")  # (the API checks this; a run stored before it did not)
         deployment = client.read_deployment_by_name(workflow_deployment_name(found["workflow"]))
-    except ObjectNotFound:
-        do_end_workflow_run(
-            workflow_run_id, found["attempt"], AttemptEnd.STOPPED_OUTSIDE,
-            message=f"workflow {found['workflow']!r} is no longer deployed", actor="dispatcher",
-        )  # fmt: skip
+        flow_run = client.create_flow_run_from_deployment(
+            deployment.id,
+            parameters=found["params"],
+            idempotency_key=f"workflow-run:{workflow_run_id}:{attempt}",
+            name=f"wf-{workflow_run_id}",
+            tags=[f"{RUN_TAG}{workflow_run_id}", f"{ATTEMPT_TAG}{attempt}"],
+        )
+    except InvalidInput as exc:
+        _end_refused(workflow_run_id, attempt, f"its parameters cannot be sent to Prefect: {exc}")
         return None
-    flow_run = client.create_flow_run_from_deployment(
-        deployment.id,
-        parameters=found["params"],
-        idempotency_key=f"workflow-run:{workflow_run_id}:{found['attempt']}",
-        name=f"wf-{workflow_run_id}",
-        tags=[f"{RUN_TAG}{workflow_run_id}", f"{ATTEMPT_TAG}{found['attempt']}"],
-    )
-    do_record_workflow_flow_run(workflow_run_id, found["attempt"], flow_run.id)
+    except ObjectNotFound:
+        _end_refused(workflow_run_id, attempt, f"workflow {found['workflow']!r} is no longer deployed")
+        return None
+    except httpx.HTTPStatusError as exc:
+        status = exc.response.status_code
+        if not _is_refusal(status):
+            raise
+        logger.warning(
+            "Prefect refused the flow run of workflow run %s (HTTP %s): %s",
+            workflow_run_id, status, exc.response.text[:2000],
+        )  # fmt: skip
+        _end_refused(
+            workflow_run_id,
+            attempt,
+            f"Prefect refused to create its flow run (HTTP {status}): its parameters do not fit the workflow "
+            "as deployed now. Operators find Prefect's answer in the platform's log.",
+        )
+        return None
+    do_record_workflow_flow_run(workflow_run_id, attempt, flow_run.id)
     return flow_run.id
 
 
@@ -243,6 +287,26 @@ def deployed_workflows() -> list[WorkflowInfo]:
         return found
 
 
+def paused_input_schema(flow_run_id: UUID) -> dict[str, Any]:
+    """The JSON schema Prefect stored for the input a paused flow run waits for (a pause without
+    input: an object with no keys). Conflict if the flow run is not paused."""
+    from prefect.client.orchestration import get_client
+
+    try:
+        with get_client(sync_client=True) as client:
+            flow_run = client.read_flow_run(flow_run_id)
+            if flow_run.state is None or not flow_run.state.is_paused():
+                raise Conflict(f"flow run {flow_run_id} is not paused")
+            keyset = flow_run.state.state_details.run_input_keyset
+            stored = client.read_flow_run_input(flow_run_id, keyset["schema"]) if keyset else None
+    except Conflict:
+        raise
+    except Exception as exc:
+        raise Unavailable(f"Prefect did not give the paused run's form: {type(exc).__name__}") from None
+    schema = json.loads(stored) if stored else {"type": "object", "properties": {}}
+    return schema if isinstance(schema, dict) else {}
+
+
 def resume_flow_run(flow_run_id: UUID, run_input: dict[str, Any]) -> None:
     """Resume a paused flow run with its input, as the dashboard's form does; the input is validated
     against the schema the pause stored (InvalidInput with Prefect's reason if it does not fit)."""
@@ -287,6 +351,9 @@ class PrefectLauncher:
 
     def launch_workflow_run(self, workflow_run_id: UUID) -> None:
         dispatch_workflow_run(workflow_run_id)
+
+    def paused_input_schema(self, flow_run_id: UUID) -> dict[str, Any]:
+        return paused_input_schema(flow_run_id)
 
     def resume_run(self, flow_run_id: UUID, run_input: dict[str, Any]) -> None:
         resume_flow_run(flow_run_id, run_input)

@@ -53,6 +53,7 @@ from calculations.actions.transitions import RECONCILER_ACTOR, WORKER_ACTOR, use
 from calculations.actions.uploads import check_create_upload, do_abort_upload, do_complete_upload, do_expire_uploads
 from calculations.actions.workers import do_end_worker, do_register_worker, do_worker_heartbeat
 from calculations.actions.workflow_runs import (
+    check_resume_workflow_run,
     do_adopt_flow_run,
     do_cancel_steps,
     do_create_step,
@@ -61,6 +62,7 @@ from calculations.actions.workflow_runs import (
     do_pause_workflow_run,
     do_record_workflow_flow_run,
     do_request_cancel_workflow_run,
+    do_resume_workflow_run,
     do_start_workflow_run,
     do_unpause_workflow_run,
 )
@@ -84,9 +86,11 @@ __all__ = [
     "do_unpause_workflow_run",
     "do_record_workflow_flow_run",
     "do_request_cancel_workflow_run",
+    "do_resume_workflow_run",
     "do_start_workflow_run",
     "check_create_calculation",
     "check_create_upload",
+    "check_resume_workflow_run",
     "check_storage_quota",
     "check_upload_size",
     "clean_file_name",

@@ -16,14 +16,16 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
+from calculations.actions.access import access_workflow_run_by_id
 from calculations.actions.cancels import do_request_cancel
 from calculations.actions.submissions import StepRef, check_active_quota, check_create_calculation
 from calculations.actions.transitions import WORKER_ACTOR, user_actor
 from calculations.errors import InvalidTransition, NotFound
-from calculations.launching import launch_workflow_run_after_commit, stop_run_after_commit
+from calculations.launching import get_launcher, launch_workflow_run_after_commit, stop_run_after_commit
 from calculations.models import Calculation, WorkflowRun, WorkflowRunEvent
 from calculations.policies import AttemptEnd, decide
 from calculations.states import ACTIVE_STATES, WORKFLOW_TRANSITIONS, CalculationState, sources_of
+from calculations.workflow_params import check_resume_input
 from emgapiv2.config import get_settings
 
 S = CalculationState
@@ -137,9 +139,47 @@ def do_pause_workflow_run(workflow_run_id: UUID, attempt: int, *, description: s
 
 @transaction.atomic
 def do_unpause_workflow_run(workflow_run_id: UUID, attempt: int) -> WorkflowRun:
-    """The input came: RUNNING again."""
+    """The input came: RUNNING again (already, if it came through the API: `do_resume_workflow_run`)."""
     run = lock_workflow_run(workflow_run_id)
+    if run.state == S.RUNNING and run.attempt == attempt:
+        return run
     return _transition(run, attempt, S.RUNNING, actor=WORKER_ACTOR, reason="resumed with its input")
+
+
+def _resumable(run: WorkflowRun) -> UUID:
+    """The paused flow run a resume of `run` goes to (InvalidTransition, saying why, if there is none)."""
+    if run.state == S.PAUSED and run.flow_run_id is not None:
+        return run.flow_run_id
+    last = run.events.order_by("-created_at", "-id").values_list("from_state", "to_state").first()
+    if last == (S.PAUSED, S.RUNNING):
+        raise InvalidTransition(f"workflow run {run.id} was already resumed: it is RUNNING")
+    raise InvalidTransition(f"workflow run {run.id} is {run.state}: only a PAUSED run is resumed")
+
+
+def check_resume_workflow_run(owner_id: int, workflow_run_id: UUID, run_input: dict[str, Any]) -> WorkflowRun:
+    """Resume the owner's PAUSED run with `run_input`, once it is checked against the form the run
+    paused with (422 naming the field) and names only the owner's files (404)."""
+    run = access_workflow_run_by_id(owner_id, workflow_run_id)
+    flow_run_id = _resumable(run)
+    check_resume_input(owner_id, flow_run_id, run_input)
+    return do_resume_workflow_run(run.id, flow_run_id, run_input, actor=user_actor(owner_id))
+
+
+@transaction.atomic
+def do_resume_workflow_run(
+    workflow_run_id: UUID, flow_run_id: UUID, run_input: dict[str, Any], *, actor: str
+) -> WorkflowRun:
+    """PAUSED -> RUNNING, and flow run `flow_run_id` (the one the input was checked for) resumed with it.
+
+    Of concurrent resumes exactly one wins: the row moves under its lock before Prefect is asked, and
+    Prefect is asked inside the transaction, so that a refusal there (the pause timed out, the input
+    did not fit) rolls the move back and the run stays PAUSED for another try."""
+    run = lock_workflow_run(workflow_run_id)
+    if _resumable(run) != flow_run_id:
+        raise InvalidTransition(f"workflow run {run.id} paused again meanwhile: give the input again")
+    run = _transition(run, run.attempt, S.RUNNING, actor=actor, reason="resumed with its input")
+    get_launcher().resume_run(flow_run_id, run_input)
+    return run
 
 
 @transaction.atomic

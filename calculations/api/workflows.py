@@ -9,13 +9,13 @@ from ninja.pagination import paginate
 
 from calculations.actions import (
     access_workflow_run_by_id,
+    check_resume_workflow_run,
     do_create_workflow_run,
     do_request_cancel_workflow_run,
     user_actor,
 )
 from calculations.api.pagination import BoundedLimitOffsetPagination
 from calculations.api.requests import AuthedRequest
-from calculations.errors import Conflict
 from calculations.launching import get_launcher
 from calculations.models import WorkflowRun
 from calculations.schemas import (
@@ -27,7 +27,6 @@ from calculations.schemas import (
     WorkflowRunOut,
     WorkflowRunSummaryOut,
 )
-from calculations.states import CalculationState
 from calculations.workflow_params import check_workflow_params, find_workflow
 
 workflows_router = Router(tags=["workflows"])
@@ -101,10 +100,7 @@ def cancel_workflow_run(request: AuthedRequest, workflow_run_id: UUID) -> tuple[
     operation_id="resume_workflow_run",
 )
 def resume_workflow_run(request: AuthedRequest, workflow_run_id: UUID, payload: ResumeIn) -> tuple[int, WorkflowRun]:
-    """Give a PAUSED run the input it waits for (as the dashboard's form does): it is validated
-    against the form's schema (422 with the reason), and the run continues (RUNNING soon after)."""
-    run = access_workflow_run_by_id(request.auth.id, workflow_run_id)
-    if run.state != CalculationState.PAUSED or run.flow_run_id is None:
-        raise Conflict(f"workflow run {run.id} is {run.state}: only a PAUSED run is resumed")
-    get_launcher().resume_run(run.flow_run_id, payload.input)
-    return 202, WorkflowRun.objects.get(id=run.id)
+    """Give a PAUSED run the input it waits for (as the dashboard's form does). It is checked against
+    the form's schema (422 naming the field; unknown keys too), files it names must be yours (404),
+    and the run continues (RUNNING). Of concurrent resumes one wins; the others are a 409."""
+    return 202, check_resume_workflow_run(request.auth.id, workflow_run_id, payload.input)

@@ -58,6 +58,9 @@ class RecordingLauncher:
     def workflows(self) -> list[WorkflowInfo]:
         return []
 
+    def paused_input_schema(self, flow_run_id: UUID) -> dict[str, Any]:
+        return {}
+
     def resume_run(self, flow_run_id: UUID, run_input: dict[str, Any]) -> None:
         pass
 

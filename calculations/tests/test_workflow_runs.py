@@ -155,3 +155,132 @@ def test_a_failed_run_keeps_its_error_and_cancels_what_it_left_running(alice_id:
     assert Calculation.objects.get(id=left.id).state == "CANCELED"
     events = list(ended.events.values_list("from_state", "to_state"))
     assert events == [("", "QUEUED"), ("QUEUED", "RUNNING"), ("RUNNING", "EXECUTOR_ERROR")]
+
+
+@pytest.fixture
+def more_workflows(workflow_catalogue: list[Any]) -> None:
+    """`choose-profile` (the example that pauses), and a workflow with a free-form parameter."""
+    from prefect.utilities.callables import parameter_schema
+
+    from calculations.launching import WorkflowInfo
+    from workflows.flows.choose_profile import choose_profile
+
+    schema = parameter_schema(choose_profile.fn).model_dump(exclude_unset=True)
+    free_form = {"type": "object", "properties": {"options": {"type": "object"}}}
+    workflow_catalogue += [WorkflowInfo("choose-profile", "", schema), WorkflowInfo("free-form", "", free_form)]
+
+
+PLACEHOLDER = {"__prefect_kind": "workspace_variable", "variable_name": "nope"}
+
+
+def _nested(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+@pytest.mark.parametrize(
+    "workflow, params, message",
+    [
+        ("choose-profile", {"genomes": [], "x": 1}, "params: Additional properties are not allowed ('x' was"),
+        ("choose-profile", {"genomes": [], "x": PLACEHOLDER},
+         "params.x.__prefect_kind: a key starting '__prefect' is one of Prefect's placeholders"),
+        ("free-form", {"options": {"a": [{"b": {"__prefect_kind": "json", "value": "[]"}}]}},
+         "params.options.a[0].b.__prefect_kind: a key starting '__prefect'"),
+        ("free-form", {"options": {"__prefectx": 1}}, "params.options.__prefectx: a key starting '__prefect'"),
+        ("free-form", {"options": _nested(800)}, "params.options.a.a.a"),
+        ("free-form", {"options": _nested(800)}, "nested more than 32 levels deep"),
+        ("free-form", {"options": {"text": "x" * 600_000}}, "params: 600023 bytes as JSON; at most 524288"),
+        ("choose-profile", {"genomes": [], "pause_timeout_seconds": -5}, "params.pause_timeout_seconds: "),
+        ("choose-profile", {"genomes": [], "pause_timeout_seconds": 0}, "params.pause_timeout_seconds: "),
+        ("choose-profile", {"genomes": [], "pause_timeout_seconds": 10**12}, "params.pause_timeout_seconds: "),
+    ],
+)  # fmt: skip
+@pytest.mark.usefixtures("more_workflows")
+def test_workflow_parameters_the_flow_does_not_take_as_they_are_are_a_422(
+    alice: ApiClient, workflow: str, params: dict[str, Any], message: str
+) -> None:
+    """Unknown keys, Prefect's placeholders (its server would fill them in from its own variables,
+    and its error would name them), values nested or large enough to break the dispatcher, and a
+    pause timeout that is not a positive, bounded number of seconds: all refused before a run exists."""
+    response = alice.post(f"/workflows/{workflow}/runs", {"params": params})
+    assert response.status_code == 422, response.content
+    assert message in response.json()["detail"]
+    assert WorkflowRun.objects.count() == 0
+
+
+def _paused_run(owner_id: int) -> WorkflowRun:
+    run = actions.do_create_workflow_run(owner_id, "choose-profile", {"genomes": []})
+    actions.do_start_workflow_run(run.id, 1, flow_run_id=uuid4(), worker="w1")
+    return actions.do_pause_workflow_run(run.id, 1, description="Choose the profile")
+
+
+@pytest.fixture
+def paused_in_prefect(monkeypatch: pytest.MonkeyPatch) -> list[tuple[UUID, dict[str, Any]]]:
+    """Stand-in for a flow run Prefect holds paused for `ProfileChoice` (the integration tests pause a
+    real one): the schema Prefect stores for the pause's input, and the resumes it was given."""
+    from prefect._internal.pydantic.v2_schema import create_v2_schema
+    from prefect.input.run_input import run_input_subclass_from_type
+
+    from workflows import dispatch
+    from workflows.flows.choose_profile import ProfileChoice
+
+    wanted = run_input_subclass_from_type(ProfileChoice)
+    schema = create_v2_schema(wanted.__name__, model_base=wanted)
+    resumed: list[tuple[UUID, dict[str, Any]]] = []
+    monkeypatch.setattr(dispatch, "paused_input_schema", lambda flow_run_id: schema, raising=False)
+    monkeypatch.setattr(
+        dispatch, "resume_flow_run", lambda flow_run_id, run_input: resumed.append((flow_run_id, run_input))
+    )
+    return resumed
+
+
+def test_a_resume_input_is_checked_before_the_run_continues(
+    alice: ApiClient, alice_id: int, bob: ApiClient, paused_in_prefect: list[Any]
+) -> None:
+    run = _paused_run(alice_id)
+    bobs = bob.upload("b.hmm", b"HMMER3/f\n").json()["id"]
+    mine = alice.upload("a.hmm", b"HMMER3/f\n").json()["id"]
+    for run_input, status, message in [
+        ({"profile": "x"}, 422, "input.profile: 'x' is not a file id"),
+        ({"profile": mine, "evalue": -1}, 422, "input.evalue: "),
+        ({"profile": mine, "more": 1}, 422, "Additional properties are not allowed ('more' was unexpected)"),
+        ({"profile": mine, "evalue": PLACEHOLDER}, 422, "input.evalue.__prefect_kind: a key starting '__prefect'"),
+        ({"profile": bobs}, 404, f"input.profile: file {bobs} not found"),
+    ]:
+        response = alice.post(f"/workflow-runs/{run.id}/resume", {"input": run_input})
+        assert (response.status_code, message in response.json()["detail"]) == (status, True), response.content
+    assert paused_in_prefect == [] and WorkflowRun.objects.get(id=run.id).state == "PAUSED"
+
+
+def test_of_concurrent_resumes_one_wins_and_the_others_hear_it_was_resumed(
+    alice: ApiClient, alice_id: int, paused_in_prefect: list[Any]
+) -> None:
+    run = _paused_run(alice_id)
+    profile = alice.upload("a.hmm", b"HMMER3/f\n").json()["id"]
+    first = alice.post(f"/workflow-runs/{run.id}/resume", {"input": {"profile": profile, "evalue": 0.1}})
+    assert (first.status_code, first.json()["state"]) == (202, "RUNNING"), first.content
+    again = alice.post(f"/workflow-runs/{run.id}/resume", {"input": {"profile": profile, "evalue": 0.5}})
+    assert again.status_code == 409 and "already resumed" in again.json()["detail"], again.content
+    assert paused_in_prefect == [(run.flow_run_id, {"profile": profile, "evalue": 0.1})]  # only the winner's input
+    assert actions.do_unpause_workflow_run(run.id, 1).state == "RUNNING"  # the flow, given its input, goes on
+    events = list(WorkflowRun.objects.get(id=run.id).events.values_list("to_state", "actor"))
+    assert events[-1] == ("RUNNING", f"user:{alice_id}")  # the resume is logged once, as the user's
+
+
+def test_a_resume_prefect_refuses_leaves_the_run_paused(
+    alice: ApiClient, alice_id: int, paused_in_prefect: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from calculations.errors import Conflict
+    from workflows import dispatch
+
+    def timed_out(flow_run_id: UUID, run_input: dict[str, Any]) -> None:
+        raise Conflict("the pause timed out: the run can no longer be resumed")
+
+    monkeypatch.setattr(dispatch, "resume_flow_run", timed_out)
+    run = _paused_run(alice_id)
+    profile = alice.upload("a.hmm", b"HMMER3/f\n").json()["id"]
+    response = alice.post(f"/workflow-runs/{run.id}/resume", {"input": {"profile": profile}})
+    assert response.status_code == 409 and "timed out" in response.json()["detail"]
+    assert WorkflowRun.objects.get(id=run.id).state == "PAUSED"

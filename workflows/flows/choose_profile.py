@@ -9,7 +9,7 @@ searches every genome's proteins with hmmsearch.
 from __future__ import annotations
 
 import asyncio
-from uuid import UUID
+from typing import Annotated
 
 from prefect import flow
 from prefect.artifacts import acreate_table_artifact
@@ -17,14 +17,20 @@ from pydantic import BaseModel, Field
 
 from workflows.sdk import FileId, pause_for_input, read_text, run_tool
 
+MAX_PAUSE_SECONDS = 7 * 24 * 3600
+
 
 class ProfileChoice(BaseModel):
-    profile: UUID = Field(description="File id of the profile HMM to search with (one of yours).")
+    # FileId: the API checks that the file is the resuming user's before the run continues
+    profile: FileId = Field(description="File id of the profile HMM to search with (one of yours).")
     evalue: float = Field(1e-5, gt=0, description="Report hits at or below this E-value.")
 
 
 @flow(name="choose-profile", persist_result=False)
-async def choose_profile(genomes: list[FileId], pause_timeout_seconds: int | None = None) -> dict[str, list[str]]:
+async def choose_profile(
+    genomes: list[FileId],
+    pause_timeout_seconds: Annotated[int, Field(gt=0, le=MAX_PAUSE_SECONDS)] | None = None,
+) -> dict[str, list[str]]:
     """Call genes on each genome (prodigal), show their counts, wait for an operator to choose the
     profile and E-value, then search every genome's proteins (hmmsearch)."""
     called = await asyncio.gather(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from uuid import UUID
 
@@ -172,22 +173,46 @@ def test_the_example_flow_waits_for_an_operator_and_resumes_from_prefects_form(a
 
 
 def test_a_paused_run_is_resumed_through_the_api_with_its_input_checked(api: Api, choose_profile: str) -> None:
+    """The input is checked against the form the run paused with, before the run goes on (a mistake
+    is a 422 or a 404 and the run still waits); of concurrent resumes exactly one wins."""
     genome, profile = _uploads(api)
+    theirs = Api(str(api.http.base_url).removesuffix("/api/v2/"), user="someone-else").upload("t.hmm", b"HMMER3/f\n")
     run = run_workflow(api, choose_profile, {"genomes": [genome]})
-    assert api.http.post(f"/workflow-runs/{run['id']}/resume", json={"input": {}}).status_code == 409  # not yet
+    resume = f"/workflow-runs/{run['id']}/resume"
+    assert api.http.post(resume, json={"input": {}}).status_code == 409  # not yet
     paused = wait_run(api, run["id"], {"PAUSED", *TERMINAL}, timeout_seconds=120)
     assert paused["state"] == "PAUSED", paused["error"]
-    bad = api.http.post(f"/workflow-runs/{run['id']}/resume", json={"input": {"profile": profile, "evalue": "low"}})
-    assert bad.status_code == 422 and "evalue" in bad.json()["detail"], bad.text
-    good = api.http.post(f"/workflow-runs/{run['id']}/resume", json={"input": {"profile": profile, "evalue": 0.01}})
-    assert good.status_code == 202, good.text
+    placeholder = {"__prefect_kind": "workspace_variable", "variable_name": "nope"}
+    for run_input, status, where in [
+        ({"profile": profile, "evalue": "low"}, 422, "input.evalue"),
+        ({"profile": "x"}, 422, "input.profile"),
+        ({"profile": profile, "note": "hi"}, 422, "'note' was unexpected"),
+        ({"profile": profile, "evalue": placeholder}, 422, "input.evalue.__prefect_kind"),
+        ({"profile": theirs}, 404, "input.profile"),
+    ]:
+        bad = api.http.post(resume, json={"input": run_input})
+        assert (bad.status_code, where in bad.json()["detail"]) == (status, True), bad.text
+    assert api.http.get(f"/workflow-runs/{run['id']}").json()["state"] == "PAUSED"
+
+    evalues = [0.01, 0.02, 0.03, 0.04, 0.05]
+    with ThreadPoolExecutor(len(evalues)) as pool:
+        answers = list(pool.map(lambda e: api.http.post(resume, json={"input": {"profile": profile, "evalue": e}}),
+                                evalues))  # fmt: skip
+    assert sorted(a.status_code for a in answers) == [202, 409, 409, 409, 409], [a.text for a in answers]
+    assert all("already resumed" in a.json()["detail"] for a in answers if a.status_code == 409)
+    (won,) = [e for e, a in zip(evalues, answers, strict=True) if a.status_code == 202]
     final = wait_run(api, run["id"], timeout_seconds=120)
     assert final["state"] == "COMPLETE", final["error"]
-    assert _hmmsearch_params(api, final)["evalue"] == 0.01
+    assert _hmmsearch_params(api, final)["evalue"] == won  # the winner's input, and only it, was used
 
 
 def test_a_pause_no_one_answers_fails_the_run_saying_so(api: Api, choose_profile: str) -> None:
     genome, _ = _uploads(api)
+    for wrong in (-1, 0, 10**12):
+        refused = api.http.post(
+            f"/workflows/{choose_profile}/runs", json={"params": {"genomes": [genome], "pause_timeout_seconds": wrong}}
+        )
+        assert refused.status_code == 422 and "params.pause_timeout_seconds" in refused.json()["detail"]
     run = run_workflow(api, choose_profile, {"genomes": [genome], "pause_timeout_seconds": 3})
     final = wait_run(api, run["id"], timeout_seconds=120)
     assert final["state"] == "EXECUTOR_ERROR"

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.contrib.auth import get_user_model
 
 from emgapiv2.config import BASE_DIR
 from workflows.tests.conftest import ServiceProcess, WorkerProcess
@@ -104,6 +105,69 @@ def test_a_failing_step_fails_the_run_and_what_depends_on_it_never_starts(api: A
     assert "step 'genes'" in run["error"] and "prodigal" in run["error"]
     assert "Sequence must be 20000 characters" in run["error"]
     assert [s["name"] for s in run["steps"]] == ["genes"]  # hits never started
+
+
+def _deep(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+@pytest.mark.parametrize(
+    "params, error",
+    [
+        ({"steps": "not a DAG"}, "Prefect refused to create its flow run (HTTP 409)"),
+        ({"steps": {"a": {"__prefect_kind": "workspace_variable", "variable_name": "nope"}}},
+         "its parameters cannot be sent to Prefect: params.steps.a.__prefect_kind: a key starting '__prefect'"),
+        ({"steps": _deep(800)}, "its parameters cannot be sent to Prefect: params.steps.a.a"),
+    ],
+)  # fmt: skip
+def test_a_flow_run_prefect_would_refuse_ends_the_run_once_and_frees_its_quota(
+    prefect_server: str, caplog: pytest.LogCaptureFixture, params: dict[str, Any], error: str
+) -> None:
+    """Parameters Prefect's server rejects (they no longer fit the deployed flow), or that hold its
+    placeholders or nest deeper than its client can (a run stored before the API checked them): the
+    run ends SYSTEM_ERROR once, not QUEUED for ever, holding a quota slot and logging a traceback
+    every 30 s. Prefect's answer, which can name its server's variables, is logged once, not shown."""
+    import logging
+
+    from prefect.client.orchestration import get_client
+
+    from calculations import actions
+    from calculations.models import WorkflowRun
+    from workflows.dispatch import create_workflow_flow_run
+
+    actions.do_create_api_token("refused")
+    actions.do_set_user_quota("refused", max_active_calculations=1)
+    owner_id = get_user_model().objects.get(username="refused").id
+    run = actions.do_create_workflow_run(owner_id, "pipeline", params)
+    with caplog.at_level(logging.WARNING, logger="workflows.dispatch"), get_client(sync_client=True) as client:
+        assert create_workflow_flow_run(client, run.id) is None
+        assert create_workflow_flow_run(client, run.id) is None  # once: it is over
+    ended = WorkflowRun.objects.get(id=run.id)
+    assert (ended.state, ended.flow_run_id) == ("SYSTEM_ERROR", None)
+    assert error in ended.error and "not of type" not in ended.error  # (Prefect's own words stay in the log)
+    assert list(ended.events.values_list("to_state", flat=True)) == ["QUEUED", "SYSTEM_ERROR"]
+    logged = [r for r in caplog.records if "Prefect refused" in r.getMessage()]
+    assert len(logged) == (1 if "HTTP 409" in error else 0) and all(r.exc_info is None for r in logged)
+    actions.do_create_workflow_run(owner_id, "pipeline", {"steps": {}})  # its quota slot is free again
+
+
+def test_a_flow_run_prefect_cannot_be_asked_for_stays_queued_for_the_reconciler(prefect_server: str) -> None:
+    import httpx
+    from prefect.client.orchestration import SyncPrefectClient
+
+    from calculations import actions
+    from calculations.models import WorkflowRun
+    from workflows.dispatch import create_workflow_flow_run
+
+    actions.do_create_api_token("unreachable")
+    owner_id = get_user_model().objects.get(username="unreachable").id
+    run = actions.do_create_workflow_run(owner_id, "pipeline", {"steps": {}})
+    with SyncPrefectClient("http://127.0.0.1:9/api") as dead, pytest.raises(httpx.ConnectError):
+        create_workflow_flow_run(dead, run.id)
+    assert WorkflowRun.objects.filter(id=run.id, state="QUEUED", flow_run_id=None).exists()
 
 
 def _processes_of(marker: str) -> list[str]:
