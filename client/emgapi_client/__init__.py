@@ -1,7 +1,7 @@
 """Python client of the EMG calculations API, and the `emgapi` command line (client/README.md)."""
 
 from emgapi_client.client import DEFAULT_PRESIGNED_THRESHOLD_BYTES, Client, __version__
-from emgapi_client.errors import ApiError, ApiUnreachable, ChecksumMismatch, EmgapiError, WaitTimeout
+from emgapi_client.errors import ApiError, ApiUnreachable, ChecksumMismatch, EmgapiError, UnsafeFileName, WaitTimeout
 from emgapi_client.types import (
     TERMINAL_STATES,
     Calculation,
@@ -31,6 +31,7 @@ __all__ = [
     "Step",
     "Tool",
     "ToolSummary",
+    "UnsafeFileName",
     "WaitTimeout",
     "Workflow",
     "WorkflowRun",

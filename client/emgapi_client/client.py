@@ -26,7 +26,16 @@ from typing import IO, Any, TypeVar, cast
 import httpx
 
 from emgapi_client.errors import ApiError, ApiUnreachable, ChecksumMismatch, EmgapiError, InvalidUrl, WaitTimeout
-from emgapi_client.transfers import CHUNK_BYTES, HashingReader, safe_file_name, sha256_of, unseen_text
+from emgapi_client.transfers import (
+    CHUNK_BYTES,
+    HashingReader,
+    distinct_name,
+    open_exclusive,
+    safe_file_name,
+    sha256_of,
+    target_in,
+    unseen_text,
+)
 from emgapi_client.types import (
     TERMINAL_STATES,
     Calculation,
@@ -249,16 +258,24 @@ class Client:
     def delete_file(self, file_id: str) -> None:
         self._send("DELETE", f"/files/{file_id}")
 
-    def download(self, file_id: str | File, directory: Path, *, progress: ProgressCallback | None = None) -> Path:
-        """Stream a file into `directory` under its own name (replacing a file of that name), checking
-        its sha256 on the way; returns the path. Nothing is left behind if it fails."""
+    def download(
+        self,
+        file_id: str | File,
+        directory: Path,
+        *,
+        progress: ProgressCallback | None = None,
+        name: str | None = None,
+    ) -> Path:
+        """Stream a file into `directory` under its own name made safe (or `name`, a safe one),
+        replacing an entry of that name (a rename: a symbolic link there is replaced, never followed),
+        and check its sha256 on the way; returns the path. Nothing is left behind if it fails."""
         file = self.get_file(file_id) if isinstance(file_id, str) else file_id
         directory.mkdir(parents=True, exist_ok=True)
-        target = directory / safe_file_name(file["name"], file["id"])
-        partial = directory / f".{target.name}.{uuid.uuid4().hex[:8]}.part"
+        target = target_in(directory, name or safe_file_name(file["name"], file["id"]))
+        partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.part")
         digest, done = hashlib.sha256(), 0
         try:
-            with self._stream("GET", f"/files/{file['id']}/content") as response, partial.open("wb") as out:
+            with self._stream("GET", f"/files/{file['id']}/content") as response, open_exclusive(partial) as out:
                 for chunk in response.iter_bytes(CHUNK_BYTES):
                     out.write(chunk)
                     digest.update(chunk)
@@ -282,8 +299,9 @@ class Client:
         *,
         progress: Callable[[File], ProgressCallback | None] | None = None,
     ) -> list[tuple[str, Path]]:
-        """Download every output of a calculation into `directory`, each under its file name (under
-        `<role>/` if two outputs share a name). Returns (role, path) pairs.
+        """Download every output of a calculation into `directory` (never below or outside it), each
+        under its file name made safe; an output whose name an earlier one took gets a distinct one
+        (`<role>-<name>`). Returns (role, path) pairs.
 
         Args:
             progress: given each output file before its download, answers its progress callback.
@@ -294,10 +312,9 @@ class Client:
         for role, file_ids in sorted(calc["outputs"].items()):
             for file_id in file_ids:
                 file = self.get_file(file_id)
-                name = safe_file_name(file["name"], file["id"])
-                where = directory / role if name in taken else directory
-                taken.add(name)
-                downloaded.append((role, self.download(file, where, progress=progress(file) if progress else None)))
+                name = distinct_name(safe_file_name(file["name"], file["id"]), role, taken)
+                path = self.download(file, directory, progress=progress(file) if progress else None, name=name)
+                downloaded.append((role, path))
         return downloaded
 
     # -- tools and calculations -----------------------------------------------------------------

@@ -31,6 +31,10 @@ class ChecksumMismatch(EmgapiError):
     """The bytes the server holds are not the bytes on this side (an upload or a download)."""
 
 
+class UnsafeFileName(EmgapiError):
+    """A server-given file name that cannot be written inside the directory asked for."""
+
+
 class WaitTimeout(EmgapiError):
     """A wait gave up before the calculation or workflow run reached a final state."""
 

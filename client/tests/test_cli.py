@@ -4,8 +4,10 @@ real API (a live server on the test database), a real Prefect server and worker,
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import pty
 import random
 import stat
 import subprocess
@@ -280,8 +282,8 @@ def test_pipeline_run_uploads_file_paths_and_shows_its_steps(cli: Cli) -> None:
     }
     failed = cli("pipeline", "run", "-", "--wait", "--json", input_text=json.dumps({"params": broken}))
     assert failed.returncode == 3 and json.loads(failed.stdout)["state"] == "EXECUTOR_ERROR"
-    note = cli.write("note.txt", b"x\n")
-    sleeping = {"steps": {"nap": {"tool": "sleep", "params": {"seconds": 60}, "inputs": {"text": f"file:{note}"}}}}
+    cli.write("note.txt", b"x\n")  # from stdin, a path is relative to the current directory
+    sleeping = {"steps": {"nap": {"tool": "sleep", "params": {"seconds": 60}, "inputs": {"text": "file:note.txt"}}}}
     launched = cli("pipeline", "run", "-", input_text=json.dumps(sleeping))
     assert launched.returncode == 0, launched.stderr
     run_id = launched.stdout.strip()
@@ -318,3 +320,120 @@ def test_what_is_wrong_locally_is_said_before_anything_is_uploaded_or_run(cli: C
     files = httpx.get(f"{cli.url}/api/v2/files", headers={"Authorization": f"Bearer {cli.token}"}).json()
     assert files["count"] == 0 and cli.json("ls") == []  # nothing uploaded, nothing run
     assert "no input role 'sequences'" in cli("run", "prodigal", "-i", "sequences=genome.fna").stderr
+
+
+@pytest.fixture
+def idle_cli(live_server: Any, tmp_path: Path) -> Cli:
+    """The CLI against the live API, with no worker: for what needs no calculation to run."""
+    return Cli(live_server.url, do_create_api_token("cli-user"), tmp_path)
+
+
+def _outputs_named(owner: str, outputs: list[tuple[str, str, bytes]]) -> str:
+    """A COMPLETE calculation whose outputs are (role, name, content): names as a hostile or broken
+    server could give them."""
+    from calculations.models import File
+    from calculations.states import CalculationState
+    from calculations.storage import get_storage
+    from calculations.tests.factories import make_calculation
+
+    calc = make_calculation(CalculationState.COMPLETE, username=owner)
+    for role, name, content in outputs:
+        blob = get_storage().put(io.BytesIO(content))
+        File.objects.create(owner=calc.owner, name=name, size=blob.size, sha256=blob.sha256, produced_by=calc,
+                            output_role=role)  # fmt: skip
+    return str(calc.id)
+
+
+def test_download_never_writes_outside_its_directory_whatever_names_the_server_gives(idle_cli: Cli) -> None:
+    home = idle_cli.home
+    (home / "precious.txt").write_bytes(b"precious")
+    target = idle_cli.cwd / "out"
+    target.mkdir()
+    (target / "link.txt").symlink_to(home / "precious.txt")  # placed there by someone else
+    calculation_id = _outputs_named("cli-user", [
+        ("report", "../../escaped.txt", b"1"),
+        ("report", f"{home}/absolute.txt", b"2"),
+        ("../../escaped-role", "same.txt", b"3"),  # two outputs sharing a name: one got `DIR/<role>/`
+        ("/abs-role", "same.txt", b"4"),
+        ("other", "SAME.txt", b"5"),
+        ("log", "link.txt", b"6"),
+        ("ctl", "\x1b]52;c;ZXZpbA==\x07\x1b[2J.txt", b"7"),
+        ("dots", "..", b"8"),
+    ])  # fmt: skip
+    before = {path for path in home.rglob("*") if path != target and not path.is_relative_to(target)}
+
+    saved = idle_cli.json("download", calculation_id, "--dir", "out")
+    paths = [idle_cli.cwd / entry["path"] for entry in saved]
+    assert len(paths) == 8 and all(path.parent == target for path in paths)
+    assert len({path.name.casefold() for path in paths}) == 8  # no output replaced another
+    assert sorted(path.read_bytes() for path in paths) == [b"1", b"2", b"3", b"4", b"5", b"6", b"7", b"8"]
+    assert {path for path in home.rglob("*") if not path.is_relative_to(target)} == before  # nothing outside
+    assert (home / "precious.txt").read_bytes() == b"precious"  # the link was replaced, never followed
+    assert not (target / "link.txt").is_symlink() and (target / "link.txt").read_bytes() == b"6"
+    assert not any(character in path.name for path in paths for character in "\x1b\x07")
+
+    human = idle_cli("download", calculation_id, "--dir", "again")
+    assert human.returncode == 0 and "\x1b" not in human.stdout + human.stderr
+
+
+def _ended_with_logs(owner: str, stdout: str, stderr: str) -> str:
+    """A COMPLETE calculation whose tool wrote these logs."""
+    from calculations.provenance import update_attempt
+    from calculations.states import CalculationState
+    from calculations.storage import get_storage
+    from calculations.tests.factories import make_calculation
+
+    calc = make_calculation(CalculationState.COMPLETE, username=owner)
+    stored = {f"{name}_sha256": get_storage().put(io.BytesIO(text.encode())).sha256
+              for name, text in (("stdout", stdout), ("stderr", stderr))}  # fmt: skip
+    provenance = update_attempt(calc.provenance, calc.attempt, **stored)
+    Calculation.objects.filter(id=calc.id).update(provenance=provenance)
+    return str(calc.id)
+
+
+def _on_a_terminal(cli: Cli, *args: str) -> tuple[int, bytes]:
+    """`emgapi` with its stdout and stderr on a terminal (a pseudo-terminal): what it shows there."""
+    main, secondary = pty.openpty()
+    process = subprocess.Popen([str(EMGAPI), *args], cwd=cli.cwd, env=cli.environment(), stdin=subprocess.DEVNULL,
+                               stdout=secondary, stderr=secondary)  # fmt: skip
+    os.close(secondary)
+    shown = b""
+    while True:
+        try:
+            data = os.read(main, 65536)
+        except OSError:  # EIO: the process has closed the terminal
+            break
+        if not data:
+            break
+        shown += data
+    os.close(main)
+    return process.wait(60), shown
+
+
+def test_logs_show_a_tools_control_characters_on_a_terminal_and_keep_them_in_a_pipe(idle_cli: Cli) -> None:
+    hostile = "before\n\x1b]52;c;ZXZpbA==\x07\x1b[2J\x9b0m\ttabbed\rback\n"  # clipboard, clear screen, C1 CSI
+    calculation_id = _ended_with_logs("cli-user", stdout=hostile, stderr="err \x1b[31mred\n")
+    for args in (("logs", calculation_id), ("logs", calculation_id, "--follow")):
+        code, shown = _on_a_terminal(idle_cli, *args)
+        assert code == 0, shown
+        assert b"\x1b" not in shown and b"\x07" not in shown and "\x9b".encode() not in shown
+        text = shown.decode().replace("\r\n", "\n")  # the terminal's own line ends
+        assert "before\n\\x1b]52;c;ZXZpbA==\\x07\\x1b[2J\\x9b0m\ttabbed\\x0dback\n" in text
+        assert "err \\x1b[31mred\n" in text
+    piped = subprocess.run([str(EMGAPI), "logs", calculation_id, "--follow", "--stream", "stdout"], cwd=idle_cli.cwd,
+                           env=idle_cli.environment(), capture_output=True, timeout=60)  # fmt: skip
+    assert piped.returncode == 0 and piped.stdout == hostile.encode()  # to a file or a pipe: as the tool wrote it
+
+
+def test_a_pipeline_cannot_make_its_user_upload_a_file_outside_its_directory(idle_cli: Cli) -> None:
+    secret = idle_cli.home / "secret.txt"
+    secret.write_text("CCO\n")
+    (idle_cli.cwd / "data").mkdir()
+    for reference in (str(secret), "../secret.txt"):
+        pipeline = {"steps": {"s": {"tool": "obabel", "inputs": {"molecules": f"file:{reference}"}}}}
+        (idle_cli.cwd / "data" / "pipeline.json").write_text(json.dumps(pipeline))
+        for args, text in ((("data/pipeline.json",), None), (("-",), json.dumps(pipeline))):
+            refused = idle_cli("pipeline", "run", *args, input_text=text)
+            assert refused.returncode == 2 and "pipeline's directory" in refused.stderr, refused.stderr
+    files = httpx.get(f"{idle_cli.url}/api/v2/files", headers={"Authorization": f"Bearer {idle_cli.token}"}).json()
+    assert files["count"] == 0  # nothing uploaded

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import typer
 from emgapi_client.cli import parse_params, upload_marked_files, upload_pipeline_files
-from emgapi_client.transfers import safe_file_name, unseen_text
+from emgapi_client.errors import UnsafeFileName
+from emgapi_client.transfers import MAX_NAME_BYTES, distinct_name, safe_file_name, target_in, unseen_text
 
 FILE_ID = "0b6f3c1e-9f1d-4c1b-8a53-3a1e2d4c5b6a"
 
@@ -54,17 +55,37 @@ def test_local_paths_in_file_parameters_become_the_ids_of_their_uploads(tmp_path
 
 
 def test_pipeline_file_paths_are_relative_to_the_pipeline_and_ids_stay(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
     (tmp_path / "genome.fna").write_text(">c\nACGT\n")
+    (tmp_path / "data" / "family.hmm").write_text("HMMER3/f\n")
     pipeline = {"steps": {
         "genes": {"tool": "prodigal", "inputs": {"contigs": {"each": ["file:genome.fna", f"file:{FILE_ID}"]}}},
-        "hits": {"tool": "hmmsearch", "inputs": {"profile": f"file:{tmp_path / 'genome.fna'}",
+        "hits": {"tool": "hmmsearch", "inputs": {"profile": "file:data/../data/family.hmm",
                                                   "sequences": "genes.proteins"}},
     }}  # fmt: skip
     replaced = upload_pipeline_files(pipeline, tmp_path, lambda path: f"up-{path.name}")
     assert replaced["steps"]["genes"]["inputs"] == {"contigs": {"each": ["file:up-genome.fna", f"file:{FILE_ID}"]}}
-    assert replaced["steps"]["hits"]["inputs"] == {"profile": "file:up-genome.fna", "sequences": "genes.proteins"}
+    assert replaced["steps"]["hits"]["inputs"] == {"profile": "file:up-family.hmm", "sequences": "genes.proteins"}
     with pytest.raises(typer.BadParameter, match=r"steps\.genes\.inputs: 'missing.fna'"):
         upload_pipeline_files({"steps": {"genes": {"inputs": {"c": "file:missing.fna"}}}}, tmp_path, str)
+
+
+@pytest.mark.parametrize("reference", ["absolute", "../outside.txt", "data/../../outside.txt", "link.txt", "~/x"])
+def test_a_pipeline_cannot_make_its_user_upload_a_file_outside_its_directory(tmp_path: Path, reference: str) -> None:
+    (tmp_path / "outside.txt").write_text("a secret")
+    base = tmp_path / "pipeline"
+    (base / "data").mkdir(parents=True)
+    (base / "link.txt").symlink_to(tmp_path / "outside.txt")  # a link shipped with the pipeline
+    target = str(tmp_path / "outside.txt") if reference == "absolute" else reference
+    uploaded: list[Path] = []
+
+    def upload(path: Path) -> str:
+        uploaded.append(path)
+        return FILE_ID
+
+    with pytest.raises(typer.BadParameter, match="pipeline's directory") as refused:
+        upload_pipeline_files({"steps": {"s": {"inputs": {"r": f"file:{target}"}}}}, base, upload)
+    assert refused.value.param_hint == "FILE" and uploaded == []
 
 
 def test_a_server_given_name_cannot_leave_the_download_directory() -> None:
@@ -73,6 +94,32 @@ def test_a_server_given_name_cannot_leave_the_download_directory() -> None:
     assert safe_file_name("/abs/path.txt", "x") == "path.txt"
     assert safe_file_name("..\\win.txt", "x") == "win.txt"
     assert safe_file_name("..", "fallback") == "fallback"
+    assert safe_file_name("../", "fallback") == "fallback"
+    assert safe_file_name("a\x1b]52;c;eA==\x07\u009b.txt", "x") == "a_]52;c;eA==__.txt"  # printed later
+    long = safe_file_name("n" * 300 + ".fastq", "x")
+    assert long.endswith("n.fastq") and len(long.encode()) == MAX_NAME_BYTES
+    assert len(safe_file_name("é" * 300, "x").encode()) <= MAX_NAME_BYTES  # never half a character
+
+
+def test_outputs_sharing_a_name_get_distinct_safe_ones() -> None:
+    taken: set[str] = set()
+    names = [distinct_name(safe_file_name(name, "id"), role, taken) for role, name in [
+        ("a", "out.txt"), ("../../b", "out.txt"), ("/abs", "Out.txt"), ("../../b", "out.txt"),
+        ("x" * 300, "out.txt"), ("x" * 300, "out.txt"),
+    ]]  # fmt: skip
+    assert names[:4] == ["out.txt", "b-out.txt", "abs-Out.txt", "b-2-out.txt"]
+    assert len({name.casefold() for name in names}) == len(names)
+    assert all("/" not in name and len(name.encode()) <= MAX_NAME_BYTES for name in names)
+
+
+def test_a_name_is_checked_against_the_directory_once_resolved(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    assert target_in(tmp_path / "link", "a.txt") == tmp_path / "link" / "a.txt"  # the directory asked for
+    with pytest.raises(UnsafeFileName):
+        target_in(tmp_path, "../a.txt")
+    with pytest.raises(UnsafeFileName):
+        target_in(tmp_path, "sub/a.txt")
 
 
 def test_what_a_log_tail_adds_to_the_previous_one() -> None:

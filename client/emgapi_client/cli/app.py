@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from enum import IntEnum
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from emgapi_client.client import __version__
 
@@ -47,8 +49,27 @@ STATE_STYLES = {
 }
 FILE_MARK = "x-emgapi-file"  # the JSON-schema mark of a workflow parameter holding a file id
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True)
+# C0 controls but newline and tab, DEL, and C1 controls (U+009B is a CSI to some terminals)
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def visible(text: str) -> str:
+    """Text from elsewhere (a tool's log, a server's message or file name) as a terminal may show it:
+    its control characters, which could clear the screen, set the clipboard (OSC 52) or retitle the
+    window, written out as `\\x1b`; newlines and tabs kept."""
+    return _CONTROL_CHARACTERS.sub(lambda match: f"\\x{ord(match[0]):02x}", text)
+
+
+class _VisibleConsole(Console):
+    """A console that shows the control characters of every string it prints (and of table cells),
+    never passing them to the terminal: rich itself drops only a few (BEL, BS, CR, VT, FF)."""
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        return super().render_str(visible(text), **kwargs)
+
+
+out = _VisibleConsole(soft_wrap=True)
+err = _VisibleConsole(stderr=True)
 
 app = typer.Typer(
     name="emgapi",

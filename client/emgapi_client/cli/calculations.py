@@ -32,6 +32,7 @@ from emgapi_client.cli.app import (
     app,
     err,
     out,
+    visible,
 )
 from emgapi_client.cli.common import (
     calculation_or_run,
@@ -293,12 +294,16 @@ def logs(
     """A calculation's stdout and stderr (their ends if long; everything with --follow).
 
     Without --stream, the tool's stdout goes to stdout and its stderr to stderr. With --follow, the
-    exit code is the calculation's end state's (0 COMPLETE, 3, 4, 5).
+    exit code is the calculation's end state's (0 COMPLETE, 3, 4, 5). On a terminal, control
+    characters are shown (\\x1b), never obeyed; to a file or a pipe, the log is as the tool wrote it.
     """
     if stream not in (None, "stdout", "stderr"):
         raise typer.BadParameter("stdout or stderr", param_hint="--stream")
     streams = cast(tuple[LogStream, ...], ("stdout", "stderr") if stream is None else (stream,))
     targets = {"stdout": sys.stdout, "stderr": sys.stdout if stream else sys.stderr}
+    # to a terminal, a tool's control characters are shown, never obeyed; to a file or a pipe, the
+    # log goes as the tool wrote it (`logs --follow > file` keeps it whole)
+    shown = {name: visible if target.isatty() else str for name, target in targets.items()}
     with logged_in_client() as api:
         check_id(calculation_id)
         if not follow:
@@ -306,7 +311,7 @@ def logs(
             if as_json:
                 return print_json(tails)
             for name in streams:
-                targets[name].write(tails[name])
+                targets[name].write(shown[name](tails[name]))
             if tails["truncated"]:
                 err.print("[dim](only the end of a long log is shown; --follow prints all of it)[/]")
             return None
@@ -315,7 +320,7 @@ def logs(
                 if as_json:
                     _print_json_line({"stream": name, "data": text})
                 else:
-                    targets[name].write(text)
+                    targets[name].write(shown[name](text))
                     targets[name].flush()
         except KeyboardInterrupt:
             raise typer.Exit(ExitCode.INTERRUPTED) from None

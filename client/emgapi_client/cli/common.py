@@ -37,6 +37,7 @@ from emgapi_client.cli.app import (
     ExitCode,
     err,
     out,
+    visible,
 )
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -124,7 +125,7 @@ def transfer_progress(quiet: bool) -> Iterator[Progress]:
 
 
 def progress_of(progress: Progress, description: str, total: int) -> ProgressCallback:
-    task = progress.add_task(escape(description), total=total)
+    task = progress.add_task(escape(visible(description)), total=total)  # rendered as markup, not by the console
 
     def update(done: int, total: int) -> None:
         progress.update(task, completed=done, total=total)

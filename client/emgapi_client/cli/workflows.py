@@ -171,9 +171,33 @@ def run_workflow(
         _launched(api, api.run_workflow(name, values), wait, timeout, as_json)
 
 
+def _pipeline_file(target: str, base: Path, where: str) -> Path:
+    """The local file a pipeline's `file:<path>` names: relative, under `base` once resolved (links
+    followed). A pipeline may come from someone else: it must not make its user upload any file
+    they can read (`file:/home/me/.ssh/id_rsa`, `file:../../secret`)."""
+    relative = Path(target)
+    if relative.is_absolute() or target.startswith("~"):
+        raise typer.BadParameter(
+            f"{where}: {target!r}: a file: path is relative to the pipeline's directory "
+            "(upload other files with `emgapi upload` and name them file:<id>)",
+            param_hint="FILE",
+        )
+    root = base.resolve()
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root):
+        raise typer.BadParameter(
+            f"{where}: {target!r} is outside the pipeline's directory {root} "
+            "(upload it with `emgapi upload` and name it file:<id>)",
+            param_hint="FILE",
+        )
+    if not path.is_file():
+        raise typer.BadParameter(f"{where}: {target!r} is neither a file id nor a local file", param_hint="FILE")
+    return path
+
+
 def upload_pipeline_files(pipeline: Mapping[str, Any], base: Path, upload: Callable[[Path], str]) -> dict[str, Any]:
-    """The pipeline with each `file:<path>` input naming a local file (relative to `base`) replaced by
-    `file:<id>` of its upload; `file:<id>`s and other steps' outputs are left as they are."""
+    """The pipeline with each `file:<path>` input naming a local file under `base` (relative to it)
+    replaced by `file:<id>` of its upload; `file:<id>`s and other steps' outputs are left as they are."""
 
     def replace(reference: Any, where: str) -> Any:
         if isinstance(reference, list):
@@ -185,10 +209,7 @@ def upload_pipeline_files(pipeline: Mapping[str, Any], base: Path, upload: Calla
         target = reference.removeprefix("file:")
         if is_file_id(target):
             return reference
-        path = (base / Path(target).expanduser()).resolve()
-        if not path.is_file():
-            raise typer.BadParameter(f"{where}: {target!r} is neither a file id nor a local file", param_hint="FILE")
-        return f"file:{upload(path)}"
+        return f"file:{upload(_pipeline_file(target, base, where))}"
 
     steps = pipeline.get("steps")
     if not isinstance(steps, Mapping):
@@ -214,7 +235,8 @@ def run_pipeline(
     """Run a pipeline, a DAG of tools given as JSON: the built-in `pipeline` workflow's parameters.
 
     An input is `file:<id>`, `<step>.<output role>`, or {"each": [...]} of those; `file:<path>` of a
-    local file (relative to FILE's directory) uploads it and passes its id.
+    local file in FILE's directory or below (a relative path; with "-", the current directory's)
+    uploads it and passes its id.
     """
     try:
         text, base = (sys.stdin.read(), Path.cwd()) if file == "-" else (Path(file).read_text(), Path(file).parent)
