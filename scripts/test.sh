@@ -34,6 +34,10 @@ fi
 export DOCKER_HOST="$docker_host"
 EMGAPI_TOOL_PACKAGES='["tools", "workflows.tests.tools"]' scripts/images.sh
 scripts/images.sh --app  # the platform's image: the Docker work pool's flow runs get one each
+# the GA4GH TES compliance suite (workflows/tests/test_tes_compliance.py): the image `alpine` its
+# tasks name (a busybox stand-in, 0.2 s), and its runner's own virtualenv (it pins pydantic 1.9)
+scripts/alpine-image.sh "$DOCKER_HOST" >/dev/null
+scripts/tes-compliance-venv.sh >/dev/null
 if ! slurm-dev-environment/slurm.sh status >/dev/null 2>&1; then
   started+=(slurm)
   slurm-dev-environment/slurm.sh up
