@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import socket
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from calculations.states import CalculationState
 from calculations.storage import StorageError, get_storage
 from calculations.tes import TES_TOOL
 from calculations.tools import ToolSpec, get_tool
-from calculations.workdirs import attempt_dir, log_paths
+from calculations.workdirs import attempt_dir, log_paths, staged_input_name
 from emgapiv2.config import get_settings
 from workflows.backends import (
     BackendUnavailable,
@@ -66,18 +67,21 @@ def input_blobs(calculation_id: UUID) -> list[tuple[str, str, str]]:
     return list(links.values_list("role", "file__name", "file__sha256"))
 
 
-def _stage_inputs(inputs: list[tuple[str, str, str]], base: Path) -> dict[str, Path]:
-    """Copy each input blob to `inputs/<role>/<name>`: tools may read names (extensions) and may
-    write to their inputs without harming the stored blob. File I/O only: the ORM stays in the
-    worker's one database thread (a thread of its own would keep a connection no one renews)."""
+def _stage_inputs(inputs: list[tuple[str, str, str]], base: Path, workdir: Path) -> dict[str, Path]:
+    """Copy each input blob to `inputs/<role>/<role><extension>` (tools may read a format from the
+    extension, and may write to their inputs without harming the stored blob); the paths given to
+    the tool are relative to its working directory. So a user's file name never reaches argv, logs
+    or outputs (hmmsearch writes its input paths), which a cache hit shows other users, and identical
+    calculations have one argv. File I/O only: the ORM stays in the worker's one database thread (a
+    thread of its own would keep a connection no one renews)."""
     storage = get_storage()
     staged: dict[str, Path] = {}
     (base / "inputs").mkdir(parents=True, exist_ok=True)
     for role, name, sha256 in inputs:
-        destination = base / "inputs" / role / name
+        destination = base / "inputs" / role / staged_input_name(role, name)
         destination.parent.mkdir(parents=True, exist_ok=True)
         storage.copy_to_path(sha256, destination)
-        staged[role] = destination
+        staged[role] = Path(os.path.relpath(destination, workdir))
     return staged
 
 
@@ -188,7 +192,7 @@ class CalculationRun:
             return await self._end(AttemptEnd.BACKEND_UNAVAILABLE, str(exc))
         workdir.mkdir(parents=True, exist_ok=True)
         try:
-            staged = await asyncio.to_thread(_stage_inputs, await db(input_blobs)(calc.id), base)
+            staged = await asyncio.to_thread(_stage_inputs, await db(input_blobs)(calc.id), base, workdir)
         except StorageError as exc:
             return await self._end(AttemptEnd.STORAGE_FAILED, f"could not stage inputs: {exc}")
         params = spec.params_model.model_validate(calc.params)

@@ -6,6 +6,7 @@ that its would-be leader ended (and does not follow it)."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from calculations.actions.files import OutputBlob, add_output_files
@@ -13,6 +14,7 @@ from calculations.actions.transitions import WORKER_ACTOR, apply_transition, loc
 from calculations.launching import launch_after_commit
 from calculations.models import Calculation
 from calculations.states import CalculationState
+from calculations.workdirs import staged_input_name
 
 S = CalculationState
 
@@ -25,11 +27,27 @@ def copy_outputs(source: Calculation, target: Calculation) -> None:
 
 def shared_provenance(source: Calculation, owner_id: int) -> dict[str, Any]:
     """`source`'s provenance as another calculation of `owner_id` may show it: another user's
-    calculation id (in its work directory and argv paths) is redacted."""
+    calculation id (in its work directory and argv paths) is redacted, and so are their file names
+    in argv (recorded by calculations that staged inputs under them, before they were staged by role)."""
     if source.owner_id == owner_id:
         return dict(source.provenance)
     text = json.dumps(source.provenance).replace(str(source.id), "(another user's calculation)")
-    return dict(json.loads(text))
+    provenance: dict[str, Any] = json.loads(text)
+    roles = set(provenance.get("inputs", {}))
+    for record in provenance.get("attempts", []):
+        record["argv"] = [_staged_by_role(word, roles) for word in record.get("argv", [])]
+    return provenance
+
+
+# a staged input's path in an argv word: `…/inputs/<role>/<name>`
+_STAGED_INPUT = re.compile(r"(?P<directory>(?:.*/)?inputs/(?P<role>[^/]+)/)(?P<name>[^/]+)")
+
+
+def _staged_by_role(word: str, roles: set[str]) -> str:
+    match = _STAGED_INPUT.fullmatch(word)
+    if match is None or match["role"] not in roles:
+        return word
+    return match["directory"] + staged_input_name(match["role"], match["name"])
 
 
 def _waiting_followers(leader: Calculation) -> list[Calculation]:
