@@ -23,6 +23,7 @@ class AttemptEnd(enum.StrEnum):
     TOOL_FAILED = "the tool exited non-zero or was killed by a signal"
     OUT_OF_MEMORY = "the tool was killed for exceeding its memory limit"
     TIME_LIMIT = "the tool was killed for exceeding its time limit"
+    SCRATCH_EXCEEDED = "the task was stopped for writing more than its scratch space"
     TOOL_NOT_STARTED = "the tool's program could not be started"
     OUTPUTS_INVALID = "a required output is missing or empty"
     OUTPUTS_TOO_LARGE = "the outputs exceed the tool's output limit or the owner's storage quota"
@@ -52,6 +53,7 @@ POLICIES: Mapping[AttemptEnd, Policy] = {
     AttemptEnd.TOOL_FAILED: Policy(S.EXECUTOR_ERROR, retried=False),
     AttemptEnd.OUT_OF_MEMORY: Policy(S.EXECUTOR_ERROR, retried=False),
     AttemptEnd.TIME_LIMIT: Policy(S.EXECUTOR_ERROR, retried=False),
+    AttemptEnd.SCRATCH_EXCEEDED: Policy(S.EXECUTOR_ERROR, retried=False),
     AttemptEnd.TOOL_NOT_STARTED: Policy(S.EXECUTOR_ERROR, retried=False),
     AttemptEnd.OUTPUTS_INVALID: Policy(S.EXECUTOR_ERROR, retried=False),
     AttemptEnd.OUTPUTS_TOO_LARGE: Policy(S.EXECUTOR_ERROR, retried=False),

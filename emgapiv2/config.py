@@ -135,6 +135,20 @@ class TesSettings(BaseModel):
     max_cpus: int = Field(4, ge=1, description="Most CPU cores a task may ask for (400 above it).")
     default_ram_gb: float = Field(1.0, gt=0, description="Memory (GB) of a task that asks for none.")
     max_ram_gb: float = Field(16.0, gt=0, description="Most memory (GB) a task may ask for (400 above it).")
+    default_disk_gb: float = Field(
+        1.0,
+        gt=0,
+        description="Scratch space (GB) of a task that asks for none (resources.disk_gb): the most its directories "
+        "may hold, inputs included. It counts against the owner's storage quota while the task is in flight.",
+    )
+    max_disk_gb: float = Field(100.0, gt=0, description="Most scratch space (GB) a task may ask for (400 above it).")
+    scratch_check_seconds: float = Field(
+        2,
+        gt=0,
+        description="How often the worker measures a running task's directories; one that holds more than its "
+        "scratch space is stopped (EXECUTOR_ERROR). A larger tree is measured less often (at most a tenth of the "
+        "time is spent measuring).",
+    )
     time_limit_seconds: int = Field(
         24 * 3600, ge=1, description="Wall-time limit of each executor (TES has no field for it)."
     )

@@ -4,7 +4,9 @@ is safe to run on several workers at once.
 
 - Work directories of attempts that ended: after `work_retention_hours`, or, for a calculation that
   failed, after `failed_work_retention_days` (kept to debug it). A COMPLETE attempt's directory is
-  removed by the worker as soon as its outputs are stored.
+  removed by the worker as soon as its outputs are stored. A GA4GH TES task's directories are never
+  kept longer: its scratch is the user's to fill (up to `disk_gb`), and the worker removes it as the
+  attempt ends; what a lost worker left goes after `work_retention_hours`, failed or not.
 - Upload spools (Django's, S3's) and the filesystem storage's partial blobs (`.incoming`) older than
   `spool_max_age_hours`: left by an upload or a worker killed mid-way.
 - Blobs no file row has held for `orphan_blob_grace_hours` (`do_collect_orphan_blobs`).
@@ -29,6 +31,7 @@ from calculations.actions import do_collect_orphan_blobs, do_expire_uploads
 from calculations.idempotency import expire_records
 from calculations.models import Calculation
 from calculations.states import ACTIVE_STATES, CalculationState
+from calculations.tes import TES_TOOL
 from emgapiv2.config import get_settings
 
 logger = logging.getLogger(__name__)
@@ -67,9 +70,9 @@ def _age(path: Path, now: float) -> timedelta:
         return timedelta(0)
 
 
-def _rows(ids: list[UUID]) -> dict[UUID, tuple[str, int, datetime | None]]:
-    found = Calculation.objects.filter(id__in=ids).values_list("id", "state", "attempt", "finished_at")
-    return {row[0]: (row[1], row[2], row[3]) for row in found}
+def _rows(ids: list[UUID]) -> dict[UUID, tuple[str, int, datetime | None, str]]:
+    found = Calculation.objects.filter(id__in=ids).values_list("id", "state", "attempt", "finished_at", "tool")
+    return {row[0]: (row[1], row[2], row[3], row[4]) for row in found}
 
 
 def work_directories_due() -> list[Path]:
@@ -98,7 +101,7 @@ def work_directories_due() -> list[Path]:
                 if _age(path, now_wall) > retention:
                     due.append(path)
                 continue
-            state, current, finished_at = row
+            state, current, finished_at, tool = row
             for attempt_dir in path.iterdir():
                 number = _attempt_number(attempt_dir)
                 if number is None:
@@ -107,7 +110,7 @@ def work_directories_due() -> list[Path]:
                     if _age(attempt_dir, now_wall) > retention:
                         due.append(attempt_dir)
                 elif state not in ACTIVE_STATES and finished_at is not None:
-                    keep = failed_retention if state in FAILED else retention
+                    keep = failed_retention if state in FAILED and tool != TES_TOOL else retention
                     if now - finished_at > keep:
                         due.append(attempt_dir)
     return due

@@ -12,9 +12,11 @@ import asyncio
 import os
 import shutil
 import stat
+import time
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from calculations import actions
 from calculations.actions import JobOutcome, OutputBlob
@@ -31,10 +33,13 @@ from calculations.tes.schemas import ExecutorIn, FileType, TaskIn
 from calculations.workdirs import log_paths
 from emgapiv2.config import get_settings
 from workflows.backends import BackendUnavailable, JobSpec, JobStatus
-from workflows.backends.base import JobState, Mount
+from workflows.backends.base import JobHandle, JobState, Mount
 from workflows.db import db
 from workflows.execution import JOB_ENDS, CalculationRun, input_blobs, store_logs
 from workflows.inflight import get_inflight_watcher
+
+if TYPE_CHECKING:
+    from os import _ScandirIterator
 
 S = CalculationState
 
@@ -47,14 +52,120 @@ class UnreachableLocation(Exception):
     """A location the task names that this deployment cannot read or write."""
 
 
+class Unwalkable(Exception):
+    """A task's tree the worker cannot walk whole (too deep, or a directory it may not read): refused
+    rather than left partly unmeasured."""
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def _inside(root: Path, path: Path) -> bool:
-    """Whether `path`, every link followed, is under `root`: a container may leave symlinks in the
-    directories it shares with the host, and the worker must never read or write through them."""
-    return path.resolve().is_relative_to(root.resolve())
+_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+# a walk holds two descriptors per level (the directory and its listing)
+MAX_DEPTH = 256
+NOT_A_FILE = "not found, or not a regular file, inside the task's directories"
+NOT_A_DIRECTORY = "not found, or not a directory, inside the task's directories"
+
+
+def _open_directory(root: Path, parts: Sequence[str], *, create: bool = False) -> int:
+    """A descriptor of the directory `root/parts…`, opened one part at a time without following a
+    link: an executor may have left one anywhere, and the worker must reach nothing outside the
+    task's tree. `create` makes missing parts. An OSError (ELOOP, ENOTDIR, ENOENT) names the part."""
+    directory = os.open(root, _DIRECTORY)
+    try:
+        for part in parts:
+            if create:
+                try:
+                    os.mkdir(part, 0o755, dir_fd=directory)
+                except FileExistsError:
+                    pass
+            try:
+                inner = os.open(part, _DIRECTORY, dir_fd=directory)
+            except OSError as exc:
+                raise OSError(exc.errno, exc.strerror, part) from None
+            os.close(directory)
+            directory = inner
+    except BaseException:
+        os.close(directory)
+        raise
+    return directory
+
+
+def _entries(top: int, depth: int | None = None) -> Iterator[tuple[tuple[str, ...], os.stat_result]]:
+    """(path below `top` as parts, lstat) of each entry under the open directory `top`, at most
+    `depth` levels down, listed by descriptor: a link is an entry like any other, never followed,
+    so nothing outside the tree is listed or stat-ed."""
+    stack: list[tuple[int, _ScandirIterator[str], tuple[str, ...]]] = []
+    try:
+        directory = os.dup(top)
+        stack.append((directory, os.scandir(directory), ()))
+        while stack:
+            directory, listing, parts = stack[-1]
+            entry = next(listing, None)
+            if entry is None:
+                stack.pop()
+                listing.close()
+                os.close(directory)
+                continue
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue  # gone meanwhile
+            here = (*parts, entry.name)
+            yield here, info
+            if stat.S_ISDIR(info.st_mode) and (depth is None or len(here) < depth):
+                if len(stack) >= MAX_DEPTH:
+                    raise Unwalkable(f"the task's directories nest deeper than {MAX_DEPTH} levels")
+                try:
+                    inner = os.open(entry.name, _DIRECTORY, dir_fd=directory)
+                except PermissionError:
+                    raise Unwalkable(
+                        "the task left a directory the worker may not read (its permissions removed)"
+                    ) from None
+                except OSError:
+                    continue  # replaced by a link, or removed, meanwhile
+                stack.append((inner, os.scandir(inner), here))
+    finally:
+        for directory, listing, _parts in stack:
+            listing.close()
+            os.close(directory)
+
+
+def scratch_bytes(fs: Path) -> int:
+    """The disk space a task's tree takes, as du counts it: allocated blocks (a sparse file counts
+    what it holds), a file with several names once, and nothing that a link points at."""
+    try:
+        top = os.open(fs, _DIRECTORY)
+    except FileNotFoundError:
+        return 0  # a task that names no directory has no tree
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    try:
+        for _parts, info in _entries(top):
+            if info.st_nlink > 1 and not stat.S_ISDIR(info.st_mode):
+                if (info.st_dev, info.st_ino) in seen:
+                    continue
+                seen.add((info.st_dev, info.st_ino))
+            total += info.st_blocks * 512
+    finally:
+        os.close(top)
+    return total
+
+
+def _scratch_problem(fs: Path, limit_bytes: int) -> str | None:
+    """Why the task's tree is over its scratch space (the message the task ends with), or None."""
+    try:
+        used = scratch_bytes(fs)
+    except Unwalkable as exc:
+        return f"scratch space cannot be measured: {exc}"
+    if used <= limit_bytes:
+        return None
+    most = get_settings().tes.max_disk_gb
+    return (
+        f"scratch space exceeded: {used} bytes written, the limit is {limit_bytes} "
+        f"(ask for more with resources.disk_gb, up to {most:g} GB here)"
+    )
 
 
 def _segment(path: Path, start: int, limit: int) -> tuple[str, int]:
@@ -68,25 +179,37 @@ def _segment(path: Path, start: int, limit: int) -> tuple[str, int]:
         return handle.read(max(size - start, 0)).decode("utf-8", errors="replace"), size
 
 
-def _open_inside(root: Path, container_path: str) -> int:
-    """A descriptor for writing the host file at `container_path` under `root`, opened one directory
-    at a time without following links (an executor may have left a symlink anywhere on the way, and
-    the worker must create nothing outside the task's tree), and only if it is a regular file: a
-    FIFO would block the worker until someone read it."""
+def _open_output(fs: Path, container_path: str) -> int | None:
+    """A descriptor for reading the regular file at `container_path`, reached without following a
+    link; None for anything else (missing, a link, a FIFO, a directory: one answer, so that an
+    error cannot tell what a link points at, or whether it exists)."""
     parts = PurePosixPath(container_path).parts[1:]
-    directory = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        for part in parts[:-1]:
-            try:
-                os.mkdir(part, 0o755, dir_fd=directory)
-            except FileExistsError:
-                pass
-            try:
-                inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=directory)
-            except OSError:  # ELOOP, ENOTDIR: a link, or a file where a directory should be
-                raise OutputProblem(f"{container_path}: {part!r} on the way is a link or not a directory") from None
-            os.close(directory)
-            directory = inner
+        directory = _open_directory(fs, parts[:-1])
+    except OSError:
+        return None
+    try:
+        descriptor = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=directory)
+    except OSError:
+        return None
+    finally:
+        os.close(directory)
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        return None
+    return descriptor
+
+
+def _open_inside(root: Path, container_path: str) -> int:
+    """A descriptor for writing the host file at `container_path` under `root`, its directories made
+    and opened without following links (the worker must create nothing outside the task's tree),
+    and only if it is a regular file: a FIFO would block the worker until someone read it."""
+    parts = PurePosixPath(container_path).parts[1:]
+    try:
+        directory = _open_directory(root, parts[:-1], create=True)
+    except OSError as exc:  # ELOOP, ENOTDIR: a link, or a file where a directory should be
+        raise OutputProblem(f"{container_path}: {exc.filename!r} on the way is a link or not a directory") from None
+    try:
         flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
         try:
             descriptor = os.open(parts[-1], flags, 0o644, dir_fd=directory)
@@ -140,20 +263,23 @@ def _stage(
             raise StorageError(f"inputs[{i}]: its file is gone (deleted after the task was submitted?)")
 
 
-def _files_under(fs: Path, directory: str, depth: int | None = None) -> list[tuple[Path, str]]:
-    """(host path, container path) of the regular files under a container directory, found without
-    following a link (one could lead anywhere on the host), at most `depth` levels down."""
-    top = MountPlan.host_path(fs, directory)
-    found = []
-    for current, subdirectories, names in os.walk(top, followlinks=False):
-        here = Path(current)
-        if depth is not None and len(here.relative_to(top).parts) >= depth - 1:
-            subdirectories.clear()
-        for name in names:
-            path = here / name
-            if stat.S_ISREG(path.lstat().st_mode):
-                found.append((path, "/" + path.relative_to(fs).as_posix()))
-    return sorted(found)
+class _NotInside(Exception):
+    """A container directory is not one inside the task's tree: it, or one on the way, is a link, or missing."""
+
+
+def _regular_files(fs: Path, directory: str, depth: int | None = None) -> Iterator[str]:
+    """Container paths of the regular files under a container directory, at most `depth` levels
+    down, walked without following a link; `_NotInside` at once if the directory is not inside."""
+    try:
+        top = _open_directory(fs, PurePosixPath(directory).parts[1:])
+    except OSError:
+        raise _NotInside from None
+    try:
+        for below, info in _entries(top, depth):
+            if stat.S_ISREG(info.st_mode):
+                yield "/".join((directory.rstrip("/"), *below))
+    finally:
+        os.close(top)
 
 
 def _unique(name: str, used: set[str]) -> str:
@@ -167,46 +293,81 @@ def _unique(name: str, used: set[str]) -> str:
     return candidate
 
 
-def _collect(task: TaskIn, plan: MountPlan, fs: Path) -> tuple[list[OutputBlob], list[dict[str, str]]]:
-    """Store every output; the log entries say at which container path each stored file was."""
-    found: list[tuple[str, str, Path, str]] = []  # (role, file name, host path, container path)
+def _output_name(url: str | None, relative: str) -> str:
+    return "_".join(filter(None, [url, relative.replace("/", "_")]))
+
+
+def _found_outputs(task: TaskIn, fs: Path) -> list[tuple[str, str, str]]:
+    """(role, file name, container path) of every output file, found inside the task's tree only. No
+    message names or counts anything a link leads to: only the task's own paths appear."""
+    limit = get_settings().tes.max_output_files
+    found: list[tuple[str, str, str]] = []
+
+    def add(role: str, name: str, container: str) -> None:
+        if len(found) >= limit:  # said before walking on: a tree may hold millions of files
+            raise OutputProblem(
+                f"the task's outputs are more than {limit} files; the limit is {limit} (EMGAPI_TES__MAX_OUTPUT_FILES)"
+            )
+        found.append((role, name, container))
+
     for i, output in enumerate(task.outputs or ()):
-        role = output.name or f"outputs[{i}]"
-        host = plan.host_path(fs, output.path)
-        if WILDCARD.search(output.path):
-            prefix = output.path_prefix or ""
-            pattern = PurePosixPath(output.path)
-            start = static_dir(output.path)
-            depth = len(pattern.parts) - len(PurePosixPath(start).parts)
-            for path, container in _files_under(fs, start, depth):
-                if PurePosixPath(container).match(output.path):
-                    relative = container.removeprefix(prefix).lstrip("/")
-                    name = "_".join(filter(None, [output.url, relative.replace("/", "_")]))
-                    found.append((role, name, path, container))
-        elif output.type is FileType.DIRECTORY:
-            if host.is_symlink() or not host.is_dir():
-                raise OutputProblem(f"outputs[{i}]: directory {output.path} was not created")
-            for path, container in _files_under(fs, output.path):
-                relative = container.removeprefix(output.path.rstrip("/") + "/")
-                found.append((role, "_".join(filter(None, [output.url, relative.replace("/", "_")])), path, container))
-        else:
-            if host.is_symlink() or not host.is_file():
-                raise OutputProblem(f"outputs[{i}]: file {output.path} was not created (or is not a regular file)")
-            found.append((role, output.url or Path(output.path).name, host, output.path))
-    limits = get_settings()
-    if len(found) > limits.tes.max_output_files:
-        raise OutputProblem(f"the task produced {len(found)} output files; the limit is {limits.tes.max_output_files}")
-    for role, _name, path, container in found:
-        if path.is_symlink() or not _inside(fs, path):
-            raise OutputProblem(f"output {role!r}: {container} is a link that leads outside the task's directories")
-    total, limit = sum(path.stat().st_size for _, _, path, _ in found), limits.quota.output_limit(TES_TOOL)
+        role, where = output.name or f"outputs[{i}]", f"outputs[{i}] ({output.path})"
+        try:
+            if WILDCARD.search(output.path):
+                start = static_dir(output.path)
+                depth = len(PurePosixPath(output.path).parts) - len(PurePosixPath(start).parts)
+                try:
+                    for container in _regular_files(fs, start, depth):
+                        if PurePosixPath(container).match(output.path):
+                            relative = container.removeprefix(output.path_prefix or "").lstrip("/")
+                            add(role, _output_name(output.url, relative), container)
+                except _NotInside:
+                    pass  # matches nothing, as a directory that is not there
+            elif output.type is FileType.DIRECTORY:
+                try:
+                    for container in _regular_files(fs, output.path):
+                        relative = container.removeprefix(output.path.rstrip("/") + "/")
+                        add(role, _output_name(output.url, relative), container)
+                except _NotInside:
+                    raise OutputProblem(f"{where}: {NOT_A_DIRECTORY}") from None
+            else:
+                descriptor = _open_output(fs, output.path)
+                if descriptor is None:
+                    raise OutputProblem(f"{where}: {NOT_A_FILE}")
+                os.close(descriptor)
+                add(role, output.url or PurePosixPath(output.path).name, output.path)
+        except Unwalkable as exc:
+            raise OutputProblem(f"{where}: {exc}") from None
+    return found
+
+
+def _opened_output(fs: Path, container: str) -> int:
+    if (descriptor := _open_output(fs, container)) is None:
+        raise OutputProblem(f"{container}: {NOT_A_FILE}")  # gone since it was found
+    return descriptor
+
+
+def _collect(task: TaskIn, plan: MountPlan, fs: Path) -> tuple[list[OutputBlob], list[dict[str, str]]]:
+    """Store every output; the log entries say at which container path each stored file was. Each
+    file is read through the descriptor its checks opened (`/proc/self/fd`), never by its host path
+    again."""
+    found = _found_outputs(task, fs)
+    total, limit = 0, get_settings().quota.output_limit(TES_TOOL)
+    for _role, _name, container in found:
+        descriptor = _opened_output(fs, container)
+        total += os.fstat(descriptor).st_size
+        os.close(descriptor)
     if total > limit:
         raise OutputProblem(f"the task's outputs are {total} bytes; the limit is {limit} bytes (EMGAPI_QUOTA__*)")
     storage = get_storage()
     blobs, entries = [], []
     used: dict[str, set[str]] = {}
-    for role, name, path, container in found:
-        info = storage.put_path(path)
+    for role, name, container in found:
+        descriptor = _opened_output(fs, container)
+        try:
+            info = storage.put_path(Path(f"/proc/self/fd/{descriptor}"))
+        finally:
+            os.close(descriptor)
         name = _unique(actions.clean_file_name(name), used.setdefault(role, set()))
         blobs.append(OutputBlob(role=role, name=name, sha256=info.sha256, size=info.size))
         entries.append({"role": role, "name": name, "path": container})
@@ -228,8 +389,19 @@ class TesTaskRun:
         self.stdout_path, self.stderr_path = log_paths(calc.id, run.attempt)
         self.usage: dict[str, float] = {}
         self.last_exit: int | None = None
+        self.disk_bytes = 0
 
     async def execute(self) -> CalculationState:
+        state = await self._attempt()
+        await self._drop_scratch()  # after an end that staging met (`run._end`)
+        return state
+
+    async def _drop_scratch(self) -> None:
+        """The attempt is over, whatever its end: its scratch goes (its outputs and logs are stored;
+        the sweeper takes the rest), before the end is seen, so that no one finds it afterwards."""
+        await asyncio.to_thread(shutil.rmtree, self.fs, True)
+
+    async def _attempt(self) -> CalculationState:
         run = self.run
         try:
             run.backend = run.backend_for(run.backend_name)
@@ -239,6 +411,7 @@ class TesTaskRun:
         task = TaskIn.model_validate(tes.spec["task"])
         plan = MountPlan(tuple(tes.spec["mounts"]))
         resources: dict[str, int] = tes.spec["resources"]
+        self.disk_bytes = resources.get("disk_bytes") or int(get_settings().tes.default_disk_gb * 1024**3)
         blobs = {role: sha256 for role, _name, sha256 in await db(input_blobs)(self.calc.id)}
         try:
             await asyncio.to_thread(_stage, task, plan, self.fs, blobs, tes.spec.get("external_inputs", {}),
@@ -247,6 +420,8 @@ class TesTaskRun:
             return await run._end(AttemptEnd.LOCATION_UNREACHABLE, f"cannot run this task here: {exc}")
         except (StorageError, OSError) as exc:
             return await run._end(AttemptEnd.STORAGE_FAILED, f"could not place the inputs: {exc}")
+        if problem := await asyncio.to_thread(_scratch_problem, self.fs, self.disk_bytes):
+            return await self._end(AttemptEnd.SCRATCH_EXCEEDED, f"the inputs alone: {problem}")
         for path in (self.stdout_path, self.stderr_path):
             path.parent.mkdir(parents=True, exist_ok=True)
             path.touch()
@@ -292,11 +467,14 @@ class TesTaskRun:
             return await self._end(AttemptEnd.CANCELED, "canceled while starting")
         run.logger.info("TES task %s: executor %s (%s) is %s job %s", calc.id, index, executor.image,
                         run.backend.kind, handle.job_id)  # fmt: skip
-        state = await run._wait(handle)
+        state, over = await self._wait_within_scratch(handle)
         await self._record(index, executor, state, starts, started)
         self.last_exit = state.exit_code
         for name, value in state.resource_usage.items():
             self.usage[name] = self.usage.get(name, 0.0) + value
+        # measured once more: an executor may have written past the limit since the last look
+        if over := over or await asyncio.to_thread(_scratch_problem, self.fs, self.disk_bytes):
+            return await self._end(AttemptEnd.SCRATCH_EXCEEDED, f"executor {index} ({executor.image}): {over}")
         if state.status is JobStatus.SUCCEEDED or (state.status is JobStatus.FAILED and executor.ignore_error):
             return None
         if state.status is JobStatus.CANCELED:
@@ -305,6 +483,32 @@ class TesTaskRun:
         tail = (await asyncio.to_thread(_segment, self.stderr_path, starts[1], 4000))[0].strip()
         message = f"executor {index} ({executor.image}) {state.message}" + (f":\n{tail}" if tail else "")
         return await self._end(end, message)
+
+    async def _wait_within_scratch(self, handle: JobHandle) -> tuple[JobState, str | None]:
+        """The executor's end as `_wait` gives it; if the task's directories outgrow its scratch space
+        first, the executor is stopped at once, and the second item says why."""
+        waiting = asyncio.ensure_future(self.run._wait(handle))
+        watching = asyncio.ensure_future(self._watch_scratch())
+        try:
+            await asyncio.wait((waiting, watching), return_when=asyncio.FIRST_COMPLETED)
+            if waiting.done():
+                return waiting.result(), None
+            await self.run.backend.cancel(handle, 0)
+            return await waiting, watching.result()
+        finally:
+            watching.cancel()
+            waiting.cancel()
+
+    async def _watch_scratch(self) -> str:
+        """Returns only once the task's directories hold more than its scratch space: why."""
+        interval = get_settings().tes.scratch_check_seconds
+        while True:
+            await asyncio.sleep(interval)
+            started = time.monotonic()
+            if problem := await asyncio.to_thread(_scratch_problem, self.fs, self.disk_bytes):
+                return problem
+            # a tree of many files costs a walk each time: at most a tenth of the time goes to it
+            await asyncio.sleep(9 * (time.monotonic() - started))
 
     async def _record(
         self, index: int, executor: ExecutorIn, state: JobState, starts: tuple[int, int], started: str
@@ -346,6 +550,7 @@ class TesTaskRun:
         return final
 
     async def _end(self, end: AttemptEnd, message: str, outputs: list[OutputBlob] | None = None) -> CalculationState:
+        await self._drop_scratch()
         try:
             stdout_sha, stderr_sha = await asyncio.to_thread(store_logs, self.calc.id, self.run.attempt)
         except StorageError:

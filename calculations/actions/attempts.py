@@ -180,7 +180,8 @@ def do_end_attempt(
 
 def _outputs_over_quota(calc: Calculation, outputs: Sequence[OutputBlob]) -> str | None:
     adding = new_bytes(calc.owner_id, [(output.sha256, output.size) for output in outputs])
-    return quota_message(calc.owner_id, adding, f"{calc.tool}'s output")
+    # a TES task's outputs replace the scratch space it reserved
+    return quota_message(calc.owner_id, adding, f"{calc.tool}'s output", excluding=calc.id)
 
 
 def _complete(

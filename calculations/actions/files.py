@@ -26,7 +26,7 @@ from calculations.actions.access import access_file_by_id
 from calculations.actions.quotas import storage_limit
 from calculations.actions.transitions import lock_blob
 from calculations.errors import Conflict, StorageQuotaExceeded
-from calculations.models import Calculation, File, OrphanBlob
+from calculations.models import Calculation, File, OrphanBlob, TesTask
 from calculations.states import ACTIVE_STATES
 from calculations.storage import BlobInfo, StorageError, get_storage
 from calculations.storage.base import hash_stream
@@ -67,14 +67,27 @@ def new_bytes(owner_id: int, blobs: Iterable[tuple[str, int]]) -> int:
     return sum(size for sha256, size in sizes.items() if sha256 not in held)
 
 
-def quota_message(owner_id: int, adding_bytes: int, what: str) -> str | None:
-    """Why adding `adding_bytes` new bytes would exceed the user's quota, or None if it fits."""
+def reserved_scratch_bytes(owner_id: int, *, excluding: UUID | None = None) -> int:
+    """Scratch space the user's GA4GH TES tasks in flight reserved (`resources.disk_gb`): counted as
+    held from submission until each task ends, so that no task's directories, which the worker keeps
+    within that space, can take the user past their quota."""
+    tasks = TesTask.objects.filter(calculation__owner_id=owner_id, calculation__state__in=ACTIVE_STATES)
+    if excluding is not None:
+        tasks = tasks.exclude(calculation_id=excluding)
+    return sum(int(size or 0) for size in tasks.values_list("spec__resources__disk_bytes", flat=True))
+
+
+def quota_message(owner_id: int, adding_bytes: int, what: str, *, excluding: UUID | None = None) -> str | None:
+    """Why adding `adding_bytes` new bytes would exceed the user's quota, or None if it fits.
+    `excluding`: a TES task whose own reservation makes way for what it adds (its outputs)."""
     quota = storage_limit(owner_id)
     used = held_bytes(owner_id)
-    if used + adding_bytes <= quota:
+    reserved = reserved_scratch_bytes(owner_id, excluding=excluding)
+    if used + reserved + adding_bytes <= quota:
         return None
+    scratch = f", your GA4GH TES tasks in flight reserve {reserved} bytes of scratch space" if reserved else ""
     return (
-        f"storage quota exceeded: you hold {used} bytes (identical contents count once), {what} is "
+        f"storage quota exceeded: you hold {used} bytes (identical contents count once){scratch}, {what} is "
         f"{adding_bytes} more, and the quota is {quota}; {FREE_SPACE_HINT}"
     )
 
@@ -82,6 +95,11 @@ def quota_message(owner_id: int, adding_bytes: int, what: str) -> str | None:
 def check_storage_quota(owner_id: int, adding_bytes: int, what: str = "this file") -> None:
     if message := quota_message(owner_id, adding_bytes, what):
         raise StorageQuotaExceeded(message)
+
+
+def check_scratch_quota(owner_id: int, disk_bytes: int) -> None:
+    """A TES task's scratch space is reserved at submission (call with the user's row locked)."""
+    check_storage_quota(owner_id, disk_bytes, "this task's scratch space (resources.disk_gb)")
 
 
 def check_upload_size(size: int) -> None:

@@ -15,6 +15,7 @@ from uuid import UUID
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
+from calculations.actions.files import check_scratch_quota
 from calculations.actions.submissions import check_active_quota
 from calculations.actions.transitions import lock_calculation, record_event, user_actor
 from calculations.caching import compute_cache_key
@@ -208,6 +209,9 @@ def _check_resources(task: TaskIn) -> tuple[list[str], dict[str, Any]]:
         raise InvalidInput(f"resources.cpu_cores: {cpus} is more than the {limits.max_cpus} a task may ask for")
     if ram_gb > limits.max_ram_gb:
         raise InvalidInput(f"resources.ram_gb: {ram_gb} is more than the {limits.max_ram_gb} a task may ask for")
+    disk_gb = (resources.disk_gb if resources else None) or limits.default_disk_gb
+    if disk_gb > limits.max_disk_gb:
+        raise InvalidInput(f"resources.disk_gb: {disk_gb} is more than the {limits.max_disk_gb} a task may ask for")
     time_limit = limits.time_limit_seconds
     parameters = (resources.backend_parameters if resources else None) or {}
     unknown = sorted(set(parameters) - set(BACKEND_PARAMETERS))
@@ -227,7 +231,8 @@ def _check_resources(task: TaskIn) -> tuple[list[str], dict[str, Any]]:
             raise InvalidInput(
                 f"resources.backend_parameters.time_limit_seconds: must be 1 to {limits.time_limit_seconds}"
             )
-    return notes, {"cpus": cpus, "memory_mb": max(int(ram_gb * 1024), 16), "time_limit_seconds": time_limit}
+    return notes, {"cpus": cpus, "memory_mb": max(int(ram_gb * 1024), 16), "time_limit_seconds": time_limit,
+                   "disk_bytes": int(disk_gb * 1024**3)}  # fmt: skip
 
 
 def check_create_tes_task(owner_id: int, task: TaskIn, *, hosts: set[str]) -> Calculation:
@@ -275,6 +280,7 @@ def do_create_tes_task(
     """The calculation (QUEUED, launched after commit), its TES task, tags and input files. A task
     never comes from the cache: an image tag may now name other bytes, and TES clients expect a run."""
     check_active_quota(owner_id)
+    check_scratch_quota(owner_id, resources["disk_bytes"])
     params = task.stored()
     files = {input_role(i): item for i, item in resolved.items() if isinstance(item, File)}
     input_sha256s = {role: file.sha256 for role, file in files.items()}

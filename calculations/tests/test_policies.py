@@ -13,6 +13,7 @@ TOOL_FAULTS = [
     AttemptEnd.TOOL_FAILED,
     AttemptEnd.OUT_OF_MEMORY,
     AttemptEnd.TIME_LIMIT,
+    AttemptEnd.SCRATCH_EXCEEDED,
     AttemptEnd.TOOL_NOT_STARTED,
     AttemptEnd.OUTPUTS_INVALID,
     AttemptEnd.OUTPUTS_TOO_LARGE,

@@ -69,3 +69,31 @@ def test_a_user_may_have_limits_of_their_own(
     bobs = bob.upload("m.smi", b"CCO\n").json()["id"]  # everyone else keeps the deployment's limits
     body = {"inputs": {"molecules": bobs}, "use_cache": False}
     assert [bob.post("/tools/obabel/calculations", body).status_code for _ in range(2)] == [202, 429]
+
+
+def test_a_tes_tasks_scratch_space_counts_against_the_storage_quota_while_it_is_in_flight(
+    alice: ApiClient, alice_token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from django.test import Client
+
+    gib = 1024**3
+    monkeypatch.setattr(get_settings().quota, "storage_bytes", gib + gib // 2 + 8)
+    tes = Client(headers={"Authorization": f"Bearer {alice_token}"})
+
+    def submit(disk_gb: float) -> Any:
+        body = {"executors": [{"image": "emgapi/obabel:3.1.1", "command": ["true"]}], "resources": {"disk_gb": disk_gb}}
+        return tes.post("/ga4gh/tes/v1/tasks", json.dumps(body), content_type="application/json")
+
+    first = submit(1)
+    assert first.status_code == 200 and submit(0.5).status_code == 200
+    refused = alice.upload("b.txt", b"123456789")
+    assert refused.status_code == 413
+    assert "your GA4GH TES tasks in flight reserve 1610612736 bytes of scratch space" in refused.json()["detail"]
+    assert alice.upload("a.txt", b"12345678").status_code == 201  # what is left
+    too_much = submit(0.5)
+    assert too_much.status_code == 413
+    assert "this task's scratch space (resources.disk_gb) is 536870912 more" in too_much.json()["detail"]
+    tes.post(f"/ga4gh/tes/v1/tasks/{first.json()['id']}:cancel")  # an ended task reserves nothing
+    assert submit(0.5).status_code == 200

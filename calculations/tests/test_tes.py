@@ -96,6 +96,7 @@ def test_a_task_naming_a_file_by_its_api_url_or_emgapi_url(tes: Tes, uploaded: U
         ({"outputs": [{"path": "/data/out/x", "url": "s3:x"}]}, "plain relative name"),
         ({"outputs": [{"path": "/data/out/*.txt"}]}, "path_prefix"),
         ({"resources": {"cpu_cores": 999}}, "cpu_cores"),
+        ({"resources": {"disk_gb": 101}}, "resources.disk_gb: 101.0 is more than the 100.0"),
         ({"resources": {"backend_parameters": {"gpu": "1"}, "backend_parameters_strict": True}}, "'gpu'"),
         ({"volumes": ["/data:x"]}, "':' or ','"),
         ({"volumes": ["/data/" + "a" * 256]}, "longer than 255 bytes"),

@@ -68,6 +68,17 @@ def test_work_directories_go_after_their_retention_and_failed_ones_are_kept_long
     assert not leftover.parent.exists()  # the calculation's own directory went with its last attempt
 
 
+def test_a_failed_tes_tasks_scratch_left_by_a_lost_worker_is_not_kept_for_days() -> None:
+    """Its size is the user's to choose (up to disk_gb) and no longer counts against their quota."""
+    from calculations.tes import TES_TOOL
+
+    task = _attempt(S.SYSTEM_ERROR, finished_hours_ago=2)
+    Calculation.objects.filter(id=task.parent.name).update(tool=TES_TOOL)
+    tool = _attempt(S.SYSTEM_ERROR, finished_hours_ago=2)
+    asyncio.run(sweep_once())
+    assert not task.exists() and tool.exists()
+
+
 def test_spools_and_partial_blobs_left_by_a_killed_upload_go_after_an_hour() -> None:
     settings = get_settings()
     incoming = settings.blob_root / ".incoming"

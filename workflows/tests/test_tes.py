@@ -3,16 +3,21 @@ the container backend: create, wait, outputs, logs, cancel, list with filters an
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import re
 import time
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import httpx
 import pytest
 import tes
 
-from calculations.actions import do_create_api_token
+from calculations.actions import do_create_api_token, do_set_user_quota
+from calculations.workdirs import attempt_dir
 from demo.synthetic import fasta, genome_with_genes, protein_family
 from emgapiv2.config import get_settings
 
@@ -182,3 +187,76 @@ def test_what_an_executor_leaves_behind_never_reaches_the_host(client: Client, t
     assert "/data/fifo.txt is not a regular file" in notes
     stored = {output.path: client.http.get(output.url).content for output in done.logs[-1].outputs}
     assert stored == {"/data/out/x_y": b"1\n", "/data/out/x/y": b"22\n", "/tmp/t.txt": b"scratch\n"}
+
+
+def _mark_unread(directory: Path) -> None:
+    """Until someone lists it again: relatime updates an access time older than the modification time."""
+    os.utime(directory, (0, directory.stat().st_mtime))
+
+
+def test_outputs_through_a_link_to_a_host_folder_reveal_nothing_of_it(client: Client, tmp_path: Path) -> None:
+    """An executor links /data/sub to a host folder full of files: the worker neither lists nor
+    stat-s it, and nothing of it (a name, a count, its existence) reaches the task."""
+    host = tmp_path / "host"
+    (host / "deep").mkdir(parents=True)
+    for i in range(300):
+        (host / f"hostonly-{i}.txt").write_text("secret\n")
+    for i in range(20_000):
+        (host / "deep" / f"hostonly-deep-{i}").touch()
+    for directory in (host, host / "deep"):
+        _mark_unread(directory)
+    task = tes.Task(
+        volumes=["/data"],
+        outputs=[
+            tes.Output(path="/data/sub/*", path_prefix="/data/sub/"),  # its directory is a link: no match
+            tes.Output(path="/data/sub/deep", type="DIRECTORY"),
+            tes.Output(path="/data/sub/hostonly-1.txt"),
+        ],
+        executors=[tes.Executor(image=IMAGE, command=["ln", "-s", str(host), "/data/sub"])],
+    )
+    started = time.monotonic()
+    task_id = client.tes.create_task(task)
+    done = client.wait(task_id, timeout=60)
+    assert time.monotonic() - started < 30
+    assert done.state == "EXECUTOR_ERROR"
+    expected = "outputs[1] (/data/sub/deep): not found, or not a directory, inside the task's directories"
+    assert expected in done.logs[-1].system_logs
+    # what the task says back (its own output paths aside): its logs, system logs, outputs and error
+    seen = json.dumps(client.http.get(f"/ga4gh/tes/v1/tasks/{task_id}", params={"view": "FULL"}).json()["logs"])
+    seen += client.http.get(f"/api/v2/calculations/{task_id}").json()["error"]
+    assert "hostonly" not in seen
+    assert host.stat().st_atime == 0 and (host / "deep").stat().st_atime == 0  # never listed
+
+
+def test_scratch_space_is_capped_while_the_task_runs_and_not_kept_after(client: Client) -> None:
+    disk_gb = 0.1
+    task = tes.Task(
+        volumes=["/data"],
+        resources=tes.Resources(disk_gb=disk_gb),
+        executors=[
+            tes.Executor(image=IMAGE, command=["sh", "-c", "dd if=/dev/zero of=/data/big bs=1M count=512 && sleep 600"])
+        ],
+    )
+    started = time.monotonic()
+    task_id = client.tes.create_task(task)
+    done = client.wait(task_id, timeout=60)
+    assert time.monotonic() - started < 45  # stopped while it ran, not at the end of its sleep
+    assert done.state == "EXECUTOR_ERROR"
+    limit = int(disk_gb * 1024**3)
+    ended = client.http.get(f"/api/v2/calculations/{task_id}").json()["error"]
+    assert re.search(rf"scratch space exceeded: \d+ bytes written, the limit is {limit}", ended), ended
+    assert not (attempt_dir(UUID(task_id), 1) / "fs").exists()  # the scratch of a failed task is not kept
+
+
+def test_a_task_whose_scratch_space_fills_the_quota_still_stores_its_outputs(client: Client) -> None:
+    """The scratch space is reserved at submission; the outputs take its place as the task ends."""
+    disk_gb = 0.01
+    do_set_user_quota("tes-user", storage_bytes=int(disk_gb * 1024**3))
+    task = tes.Task(
+        resources=tes.Resources(disk_gb=disk_gb),
+        outputs=[tes.Output(path="/data/out/x.txt")],
+        executors=[tes.Executor(image=IMAGE, command=["sh", "-c", "echo result > /data/out/x.txt"])],
+    )
+    done = client.wait(client.tes.create_task(task))
+    assert done.state == "COMPLETE", done.logs
+    assert client.http.get(done.logs[-1].outputs[0].url).content == b"result\n"
