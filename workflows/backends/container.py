@@ -4,7 +4,8 @@ The same code serves a Docker engine and Podman's compatible socket (`DOCKER_HOS
 one container of the tool's image with the isolation `isolation.ContainerRun` defines (limits, no
 network unless the tool declares it, read-only root, no capabilities, inputs mounted read-only and
 the working directory read-write, each at its host path, so the argv the tool spec built runs
-unchanged). A `/bin/sh` wrapper sends the tool's output to the attempt's log files, which are live
+unchanged). Two `/bin/sh` shells start the tool (`shells.in_container`: it is neither the
+container's PID 1 nor PID 1's child) and send its output to the attempt's log files, which are live
 while it runs (the images are Debian-based; a shell is there).
 
 Waiting costs no thread per job: one thread follows the engine's event stream and wakes the job
@@ -18,7 +19,6 @@ import asyncio
 import logging
 import os
 import re
-import signal
 import socket
 import threading
 import time
@@ -28,6 +28,7 @@ from typing import Any
 
 from workflows.backends.base import BackendUnavailable, JobHandle, JobLimit, JobSpec, JobState, JobStatus
 from workflows.backends.isolation import ContainerRun
+from workflows.backends.shells import signal_in, signal_name
 
 logger = logging.getLogger(__name__)
 
@@ -197,12 +198,8 @@ class ContainerBackend:
             return JobState(JobStatus.FAILED, exit_code, f"could not run: {state['Error']}", usage)
         if exit_code == 0:
             return JobState(JobStatus.SUCCEEDED, 0, "", usage)
-        if exit_code > 128:
-            try:
-                name = signal.Signals(exit_code - 128).name
-            except ValueError:
-                name = f"signal {exit_code - 128}"
-            return JobState(JobStatus.FAILED, exit_code, f"killed by {name}", usage)
+        if (number := signal_in(exit_code)) is not None:  # as the shells that ran the tool reported it
+            return JobState(JobStatus.FAILED, exit_code, f"killed by {signal_name(number)}", usage)
         return JobState(JobStatus.FAILED, exit_code, f"exited with code {exit_code}", usage)
 
     async def poll(self, handle: JobHandle) -> JobState:

@@ -5,7 +5,9 @@ user, working directory and environment, its limits (memory with no swap beyond 
 count), a read-only root filesystem with a size-capped tmpfs for scratch, every capability dropped,
 no privilege escalation, no network unless the tool declares it, and the staged inputs mounted
 read-only next to the read-write working directory, each at its host path (so the argv the tool
-spec built runs unchanged). Two renderers apply the very same description:
+spec built runs unchanged). The tool is the grandchild of the container's PID 1, a shell
+(`shells.in_container`): PID 1 loses the signals it has no handler for, and its child may take
+itself for a daemon. Two renderers apply the very same description:
 
 - `docker_py_options()`: docker-py `containers.create` options (the container backend);
 - `cli_words(runtime)`: a `docker run`/`podman run` command (a Slurm job running the tool's image).
@@ -18,13 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from workflows.backends.base import BackendUnavailable, JobSpec, Mount
+from workflows.backends.shells import in_container
 
 LABEL = "org.emgapi.job"  # every container the platform starts carries it, valued with the job's name
 STDOUT_IN_CONTAINER = "/emgapi/stdout"
 STDERR_IN_CONTAINER = "/emgapi/stderr"
-# exec: the tool becomes the container's main process, so `docker stop` signals the tool itself
-# appending: a TES task's executors run in turn into one pair of log files
-WRAPPER = ("/bin/sh", "-c", f'exec "$@" >>{STDOUT_IN_CONTAINER} 2>>{STDERR_IN_CONTAINER}', "emgapi-tool")
 
 
 def tool_environment(spec: JobSpec) -> dict[str, str]:
@@ -99,14 +99,15 @@ class ContainerRun:
     def docker_py_options(self) -> dict[str, Any]:
         """Keyword arguments of docker-py's `containers.create`."""
         volumes = {mount.host_path: {"bind": mount.container_path, "mode": mount.mode} for mount in self.mounts}
-        command = list(self.argv)
+        logs: dict[str, str] = {}
         if self.log_files is not None:
             volumes[self.log_files.stdout] = {"bind": STDOUT_IN_CONTAINER, "mode": "rw"}
             volumes[self.log_files.stderr] = {"bind": STDERR_IN_CONTAINER, "mode": "rw"}
-            command = [*WRAPPER, *command]
+            # (appended to: a TES task's executors run in turn into one pair of log files)
+            logs = {"stdout": STDOUT_IN_CONTAINER, "stderr": STDERR_IN_CONTAINER}
         return {
             "image": self.image,
-            "command": command,
+            "command": in_container(self.argv, **logs),
             "name": self.name,
             "working_dir": self.workdir,
             "user": self.user,
@@ -130,7 +131,7 @@ class ContainerRun:
         One deliberate difference: `log_files` are not used. This form runs inside a Slurm job,
         which already captures the job's stdout and stderr into those very files (sbatch
         `--output`/`--error`), and the runtime's CLI forwards the container's output to its own;
-        so the tool's argv runs directly, without the `/bin/sh` wrapper and its two bind mounts.
+        so the shells run the tool without redirecting its output, and without the two bind mounts.
         """
         words = [runtime, "run", "--rm", "--name", self.name, "--user", self.user]
         if self.workdir is not None:
@@ -151,4 +152,4 @@ class ContainerRun:
             words += ["--label", f"{name}={value}"]
         for mount in self.mounts:
             words += ["--volume", f"{mount.host_path}:{mount.container_path}:{mount.mode}"]
-        return [*words, self.image, *self.argv]
+        return [*words, self.image, *in_container(self.argv)]

@@ -30,6 +30,7 @@ from typing import Literal
 from emgapiv2.config import get_settings
 from workflows.backends.base import JobHandle, JobLimit, JobSpec, JobState, JobStatus
 from workflows.backends.sandbox import Sandbox
+from workflows.backends.shells import signal_in, signal_name
 from workflows.identity import boot_id, process_start_ticks
 
 
@@ -42,13 +43,6 @@ class _Job:
     state: JobState = field(default_factory=lambda: JobState(JobStatus.RUNNING))
     canceled: bool = False
     timed_out: bool = False
-
-
-def _describe_signal(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
 
 
 def _check_program(program: str, search_path: str, workdir: Path) -> None:
@@ -137,11 +131,10 @@ class LocalBackend:
             "system_cpu_seconds": round(usage.ru_stime, 3),
             "max_rss_mb": round(usage.ru_maxrss / 1024, 1),
         }
-        # in the sandbox, bwrap reports a tool killed by signal N as exit code 128 + N (1 <= N <= 31);
-        # higher codes (255: perl's die, many CLIs) are the tool's own
+        # in the sandbox, the shell that runs the tool reports its death by signal N as 128 + N
         number = os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
-        if self._sandbox is not None and os.WIFEXITED(status) and 128 < os.WEXITSTATUS(status) < 160:
-            number = os.WEXITSTATUS(status) - 128
+        if self._sandbox is not None and os.WIFEXITED(status):
+            number = signal_in(os.WEXITSTATUS(status)) or 0
         if number:
             exit_code = 128 + number
             if job.canceled:
@@ -151,7 +144,7 @@ class LocalBackend:
             elif number == signal.SIGXCPU:
                 message, limit = "CPU time limit exceeded", JobLimit.TIME
             else:  # (prlimit's address-space limit makes allocations fail: the tool reports it itself)
-                message, limit = f"killed by {_describe_signal(number)}", None
+                message, limit = f"killed by {signal_name(number)}", None
             return JobState(JobStatus.FAILED, exit_code, message, resource_usage, limit=limit)
         exit_code = os.WEXITSTATUS(status)
         if job.canceled:

@@ -6,6 +6,9 @@
 - A private `/tmp`, `/proc` and `/dev`; its own pid, IPC, UTS and cgroup namespaces; no network
   (a network namespace with only loopback) unless the tool declares it needs one.
 - It dies with the worker (`--die-with-parent`).
+- It is the child of a shell that waits for it (`shells.run_as_child`), never of bwrap's init,
+  which is PID 1 of the sandbox: a tool whose parent is PID 1 may take itself for a daemon and
+  send its last words to syslog (HMMER does).
 - When the worker runs as root, the tool does not: bwrap (which needs root to build the sandbox
   without a user namespace) hands over to `setpriv`, which switches to an unprivileged user
   (`EMGAPI_EXECUTION__SANDBOX_USER`) with no capabilities and no way to gain any.
@@ -23,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workflows.backends.base import BackendUnavailable, JobSpec
+from workflows.backends.shells import run_as_child
 
 SYSTEM_DIRECTORIES = ("/usr", "/etc")
 MERGED_USR_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -101,4 +105,4 @@ class Sandbox:
         if self.setpriv is not None:
             words += [self.setpriv, f"--reuid={self.uid}", f"--regid={self.gid}", "--clear-groups"]
             words += ["--no-new-privs", "--bounding-set=-all", "--inh-caps=-all", "--"]
-        return [*words, *argv]
+        return [*words, *run_as_child(argv)]

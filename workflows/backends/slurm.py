@@ -30,6 +30,7 @@ from pathlib import Path
 
 from workflows.backends.base import BackendUnavailable, JobHandle, JobLimit, JobSpec, JobState, JobStatus
 from workflows.backends.isolation import ContainerRun, tool_environment
+from workflows.backends.shells import run_as_child, signal_in, signal_name
 
 logger = logging.getLogger(__name__)
 
@@ -179,7 +180,7 @@ class SlurmBackend:
             raise BackendUnavailable(
                 "a TES task's executors run in containers: set EMGAPI_SLURM__CONTAINER_RUNTIME (docker or podman)"
             )
-        command = container_command(self.container_runtime, spec) if self.container_runtime else spec.argv
+        command = container_command(self.container_runtime, spec) if self.container_runtime else run_as_child(spec.argv)
         script = spec.job_dir / SCRIPT_FILE
         script.write_text(batch_script(command, spec, self._job_env(spec)))
         (spec.job_dir / EXIT_FILE).unlink(missing_ok=True)
@@ -332,7 +333,9 @@ class SlurmBackend:
             if exit_code == 0 and state != "FAILED":
                 return JobState(JobStatus.SUCCEEDED, 0, "", usage)
             if exit_pair is not None and exit_pair[1] and _read_exit_file(job.job_dir) is None:
-                return JobState(JobStatus.FAILED, exit_code, f"killed by signal {exit_pair[1]}", usage)
+                return JobState(JobStatus.FAILED, exit_code, f"killed by {signal_name(exit_pair[1])}", usage)
+            if (number := signal_in(exit_code)) is not None:  # as the shell that ran the tool reported it
+                return JobState(JobStatus.FAILED, exit_code, f"killed by {signal_name(number)}", usage)
             return JobState(JobStatus.FAILED, exit_code, f"exited with code {exit_code}", usage)
         if state is None:
             return JobState(

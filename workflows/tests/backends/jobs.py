@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import random
+import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from calculations.tools import get_tool
+from demo.synthetic import fasta
+from emgapiv2.config import BASE_DIR
 from workflows.backends import ExecutionBackend, JobSpec, JobState
+
+HMMER_ON_DNA = "Target sequence length > 100K, over comparison pipeline limit.\n(Did you mean to use nhmmer/nhmmscan?)"
 
 
 def job_spec(tmp_path: Path, argv: list[str], **options: Any) -> JobSpec:
@@ -24,6 +32,20 @@ def job_spec(tmp_path: Path, argv: list[str], **options: Any) -> JobSpec:
         name=f"test-{time.time_ns()}",
         **options,
     )
+
+
+def hmmsearch_on_dna(tmp_path: Path, **options: Any) -> JobSpec:
+    """The registered hmmsearch given a profile and, for proteins, a 120 kbp contig (fixed seed):
+    a user's mistake that HMMER explains (`HMMER_ON_DNA`) on stderr before it aborts."""
+    spec = job_spec(tmp_path, [], **options)
+    assert spec.inputs_dir is not None
+    profile, contig = spec.inputs_dir / "family.hmm", spec.inputs_dir / "contig.fna"
+    shutil.copy(BASE_DIR / "demo" / "data" / "family.hmm", profile)
+    rng = random.Random(17)
+    contig.write_text(fasta({"contig_1": "".join(rng.choice("ACGT") for _ in range(120_000))}))
+    tool = get_tool("hmmsearch")
+    argv = tool.build_argv(tool.params_model(), {"profile": profile, "sequences": contig})
+    return replace(spec, argv=argv)
 
 
 async def until_final(backend: ExecutionBackend, handle: Any, seconds: float = 60) -> JobState:

@@ -11,8 +11,9 @@ from typing import Any
 import docker
 import pytest
 
+from calculations.tools import get_tool
 from workflows.backends import BackendUnavailable, ContainerBackend, JobLimit, JobSpec, JobStatus
-from workflows.tests.backends.jobs import job_spec, until_final
+from workflows.tests.backends.jobs import HMMER_ON_DNA, hmmsearch_on_dna, job_spec, until_final
 
 pytestmark = pytest.mark.container
 IMAGE = "emgapi/test-sleep:1"  # the test tool's image: a Debian base with sh, sleep, cp
@@ -61,6 +62,20 @@ def test_non_zero_exit_is_a_failure_with_its_code(tmp_path: Path) -> None:
         state = await until_final(backend, await backend.submit(_spec(tmp_path, ["sh", "-c", "exit 7"])))
         assert state.status is JobStatus.FAILED and state.exit_code == 7
         assert state.message == "exited with code 7" and state.resource_usage["wall_seconds"] >= 0
+
+    _run(test)
+
+
+def test_a_tool_that_aborts_keeps_its_last_words_and_its_signal(tmp_path: Path) -> None:
+    """hmmsearch given DNA: HMMER's reason on stderr, and SIGABRT. (A tool that is the container's
+    PID 1 cannot die by its own SIGABRT: abort() then ends it with SIGSEGV.)"""
+    image = get_tool("hmmsearch").image
+
+    async def test(backend: ContainerBackend) -> None:
+        assert image is not None
+        state = await until_final(backend, await backend.submit(hmmsearch_on_dna(tmp_path, image=image.name)))
+        assert (state.status, state.exit_code, state.message) == (JobStatus.FAILED, 134, "killed by SIGABRT")
+        assert (tmp_path / "stderr.txt").read_text().rstrip().endswith(HMMER_ON_DNA)
 
     _run(test)
 

@@ -10,7 +10,7 @@ from typing import TypedDict, Unpack
 import pytest
 
 from workflows.backends import JobLimit, JobSpec, JobStatus, LocalBackend
-from workflows.tests.backends.jobs import processes_running
+from workflows.tests.backends.jobs import HMMER_ON_DNA, hmmsearch_on_dna, processes_running
 
 
 class _Limits(TypedDict, total=False):
@@ -104,6 +104,18 @@ def test_cancel_kills_the_whole_process_group(tmp_path: Path) -> None:
         assert state.status is JobStatus.CANCELED
         await asyncio.sleep(0.2)
         assert not processes_running("61.125")
+
+    asyncio.run(run())
+
+
+def test_a_tool_that_aborts_keeps_its_last_words(tmp_path: Path) -> None:
+    """hmmsearch given DNA says why before it aborts; in the sandbox that reached no one."""
+
+    async def run() -> None:
+        backend = LocalBackend()
+        state = await backend.wait(await backend.submit(hmmsearch_on_dna(tmp_path)), 60)
+        assert (state.status, state.exit_code, state.message) == (JobStatus.FAILED, 134, "killed by SIGABRT")
+        assert (tmp_path / "stderr.txt").read_text().rstrip().endswith(HMMER_ON_DNA)
 
     asyncio.run(run())
 

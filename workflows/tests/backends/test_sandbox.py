@@ -186,6 +186,13 @@ def test_a_signal_inside_the_sandbox_is_reported_as_one(attempt: Path) -> None:
     asyncio.run(run())
 
 
+def test_a_tools_parent_is_a_shell_not_the_sandboxs_pid_1(attempt: Path) -> None:
+    """bwrap's init is PID 1: a tool that is its child takes itself for a daemon (HMMER then sends
+    its last words to syslog, which the sandbox has not). The shell between them says nothing."""
+    code, output = _run(attempt, 'echo "parent $PPID"; echo last words >&2; kill -ABRT $$')
+    assert code == 134 and output == "parent 2\nlast words\n"  # no "Aborted" from the shell
+
+
 def test_shared_memory_works_and_high_exit_codes_are_the_tools_own(attempt: Path) -> None:
     code, output = _run(attempt, "echo x > /dev/shm/lock && echo shm-ok; exit 255")
     assert "shm-ok" in output and code == 255  # not "killed by signal 127"

@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
+from calculations.tools import get_tool
 from workflows.backends import BackendUnavailable, JobLimit, JobSpec, JobStatus, SlurmBackend
 from workflows.backends.base import Mount
 from workflows.backends.slurm import _Job, batch_script, container_command
-from workflows.tests.backends.jobs import job_spec, until_final
+from workflows.tests.backends.jobs import HMMER_ON_DNA, hmmsearch_on_dna, job_spec, until_final
 
 
 def _spec(tmp_path: Path, argv: list[str], **options: Any) -> JobSpec:
@@ -107,6 +108,31 @@ def test_a_failing_job_keeps_its_exit_code(cluster: None, tmp_path: Path) -> Non
     async def test(backend: SlurmBackend) -> None:
         state = await until_final(backend, await backend.submit(_spec(tmp_path, ["sh", "-c", "exit 7"])))
         assert state.status is JobStatus.FAILED and state.exit_code == 7 and state.message == "exited with code 7"
+
+    _run(test)
+
+
+@slurm
+@pytest.mark.parametrize(
+    "runtime",
+    [pytest.param("", id="on-the-node"), pytest.param("docker", id="in-its-container", marks=pytest.mark.container)],
+)
+def test_a_tool_that_aborts_keeps_its_last_words_and_its_signal(
+    cluster: None, runtime: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """hmmsearch given DNA: HMMER's reason ends its stderr (no "Aborted" from the job's shell after
+    it), and the error names SIGABRT (in its container, as PID 1, it died by SIGSEGV)."""
+    image = get_tool("hmmsearch").image
+    assert image is not None
+    if runtime:
+        request.getfixturevalue("container_engine")
+
+    async def test(_: SlurmBackend) -> None:
+        backend = SlurmBackend(poll_seconds=0.3, container_runtime=runtime)
+        spec = hmmsearch_on_dna(tmp_path, memory_mb=500, image=image.name)
+        state = await until_final(backend, await backend.submit(spec))
+        assert (state.status, state.exit_code, state.message) == (JobStatus.FAILED, 134, "killed by SIGABRT")
+        assert (tmp_path / "stderr.txt").read_text().rstrip().endswith(HMMER_ON_DNA)
 
     _run(test)
 
