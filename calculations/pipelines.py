@@ -23,12 +23,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from calculations.errors import InvalidInput
 from calculations.models import File
+from calculations.names import IDENTIFIER, IDENTIFIER_RULE, is_identifier
 from calculations.tools import UnknownTool, get_tool
 
-STEP_NAME = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
 MAX_CALCULATIONS = 10_000  # in one pipeline, all its maps together
-FILE_REF = re.compile(r"^file:([0-9a-fA-F-]{32,36})$")
-OUTPUT_REF = re.compile(r"^([A-Za-z][A-Za-z0-9_-]{0,63})\.([A-Za-z0-9_-]{1,64})$")
+FILE_REF = re.compile(r"file:([0-9a-fA-F-]{32,36})")
+OUTPUT_REF = re.compile(rf"({IDENTIFIER.pattern})\.({IDENTIFIER.pattern})", re.ASCII)  # step and role: identifiers
 
 
 class Each(BaseModel):
@@ -82,12 +82,12 @@ class PlannedStep:
 
 
 def _parse_ref(where: str, text: str) -> Ref:
-    if match := FILE_REF.match(text):
+    if match := FILE_REF.fullmatch(text):
         try:
             return Ref(file_id=UUID(match.group(1)))
         except ValueError:
             pass
-    elif match := OUTPUT_REF.match(text):
+    elif match := OUTPUT_REF.fullmatch(text):
         return Ref(step=match.group(1), role=match.group(2))
     raise InvalidInput(f"{where}: {text[:100]!r} is neither 'file:<id>' nor '<step>.<output role>'")
 
@@ -128,8 +128,8 @@ def plan(raw: Any) -> list[PlannedStep]:
     refs: dict[str, dict[str, list[Ref]]] = {}
     mapped_roles: dict[str, set[str]] = {}
     for name, step in pipeline.steps.items():
-        if not re.match(STEP_NAME, name):
-            raise InvalidInput(f"steps.{name[:64]}: a step name is a letter, then letters, digits, '-' or '_'")
+        if not is_identifier(name):
+            raise InvalidInput(f"steps.{name[:64]}: a step name is {IDENTIFIER_RULE}")
         refs[name], mapped_roles[name] = {}, set()
         for role, value in step.inputs.items():
             where = f"steps.{name}.inputs.{role}"

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from calculations.names import IDENTIFIER_RULE, is_identifier
 from emgapiv2.config import get_settings
 
 
@@ -128,6 +129,9 @@ def get_registry() -> dict[str, ToolSpec]:
                 continue
             if spec.name in registry:
                 raise RuntimeError(f"tool {spec.name!r} is declared twice")
+            for role in [*(role.name for role in spec.inputs), *(role.name for role in spec.outputs)]:
+                if not is_identifier(role):  # roles appear in pipeline references and file names
+                    raise RuntimeError(f"tool {spec.name!r}: role {role!r} is not {IDENTIFIER_RULE}")
             registry[spec.name] = spec
     return registry
 

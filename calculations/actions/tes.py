@@ -22,6 +22,7 @@ from calculations.caching import compute_cache_key
 from calculations.errors import Conflict, Forbidden, InvalidInput, InvalidTransition, NotFound
 from calculations.launching import launch_after_commit
 from calculations.models import Calculation, CalculationInput, File, TesTag, TesTask
+from calculations.names import check_environment, check_file_name, check_image_reference
 from calculations.provenance import Provenance
 from calculations.states import CalculationState
 from calculations.tes import TES_TOOL, TES_VERSION
@@ -69,6 +70,9 @@ def allowed_images() -> list[str]:
 
 
 def check_image(owner_id: int, image: str, where: str) -> None:
+    """A valid image reference (a 400 otherwise, whoever asks) that the allowlist or the user's
+    permission admits. Parsed first: a wildcard such as `alpine:*` would also match `alpine:x/../..`."""
+    check_image_reference(image, where)
     patterns = allowed_images()
     if any(fnmatchcase(image, pattern) for pattern in patterns):
         return
@@ -190,11 +194,12 @@ def _resolve_output(i: int, output: OutputIn) -> Unreachable | None:
             f"{url!r}: this deployment stores outputs as your files and writes to no {location['scheme']}:// "
             "location; leave url empty or give a plain name (the task's logs give each stored file's URL)",
         )
-    if urlsplit(url).scheme or url.startswith("/") or "\x00" in url:
+    if urlsplit(url).scheme:
         raise InvalidInput(
             f"outputs[{i}].url: {url!r} is not supported; leave it empty or give a plain relative name: "
             "the output is stored as your file, and the task's logs give its URL"
         )
+    check_file_name(url, f"outputs[{i}].url")  # the stored file's name, which a client may save it as
     return None
 
 
@@ -246,7 +251,11 @@ def check_create_tes_task(owner_id: int, task: TaskIn, *, hosts: set[str]) -> Ca
         raise InvalidInput(f"executors: {len(task.executors)} executors; the limit is {limits.max_executors}")
     for i, executor in enumerate(task.executors):
         check_image(owner_id, executor.image, f"executors[{i}].image")
+        check_environment(executor.env or {}, f"executors[{i}].env")
     plan = plan_mounts(task)
+    for i, output in enumerate(task.outputs or ()):
+        if output.name:  # the output's role: a file name too (a client may save the file by it)
+            check_file_name(output.name, f"outputs[{i}].name")
     content_bytes = sum(len(item.content.encode()) for item in task.inputs or () if item.content is not None)
     if content_bytes > limits.max_content_bytes:
         raise InvalidInput(

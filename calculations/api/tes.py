@@ -155,16 +155,18 @@ def create_task(request: AuthedRequest, task: TaskIn) -> CreateTaskOut:
     "/tasks/{task_id}:cancel", response={200: CancelOut, 404: ErrorOut, 409: ErrorOut}, operation_id="CancelTask"
 )
 def cancel_task(request: AuthedRequest, task_id: str) -> CancelOut:
-    """Stop a task: CANCELED at once if it had not started, else CANCELING until its container is gone."""
+    """Stop a task: CANCELED at once if it had not started, else CANCELING until its container is gone.
+    Idempotent, as TES cancels are: a task already CANCELING or CANCELED answers 200 too."""
     calc = _task(request, task_id).calculation
-    if calc.state in (CalculationState.CANCELING, CalculationState.CANCELED):
-        return CancelOut()  # asked twice: the same answer
     try:
         do_request_cancel(calc.id, actor=user_actor(request.auth.id))
     except InvalidTransition:
-        raise InvalidTransition(
-            f"task {calc.id} has already ended ({calc.state}): there is nothing to cancel"
-        ) from None
+        # its state now, not as read above: a concurrent cancel may have just ended it
+        calc.refresh_from_db(fields=["state"])
+        if calc.state not in (CalculationState.CANCELING, CalculationState.CANCELED):
+            raise InvalidTransition(
+                f"task {calc.id} has already ended ({calc.state}): there is nothing to cancel"
+            ) from None
     return CancelOut()
 
 

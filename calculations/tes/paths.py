@@ -17,8 +17,15 @@ from pathlib import Path
 from calculations.errors import InvalidInput
 from calculations.tes.schemas import FileType, TaskIn
 
-# a task may not bind over these: the container would not run, or would shadow the platform's files
-RESERVED = ("/proc", "/sys", "/dev", "/emgapi")
+# A task may not bind over these, nor under them: an image's own system (its shell, libraries and
+# configuration, which the `/bin/sh` wrapper and any tool need), what the engine mounts itself, and
+# the platform's log files. Binding an empty directory at one would break every run of the task, so
+# it is a 400 at submission, not a retried SYSTEM_ERROR. Data directories (/data, /tmp, /home, /opt,
+# /var, /mnt, ...) are free.
+RESERVED = (
+    "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/usr", "/etc", "/boot",
+    "/proc", "/sys", "/dev", "/run", "/emgapi",
+)  # fmt: skip
 WILDCARD = re.compile(r"[*?\[]")
 
 
@@ -37,7 +44,10 @@ def check_path(path: str, where: str) -> str:
         raise InvalidInput(f"{where}: the container's root directory cannot be used; name a directory, e.g. /data")
     for reserved in RESERVED:
         if path == reserved or path.startswith(reserved + "/"):
-            raise InvalidInput(f"{where}: {path!r} is under {reserved}, which the container needs for itself")
+            raise InvalidInput(
+                f"{where}: {path!r} is under {reserved}, which the image or the engine needs for itself "
+                f"(reserved: {', '.join(RESERVED)}); use a data directory such as /data"
+            )
     return path
 
 

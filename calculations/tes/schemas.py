@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 
 class FileType(StrEnum):
@@ -61,7 +61,9 @@ class InputIn(_In):
 
 
 class OutputIn(_In):
-    name: str | None = Field(None, max_length=256)
+    name: str | None = Field(
+        None, max_length=256, description="A plain file name (no '/', not starting with '.' or '-'): the output's role."
+    )
     description: str | None = None
     url: str | None = Field(
         None,
@@ -87,22 +89,18 @@ class ResourcesIn(_In):
 
 
 class ExecutorIn(_In):
-    image: str = Field(min_length=1, max_length=512)
+    image: str = Field(
+        min_length=1, max_length=512, description="An image reference: [registry[:port]/]name[:tag][@digest]."
+    )
     command: list[str] = Field(min_length=1)
     workdir: str | None = Field(None, max_length=1024)
     stdin: str | None = Field(None, max_length=1024)
     stdout: str | None = Field(None, max_length=1024)
     stderr: str | None = Field(None, max_length=1024)
-    env: dict[str, str] | None = None
+    env: dict[str, str] | None = Field(
+        None, description="Variable names: a letter or '_', then letters, digits or '_' (calculations/names.py)."
+    )
     ignore_error: bool | None = False
-
-    @field_validator("env")
-    @classmethod
-    def _environment(cls, env: dict[str, str] | None) -> dict[str, str] | None:
-        for name, value in (env or {}).items():
-            if not name or "=" in name or "\x00" in name or "\x00" in value:
-                raise ValueError(f"{name!r}: a variable's name must be non-empty without '=', and neither may hold NUL")
-        return env
 
 
 class TaskIn(_In):

@@ -100,8 +100,35 @@ def test_a_task_naming_a_file_by_its_api_url_or_emgapi_url(tes: Tes, uploaded: U
         ({"resources": {"backend_parameters": {"gpu": "1"}, "backend_parameters_strict": True}}, "'gpu'"),
         ({"volumes": ["/data:x"]}, "':' or ','"),
         ({"volumes": ["/data/" + "a" * 256]}, "longer than 255 bytes"),
-        ({"executors": [{"image": IMAGE, "command": ["true"], "env": {"": "x"}}]}, "non-empty"),
+        ({"executors": [{"image": IMAGE, "command": ["true"], "env": {"": "x"}}]}, "'' is not a variable name"),
         ({"executors": [{"image": IMAGE, "command": ["true"], "env": {"A": "b\x00c"}}]}, "NUL"),
+        # a name that would be shell syntax in a Slurm job script
+        (
+            {"executors": [{"image": IMAGE, "command": ["true"], "env": {"OK": "1", "A;touch injected;B": "v"}}]},
+            "executors[0].env: 'A;touch injected;B' is not a variable name",
+        ),
+        ({"executors": [{"image": IMAGE, "command": ["true"], "env": {"1A": "x"}}]}, "'1A' is not a variable"),
+        ({"executors": [{"image": IMAGE, "command": ["true"], "env": {"A-B": "x"}}]}, "'A-B' is not a variable"),
+        ({"executors": [{"image": IMAGE, "command": ["true"], "env": {"A" * 129: "x"}}]}, "is not a variable"),
+        (
+            {"executors": [{"image": IMAGE, "command": ["true"], "env": {f"V{i}": "" for i in range(129)}}]},
+            "129 variables; the limit is 128",
+        ),
+        ({"executors": [{"image": IMAGE, "command": ["true"], "env": {"V": "x" * 70_000}}]}, "the limit is 65536"),
+        # the names of stored outputs are file names, never paths
+        ({"outputs": [{"path": "/data/out/x", "name": "../../x"}]}, "outputs[0].name: '../../x' is not a plain"),
+        ({"outputs": [{"path": "/data/out/x", "name": "/abs/x"}]}, "outputs[0].name: '/abs/x' is not a plain"),
+        ({"outputs": [{"path": "/data/out/x", "name": ".hidden"}]}, "outputs[0].name"),
+        ({"outputs": [{"path": "/data/out/x", "name": "a\nb"}]}, "outputs[0].name"),
+        ({"outputs": [{"path": "/data/out/x", "url": "../../x"}]}, "outputs[0].url: '../../x' is not a plain"),
+        ({"outputs": [{"path": "/data/out/x", "url": "/abs/x"}]}, "outputs[0].url: '/abs/x' is not a plain"),
+        ({"outputs": [{"path": "/data/out/x", "url": "a\\b"}]}, "outputs[0].url"),
+        # binding over a directory the image needs would fail every attempt: refused up front
+        ({"volumes": ["/bin"]}, "'/bin' is under /bin, which the image or the engine needs"),
+        ({"volumes": ["/usr/local/bin"]}, "is under /usr"),
+        ({"volumes": ["/lib64"]}, "is under /lib64"),
+        ({"inputs": [{"path": "/etc/app/conf.ini", "content": "x"}]}, "is under /etc"),
+        ({"executors": [{"image": IMAGE, "command": ["true"], "workdir": "/sbin"}]}, "is under /sbin"),
         ({"tags": {f"t{i}": "" for i in range(65)}}, "tags: 65 tags"),
     ],
 )
@@ -171,6 +198,53 @@ def test_images_outside_the_allowed_list_need_a_permission(tes: Tes, alice_id: i
     assert tes.post("/tasks", body).status_code == 200
 
 
+@pytest.mark.parametrize(
+    "image",
+    [
+        "alpine:x/../../containers",  # a wildcard `alpine:*` matched it, and the engine's API path became /containers
+        "alpine:x/../../../v1.41/containers/json",
+        "../containers",
+        "Alpine",
+        "-alpine",
+        "alpine:",
+        "alpine:x y",
+        "alpine@sha256:abc",
+        "alpine:" + "x" * 129,
+    ],
+)
+def test_an_image_that_is_not_a_reference_is_a_400_before_any_allowlist(
+    tes: Tes, alice_id: int, monkeypatch: pytest.MonkeyPatch, image: str
+) -> None:
+    monkeypatch.setattr(get_settings().tes, "allowed_images", ["alpine:*", "*"])
+    get_user_model().objects.get(id=alice_id).user_permissions.add(Permission.objects.get(codename="run_any_image"))
+    response = tes.post("/tasks", task(executors=[{"image": image, "command": ["true"]}]))
+    assert response.status_code == 400, response.content
+    assert "executors[0].image" in response.json()["detail"]
+    assert "is not a container image reference" in response.json()["detail"]
+    assert not Calculation.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "image",
+    ["alpine", "alpine:3.19", "localhost:5000/tools/obabel:3.1.1", "quay.io/biocontainers/samtools:1.9--h91753b0_8",
+     "ghcr.io/org/tool:1@sha256:" + "0" * 64],
+)  # fmt: skip
+def test_image_references_by_dockers_grammar_are_accepted(
+    tes: Tes, monkeypatch: pytest.MonkeyPatch, image: str
+) -> None:
+    monkeypatch.setattr(get_settings().tes, "allowed_images", ["*"])
+    assert tes.post("/tasks", task(executors=[{"image": image, "command": ["true"]}])).status_code == 200
+
+
+def test_safe_names_and_directories_are_accepted(tes: Tes) -> None:
+    body = task(
+        outputs=[{"path": "/data/out/m.sdf", "name": "ethanol structure", "url": "ethanol_1.sdf"}],
+        volumes=["/opt/scratch", "/var/cache/x", "/home/u"],
+        executors=[{"image": IMAGE, "command": ["true"], "env": {"_A1": "x; y", "PATH": "/usr/bin"}}],
+    )
+    assert tes.post("/tasks", body).status_code == 200
+
+
 def test_allowed_images_are_a_setting(tes: Tes, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(get_settings().tes, "allowed_images", ["alpine:*"])
     assert tes.post("/tasks", task(executors=[{"image": "alpine:3", "command": ["true"]}])).status_code == 200
@@ -222,6 +296,31 @@ def test_cancel_a_queued_task_and_twice(tes: Tes) -> None:
     assert tes.post(f"/tasks/{task_id}:cancel").json() == {}
     assert tes.get(f"/tasks/{task_id}").json()["state"] == "CANCELED"
     assert tes.post(f"/tasks/{task_id}:cancel").status_code == 200
+
+
+def test_a_cancel_that_loses_the_race_to_another_cancel_is_still_a_200(
+    tes: Tes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two cancels at once: the second reads QUEUED, then finds the task CANCELED by the first."""
+    from calculations.actions import do_request_cancel
+    from calculations.api import tes as tes_api
+
+    def after_a_concurrent_cancel(calculation_id: Any, *, actor: str) -> Any:
+        do_request_cancel(calculation_id, actor="the other request")
+        return do_request_cancel(calculation_id, actor=actor)
+
+    task_id = tes.post("/tasks", task()).json()["id"]
+    monkeypatch.setattr(tes_api, "do_request_cancel", after_a_concurrent_cancel)
+    response = tes.post(f"/tasks/{task_id}:cancel")
+    assert response.status_code == 200, response.content
+    assert tes.get(f"/tasks/{task_id}").json()["state"] == "CANCELED"
+
+
+def test_cancel_of_an_ended_task_is_a_409_with_its_state(tes: Tes) -> None:
+    task_id = tes.post("/tasks", task()).json()["id"]
+    Calculation.objects.filter(id=task_id).update(state="COMPLETE")
+    response = tes.post(f"/tasks/{task_id}:cancel")
+    assert response.status_code == 409 and "has already ended (COMPLETE)" in response.json()["detail"]
 
 
 def test_another_users_task_is_not_found(tes: Tes, bob: Any, db: None) -> None:
