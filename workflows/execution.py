@@ -180,7 +180,8 @@ class CalculationRun:
             return await self._run(calc, spec, base, workdir)
         except Exception as exc:
             self.logger.exception("calculation %s failed in the platform", calc.id)
-            await self._end(AttemptEnd.PLATFORM_ERROR, f"platform error: {type(exc).__name__}: {exc}")
+            # the exception's text is not the user's to read: a library may quote what an engine answered
+            await self._end(AttemptEnd.PLATFORM_ERROR, f"platform error ({type(exc).__name__}); see the worker's log")
             raise
         finally:
             watcher.untrack(calc.id)

@@ -7,9 +7,13 @@ a coroutine, never a thread or a process.
 from __future__ import annotations
 
 import enum
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,18 @@ class JobHandle:
 class BackendUnavailable(Exception):
     """The backend cannot take the job (engine or scheduler unreachable, image missing): a
     platform fault (SYSTEM_ERROR), unlike a tool that cannot start (EXECUTOR_ERROR)."""
+
+
+def filtered(what: str, raw: object, vocabulary: Sequence[tuple[str, str]]) -> str:
+    """`what` went wrong, said in a fixed vocabulary for the calculation's error (which its owner
+    reads): an engine's or scheduler's own answer can quote other users' containers and jobs (names,
+    command lines, mounts), so it goes to the worker's log only. `vocabulary` pairs a lowercase text
+    the answer may contain with the phrase to say instead; the first that matches is said."""
+    text = str(raw)
+    logger.warning("%s: %s", what, text)
+    lowered = text.lower()
+    phrase = next((phrase for pattern, phrase in vocabulary if pattern in lowered), None)
+    return f"{what}: {phrase}" if phrase else f"{what} (the reason is in the worker's log)"
 
 
 class JobStatus(enum.Enum):

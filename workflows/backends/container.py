@@ -26,13 +26,26 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from workflows.backends.base import BackendUnavailable, JobHandle, JobLimit, JobSpec, JobState, JobStatus
+from workflows.backends.base import BackendUnavailable, JobHandle, JobLimit, JobSpec, JobState, JobStatus, filtered
 from workflows.backends.isolation import ContainerRun
 from workflows.backends.shells import signal_in, signal_name
 
 logger = logging.getLogger(__name__)
 
 RUNNING_STATUSES = {"created", "running", "restarting", "paused"}
+# what a calculation's error may say of an engine's refusal (see base.filtered): Docker's and
+# Podman's answers are matched, never quoted; the first match is said
+ENGINE_VOCABULARY = (
+    ("mounting", "a directory of the task could not be mounted in the container"),
+    ("executable file", "the command is not in the image (the platform starts it with /bin/sh)"),
+    ("exec:", "the command is not in the image (the platform starts it with /bin/sh)"),
+    ("no such image", "the image is not on the container engine"),
+    ("image not known", "the image is not on the container engine"),
+    ("is already in use", "a container of that name already exists"),
+    ("permission denied", "permission denied"),
+    ("no space left", "the engine's host has no disk space left"),
+    ("memory", "the engine could not give the container its memory"),
+)
 
 
 @dataclass
@@ -95,7 +108,7 @@ class ContainerBackend:
             except docker.errors.DockerException as exc:
                 self._client = None
                 where = self._docker_host or os.environ.get("DOCKER_HOST") or "the default socket"
-                raise BackendUnavailable(f"cannot reach the container engine at {where}: {exc}") from None
+                raise BackendUnavailable(filtered(f"cannot reach the container engine at {where}", exc, ())) from None
         return self._client
 
     def _follow_events(self) -> None:
@@ -132,26 +145,27 @@ class ContainerBackend:
     def _create_and_start(self, spec: JobSpec) -> tuple[str, dict[str, str]]:
         import docker
 
+        options = container_options(spec)  # first: it refuses an image name that is not a reference
         client = self._docker()
         try:
-            image = client.images.get(spec.image)
+            image = client.images.get(options["image"])
         except docker.errors.ImageNotFound:
             raise BackendUnavailable(
-                f"image {spec.image} is not on the container engine; build it with `task images`"
+                f"image {options['image']} is not on the container engine; build it with `task images`"
             ) from None
-        except docker.errors.DockerException as exc:
-            raise BackendUnavailable(f"container engine error: {exc}") from None
+        except Exception as exc:  # docker-py raises a bare Exception quoting the engine's whole answer
+            raise BackendUnavailable(filtered("the container engine could not inspect the image", exc, ())) from None
         for path in (spec.stdout_path, spec.stderr_path):
             path.touch()  # bind-mounted files must exist
         try:
-            container = client.containers.create(**container_options(spec))
+            container = client.containers.create(**options)
         except docker.errors.APIError as exc:
-            raise BackendUnavailable(f"could not create the container: {exc.explanation or exc}") from None
+            raise BackendUnavailable(filtered("could not create the container", exc, ENGINE_VOCABULARY)) from None
         try:
             container.start()
         except docker.errors.APIError as exc:
             container.remove(force=True)
-            raise BackendUnavailable(f"could not start the container: {exc.explanation or exc}") from None
+            raise BackendUnavailable(filtered("could not start the container", exc, ENGINE_VOCABULARY)) from None
         # the image's own content digest (its id): engines agree on it, whereas a "repo digest"
         # exists only for pulled images (and Podman invents one for local builds)
         return container.id, {"image": spec.image or "", "image_digest": image.id}
@@ -195,7 +209,9 @@ class ContainerBackend:
             message = f"killed: out of memory (limit{limit})"
             return JobState(JobStatus.FAILED, exit_code, message, usage, limit=JobLimit.MEMORY)
         if state.get("Error"):
-            return JobState(JobStatus.FAILED, exit_code, f"could not run: {state['Error']}", usage)
+            return JobState(
+                JobStatus.FAILED, exit_code, filtered("could not run", state["Error"], ENGINE_VOCABULARY), usage
+            )
         if exit_code == 0:
             return JobState(JobStatus.SUCCEEDED, 0, "", usage)
         if (number := signal_in(exit_code)) is not None:  # as the shells that ran the tool reported it

@@ -19,6 +19,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from calculations.names import is_image_reference
 from workflows.backends.base import BackendUnavailable, JobSpec, Mount
 from workflows.backends.shells import in_container
 
@@ -66,6 +67,9 @@ class ContainerRun:
     def for_job(cls, spec: JobSpec) -> ContainerRun:
         if spec.image is None:
             raise BackendUnavailable("the tool declares no container image")
+        if not is_image_reference(spec.image):
+            # the engine's API puts the name in its URL paths, and a CLI would read `-…` as an option
+            raise BackendUnavailable(f"{spec.image[:120]!r} is not a container image reference")
         mounts = [Mount(str(spec.workdir), str(spec.workdir), "rw")]
         if spec.inputs_dir is not None:
             mounts.append(Mount(str(spec.inputs_dir), str(spec.inputs_dir), "ro"))

@@ -1,10 +1,12 @@
 """SlurmBackend: each calculation attempt is one Slurm batch job.
 
-The batch script holds only the tool's command (its argv, each word quoted with `shlex.quote`)
-and records the exit code in the attempt's directory; every option goes to `sbatch` as an argv
-word: resources (`--cpus-per-task`, `--mem`, `--time`), the job name `calc-<id>-a<attempt>`, and
-stdout/stderr paths in the attempt's directory, so logs are live while the job runs. The job may
-run the tool's container (`settings.slurm.container_runtime`).
+The batch script holds only the tool's command (its argv, each word quoted with `shlex.quote`) and
+its environment (names by their grammar, values quoted; with a container runtime, only as the
+container's `--env` words, never the node shell's), and records the exit code in the attempt's
+directory; every option goes to `sbatch` as an argv word: resources (`--cpus-per-task`, `--mem`,
+`--time`), the job name `calc-<id>-a<attempt>`, and stdout/stderr paths in the attempt's directory,
+so logs are live while the job runs. The job may run the tool's container
+(`settings.slurm.container_runtime`).
 
 Waiting is one poller per worker process: a single `squeue` call every `poll_seconds` covers every
 job the worker waits on, and each waiting calculation is a coroutine blocked on an event, so
@@ -28,7 +30,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from workflows.backends.base import BackendUnavailable, JobHandle, JobLimit, JobSpec, JobState, JobStatus
+from calculations.names import is_env_name
+from workflows.backends.base import BackendUnavailable, JobHandle, JobLimit, JobSpec, JobState, JobStatus, filtered
 from workflows.backends.isolation import ContainerRun, tool_environment
 from workflows.backends.shells import run_as_child, signal_in, signal_name
 
@@ -43,6 +46,21 @@ EXIT_FILE = "exit_code"
 SCRIPT_FILE = "job.sh"
 MISSING_POLLS_BEFORE_FINAL = 2  # a job absent from squeue this many times in a row has ended
 COMMAND_TIMEOUT_SECONDS = 60
+# what a calculation's error may say of sbatch's refusal (see base.filtered): its stderr is matched,
+# never quoted; the first match is said
+SLURM_VOCABULARY = (
+    ("invalid partition", "invalid partition (EMGAPI_SLURM__PARTITION)"),
+    ("invalid account", "invalid account (EMGAPI_SLURM__ACCOUNT)"),
+    ("invalid qos", "invalid QOS"),
+    ("policy", "the account's or QOS's limits refuse the job"),
+    ("time limit", "the job's time limit exceeds what the partition allows"),
+    ("node configuration is not available", "no node has the CPUs and memory the job asks for"),
+    ("memory specification", "no node has the memory the job asks for"),
+    ("more processors requested", "the job asks for more CPUs than the partition allows"),
+    ("unable to contact slurm controller", "the Slurm controller did not answer"),
+    ("did not answer within", "the Slurm controller did not answer in time"),
+    ("access denied", "Slurm denied access"),
+)
 
 
 class SlurmCommandError(Exception):
@@ -67,6 +85,10 @@ def container_command(runtime: str, spec: JobSpec) -> list[str]:
 
 
 def batch_script(command: list[str], spec: JobSpec, env: dict[str, str]) -> str:
+    """The job's shell script: every word of it quoted, and variable names only by their grammar
+    (the API refuses others; this keeps a name that slipped past it from ever being shell code)."""
+    if bad := [name for name in env if not is_env_name(name)]:
+        raise BackendUnavailable(f"{bad[0][:80]!r} is not a variable name a job may be given")
     exit_file = spec.job_dir / EXIT_FILE
     lines = [
         "#!/bin/sh",
@@ -168,10 +190,15 @@ class SlurmBackend:
         return [*args, *self.extra_args]
 
     def _job_env(self, spec: JobSpec) -> dict[str, str]:
+        """The environment of the job's own shell on the node. With a container runtime the tool's
+        environment goes to the container only (`--env` words of its command): a task's variables
+        (PATH, LD_PRELOAD, ...) must never steer the node's shell or the runtime's CLI."""
         env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin")}
-        if self.container_runtime and "DOCKER_HOST" in os.environ:
+        if not self.container_runtime:
+            return env | tool_environment(spec)
+        if "DOCKER_HOST" in os.environ:
             env["DOCKER_HOST"] = os.environ["DOCKER_HOST"]
-        return env | tool_environment(spec)
+        return env
 
     # --- the protocol -----------------------------------------------------------------------
 
@@ -187,10 +214,10 @@ class SlurmBackend:
         try:
             output = await self._run("sbatch", *self._sbatch_args(spec), str(script))
         except SlurmCommandError as exc:
-            raise BackendUnavailable(f"Slurm refused the job: {exc}") from None
+            raise BackendUnavailable(filtered("Slurm refused the job", exc, SLURM_VOCABULARY)) from None
         job_id = output.strip().split(";")[0]
         if not job_id.isdigit():
-            raise BackendUnavailable(f"sbatch printed no job id: {output.strip()!r}")
+            raise BackendUnavailable(filtered("sbatch printed no job id", output.strip(), ()))
         self._track(job_id, _Job(spec.job_dir, spec.time_limit_seconds, spec.memory_mb))
         details = {"image": spec.image or ""} if self.container_runtime else {}
         return JobHandle(backend=self.kind, job_id=job_id, host=self._host, details=details)

@@ -143,6 +143,28 @@ def test_a_platform_fault_is_retried_then_final_and_says_why(
     assert not calc.output_files.exists()
 
 
+class _LibraryFault:
+    """A backend whose library fails in a way no one foresaw, quoting what the engine answered (as
+    docker-py did: "Can't create Image from [<every running container>]")."""
+
+    kind = "local"
+    answer = "Can't create Image from [{'Names': ['/calc-other'], 'Command': 'tool --api-key=other-users-secret'}]"
+
+    async def submit(self, spec: object) -> None:
+        raise Exception(self.answer)  # docker-py raises a bare Exception
+
+
+def test_an_unforeseen_error_is_recorded_without_its_text(
+    alice: ApiClient, uploaded: Callable[[str, bytes], str], caplog: pytest.LogCaptureFixture
+) -> None:
+    calc_id = submit(alice, "obabel", {"molecules": uploaded("m.smi", b"CCO\n")}, {})
+    with pytest.raises(Exception, match="other-users-secret"):
+        asyncio.run(CalculationRun(calc_id, logger, backend_for=lambda _: _LibraryFault()).execute())  # type: ignore[arg-type,return-value]
+    calc = Calculation.objects.get(id=calc_id)
+    assert calc.error == "platform error (Exception); see the worker's log"
+    assert "other-users-secret" in caplog.text  # for the operators
+
+
 class RestartableS3:
     """`rclone serve s3` on a fixed port and directory, so it can be stopped and started again."""
 

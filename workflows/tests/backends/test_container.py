@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import tarfile
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -136,5 +138,50 @@ def test_an_unreachable_engine_is_a_platform_fault(tmp_path: Path) -> None:
         backend = ContainerBackend(docker_host=f"unix://{tmp_path}/no-engine.sock")
         with pytest.raises(BackendUnavailable, match="cannot reach the container engine"):
             await backend.submit(_spec(tmp_path, ["true"]))
+
+    _run(test)
+
+
+def test_an_image_name_that_is_not_a_reference_never_reaches_the_engine(tmp_path: Path) -> None:
+    """`alpine:x/../../containers` made docker-py ask the engine for /containers/json, and its error
+    quoted every running container: names, command lines (another user's API key), mounts."""
+    secret = f"--api-key=secret-{time.time_ns()}"
+    other = docker.from_env().containers.run(IMAGE, ["sh", "-c", "sleep 60", secret], detach=True, remove=True)
+    try:
+
+        async def test(backend: ContainerBackend) -> None:
+            for image in ("alpine:x/../../containers", "emgapi/x/../../../containers", "--privileged"):
+                with pytest.raises(BackendUnavailable, match="is not a container image reference") as refused:
+                    await backend.submit(_spec(tmp_path, ["true"], image=image))
+                assert secret not in str(refused.value) and other.name not in str(refused.value)
+
+        _run(test)
+    finally:
+        other.kill()
+
+
+@pytest.fixture
+def image_without_a_shell() -> Iterator[str]:
+    """An image with no files at all: the engine refuses to start anything in it."""
+    name = f"emgapi/test-empty:{time.time_ns()}"
+    empty = io.BytesIO()
+    tarfile.open(fileobj=empty, mode="w").close()
+    docker.from_env().api.import_image_from_data(
+        empty.getvalue(), repository=name.split(":")[0], tag=name.split(":")[1]
+    )
+    yield name
+    docker.from_env().images.remove(name, force=True)
+
+
+def test_an_engine_refusal_is_said_in_a_fixed_vocabulary(tmp_path: Path, image_without_a_shell: str) -> None:
+    """The engine's own answer (runtime internals, paths) goes to the worker's log, not to the user."""
+
+    async def test(backend: ContainerBackend) -> None:
+        with pytest.raises(BackendUnavailable) as refused:
+            await backend.submit(_spec(tmp_path, ["true"], image=image_without_a_shell))
+        message = str(refused.value)
+        assert message == (
+            "could not start the container: the command is not in the image (the platform starts it with /bin/sh)"
+        )
 
     _run(test)

@@ -33,6 +33,15 @@ def test_the_batch_script_quotes_every_word(tmp_path: Path) -> None:
     assert (tmp_path / "exit_code").read_text() == "0\n"
 
 
+def test_a_variable_name_that_is_shell_code_never_reaches_the_script(tmp_path: Path) -> None:
+    """`export A;touch injected;B=…` ran `touch` on the node, outside any container."""
+    with pytest.raises(BackendUnavailable, match="'A;touch injected;B' is not a variable name"):
+        batch_script(["true"], _spec(tmp_path, []), {"OK": "1", "A;touch injected;B": "v"})
+    script = batch_script(["sh", "-c", 'echo "$V"'], _spec(tmp_path, []), {"V": "x'; touch injected; '"})
+    result = subprocess.run(["sh", "-c", script], cwd=tmp_path, capture_output=True, text=True, check=False)
+    assert result.stdout == "x'; touch injected; '\n" and not (tmp_path / "injected").exists()
+
+
 def test_container_command_keeps_the_isolation_of_the_container_backend(tmp_path: Path) -> None:
     argv = container_command("docker", _spec(tmp_path, ["prodigal", "-i", "x"], image="emgapi/prodigal:2.6.3"))
     assert argv[:3] == ["docker", "run", "--rm"] and argv[-3:] == ["prodigal", "-i", "x"]
@@ -170,8 +179,10 @@ def test_a_job_cancelled_from_outside_is_reported_as_such(cluster: None, tmp_pat
 def test_a_job_slurm_refuses_is_a_platform_fault_with_slurms_reason(cluster: None, tmp_path: Path) -> None:
     async def test(_: SlurmBackend) -> None:
         backend = SlurmBackend(partition="no-such-partition")
-        with pytest.raises(BackendUnavailable, match="invalid partition"):
+        with pytest.raises(BackendUnavailable, match="invalid partition") as refused:
             await backend.submit(_spec(tmp_path, ["true"]))
+        # said in the platform's words: sbatch's own text stays in the worker's log
+        assert str(refused.value) == "Slurm refused the job: invalid partition (EMGAPI_SLURM__PARTITION)"
 
     _run(test)
 
@@ -221,5 +232,46 @@ def test_a_tes_executor_runs_in_its_container_with_the_tasks_directories(
         without_runtime = replace(_spec(tmp_path, ["true"], image="emgapi/test-sleep:1"), mounts=mounts)
         with pytest.raises(BackendUnavailable, match="EMGAPI_SLURM__CONTAINER_RUNTIME"):
             await SlurmBackend(container_runtime="").submit(without_runtime)
+
+    _run(test)
+
+
+@slurm
+def test_an_environment_name_cannot_inject_into_the_job_on_the_cluster(cluster: None, tmp_path: Path) -> None:
+    async def test(backend: SlurmBackend) -> None:
+        spec = _spec(tmp_path, ["true"], env={"A;touch injected;B": "v"})
+        try:
+            await until_final(backend, await backend.submit(spec))  # (as the job ran before the fix)
+            refused = ""
+        except BackendUnavailable as exc:
+            refused = str(exc)
+        assert not (tmp_path / "work" / "injected").exists()
+        assert "'A;touch injected;B' is not a variable name" in refused
+
+    _run(test)
+
+
+@slurm
+@pytest.mark.container
+def test_a_tes_executors_environment_reaches_its_container_never_the_nodes_shell(
+    cluster: None, container_engine: str, tmp_path: Path
+) -> None:
+    """A task's PATH (or LD_PRELOAD) set in the job's shell would choose what the node runs: the
+    `docker` CLI itself. It is the container's environment only, its values passed as given."""
+    (tmp_path / "fs" / "data").mkdir(parents=True)
+    mounts = (Mount(str(tmp_path / "fs" / "data"), "/data", "rw"),)
+    env = {"PATH": "/nowhere", "GREETING": "x'; touch /data/injected; '$(id)"}
+
+    async def test(_: SlurmBackend) -> None:
+        backend = SlurmBackend(poll_seconds=0.3, container_runtime="docker")
+        spec = replace(
+            _spec(tmp_path, ["/bin/sh", "-c", 'echo "$GREETING"; echo "$PATH"'], image="emgapi/test-sleep:1"),
+            mounts=mounts, container_workdir="/data", env=env,
+        )  # fmt: skip
+        state = await until_final(backend, await backend.submit(spec))
+        assert state.status is JobStatus.SUCCEEDED, (tmp_path / "stderr.txt").read_text()
+        assert (tmp_path / "stdout.txt").read_text() == f"{env['GREETING']}\n/nowhere\n"
+        assert not (tmp_path / "fs" / "data" / "injected").exists()
+        assert "/nowhere" not in (tmp_path / "job.sh").read_text().split("docker run")[0]
 
     _run(test)
