@@ -14,6 +14,7 @@ submission can hold before anything runs; `plan` is what the built-in `pipeline`
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -93,27 +94,41 @@ def _parse_ref(where: str, text: str) -> Ref:
 
 
 def _order(steps: dict[str, dict[str, list[Ref]]]) -> list[str]:
-    """The steps in an order where each comes after the steps it takes outputs from; a cycle is a 422."""
-    done: list[str] = []
-    state: dict[str, str] = {}
+    """The steps in an order where each comes after the steps it takes outputs from (Kahn's
+    algorithm: linear time, and no recursion however long a chain is); a cycle is a 422 naming it."""
+    upstream = {
+        name: list(dict.fromkeys(ref.step for refs in inputs.values() for ref in refs if ref.step))
+        for name, inputs in steps.items()
+    }
+    downstream: dict[str, list[str]] = {name: [] for name in steps}
+    waiting = {name: len(names) for name, names in upstream.items()}
+    for name, names in upstream.items():
+        for before in names:
+            downstream[before].append(name)
+    ready = deque(name for name in steps if not waiting[name])
+    order: list[str] = []
+    while ready:
+        name = ready.popleft()
+        order.append(name)
+        for after in downstream[name]:
+            waiting[after] -= 1
+            if not waiting[after]:
+                ready.append(after)
+    if len(order) < len(steps):
+        raise InvalidInput(f"steps: a cycle: {' → '.join(_a_cycle(upstream, {n for n, w in waiting.items() if w}))}")
+    return order
 
-    def visit(name: str, path: list[str]) -> None:
-        if state.get(name) == "done":
-            return
-        if state.get(name) == "visiting":
-            cycle = path[path.index(name) :] + [name]
-            raise InvalidInput(f"steps: a cycle: {' → '.join(cycle)}")
-        state[name] = "visiting"
-        for refs in steps[name].values():
-            for ref in refs:
-                if ref.step:
-                    visit(ref.step, [*path, name])
-        state[name] = "done"
-        done.append(name)
 
-    for name in steps:
-        visit(name, [])
-    return done
+def _a_cycle(upstream: dict[str, list[str]], left: set[str]) -> list[str]:
+    """One cycle among the steps Kahn's algorithm could not order: each of them waits on another."""
+    name = next(name for name in upstream if name in left)
+    path: list[str] = []
+    at: dict[str, int] = {}
+    while name not in at:
+        at[name] = len(path)
+        path.append(name)
+        name = next(before for before in upstream[name] if before in left)
+    return [*path[at[name] :], name]
 
 
 def plan(raw: Any) -> list[PlannedStep]:

@@ -225,7 +225,10 @@ class ReconcilerSettings(BaseModel):
 
 class QuotaSettings(BaseModel):
     max_active_calculations: int = Field(
-        100, ge=1, description="Calculations one user may have running or queued to run (more: 429)."
+        100,
+        ge=1,
+        description="Calculations one user may have running or queued to run (more: 429); a workflow's steps "
+        "count while they run (more wait), a workflow run with none running counts one.",
     )
     storage_bytes: int = Field(
         100 * 1024**3,
@@ -256,7 +259,10 @@ class WorkflowSettings(BaseModel):
         1000, ge=1, description="Steps of one workflow run that run (or wait on their backend) at once."
     )
     local_step_slots: int = Field(
-        0, ge=0, description="Steps one worker runs at once on the local backend (0: the machine's CPU count)."
+        0,
+        ge=0,
+        description="Steps one worker runs at once on the local backend (0: the machine's CPU count), "
+        "served to users in turn.",
     )
     max_attempts: int = Field(
         20,

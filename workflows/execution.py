@@ -14,6 +14,8 @@ import os
 import shutil
 import socket
 from collections.abc import Callable
+from contextlib import AsyncExitStack
+from functools import partial
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -30,6 +32,7 @@ from calculations.tes import TES_TOOL
 from calculations.tools import ToolSpec, get_tool
 from calculations.workdirs import attempt_dir, log_paths, staged_input_name
 from emgapiv2.config import get_settings
+from workflows import step_slots
 from workflows.backends import (
     BackendUnavailable,
     ExecutionBackend,
@@ -162,11 +165,18 @@ class CalculationRun:
         spec = None if calc.tool == TES_TOOL else get_tool(calc.tool)  # a TES task runs its own executors
         base = attempt_dir(calc.id, self.attempt)
         workdir = base / ("work" if spec else "fs")
+        start = partial(
+            db(actions.do_start_calculation), calc.id, self.attempt, flow_run_id=flow_run_id,
+            backend=self.backend_name, host=socket.gethostname(), workdir=str(workdir), worker=this_worker().name,
+        )  # fmt: skip
+        run_id = calc.workflow_run_id
+        slot = AsyncExitStack()  # a step's local slot, from its start to its end
         try:
-            await db(actions.do_start_calculation)(
-                calc.id, self.attempt, flow_run_id=flow_run_id, backend=self.backend_name,
-                host=socket.gethostname(), workdir=str(workdir), worker=this_worker().name,
-            )  # fmt: skip
+            if run_id is not None:  # a step waits, QUEUED, for its owner's quota and a local slot
+                turn = step_slots.turn(calc.id, self.attempt, calc.owner_id, run_id, self.backend_name, start)
+                await slot.enter_async_context(turn)
+            else:
+                await start()
         except InvalidTransition as exc:
             self.logger.info("not starting: %s", exc)
             return await self._current_state()
@@ -185,6 +195,9 @@ class CalculationRun:
             raise
         finally:
             watcher.untrack(calc.id)
+            await slot.aclose()
+            if run_id is not None:
+                step_slots.step_ended(calc.owner_id)
 
     async def _run(self, calc: Calculation, spec: ToolSpec, base: Path, workdir: Path) -> CalculationState:
         try:

@@ -13,9 +13,10 @@ through the actions layer, and executes it as a Prefect task run named `<step>: 
 current flow run: the same path as any calculation (backends, cache, fencing, heartbeats, logs,
 provenance). It returns the step's outputs; a step that did not complete raises `StepFailed`, which
 names the step, its calculation and the tool's message. Steps awaited together (asyncio.gather) run
-concurrently, at most `workflow.max_parallel_steps` per run and `workflow.local_step_slots` local
-ones per worker. A resumed workflow run (after its worker was lost) finds each step by its name and
-index: a COMPLETE one is not executed again.
+concurrently, at most `workflow.max_parallel_steps` per run, as many as the owner's active-calculations
+quota leaves (a step beyond it waits), and `workflow.local_step_slots` local ones per worker, shared
+between users in turn (`step_slots.py`). A resumed workflow run (after its worker was lost) finds each
+step by its name and index: a COMPLETE one is not executed again.
 
 A flow on the Docker work pool runs in a container of its own (`container_runner.py`); there
 `run_tool` (or `run_tool_sync`, in a sync flow) dispatches each step to the calculation worker as a
@@ -26,11 +27,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections import defaultdict
 from collections.abc import Mapping
-from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, TypeVar, cast
@@ -40,7 +39,7 @@ from django.utils import timezone
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
-from pydantic import WithJsonSchema
+from pydantic import Field, WithJsonSchema
 
 from calculations import actions
 from calculations.errors import InvalidInput, InvalidTransition, NotFound
@@ -57,17 +56,36 @@ logger = logging.getLogger(__name__)
 
 # A parameter that names one of the submitter's files: the API checks it is theirs before the run starts.
 FileId = Annotated[UUID, WithJsonSchema({"type": "string", "format": "uuid", FILE_MARK: True})]
+MAX_FILES = 1000
+# A list of them, bounded: a run's steps are paced by its owner's quota, but its list is its flow's memory
+# and the API's check of each file (a 422 past MAX_FILES).
+FileIds = Annotated[list[FileId], Field(max_length=MAX_FILES)]
 
 
 class StepFailed(Exception):
-    """A step did not complete: its name, index, calculation, tool, state and error."""
+    """A step did not complete: its name, index, calculation, tool, state and error. `mapped`: one
+    element of several (its index is named even when it is 0)."""
 
-    def __init__(self, step: str, index: int, tool: str, state: str, error: str, calculation_id: UUID | None) -> None:
+    def __init__(
+        self,
+        step: str,
+        index: int,
+        tool: str,
+        state: str,
+        error: str,
+        calculation_id: UUID | None,
+        *,
+        mapped: bool = False,
+    ) -> None:
         self.step, self.index, self.tool, self.state = step, index, tool, state
         self.error, self.calculation_id = error, calculation_id
-        where = f"step {step!r}" + (f" [{index}]" if index else "")
+        where = f"step {step!r}" + (f" [{index}]" if index or mapped else "")
         of = f" (calculation {calculation_id}, {tool})" if calculation_id else f" ({tool})"
         super().__init__(f"{where}{of} {state}: {error.strip()[:3000] or '(no message)'}")
+
+    def as_element(self) -> StepFailed:
+        """The same failure, of an element of a map: named by its index, the first one's too."""
+        return StepFailed(self.step, self.index, self.tool, self.state, self.error, self.calculation_id, mapped=True)
 
 
 @dataclass(frozen=True)
@@ -105,7 +123,6 @@ class WorkflowContext:
 
 
 _contexts: dict[UUID, WorkflowContext] = {}
-_local_slots: asyncio.Semaphore | None = None
 
 
 def begin(workflow_run_id: UUID, attempt: int, flow_run_id: UUID, *, remote: bool = False) -> WorkflowContext:
@@ -133,33 +150,22 @@ def current() -> WorkflowContext:
     return _contexts[flow_run_id]
 
 
-def _local_slot(backend: str) -> AbstractAsyncContextManager[Any]:
-    """Local steps share this worker's CPUs: at most `workflow.local_step_slots` run at once."""
-    global _local_slots
-    if backend != "local":
-        return nullcontext()
-    if _local_slots is None:
-        _local_slots = asyncio.Semaphore(get_settings().workflow.local_step_slots or os.cpu_count() or 1)
-    return _local_slots
-
-
 @dataclass(frozen=True)
 class _Row:
     state: str
     attempt: int
     following: bool
     not_before: datetime | None
-    backend: str
     dispatched: bool  # has a flow run of its own (a Docker-pool workflow's step)
 
     @classmethod
     def of(cls, calc: Calculation) -> _Row:
         following = calc.cached_from_id is not None
-        return cls(calc.state, calc.attempt, following, calc.not_before, calc.backend, calc.flow_run_id is not None)
+        return cls(calc.state, calc.attempt, following, calc.not_before, calc.flow_run_id is not None)
 
 
 def _row(calculation_id: UUID) -> _Row:
-    fields = ("state", "attempt", "cached_from", "not_before", "backend", "flow_run_id")
+    fields = ("state", "attempt", "cached_from", "not_before", "flow_run_id")
     return _Row.of(Calculation.objects.only(*fields).get(id=calculation_id))
 
 
@@ -179,15 +185,14 @@ async def drive_step(calculation_id: UUID, run_logger: Any, flow_run_id: UUID, r
             continue
         if row.not_before is not None and (wait := (row.not_before - timezone.now()).total_seconds()) > 0:
             await asyncio.sleep(wait)
-        async with _local_slot(row.backend):
-            try:
-                state = await CalculationRun(calculation_id, run_logger).execute(flow_run_id=flow_run_id)
-            except Exception:
-                after: _Row = await db(_row)(calculation_id)
-                if (after.state, after.attempt) == (row.state, row.attempt):
-                    raise  # nothing was recorded: running it again would fail the same way
-                run_logger.exception("step calculation %s: platform error (recorded)", calculation_id)
-                state = None
+        try:  # (it waits for its owner's quota and a local slot: step_slots.py)
+            state = await CalculationRun(calculation_id, run_logger).execute(flow_run_id=flow_run_id)
+        except Exception:
+            after: _Row = await db(_row)(calculation_id)
+            if (after.state, after.attempt) == (row.state, row.attempt):
+                raise  # nothing was recorded: running it again would fail the same way
+            run_logger.exception("step calculation %s: platform error (recorded)", calculation_id)
+            state = None
         if state in TERMINAL_STATES:
             return str(state)
         row = None
@@ -262,7 +267,15 @@ def _result(calculation_id: UUID) -> tuple[StepResult, str]:
         cached=calc.cached_from_id is not None,
         files=files,
     )
-    return result, calc.error
+    return result, calc.error or _why_canceled(calc)
+
+
+def _why_canceled(calc: Calculation) -> str:
+    """Who stopped a CANCELED step (a user's cancel of the step, or its run stopping after a failure)."""
+    if calc.state != S.CANCELED:
+        return ""
+    asked = calc.events.filter(to_state=S.CANCELING).order_by("-created_at").first()
+    return f"canceled (cancel requested by {asked.actor})" if asked else "canceled"
 
 
 def _create_step(

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from calculations.actions.files import OutputBlob, add_output_files, do_release_outputs, new_bytes, quota_message
 from calculations.actions.followers import complete_followers, release_followers
+from calculations.actions.submissions import check_step_slot
 from calculations.actions.transitions import WORKER_ACTOR, apply_transition, lock_calculation
 from calculations.errors import InvalidTransition
 from calculations.launching import launch_after_commit
@@ -58,6 +59,11 @@ def do_start_calculation(
     workdir: str,
     worker: str = "",
 ) -> Calculation:
+    """The worker starts attempt `attempt`. A workflow run's step may have to wait for its owner's
+    quota first (QuotaExceeded: it stays QUEUED, and counts nothing while it waits)."""
+    step_of = Calculation.objects.filter(id=calculation_id).values_list("owner_id", "workflow_run_id").first()
+    if step_of is not None and step_of[1] is not None:
+        check_step_slot(*step_of)  # the user first, then the row: the order every action takes them in
     calc = lock_calculation(calculation_id)
     provenance = update_attempt(calc.provenance, attempt, backend=backend, host=host, workdir=workdir, worker=worker)
     fields: dict[str, Any] = {

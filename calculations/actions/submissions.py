@@ -10,6 +10,7 @@ from uuid import UUID
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.db.models import Count
 from django.utils import timezone
 from pydantic import ValidationError
 
@@ -22,7 +23,7 @@ from calculations.formats import HEAD_BYTES, FormatMismatch, check_format, check
 from calculations.launching import launch_after_commit
 from calculations.models import Calculation, CalculationInput, File, WorkflowRun
 from calculations.provenance import Provenance
-from calculations.states import ACTIVE_STATES, CalculationState
+from calculations.states import ACTIVE_STATES, ATTEMPT_IN_PROGRESS_STATES, CalculationState
 from calculations.storage import get_storage
 from calculations.storage.base import read_head
 from calculations.tools import ToolSpec, UnknownTool, get_tool
@@ -41,7 +42,7 @@ def _format_validation_error(prefix: str, exc: ValidationError) -> str:
 @dataclass(frozen=True)
 class StepRef:
     """Where a calculation sits in a workflow run: executed by its flow run, never launched alone,
-    and outside the active-calculations quota (the workflow run counts once)."""
+    and counted against the quota only while its attempt is in progress (`check_step_slot`)."""
 
     workflow_run_id: UUID
     name: str
@@ -117,19 +118,72 @@ def _has_all_outputs(calc: Calculation) -> bool:
     return calc.output_files.count() == produced
 
 
-def check_active_quota(owner_id: int) -> None:
-    """Only what runs counts: cache hits and followers cost nothing, and a workflow run counts once
-    (its steps are paced by the workflow's own limit, never refused here)."""
-    # one submitter per user at a time
-    get_user_model().objects.select_for_update(no_key=True).filter(id=owner_id).first()
-    limit = active_limit(owner_id)
+@dataclass(frozen=True)
+class ActiveUsage:
+    """What counts against a user's active-calculations quota."""
+
+    calculations: int  # outside workflow runs, queued or running
+    runs: int  # workflow runs in flight
+    steps: int  # steps whose attempt is in progress (INITIALIZING, RUNNING, CANCELING)
+    idle_runs: int  # runs in flight with no step in progress: each holds one slot for its next step
+
+    @property
+    def total(self) -> int:
+        return self.calculations + self.steps + self.idle_runs
+
+    def describe(self, limit: int) -> str:
+        held = f"{self.calculations} calculations"
+        if self.runs:
+            held += f" and {self.runs} workflow run{'s' * (self.runs != 1)}"
+        if self.steps:
+            held += f" ({self.steps} step{'s' * (self.steps != 1)} in flight)"
+        return f"you have {held} queued or running; the limit is {limit}"
+
+
+def active_usage(owner_id: int) -> ActiveUsage:
+    """Only what runs counts: cache hits and followers cost nothing. A step counts while its attempt
+    is in progress, not while it waits (for a slot, a retry's backoff, or an identical calculation);
+    a workflow run counts as its steps in progress, and as one while it has none."""
     calculations = Calculation.objects.filter(
         owner_id=owner_id, state__in=ACTIVE_STATES, cached_from__isnull=True, workflow_run__isnull=True
     ).count()
-    runs = WorkflowRun.objects.filter(owner_id=owner_id, state__in=ACTIVE_STATES).count()
-    if calculations + runs >= limit:
-        held = f"{calculations} calculations" + (f" and {runs} workflow run{'s' * (runs != 1)}" if runs else "")
-        raise QuotaExceeded(f"you have {held} queued or running; the limit is {limit}: retry when some have finished")
+    runs = set(WorkflowRun.objects.filter(owner_id=owner_id, state__in=ACTIVE_STATES).values_list("id", flat=True))
+    busy = dict(
+        Calculation.objects.filter(owner_id=owner_id, workflow_run__isnull=False, state__in=ATTEMPT_IN_PROGRESS_STATES)
+        .values("workflow_run")
+        .annotate(n=Count("id"))
+        .values_list("workflow_run", "n")
+    )
+    return ActiveUsage(calculations, len(runs), sum(busy.values()), len(runs - set(busy)))
+
+
+def _lock_owner(owner_id: int) -> None:
+    """One claimant per user at a time (a submission, a step's start)."""
+    get_user_model().objects.select_for_update(no_key=True).filter(id=owner_id).first()
+
+
+def check_active_quota(owner_id: int) -> None:
+    """A submission (a calculation, a workflow run) is refused if the user's quota is used up."""
+    _lock_owner(owner_id)
+    limit, usage = active_limit(owner_id), active_usage(owner_id)
+    if usage.total >= limit:
+        raise QuotaExceeded(f"{usage.describe(limit)}: retry when some have finished")
+
+
+def has_step_slot(owner_id: int, workflow_run_id: UUID) -> bool:
+    """May a step of this run start its attempt now? Always if the run has no step in progress (the
+    run already counts one), so a run never waits on itself; otherwise only while the quota has room."""
+    in_progress = Calculation.objects.filter(workflow_run_id=workflow_run_id, state__in=ATTEMPT_IN_PROGRESS_STATES)
+    return not in_progress.exists() or active_usage(owner_id).total < active_limit(owner_id)
+
+
+def check_step_slot(owner_id: int, workflow_run_id: UUID) -> None:
+    """`has_step_slot`, exactly (under the owner's lock: call it before locking the step's row); a
+    step without one waits (QuotaExceeded)."""
+    _lock_owner(owner_id)
+    if not has_step_slot(owner_id, workflow_run_id):
+        limit = active_limit(owner_id)
+        raise QuotaExceeded(f"{active_usage(owner_id).describe(limit)}: the step waits for one to finish")
 
 
 @transaction.atomic

@@ -4,6 +4,7 @@ against the quota, and a run's life (start, steps, resume, cancel) goes through 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 from uuid import UUID, uuid4
@@ -12,7 +13,7 @@ import pytest
 
 from calculations import actions
 from calculations.actions import do_set_user_quota
-from calculations.errors import InvalidTransition
+from calculations.errors import InvalidTransition, QuotaExceeded
 from calculations.models import Calculation, WorkflowRun
 from calculations.policies import AttemptEnd
 from conftest import ApiClient
@@ -101,6 +102,121 @@ def test_a_workflow_run_counts_once_against_the_active_quota(alice: ApiClient, f
     assert refused.status_code == 429 and "0 calculations and 1 workflow run queued" in refused.json()["detail"]
 
 
+def test_a_long_chain_in_reverse_order_is_ordered_in_linear_time() -> None:
+    """Kahn's algorithm: no recursion (a 940-step chain was a RecursionError, an HTML 500)."""
+    from calculations.pipelines import Ref, _order
+
+    count = 10_000
+    chain = {
+        f"s{i}": {"molecules": [Ref(step=f"s{i - 1}", role="molecules") if i else Ref(file_id=uuid4())]}
+        for i in reversed(range(count))
+    }
+    started = time.perf_counter()
+    assert _order(chain) == [f"s{i}" for i in range(count)]
+    assert time.perf_counter() - started < 1.0  # ~20 ms here; quadratic would take seconds
+
+
+def test_the_longest_pipeline_listed_in_reverse_order_is_accepted(alice: ApiClient, files: dict[str, str]) -> None:
+    first = {"tool": "obabel", "inputs": {"molecules": f"file:{files['molecule']}"}}
+    chain = {f"s{i}": {"tool": "obabel", "inputs": {"molecules": f"s{i - 1}.molecules"}} if i else first
+             for i in reversed(range(1000))}  # fmt: skip
+    response = submit(alice, chain)
+    assert response.status_code == 202, response.content[:500]
+
+
+def test_a_list_of_files_past_its_bound_is_a_422(
+    alice: ApiClient, files: dict[str, str], workflow_catalogue: list[Any]
+) -> None:
+    from prefect.utilities.callables import parameter_schema
+
+    from calculations.launching import WorkflowInfo
+    from workflows.flows.choose_profile import choose_profile
+    from workflows.sdk import MAX_FILES
+
+    schema = parameter_schema(choose_profile.fn).model_dump(exclude_unset=True)
+    workflow_catalogue.append(WorkflowInfo("choose-profile", "", schema))
+    genomes = [files["genome"]] * (MAX_FILES + 1)
+    response = alice.post("/workflows/choose-profile/runs", {"params": {"genomes": genomes}})
+    assert response.status_code == 422 and "params.genomes" in response.json()["detail"], response.content[:500]
+    assert WorkflowRun.objects.count() == 0
+
+
+def _start(step: Calculation) -> Calculation:
+    return actions.do_start_calculation(
+        step.id, step.attempt, flow_run_id=None, backend="local", host="h", workdir="/w"
+    )
+
+
+def _fail(step: Calculation) -> None:
+    actions.do_end_attempt(step.id, step.attempt, AttemptEnd.TOOL_FAILED, message="boom")
+
+
+def test_steps_in_flight_count_against_the_quota_and_one_beyond_it_waits(
+    alice: ApiClient, alice_id: int, files: dict[str, str]
+) -> None:
+    do_set_user_quota("alice", max_active_calculations=2)
+    run = _running_run(alice_id)
+    steps = [_step(run, files, index) for index in range(3)]
+    _start(steps[0])  # the run counted one already: its first step takes that slot
+    _start(steps[1])
+    with pytest.raises(QuotaExceeded, match=r"1 workflow run \(2 steps in flight\) queued or running; the limit is 2"):
+        _start(steps[2])
+    assert Calculation.objects.get(id=steps[2].id).state == "QUEUED"  # it waits; nothing failed
+    molecule = {"inputs": {"molecules": files["molecule"]}, "use_cache": False}
+    refused = alice.post("/tools/obabel/calculations", molecule)
+    assert refused.status_code == 429 and "(2 steps in flight)" in refused.json()["detail"]
+
+    _fail(steps[0])  # a slot frees: the waiting step takes it
+    assert _start(steps[2]).state == "INITIALIZING"
+
+
+def test_a_run_never_waits_on_itself_and_each_run_gets_a_step(alice_id: int, files: dict[str, str]) -> None:
+    """A quota of 2 held by two runs: each still runs a step (its own slot), one at a time."""
+    do_set_user_quota("alice", max_active_calculations=2)
+    first, second = _running_run(alice_id), _running_run(alice_id)
+    a = [_step(first, files, index) for index in range(2)]
+    b = [_step(second, files, index) for index in range(2)]
+    _start(a[0])
+    _start(b[0])
+    for waiting in (a[1], b[1]):
+        with pytest.raises(QuotaExceeded):
+            _start(waiting)
+    _fail(a[0])  # the run has no step in progress: its next one starts whatever else is held
+    assert _start(a[1]).state == "INITIALIZING"
+
+
+def test_a_step_waiting_out_its_retry_backoff_holds_no_slot(alice_id: int, files: dict[str, str]) -> None:
+    do_set_user_quota("alice", max_active_calculations=1)
+    run = _running_run(alice_id)
+    steps = [_step(run, files, index) for index in range(2)]
+    _start(steps[0])
+    actions.do_end_attempt(steps[0].id, 1, AttemptEnd.BACKEND_UNAVAILABLE, message="engine down")
+    assert Calculation.objects.get(id=steps[0].id).state == "QUEUED"  # in its retry's backoff: no slot held
+    assert _start(steps[1]).state == "INITIALIZING"
+
+
+def test_canceling_one_step_leaves_its_workflows_flow_run_alone(
+    alice_id: int, files: dict[str, str], django_capture_on_commit_callbacks: Any
+) -> None:
+    """The step runs as a task run of the workflow's flow run: stopping that flow run would cancel
+    the whole workflow run, as if an operator had. Only the step's tool is stopped (by its worker)."""
+    from calculations.launching import register_launcher
+    from calculations.tests.test_actions import RecordingLauncher
+
+    recording = RecordingLauncher()
+    previous = register_launcher(recording)
+    try:
+        run = _running_run(alice_id)
+        step = _step(run, files)
+        actions.do_start_calculation(step.id, 1, flow_run_id=run.flow_run_id, backend="local", host="h", workdir="/w")
+        with django_capture_on_commit_callbacks(execute=True):
+            assert actions.do_request_cancel(step.id, actor="user:1").state == "CANCELING"
+    finally:
+        register_launcher(previous)
+    assert recording.stopped == []
+    assert WorkflowRun.objects.get(id=run.id).state == "RUNNING"
+
+
 def _running_run(alice_id: int) -> WorkflowRun:
     run = actions.do_create_workflow_run(alice_id, "pipeline", {"steps": {}})
     return actions.do_start_workflow_run(run.id, 1, flow_run_id=uuid4(), worker="w1")
@@ -113,12 +229,12 @@ def _step(run: WorkflowRun, files: dict[str, str], index: int = 0, attempt: int 
     )  # fmt: skip
 
 
-def test_steps_are_calculations_outside_the_quota_and_found_again_when_resumed(
+def test_steps_are_calculations_created_whatever_the_quota_and_found_again_when_resumed(
     alice: ApiClient, alice_id: int, files: dict[str, str]
 ) -> None:
     do_set_user_quota("alice", max_active_calculations=1)
     run = _running_run(alice_id)
-    steps = [_step(run, files, index) for index in range(3)]  # the run counts once: 3 steps are fine
+    steps = [_step(run, files, index) for index in range(3)]  # QUEUED steps count nothing: 3 are fine
     assert {s.workflow_run_id for s in steps} == {run.id} and [s.step_index for s in steps] == [0, 1, 2]
     shown = alice.get(f"/calculations/{steps[1].id}").json()
     assert (shown["workflow_run"], shown["step"], shown["step_index"]) == (str(run.id), "convert", 1)

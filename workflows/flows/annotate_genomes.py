@@ -10,11 +10,11 @@ import asyncio
 
 from prefect import flow
 
-from workflows.sdk import FileId, run_tool
+from workflows.sdk import FileId, FileIds, run_tool
 
 
 @flow(name="annotate-genomes", persist_result=False)
-async def annotate_genomes(genomes: list[FileId], profile: FileId, evalue: float = 1e-5) -> dict[str, list[str]]:
+async def annotate_genomes(genomes: FileIds, profile: FileId, evalue: float = 1e-5) -> dict[str, list[str]]:
     """Call the genes of each genome (prodigal), then search their proteins for a profile (hmmsearch).
     Returns the hits table of each genome, in order."""
     called = await asyncio.gather(*(run_tool("prodigal", inputs={"contigs": genome}) for genome in genomes))

@@ -15,7 +15,7 @@ from prefect import flow
 from prefect.artifacts import acreate_table_artifact
 from pydantic import BaseModel, Field
 
-from workflows.sdk import FileId, pause_for_input, read_text, run_tool
+from workflows.sdk import FileId, FileIds, pause_for_input, read_text, run_tool
 
 MAX_PAUSE_SECONDS = 7 * 24 * 3600
 
@@ -28,7 +28,7 @@ class ProfileChoice(BaseModel):
 
 @flow(name="choose-profile", persist_result=False)
 async def choose_profile(
-    genomes: list[FileId],
+    genomes: FileIds,
     pause_timeout_seconds: Annotated[int, Field(gt=0, le=MAX_PAUSE_SECONDS)] | None = None,
 ) -> dict[str, list[str]]:
     """Call genes on each genome (prodigal), show their counts, wait for an operator to choose the

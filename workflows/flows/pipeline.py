@@ -2,8 +2,10 @@
 
 Every step, and every element of a mapped one, is started as soon as the outputs it takes exist:
 independent steps run concurrently, and element i of a step mapped along with another starts when
-that step's element i completes. A step that fails stops the run: the steps that take its outputs
-never start, and those in flight are canceled. `map` is simply a one-step pipeline with `each`.
+that step's element i completes. A step that fails (or that someone cancels) stops the run: the steps
+that take its outputs never start, and those in flight are canceled; the run fails with the first
+step's error, which names it, its element in a map, and the tool's message. `map` is simply a one-step
+pipeline with `each`.
 """
 
 from __future__ import annotations
@@ -57,9 +59,12 @@ async def pipeline(steps: dict[str, PipelineStep]) -> dict[str, Any]:
             inputs = {role: await resolve(ref, index) for role, ref in step.refs_for(index).items()}
             if first_failure:
                 raise UpstreamFailed(first_failure[0].step)
-            result = await run_tool(
-                step.tool, inputs, step.params, step.backend, step=step.name, index=index, use_cache=step.use_cache
-            )
+            try:
+                result = await run_tool(
+                    step.tool, inputs, step.params, step.backend, step=step.name, index=index, use_cache=step.use_cache
+                )
+            except StepFailed as exc:
+                raise (exc.as_element() if step.width else exc) from None
             if progress is not None:
                 await progress.step_done()
             return result

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -363,3 +364,105 @@ def test_a_sync_flow_runs_on_the_docker_pool_and_its_steps_on_the_calculation_wo
     # the tool ran on the calculation worker (a flow run of its own), not in the flow's container
     assert f":{calculation_worker.pid}:" in step["provenance"]["attempts"][0]["worker"]
     assert step["flow_run_id"] and step["flow_run_id"] != run["flow_run_id"]
+
+
+def _run_states(run_id: str) -> list[str]:
+    from calculations.models import WorkflowRunEvent
+
+    return list(WorkflowRunEvent.objects.filter(workflow_run_id=UUID(run_id)).values_list("to_state", flat=True))
+
+
+def _steps_in_flight(api: Api, run_id: str) -> int:
+    steps = api.http.get(f"/workflow-runs/{run_id}").json()["steps"]
+    return sum(s["state"] in ("INITIALIZING", "RUNNING", "CANCELING") for s in steps)
+
+
+@pytest.mark.container
+def test_steps_in_flight_count_against_the_owners_quota(api: Api, container_engine: str, live_server: Any) -> None:
+    from calculations.actions import do_set_user_quota
+
+    do_set_user_quota("quota-one", max_active_calculations=1)
+    user = Api(live_server.url, user="quota-one")
+    texts = [user.upload(f"q{i}.txt", f"quota {i} {time.time()}\n".encode()) for i in range(4)]
+    steps = {"wait": {"tool": "sleep", "params": {"seconds": 1}, "backend": "container", "use_cache": False,
+                      "inputs": {"text": {"each": [f"file:{t}" for t in texts]}}}}  # fmt: skip
+    run = run_workflow(user, "pipeline", {"steps": steps})
+    most, deadline = 0, time.monotonic() + 180
+    while (shown := user.http.get(f"/workflow-runs/{run['id']}").json())["state"] not in TERMINAL:
+        most = max(most, sum(s["state"] in ("INITIALIZING", "RUNNING", "CANCELING") for s in shown["steps"]))
+        assert time.monotonic() < deadline, shown
+        time.sleep(0.1)
+    assert shown["state"] == "COMPLETE", shown["error"]  # waiting for a slot never fails the run
+    assert most == 1 and len(shown["steps"]) == 4  # a quota of 1: one step at a time, never 4
+
+
+def test_local_slots_are_shared_fairly_between_users(api: Api, live_server: Any) -> None:
+    """Another user's one-step pipeline, alone and while a 300-step map holds the local slots: it
+    waits for a slot in turn, not behind the whole map (before: 1.3 s alone, 20.6 s beside the map;
+    now 1.0 s and 1.1 s)."""
+    other = Api(live_server.url, user="someone-else")
+
+    def one_step(tag: str) -> float:
+        molecule = other.upload(f"{tag}.smi", f"CCCO {tag}-{time.time()}\n".encode())
+        steps = {"convert": {"tool": "obabel", "params": {"output_format": "sdf"}, "use_cache": False,
+                             "inputs": {"molecules": f"file:{molecule}"}}}  # fmt: skip
+        started = time.monotonic()
+        run = wait_run(other, run_workflow(other, "pipeline", {"steps": steps})["id"], timeout_seconds=300)
+        assert run["state"] == "COMPLETE", run["error"]
+        return time.monotonic() - started
+
+    alone = one_step("alone")
+    files = molecules(api, 300, "fair")
+    steps = {"convert": {"tool": "obabel", "params": {"output_format": "sdf"}, "use_cache": False,
+                         "inputs": {"molecules": {"each": [f"file:{f}" for f in files]}}}}  # fmt: skip
+    map_started = time.monotonic()
+    big = run_workflow(api, "pipeline", {"steps": steps})
+    deadline = time.monotonic() + 120
+    while _steps_in_flight(api, big["id"]) < 2:
+        assert time.monotonic() < deadline, "the map never started"
+        time.sleep(0.2)
+    beside = one_step("beside")
+    left = sum(s["state"] != "COMPLETE" for s in api.http.get(f"/workflow-runs/{big['id']}").json()["steps"])
+    left += 300 - len(api.http.get(f"/workflow-runs/{big['id']}").json()["steps"])
+    assert wait_run(api, big["id"], timeout_seconds=600)["state"] == "COMPLETE"
+    took = time.monotonic() - map_started
+    print(f"\none-step pipeline: {alone:.1f} s alone, {beside:.1f} s beside a 300-step map ({left} steps left); "
+          f"the map took {took:.1f} s")  # fmt: skip
+    assert left >= 100, f"the one-step pipeline waited behind the map: {beside:.1f} s (alone {alone:.1f} s)"
+
+
+def test_a_failing_element_fails_the_run_naming_it_and_its_running_siblings_are_canceled(api: Api) -> None:
+    short = api.upload("short.fna", b">s\nACGTACGTAA\n")
+    genome = api.upload("genome.fna", (DEMO / "genome.fna").read_bytes())
+    text = api.upload("t.txt", f"sibling {time.time()}\n".encode())
+    steps = {
+        "genes": {"tool": "prodigal", "params": {"mode": "single"}, "use_cache": False,
+                  "inputs": {"contigs": {"each": [f"file:{short}", f"file:{genome}"]}}},
+        "wait": {"tool": "sleep", "params": {"seconds": 96.5}, "inputs": {"text": f"file:{text}"}},
+    }  # fmt: skip
+    run = wait_run(api, run_workflow(api, "pipeline", {"steps": steps})["id"], timeout_seconds=60)
+    assert run["state"] == "EXECUTOR_ERROR", run
+    assert "step 'genes' [0]" in run["error"] and "prodigal" in run["error"]  # the step, its element, the tool
+    assert "Sequence must be 20000 characters" in run["error"]  # and the tool's own message
+    assert {s["name"]: s["state"] for s in run["steps"] if s["name"] == "wait"} == {"wait": "CANCELED"}
+    assert not _processes_of("sleep 96.5")
+    assert "CANCELING" not in _run_states(run["id"])  # it failed; no one canceled it
+
+
+def test_cancelling_one_step_fails_the_run_naming_that_step(api: Api) -> None:
+    texts = [api.upload(f"c{i}.txt", f"one-step cancel {i} {time.time()}\n".encode()) for i in range(2)]
+    steps = {"wait": {"tool": "sleep", "params": {"seconds": 95.5},
+                      "inputs": {"text": {"each": [f"file:{t}" for t in texts]}}}}  # fmt: skip
+    run = run_workflow(api, "pipeline", {"steps": steps})
+    deadline = time.monotonic() + 60
+    while _steps_in_flight(api, run["id"]) < 2:
+        assert time.monotonic() < deadline, "the steps never started"
+        time.sleep(0.2)
+    second = next(s for s in api.http.get(f"/workflow-runs/{run['id']}").json()["steps"] if s["index"] == 1)
+    assert api.http.post(f"/calculations/{second['calculation_id']}/cancel").status_code == 202
+    run = wait_run(api, run["id"], timeout_seconds=30)
+    assert run["state"] == "EXECUTOR_ERROR", run  # not CANCELED: no one canceled the run
+    assert "step 'wait' [1]" in run["error"] and "CANCELED" in run["error"] and "cancel" in run["error"], run["error"]
+    assert "Cancelling" not in run["error"] and "CANCELING" not in _run_states(run["id"])
+    assert {s["state"] for s in run["steps"]} == {"CANCELED"}  # the other step was canceled with the run
+    assert not _processes_of("sleep 95.5")

@@ -1,0 +1,113 @@
+"""Where steps wait their turn in a worker: local slots go to users in turn, and a run's steps wait
+for their owner's quota one at a time, woken when a step of that owner ends."""
+
+from __future__ import annotations
+
+import asyncio
+from functools import partial
+from uuid import uuid4
+
+import pytest
+
+from calculations.errors import QuotaExceeded
+from emgapiv2.config import get_settings
+from workflows import step_slots
+from workflows.step_slots import FairSlots
+
+
+def test_a_freed_local_slot_goes_to_the_next_user_not_the_next_waiter() -> None:
+    """One user's map queued first must not hold back another user's single step."""
+    served: list[str] = []
+
+    async def step(slots: FairSlots, owner: str, name: str) -> None:
+        async with slots.hold(owner):
+            served.append(name)
+            await asyncio.sleep(0.01)
+
+    async def main() -> None:
+        slots = FairSlots(1)
+        steps = [step(slots, "map-user", f"map-{i}") for i in range(5)]
+        await asyncio.gather(*steps, step(slots, "other", "single"))
+
+    asyncio.run(main())
+    assert served == ["map-0", "map-1", "single", "map-2", "map-3", "map-4"]
+
+
+def test_a_waiter_cancelled_in_line_or_just_granted_loses_no_slot() -> None:
+    async def main() -> int:
+        slots = FairSlots(1)
+        release = asyncio.Event()
+
+        async def hold(owner: str) -> None:
+            async with slots.hold(owner):
+                await release.wait()
+
+        first = asyncio.create_task(hold("a"))
+        await asyncio.sleep(0)
+        waiting = [asyncio.create_task(hold(owner)) for owner in ("a", "b")]
+        await asyncio.sleep(0)
+        waiting[0].cancel()  # gave up while in line
+        release.set()  # the first leaves; b is granted
+        await asyncio.gather(first, waiting[1], return_exceptions=True)
+        async with slots.hold("c"):  # every slot came back
+            return slots.held
+
+    assert asyncio.run(main()) == 1
+
+
+@pytest.fixture
+def quota(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Whether the owner's quota has room (the rule itself, against the database, is tested in
+    calculations/tests/test_workflow_runs.py); polls slow enough that only a wake-up is quick."""
+    room = [False]
+    monkeypatch.setattr(get_settings().worker, "cancel_check_seconds", 30.0)
+    monkeypatch.setattr(step_slots, "_has_slot", lambda *step: room[0])
+    monkeypatch.setattr(step_slots, "_local", FairSlots(1))
+    return room
+
+
+def test_a_runs_steps_wait_for_the_quota_in_turn_and_a_step_ending_wakes_them(quota: list[bool]) -> None:
+    run_id, started = uuid4(), []
+
+    async def start(name: str) -> None:
+        started.append(name)
+
+    async def step(name: str) -> None:
+        async with step_slots.turn(uuid4(), 1, 7, run_id, "container", partial(start, name)):
+            pass
+
+    async def main() -> None:
+        waiting = [asyncio.create_task(step(f"s{i}")) for i in range(3)]
+        await asyncio.sleep(0.05)
+        assert started == []  # QUEUED: no attempt started while the quota is full
+        quota[0] = True
+        step_slots.step_ended(7)  # a step of the same owner ended in this worker
+        await asyncio.wait_for(asyncio.gather(*waiting), 5)
+
+    asyncio.run(main())
+    assert started == ["s0", "s1", "s2"]
+    assert run_id not in step_slots._run_queues  # nothing kept once no step waits
+
+
+def test_a_step_whose_start_is_refused_gives_its_local_slot_back(quota: list[bool]) -> None:
+    """The quota was taken between the check and the start (another run, an API submission)."""
+    quota[0] = True
+    served: list[str] = []
+
+    async def refused() -> None:
+        served.append("refused")
+        quota[0] = False
+        raise QuotaExceeded("taken meanwhile")
+
+    async def other_user() -> None:
+        async with step_slots.local_slot(8, "local"):
+            served.append("other user")
+
+    async def main() -> None:
+        waiting = asyncio.create_task(step_slots.turn(uuid4(), 1, 7, uuid4(), "local", refused).__aenter__())
+        await asyncio.sleep(0.05)
+        await asyncio.wait_for(other_user(), 5)  # the slot is free again
+        waiting.cancel()
+
+    asyncio.run(main())
+    assert served == ["refused", "other user"]
