@@ -17,6 +17,8 @@ from uuid import UUID
 from django.db import transaction
 
 from calculations.errors import Unavailable
+from calculations.models import Calculation, WorkflowRun
+from calculations.run_kinds import kind_of
 
 logger = logging.getLogger(__name__)
 
@@ -39,16 +41,13 @@ class WorkflowInfo:
 class Launcher(Protocol):
     name: str  # the health check's key, e.g. "prefect"
 
-    def launch(self, calculation_id: UUID) -> None:
-        """Start the calculation's current attempt (called after commit; must not block)."""
+    def launch(self, kind: str, run_id: UUID) -> None:
+        """Start the current attempt of a run of `kind` (`calculations.run_kinds`: a calculation, a
+        workflow run) as a flow run; called after commit, it must not block."""
         ...
 
     def stop_run(self, flow_run_id: UUID) -> None:
         """Tell the orchestrator a run is being canceled (best effort; the row is the truth)."""
-        ...
-
-    def launch_workflow_run(self, workflow_run_id: UUID) -> None:
-        """Start the workflow run's current attempt as a flow run of its deployment (after commit)."""
         ...
 
     def workflows(self) -> list[WorkflowInfo]:
@@ -71,14 +70,11 @@ class NoLauncher:
 
     name = "launcher"
 
-    def launch(self, calculation_id: UUID) -> None:
-        logger.debug("no launcher registered: calculation %s waits for the reconciler", calculation_id)
+    def launch(self, kind: str, run_id: UUID) -> None:
+        logger.debug("no launcher registered: %s %s waits for the reconciler", kind, run_id)
 
     def stop_run(self, flow_run_id: UUID) -> None:
         pass
-
-    def launch_workflow_run(self, workflow_run_id: UUID) -> None:
-        logger.debug("no launcher registered: workflow run %s waits for the reconciler", workflow_run_id)
 
     def workflows(self) -> list[WorkflowInfo]:
         return []
@@ -107,16 +103,14 @@ def get_launcher() -> Launcher:
     return _launcher
 
 
-def launch_after_commit(calculation_id: UUID, *, workflow_step: bool = False) -> None:
-    """Launch once the current transaction has committed (never for a rolled-back row); the
-    launcher is looked up then, so the one registered at that moment is used. A workflow run's step
-    is never launched on its own: its workflow's flow run executes it (and each retry of it)."""
-    if not workflow_step:
-        transaction.on_commit(lambda: get_launcher().launch(calculation_id))
-
-
-def launch_workflow_run_after_commit(workflow_run_id: UUID) -> None:
-    transaction.on_commit(lambda: get_launcher().launch_workflow_run(workflow_run_id))
+def launch_after_commit(run: Calculation | WorkflowRun) -> None:
+    """Launch the run's current attempt once the transaction has committed (never a rolled-back row);
+    the launcher is looked up then, so the one registered at that moment is used. A workflow's step
+    is never launched on its own: its workflow's flow run executes it, and each retry of it."""
+    if isinstance(run, Calculation) and run.workflow_run_id is not None:
+        return
+    kind, run_id = kind_of(run).name, run.id
+    transaction.on_commit(lambda: get_launcher().launch(kind, run_id))
 
 
 def stop_run_after_commit(flow_run_id: UUID) -> None:

@@ -58,14 +58,3 @@ WORKFLOW_TRANSITIONS: dict[CalculationState, frozenset[CalculationState]] = {
     S.SYSTEM_ERROR: frozenset(),
     S.CANCELED: frozenset(),
 }
-
-
-def sources_of(
-    target: CalculationState, table: dict[CalculationState, frozenset[CalculationState]] = ALLOWED_TRANSITIONS
-) -> frozenset[CalculationState]:
-    """States from which `target` may be entered (in `table`: a calculation's, or a workflow run's)."""
-    return frozenset(source for source, targets in table.items() if target in targets)
-
-
-def is_allowed(source: CalculationState, target: CalculationState) -> bool:
-    return target in ALLOWED_TRANSITIONS[source]

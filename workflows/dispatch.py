@@ -81,6 +81,7 @@ def create_flow_run(client: SyncPrefectClient, calculation_id: UUID) -> UUID | N
 
     from calculations.actions import do_record_flow_run
     from calculations.models import Calculation
+    from calculations.run_kinds import CALCULATION
     from calculations.states import CalculationState
 
     row = (
@@ -100,7 +101,7 @@ def create_flow_run(client: SyncPrefectClient, calculation_id: UUID) -> UUID | N
         tags=[f"tool:{row['tool']}", f"backend:{row['backend'] or 'local'}"],  # the Runs page filters by them
         state=Scheduled(scheduled_time=not_before) if not_before and not_before > timezone.now() else None,
     )
-    do_record_flow_run(calculation_id, row["attempt"], flow_run.id)
+    do_record_flow_run(CALCULATION, calculation_id, row["attempt"], flow_run.id)
     return flow_run.id
 
 
@@ -147,9 +148,10 @@ def create_workflow_flow_run(client: SyncPrefectClient, workflow_run_id: UUID) -
     import httpx
     from prefect.exceptions import ObjectNotFound
 
-    from calculations.actions import do_record_workflow_flow_run
+    from calculations.actions import do_record_flow_run
     from calculations.errors import InvalidInput
     from calculations.models import WorkflowRun
+    from calculations.run_kinds import WORKFLOW_RUN
     from calculations.states import CalculationState
     from calculations.workflow_params import check_plain_json
 
@@ -189,7 +191,7 @@ def create_workflow_flow_run(client: SyncPrefectClient, workflow_run_id: UUID) -
             "as deployed now. Operators find Prefect's answer in the platform's log.",
         )
         return None
-    do_record_workflow_flow_run(workflow_run_id, attempt, flow_run.id)
+    do_record_flow_run(WORKFLOW_RUN, workflow_run_id, attempt, flow_run.id)
     return flow_run.id
 
 
@@ -346,11 +348,11 @@ class PrefectLauncher:
 
     name = "prefect"
 
-    def launch(self, calculation_id: UUID) -> None:
-        dispatch_calculation(calculation_id)
-
-    def launch_workflow_run(self, workflow_run_id: UUID) -> None:
-        dispatch_workflow_run(workflow_run_id)
+    def launch(self, kind: str, run_id: UUID) -> None:
+        if kind == "workflow run":
+            dispatch_workflow_run(run_id)
+        else:
+            dispatch_calculation(run_id)
 
     def paused_input_schema(self, flow_run_id: UUID) -> dict[str, Any]:
         return paused_input_schema(flow_run_id)

@@ -29,11 +29,10 @@ from calculations.actions.attempts import (
     JobOutcome,
     do_end_attempt,
     do_mark_running,
-    do_record_flow_run,
     do_record_heartbeats,
     do_start_calculation,
 )
-from calculations.actions.cancels import do_request_cancel
+from calculations.actions.cancels import do_request_cancel, do_request_cancel_workflow_run, request_cancel
 from calculations.actions.files import (
     OutputBlob,
     check_storage_quota,
@@ -49,7 +48,7 @@ from calculations.actions.files import (
 from calculations.actions.quotas import do_set_user_quota
 from calculations.actions.submissions import StepRef, check_create_calculation, do_create_calculation
 from calculations.actions.tokens import do_create_api_token, do_record_token_use, hash_token
-from calculations.actions.transitions import RECONCILER_ACTOR, WORKER_ACTOR, user_actor
+from calculations.actions.transitions import RECONCILER_ACTOR, WORKER_ACTOR, do_record_flow_run, user_actor
 from calculations.actions.uploads import check_create_upload, do_abort_upload, do_complete_upload, do_expire_uploads
 from calculations.actions.workers import do_end_worker, do_register_worker, do_worker_heartbeat
 from calculations.actions.workflow_runs import (
@@ -60,8 +59,6 @@ from calculations.actions.workflow_runs import (
     do_create_workflow_run,
     do_end_workflow_run,
     do_pause_workflow_run,
-    do_record_workflow_flow_run,
-    do_request_cancel_workflow_run,
     do_resume_workflow_run,
     do_start_workflow_run,
     do_unpause_workflow_run,
@@ -84,7 +81,6 @@ __all__ = [
     "do_end_workflow_run",
     "do_pause_workflow_run",
     "do_unpause_workflow_run",
-    "do_record_workflow_flow_run",
     "do_request_cancel_workflow_run",
     "do_resume_workflow_run",
     "do_start_workflow_run",
@@ -110,6 +106,7 @@ __all__ = [
     "do_record_heartbeats",
     "do_record_token_use",
     "do_request_cancel",
+    "request_cancel",
     "do_set_user_quota",
     "do_start_calculation",
     "do_end_worker",

@@ -17,8 +17,7 @@ from django.utils import timezone
 from calculations.actions.files import OutputBlob, add_output_files, do_release_outputs, new_bytes, quota_message
 from calculations.actions.followers import complete_followers, release_followers
 from calculations.actions.submissions import check_step_slot
-from calculations.actions.transitions import WORKER_ACTOR, apply_transition, lock_calculation
-from calculations.errors import InvalidTransition
+from calculations.actions.transitions import WORKER_ACTOR, apply_transition, check_attempt, lock_calculation
 from calculations.launching import launch_after_commit
 from calculations.models import Calculation
 from calculations.policies import AttemptEnd, decide
@@ -36,16 +35,6 @@ class JobOutcome:
     resource_usage: Mapping[str, float]
     stdout_sha256: str | None
     stderr_sha256: str | None
-
-
-@transaction.atomic
-def do_record_flow_run(calculation_id: UUID, attempt: int, flow_run_id: UUID) -> bool:
-    """Remember which Prefect flow run serves this attempt; False if the attempt moved on."""
-    return bool(
-        Calculation.objects.filter(id=calculation_id, attempt=attempt, flow_run_id__isnull=True).update(
-            flow_run_id=flow_run_id
-        )
-    )
 
 
 @transaction.atomic
@@ -155,10 +144,7 @@ def do_end_attempt(
     COMPLETE with its outputs registered (and its followers completed), a failure state whose error
     is `message`, CANCELED if a cancel was requested meanwhile, or QUEUED as the next attempt."""
     calc = lock_calculation(calculation_id)
-    if calc.attempt != attempt:
-        raise InvalidTransition(
-            f"calculation {calc.id} is on attempt {calc.attempt} ({calc.state}); attempt {attempt} ended too late"
-        )
+    check_attempt(calc, attempt)
     if end is AttemptEnd.SUCCEEDED and (too_much := _outputs_over_quota(calc, outputs)):
         end, message = AttemptEnd.OUTPUTS_TOO_LARGE, too_much
     decision = decide(end, current_state=S(calc.state), attempt=attempt)
@@ -228,5 +214,5 @@ def _queue_next_attempt(
         error=error,
         provenance=provenance,
     )
-    launch_after_commit(calc.id, workflow_step=calc.workflow_run_id is not None)
+    launch_after_commit(calc)
     return calc

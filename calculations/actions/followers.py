@@ -76,4 +76,4 @@ def release_followers(leader: Calculation) -> None:
     """The leader ended without outputs: each follower now runs on its own, launched after commit."""
     for follower in _waiting_followers(leader):
         Calculation.objects.filter(id=follower.id).update(cached_from=None)
-        launch_after_commit(follower.id, workflow_step=follower.workflow_run_id is not None)
+        launch_after_commit(follower)

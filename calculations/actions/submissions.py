@@ -245,7 +245,7 @@ def do_create_calculation(
             check_active_quota(owner_id)
         calc.save()
         record_event(calc, "", S.QUEUED, actor, "submitted" if step is None else f"step {step.name!r}")
-        launch_after_commit(calc.id, workflow_step=step is not None)
+        launch_after_commit(calc)
 
     # the files may have been deleted since they were checked: lock them, so none goes now
     chosen = {file.id for file in files.values()}

@@ -337,7 +337,7 @@ def do_create_tes_task(
     CalculationInput.objects.bulk_create(
         CalculationInput(calculation=calc, role=role, file=file) for role, file in files.items()
     )
-    launch_after_commit(calc.id)
+    launch_after_commit(calc)
     return calc
 
 

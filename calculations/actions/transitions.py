@@ -1,8 +1,9 @@
-"""The one way a calculation's state changes: a guarded, fenced UPDATE plus an event row.
+"""The one way a run's state changes, whatever its kind (a calculation, a workflow run): a guarded,
+fenced UPDATE plus an event row.
 
 Every change is `UPDATE … WHERE state IN (sources of the target) AND attempt = N`, so a stale
 worker or a duplicate delivery matches no row and is refused (InvalidTransition) instead of
-overwriting newer state; each applied change appends a CalculationEvent (who, from, to, why).
+overwriting newer state; each applied change appends an event row of the run's kind (who, from, to, why).
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from calculations.errors import InvalidTransition, NotFound
-from calculations.models import Calculation, CalculationEvent
-from calculations.states import CalculationState, sources_of
+from calculations.models import Calculation
+from calculations.run_kinds import CALCULATION, Run, RunKind, kind_of
+from calculations.states import CalculationState
 
 WORKER_ACTOR = "worker"
 RECONCILER_ACTOR = "reconciler"
@@ -30,12 +32,16 @@ def user_actor(user_id: int) -> str:
 # holds the cache key's lock the completion then wants: a deadlock, found by 50 concurrent submissions.
 
 
+def lock_run(kind: RunKind[Run], run_id: UUID) -> Run:
+    """The run's row, locked until the transaction ends."""
+    run = kind.model.objects.select_for_update(no_key=True).filter(id=run_id).first()
+    if run is None:
+        raise NotFound(f"{kind.name} {run_id} not found")
+    return run
+
+
 def lock_calculation(calculation_id: UUID) -> Calculation:
-    """The calculation's row, locked until the transaction ends."""
-    calc = Calculation.objects.select_for_update(no_key=True).filter(id=calculation_id).first()
-    if calc is None:
-        raise NotFound(f"calculation {calculation_id} not found")
-    return calc
+    return lock_run(CALCULATION, calculation_id)
 
 
 CACHE_KEY_LOCKS, BLOB_LOCKS = 1, 2  # advisory lock spaces: a cache key and a blob never share a lock
@@ -59,14 +65,21 @@ def lock_blob(sha256: str) -> None:
     _lock_digest(BLOB_LOCKS, sha256)
 
 
-def record_event(calc: Calculation, from_state: str, to_state: str, actor: str, reason: str) -> None:
-    CalculationEvent.objects.create(
-        calculation=calc, attempt=calc.attempt, from_state=from_state, to_state=to_state, actor=actor, reason=reason
+def record_event(run: Run, from_state: str, to_state: str, actor: str, reason: str) -> None:
+    """Append the event row of a change of `run` (of any kind) to `to_state`."""
+    kind = kind_of(run)
+    kind.event_model.objects.create(
+        **{kind.event_field: run},
+        attempt=run.attempt,
+        from_state=from_state,
+        to_state=to_state,
+        actor=actor,
+        reason=reason,
     )
 
 
 def apply_transition(
-    calc: Calculation,
+    run: Run,
     attempt: int,
     target: CalculationState,
     /,
@@ -74,26 +87,43 @@ def apply_transition(
     actor: str,
     reason: str = "",
     **fields: Any,
-) -> Calculation:
-    """Move attempt `attempt` of the locked row `calc` to `target` if the table allows it; log it.
-    `fields` may set `attempt` too: a retry moves attempt N to QUEUED as attempt N + 1."""
+) -> Run:
+    """Move attempt `attempt` of the locked row `run` (of any kind) to `target` if its kind's table
+    allows it; log it. `fields` may set `attempt` too: a retry moves attempt N to QUEUED as N + 1."""
+    kind = kind_of(run)
     now = timezone.now()
-    updated = Calculation.objects.filter(id=calc.id, attempt=attempt, state__in=sources_of(target)).update(
+    updated = kind.model.objects.filter(id=run.id, attempt=attempt, state__in=kind.sources_of(target)).update(
         state=target, updated_at=now, **fields
     )
     if not updated:
         raise InvalidTransition(
-            f"calculation {calc.id} is {calc.state} (attempt {calc.attempt}); attempt {attempt} cannot move to {target}"
+            f"{kind.name} {run.id} is {run.state} (attempt {run.attempt}); attempt {attempt} cannot move to {target}"
         )
-    from_state = calc.state
+    from_state = run.state
     for name, value in {**fields, "state": target, "updated_at": now}.items():
-        setattr(calc, name, value)
-    record_event(calc, from_state, target, actor, reason)
-    return calc
+        setattr(run, name, value)
+    record_event(run, from_state, target, actor, reason)
+    return run
 
 
 def transition(
     calculation_id: UUID, attempt: int, target: CalculationState, /, *, actor: str, reason: str = "", **fields: Any
 ) -> Calculation:
-    """`apply_transition` on a row locked here (call inside a transaction)."""
+    """`apply_transition` on a calculation's row locked here (call inside a transaction)."""
     return apply_transition(lock_calculation(calculation_id), attempt, target, actor=actor, reason=reason, **fields)
+
+
+def check_attempt(run: Run, attempt: int) -> None:
+    """An attempt's end is recorded only by the attempt that is current (fencing)."""
+    if run.attempt != attempt:
+        raise InvalidTransition(
+            f"{kind_of(run).name} {run.id} is on attempt {run.attempt} ({run.state}); attempt {attempt} ended too late"
+        )
+
+
+@transaction.atomic
+def do_record_flow_run(kind: RunKind[Any], run_id: UUID, attempt: int, flow_run_id: UUID) -> bool:
+    """Remember which Prefect flow run serves attempt `attempt` of a run; False if it moved on."""
+    return bool(
+        kind.model.objects.filter(id=run_id, attempt=attempt, flow_run_id__isnull=True).update(flow_run_id=flow_run_id)
+    )

@@ -2,8 +2,9 @@
 created as calculations, ended as the policy table says (`calculations/policies.py`), resumed as a new
 attempt after its worker was lost, or canceled with every step in flight.
 
-Every change is a guarded, fenced UPDATE on the workflow run's row (its own transition table,
-`states.WORKFLOW_TRANSITIONS`) plus a WorkflowRunEvent row, as for calculations.
+Its state changes through the same guarded, fenced transition as a calculation's
+(`transitions.apply_transition`, with its own table `states.WORKFLOW_TRANSITIONS`); it is canceled
+through the same `cancels.request_cancel`.
 """
 
 from __future__ import annotations
@@ -17,14 +18,22 @@ from django.db import transaction
 from django.utils import timezone
 
 from calculations.actions.access import access_workflow_run_by_id
-from calculations.actions.cancels import do_request_cancel
+from calculations.actions.cancels import cancel_steps
 from calculations.actions.submissions import StepRef, check_active_quota, check_create_calculation
-from calculations.actions.transitions import WORKER_ACTOR, user_actor
-from calculations.errors import InvalidTransition, NotFound
-from calculations.launching import get_launcher, launch_workflow_run_after_commit, stop_run_after_commit
-from calculations.models import Calculation, WorkflowRun, WorkflowRunEvent
+from calculations.actions.transitions import (
+    WORKER_ACTOR,
+    apply_transition,
+    check_attempt,
+    lock_run,
+    record_event,
+    user_actor,
+)
+from calculations.errors import InvalidTransition
+from calculations.launching import get_launcher, launch_after_commit
+from calculations.models import Calculation, WorkflowRun
 from calculations.policies import AttemptEnd, decide
-from calculations.states import ACTIVE_STATES, WORKFLOW_TRANSITIONS, CalculationState, sources_of
+from calculations.run_kinds import WORKFLOW_RUN
+from calculations.states import CalculationState
 from calculations.workflow_params import check_resume_input
 from emgapiv2.config import get_settings
 
@@ -32,32 +41,7 @@ S = CalculationState
 
 
 def lock_workflow_run(workflow_run_id: UUID) -> WorkflowRun:
-    run = WorkflowRun.objects.select_for_update(no_key=True).filter(id=workflow_run_id).first()
-    if run is None:
-        raise NotFound(f"workflow run {workflow_run_id} not found")
-    return run
-
-
-def _transition(
-    run: WorkflowRun, attempt: int, target: CalculationState, /, *, actor: str, reason: str = "", **fields: Any
-) -> WorkflowRun:
-    """Move attempt `attempt` of the locked `run` to `target` if the table allows it; log it."""
-    now = timezone.now()
-    sources = sources_of(target, WORKFLOW_TRANSITIONS)
-    updated = WorkflowRun.objects.filter(id=run.id, attempt=attempt, state__in=sources).update(
-        state=target, updated_at=now, **fields
-    )
-    if not updated:
-        raise InvalidTransition(
-            f"workflow run {run.id} is {run.state} (attempt {run.attempt}); attempt {attempt} cannot move to {target}"
-        )
-    from_state = run.state
-    for name, value in {**fields, "state": target, "updated_at": now}.items():
-        setattr(run, name, value)
-    WorkflowRunEvent.objects.create(
-        workflow_run=run, attempt=run.attempt, from_state=from_state, to_state=target, actor=actor, reason=reason
-    )
-    return run
+    return lock_run(WORKFLOW_RUN, workflow_run_id)
 
 
 @transaction.atomic
@@ -66,10 +50,8 @@ def do_create_workflow_run(owner_id: int, workflow: str, params: Mapping[str, An
     (The caller has checked the parameters against the workflow's schema.)"""
     check_active_quota(owner_id)
     run = WorkflowRun.objects.create(owner_id=owner_id, workflow=workflow, params=dict(params))
-    WorkflowRunEvent.objects.create(
-        workflow_run=run, attempt=1, from_state="", to_state=S.QUEUED, actor=user_actor(owner_id), reason="submitted"
-    )
-    launch_workflow_run_after_commit(run.id)
+    record_event(run, "", S.QUEUED, user_actor(owner_id), "submitted")
+    launch_after_commit(run)
     return run
 
 
@@ -83,21 +65,8 @@ def do_adopt_flow_run(owner_username: str, workflow: str, params: Mapping[str, A
         return existing
     check_active_quota(owner.id)
     run = WorkflowRun.objects.create(owner=owner, workflow=workflow, params=dict(params), flow_run_id=flow_run_id)
-    WorkflowRunEvent.objects.create(
-        workflow_run=run, attempt=1, from_state="", to_state=S.QUEUED, actor=f"operator:{owner_username}",
-        reason="launched from the Prefect dashboard",
-    )  # fmt: skip
+    record_event(run, "", S.QUEUED, f"operator:{owner_username}", "launched from the Prefect dashboard")
     return run
-
-
-@transaction.atomic
-def do_record_workflow_flow_run(workflow_run_id: UUID, attempt: int, flow_run_id: UUID) -> bool:
-    """Remember which flow run serves this attempt; False if the attempt moved on."""
-    return bool(
-        WorkflowRun.objects.filter(id=workflow_run_id, attempt=attempt, flow_run_id__isnull=True).update(
-            flow_run_id=flow_run_id
-        )
-    )
 
 
 @transaction.atomic
@@ -105,7 +74,7 @@ def do_start_workflow_run(workflow_run_id: UUID, attempt: int, *, flow_run_id: U
     """A worker begins attempt `attempt` in flow run `flow_run_id` (InvalidTransition if it moved on)."""
     run = lock_workflow_run(workflow_run_id)
     reason = f"attempt {attempt} on {worker}" + (" (resumed: its COMPLETE steps are kept)" if attempt > 1 else "")
-    return _transition(
+    return apply_transition(
         run,
         attempt,
         S.RUNNING,
@@ -117,24 +86,12 @@ def do_start_workflow_run(workflow_run_id: UUID, attempt: int, *, flow_run_id: U
     )
 
 
-def _cancel_steps(run: WorkflowRun, actor: str, why: str) -> int:
-    """Ask every step of `run` still in flight to stop (their tools, containers, Slurm jobs go)."""
-    active = Calculation.objects.filter(workflow_run=run, state__in=ACTIVE_STATES).exclude(state=S.CANCELING)
-    ids = list(active.values_list("id", flat=True))
-    for calculation_id in ids:
-        try:
-            do_request_cancel(calculation_id, actor=f"{actor} ({why})")
-        except InvalidTransition:
-            pass  # it ended meanwhile
-    return len(ids)
-
-
 @transaction.atomic
 def do_pause_workflow_run(workflow_run_id: UUID, attempt: int, *, description: str) -> WorkflowRun:
     """The flow waits for an operator's input: PAUSED until the dashboard's form or the API resumes it."""
     run = lock_workflow_run(workflow_run_id)
     first_line = (description.strip().splitlines() or ["input"])[0][:300]
-    return _transition(run, attempt, S.PAUSED, actor=WORKER_ACTOR, reason=f"waiting for input: {first_line}")
+    return apply_transition(run, attempt, S.PAUSED, actor=WORKER_ACTOR, reason=f"waiting for input: {first_line}")
 
 
 @transaction.atomic
@@ -143,7 +100,7 @@ def do_unpause_workflow_run(workflow_run_id: UUID, attempt: int) -> WorkflowRun:
     run = lock_workflow_run(workflow_run_id)
     if run.state == S.RUNNING and run.attempt == attempt:
         return run
-    return _transition(run, attempt, S.RUNNING, actor=WORKER_ACTOR, reason="resumed with its input")
+    return apply_transition(run, attempt, S.RUNNING, actor=WORKER_ACTOR, reason="resumed with its input")
 
 
 def _resumable(run: WorkflowRun) -> UUID:
@@ -177,7 +134,7 @@ def do_resume_workflow_run(
     run = lock_workflow_run(workflow_run_id)
     if _resumable(run) != flow_run_id:
         raise InvalidTransition(f"workflow run {run.id} paused again meanwhile: give the input again")
-    run = _transition(run, run.attempt, S.RUNNING, actor=actor, reason="resumed with its input")
+    run = apply_transition(run, run.attempt, S.RUNNING, actor=actor, reason="resumed with its input")
     get_launcher().resume_run(flow_run_id, run_input)
     return run
 
@@ -185,28 +142,7 @@ def do_resume_workflow_run(
 @transaction.atomic
 def do_cancel_steps(workflow_run_id: UUID, *, reason: str) -> int:
     """The flow stops early (a step failed): its steps still in flight are canceled."""
-    return _cancel_steps(lock_workflow_run(workflow_run_id), WORKER_ACTOR, reason)
-
-
-@transaction.atomic
-def do_request_cancel_workflow_run(workflow_run_id: UUID, *, actor: str) -> WorkflowRun:
-    """Stop a workflow run: one not yet started is CANCELED at once; a running one is CANCELING, every
-    step in flight is canceled, no new step starts, and it is CANCELED once its flow has returned."""
-    run = lock_workflow_run(workflow_run_id)
-    if run.state == S.CANCELING:
-        return run
-    if run.state not in ACTIVE_STATES:
-        raise InvalidTransition(f"workflow run {run.id} is already {run.state}")
-    was_queued = run.state == S.QUEUED
-    run = _transition(run, run.attempt, S.CANCELING, actor=actor, reason="cancel requested")
-    _cancel_steps(run, actor, f"workflow run {run.id} canceled")
-    if was_queued:
-        run = _transition(
-            run, run.attempt, S.CANCELED, actor=actor, reason="canceled before it started", finished_at=timezone.now()
-        )
-    if run.flow_run_id is not None:
-        stop_run_after_commit(run.flow_run_id)
-    return run
+    return cancel_steps(lock_workflow_run(workflow_run_id), WORKER_ACTOR, reason)
 
 
 @transaction.atomic
@@ -218,10 +154,7 @@ def do_end_workflow_run(
     worker: at once, with no backoff; its COMPLETE steps are kept). Steps left in flight by an ending
     run are canceled: nothing runs for a workflow run that is over."""
     run = lock_workflow_run(workflow_run_id)
-    if run.attempt != attempt:
-        raise InvalidTransition(
-            f"workflow run {run.id} is on attempt {run.attempt} ({run.state}); attempt {attempt} ended too late"
-        )
+    check_attempt(run, attempt)
     decision = decide(
         end, current_state=S(run.state), attempt=attempt, max_attempts=get_settings().workflow.max_attempts
     )
@@ -229,14 +162,16 @@ def do_end_workflow_run(
     if decision.state == S.QUEUED:
         return _resume(run, attempt, message, actor)
     if decision.state == S.COMPLETE:
-        run = _transition(run, attempt, S.COMPLETE, actor=actor, reason="every step completed", finished_at=now)
+        run = apply_transition(run, attempt, S.COMPLETE, actor=actor, reason="every step completed", finished_at=now)
     elif decision.state == S.CANCELED:
-        run = _transition(run, attempt, S.CANCELED, actor=actor, reason=message[:2000] or "canceled", finished_at=now)
+        run = apply_transition(
+            run, attempt, S.CANCELED, actor=actor, reason=message[:2000] or "canceled", finished_at=now
+        )
     else:
-        run = _transition(
+        run = apply_transition(
             run, attempt, decision.state, actor=actor, reason=message[:2000], error=message, finished_at=now
         )
-    _cancel_steps(run, actor, f"workflow run {run.id} ended {run.state}")
+    cancel_steps(run, actor, f"workflow run {run.id} ended {run.state}")
     return run
 
 
@@ -244,10 +179,10 @@ def _resume(run: WorkflowRun, attempt: int, message: str, actor: str) -> Workflo
     reason = f"attempt {attempt} lost: {message[:1800]}; resuming as attempt {attempt + 1}"
     if run.state == S.QUEUED:  # its flow run never started: nothing to resume, a new one is created
         reason = f"attempt {attempt} never started: {message[:1800]}; launching attempt {attempt + 1}"
-    run = _transition(
+    run = apply_transition(
         run, attempt, S.QUEUED, actor=actor, reason=reason, attempt=attempt + 1, flow_run_id=None, worker=""
     )
-    launch_workflow_run_after_commit(run.id)
+    launch_after_commit(run)
     return run
 
 

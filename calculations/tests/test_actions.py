@@ -46,14 +46,11 @@ class RecordingLauncher:
         self.stopped: list[UUID] = []
         self.launched_workflow_runs: list[UUID] = []
 
-    def launch(self, calculation_id: UUID) -> None:
-        self.launched.append(calculation_id)
+    def launch(self, kind: str, run_id: UUID) -> None:
+        (self.launched_workflow_runs if kind == "workflow run" else self.launched).append(run_id)
 
     def stop_run(self, flow_run_id: UUID) -> None:
         self.stopped.append(flow_run_id)
-
-    def launch_workflow_run(self, workflow_run_id: UUID) -> None:
-        self.launched_workflow_runs.append(workflow_run_id)
 
     def workflows(self) -> list[WorkflowInfo]:
         return []
