@@ -29,6 +29,8 @@ os.environ.setdefault("EMGAPI_WORKER__LIVENESS_SECONDS", "0.5")
 os.environ.setdefault("EMGAPI_WORKER__DEAD_AFTER_SECONDS", "3")
 os.environ.setdefault("EMGAPI_RETRY__BACKOFF_SECONDS", "0.5")
 os.environ.setdefault("EMGAPI_CONTAINER__POLL_SECONDS", "5")
+# the API reads the list of deployed workflows afresh: a test that deploys a flow sees it at once
+os.environ.setdefault("EMGAPI_WORKFLOW__DEPLOYMENTS_CACHE_SECONDS", "0")
 os.environ["PREFECT_API_URL"] = os.environ["EMGAPI_PREFECT__API_URL"] = f"http://127.0.0.1:{_free_port()}/api"
 # the test Prefect server needs credentials too (workflows/tests/services.py gives it these)
 os.environ["PREFECT_API_AUTH_STRING"] = f"emgapi-test:{secrets.token_urlsafe(24)}"

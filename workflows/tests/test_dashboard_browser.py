@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import os
 import shutil
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -97,7 +96,6 @@ def test_an_operator_resumes_a_paused_run_with_the_dashboards_form(
     from workflows.tests.test_workflows import run_workflow, wait_run
 
     deploy(["choose_profile"])
-    time.sleep(6)
     genome, profile = _uploads(api)
     run = run_workflow(api, "choose-profile", {"genomes": [genome]})
     paused = wait_run(api, run["id"], {"PAUSED", *TERMINAL}, timeout_seconds=120)

@@ -139,10 +139,8 @@ def test_each_calculation_flow_run_has_its_table_artifact_with_working_download_
 @pytest.fixture
 def choose_profile(prefect_server: str) -> str:
     from workflows.deploy import deploy
-    from workflows.tests.test_workflows import get_cache_seconds
 
     deploy(["choose_profile"])
-    time.sleep(get_cache_seconds())
     return "choose-profile"
 
 

@@ -241,7 +241,6 @@ def test_an_ops_flow_is_deployed_with_task_deploy_flow_and_launched_through_the_
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
     workflow = ops_flow.replace("_", "-")
     assert f"deployed {workflow}/{workflow}" in deployed.stdout
-    time.sleep(get_cache_seconds())
     listed = api.http.get(f"/workflows/{workflow}").json()
     assert listed["parameters_schema"]["properties"]["genomes"]["items"]["x-emgapi-file"] is True
     assert "Call the genes" in listed["description"]
@@ -268,12 +267,6 @@ def test_a_sync_flow_is_refused_on_the_in_process_pool_with_where_it_belongs() -
 
     with pytest.raises(DeployError, match="POOL=docker"):
         check_pool(Deployable(blocking), "calculations")
-
-
-def get_cache_seconds() -> float:
-    from emgapiv2.config import get_settings
-
-    return get_settings().workflow.deployments_cache_seconds + 0.1
 
 
 def _task_env() -> dict[str, str]:
@@ -355,7 +348,6 @@ def test_a_sync_flow_runs_on_the_docker_pool_and_its_steps_on_the_calculation_wo
 
     deployed = subprocess.run([*task, "POOL=docker"], cwd=BASE_DIR, capture_output=True, text=True, env=_task_env())
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
-    time.sleep(get_cache_seconds())
     genome = api.upload("genome.fna", (DEMO / "genome.fna").read_bytes())
     run = wait_run(api, run_workflow(api, sync_flow.replace("_", "-"), {"genome": genome})["id"], timeout_seconds=240)
     assert run["state"] == "COMPLETE", run["error"] + docker_worker.log.read_text()[-3000:]
