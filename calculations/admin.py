@@ -1,15 +1,14 @@
 """Django admin: read-mostly views for operators. State changes go through the actions only."""
 
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from calculations.actions import check_create_calculation, do_request_cancel, do_request_cancel_workflow_run
-from calculations.actions.tes import check_create_tes_task
+from calculations.actions import do_request_cancel, do_request_cancel_workflow_run
+from calculations.actions.reruns import check_rerun_calculation
 from calculations.errors import Conflict, Forbidden, InvalidInput, InvalidTransition, NotFound, QuotaExceeded
 from calculations.models import (
     ApiToken,
@@ -23,12 +22,7 @@ from calculations.models import (
     WorkflowRun,
     WorkflowRunEvent,
 )
-from calculations.states import CalculationState
-from calculations.tes import TES_TOOL
-from calculations.tes.schemas import TaskIn
 from emgapiv2.config import get_settings
-
-RERUNNABLE = (CalculationState.EXECUTOR_ERROR, CalculationState.SYSTEM_ERROR, CalculationState.CANCELED)
 
 
 def flow_run_link(flow_run_id: Any) -> str:
@@ -99,29 +93,16 @@ class CalculationAdmin(admin.ModelAdmin):
 
     @admin.action(description="Rerun selected failed or canceled calculations (same inputs and parameters)")
     def rerun(self, request: HttpRequest, queryset: QuerySet[Calculation]) -> None:
-        """A new calculation of the same owner, tool, backend, inputs and parameters; the cache is
-        not asked (a rerun is wanted because the earlier one failed)."""
+        """A new calculation of the same owner and request (`check_rerun_calculation`)."""
         for calc in queryset:
-            if calc.state not in RERUNNABLE:
-                self.message_user(request, f"{calc.id} is {calc.state}: only a failed or canceled one is rerun")
-                continue
-            inputs = dict(calc.inputs.values_list("role", "file_id"))
-            if None in inputs.values():
-                self.message_user(request, f"{calc.id}: an input file was deleted since", messages.WARNING)
-                continue
             try:
-                if calc.tool == TES_TOOL:  # the task as accepted, checked again (its images, its files)
-                    hosts = {urlsplit(get_settings().public_url).netloc}
-                    new = check_create_tes_task(calc.owner_id, TaskIn.model_validate(calc.params), hosts=hosts)
-                else:
-                    new = check_create_calculation(
-                        calc.owner_id, calc.tool, inputs=inputs, params=calc.params, use_cache=False,
-                        backend=calc.backend or None,
-                    )  # fmt: skip
+                new = check_rerun_calculation(calc.id)
+            except InvalidTransition as exc:
+                self.message_user(request, str(exc))
             except (InvalidInput, NotFound, QuotaExceeded, Conflict, Forbidden) as exc:
                 self.message_user(request, f"{calc.id}: not rerun: {exc}", messages.WARNING)
-                continue
-            self.message_user(request, f"{calc.id} rerun as calculation {new.id}")
+            else:
+                self.message_user(request, f"{calc.id} rerun as calculation {new.id}")
 
 
 @admin.register(File)

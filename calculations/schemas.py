@@ -10,9 +10,8 @@ from ninja import FilterSchema, Schema
 from pydantic import ConfigDict, Field, field_validator
 
 from calculations.models import Calculation, File, UploadState, WorkflowRun
+from calculations.programs import program_names
 from calculations.states import CalculationState
-from calculations.tes import TES_TOOL
-from calculations.tools import get_registry
 
 
 class ErrorOut(Schema):
@@ -226,10 +225,8 @@ class CalculationFilters(FilterSchema):
     @classmethod
     def _registered(cls, name: str | None) -> str | None:
         # a misspelled tool would otherwise list nothing, as if there were no such calculations
-        if name is not None and name not in get_registry() and name != TES_TOOL:
-            raise ValueError(
-                f"unknown tool {name!r} (known tools: {', '.join(sorted(get_registry()))}; TES tasks: {TES_TOOL})"
-            )
+        if name is not None and name not in (known := program_names()):
+            raise ValueError(f"unknown tool {name!r} (known: {', '.join(known)})")
         return name
 
 

@@ -9,11 +9,13 @@ then act, `do_*` make one transactional change:
 - `uploads`: presigned S3 multipart uploads, created, completed (verified, then a file), aborted, expired;
 - `submissions`: validation, the cache (hit, follow or run), the active-calculation quota, the launch;
 - `attempts`: an attempt started, running, heartbeating, ended (through `calculations/policies.py`);
-- `cancels`: cancel requests;
+- `cancels`: cancel requests, one for every kind of run (`calculations/run_kinds.py`);
+- `reruns`: a failed calculation run again as a new one, whatever its program;
 - `followers`: identical calculations that follow one in flight;
 - `workflow_runs`: workflow runs submitted, started, resumed, canceled, ended; their steps;
 - `workers`: worker processes registered, heartbeating, ended (their own liveness);
-- `transitions`: the guarded, fenced UPDATE and its event row that every state change goes through.
+- `transitions`: the guarded, fenced UPDATE and its event row that every state change of every kind
+  of run goes through, and the record of the flow run that serves an attempt.
 
 Side effects on other systems (launching a run) happen after commit, through the launcher that
 `workflows` registers (`calculations/launching.py`).
@@ -46,6 +48,7 @@ from calculations.actions.files import (
     held_bytes,
 )
 from calculations.actions.quotas import do_set_user_quota
+from calculations.actions.reruns import check_rerun_calculation
 from calculations.actions.submissions import StepRef, check_create_calculation, do_create_calculation
 from calculations.actions.tokens import do_create_api_token, do_record_token_use, hash_token
 from calculations.actions.transitions import RECONCILER_ACTOR, WORKER_ACTOR, do_record_flow_run, user_actor
@@ -85,6 +88,7 @@ __all__ = [
     "do_resume_workflow_run",
     "do_start_workflow_run",
     "check_create_calculation",
+    "check_rerun_calculation",
     "check_create_upload",
     "check_resume_workflow_run",
     "check_storage_quota",

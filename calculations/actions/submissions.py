@@ -22,11 +22,12 @@ from calculations.errors import InvalidInput, NotFound, QuotaExceeded
 from calculations.formats import HEAD_BYTES, FormatMismatch, check_format, check_whole_file
 from calculations.launching import launch_after_commit
 from calculations.models import Calculation, CalculationInput, File, WorkflowRun
+from calculations.programs import get_program
 from calculations.provenance import Provenance
 from calculations.states import ACTIVE_STATES, ATTEMPT_IN_PROGRESS_STATES, CalculationState
 from calculations.storage import get_storage
 from calculations.storage.base import read_head
-from calculations.tools import ToolSpec, UnknownTool, get_tool
+from calculations.tools import UnknownTool, get_tool
 
 S = CalculationState
 
@@ -37,6 +38,21 @@ def _format_validation_error(prefix: str, exc: ValidationError) -> str:
         location = ".".join(str(part) for part in error["loc"])
         parts.append(f"{prefix}{location}: {error['msg']}" if location else f"{prefix.rstrip('.')}: {error['msg']}")
     return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class NewCalculation:
+    """A calculation to create, whatever its program runs (a tool's argv, a TES task's executors):
+    its validated parameters (a TES task: the task itself) and its input files by role."""
+
+    program: str
+    version: str
+    params: dict[str, Any]
+    files: Mapping[str, File]
+    backend: str
+    use_cache: bool = True
+    step: StepRef | None = None
+    reason: str = "submitted"  # its first event's
 
 
 @dataclass(frozen=True)
@@ -102,15 +118,16 @@ def check_create_calculation(
         except ValueError as exc:
             raise InvalidInput(str(exc)) from None
 
-    return do_create_calculation(
-        owner_id,
-        spec,
+    new = NewCalculation(
+        program=spec.name,
+        version=spec.version,
         params=validated.model_dump(mode="json"),
         files=files,
-        use_cache=use_cache,
         backend=chosen_backend,
+        use_cache=use_cache,
         step=step,
     )
+    return do_create_calculation(owner_id, new)
 
 
 def _has_all_outputs(calc: Calculation) -> bool:
@@ -187,29 +204,24 @@ def check_step_slot(owner_id: int, workflow_run_id: UUID) -> None:
 
 
 @transaction.atomic
-def do_create_calculation(
-    owner_id: int,
-    spec: ToolSpec,
-    *,
-    params: dict[str, Any],
-    files: Mapping[str, File],
-    use_cache: bool,
-    backend: str = "local",
-    step: StepRef | None = None,
-) -> Calculation:
+def do_create_calculation(owner_id: int, new: NewCalculation) -> Calculation:
     """Create the row: COMPLETE at once from the cache, following an identical one in flight, or
     QUEUED and launched once the transaction has committed (a step: executed by its workflow's flow)."""
+    files, step = new.files, new.step
+    use_cache = new.use_cache and get_program(new.program).cacheable
     input_sha256s = {role: file.sha256 for role, file in files.items()}
-    cache_key = compute_cache_key(tool=spec.name, tool_version=spec.version, params=params, input_sha256s=input_sha256s)
-    provenance = Provenance(tool=spec.name, tool_version=spec.version, params=params, inputs=input_sha256s)
+    cache_key = compute_cache_key(
+        tool=new.program, tool_version=new.version, params=new.params, input_sha256s=input_sha256s
+    )
+    provenance = Provenance(tool=new.program, tool_version=new.version, params=new.params, inputs=input_sha256s)
     calc = Calculation(
         owner_id=owner_id,
-        tool=spec.name,
-        tool_version=spec.version,
-        params=params,
+        tool=new.program,
+        tool_version=new.version,
+        params=new.params,
         cache_key=cache_key,
         use_cache=use_cache,
-        backend=backend,
+        backend=new.backend,
         provenance=provenance.model_dump(mode="json"),
     )
     if step is not None:
@@ -244,7 +256,7 @@ def do_create_calculation(
         if step is None:
             check_active_quota(owner_id)
         calc.save()
-        record_event(calc, "", S.QUEUED, actor, "submitted" if step is None else f"step {step.name!r}")
+        record_event(calc, "", S.QUEUED, actor, new.reason if step is None else f"step {step.name!r}")
         launch_after_commit(calc)
 
     # the files may have been deleted since they were checked: lock them, so none goes now

@@ -4,7 +4,6 @@ log each attempt keeps (executors' exit codes and output tails, the outputs' con
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -16,15 +15,11 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from calculations.actions.files import check_scratch_quota
-from calculations.actions.submissions import check_active_quota
-from calculations.actions.transitions import lock_calculation, record_event, user_actor
-from calculations.caching import compute_cache_key
+from calculations.actions.submissions import NewCalculation, do_create_calculation
+from calculations.actions.transitions import lock_calculation
 from calculations.errors import Conflict, Forbidden, InvalidInput, InvalidTransition, NotFound
-from calculations.launching import launch_after_commit
-from calculations.models import Calculation, CalculationInput, File, TesTag, TesTask
+from calculations.models import Calculation, File, TesTag, TesTask
 from calculations.names import check_environment, check_file_name, check_image_reference
-from calculations.provenance import Provenance
-from calculations.states import CalculationState
 from calculations.tes import TES_TOOL, TES_VERSION
 from calculations.tes.external import s3_client
 from calculations.tes.paths import plan_mounts
@@ -32,7 +27,6 @@ from calculations.tes.schemas import FileType, InputIn, OutputIn, TaskIn
 from calculations.tools import get_registry
 from emgapiv2.config import get_settings
 
-S = CalculationState
 FILE_PATH = re.compile(r"^/api/v2/files/(?P<id>[0-9a-fA-F-]{36})(/content)?/?$")
 EMGAPI_FILE = re.compile(r"^emgapi://files/(?P<id>[0-9a-fA-F-]{36})$")
 # what backend_parameters a task may set (with backend_parameters_strict, any other is a 400)
@@ -286,30 +280,16 @@ def do_create_tes_task(
     notes: list[str],
     unreachable: Sequence[Unreachable] = (),
 ) -> Calculation:
-    """The calculation (QUEUED, launched after commit), its TES task, tags and input files. A task
-    never comes from the cache: an image tag may now name other bytes, and TES clients expect a run."""
-    check_active_quota(owner_id)
+    """The calculation (through the one creation path: QUEUED, launched after commit, never from the
+    cache), then its TES task and tags in the same transaction."""
     check_scratch_quota(owner_id, resources["disk_bytes"])
     params = task.stored()
     files = {input_role(i): item for i, item in resolved.items() if isinstance(item, File)}
-    input_sha256s = {role: file.sha256 for role, file in files.items()}
-    calc = Calculation(
-        id=uuid.uuid4(),
-        owner_id=owner_id,
-        tool=TES_TOOL,
-        tool_version=TES_VERSION,
-        params=params,
-        cache_key=compute_cache_key(
-            tool=TES_TOOL, tool_version=TES_VERSION, params=params, input_sha256s=input_sha256s
-        ),
-        use_cache=False,
-        backend=backend,
-        provenance=Provenance(tool=TES_TOOL, tool_version=TES_VERSION, params=params, inputs=input_sha256s).model_dump(
-            mode="json"
-        ),
-    )
-    calc.save()
-    record_event(calc, "", S.QUEUED, user_actor(owner_id), f"TES task {task.name or ''}".strip())
+    new = NewCalculation(
+        program=TES_TOOL, version=TES_VERSION, params=params, files=files, backend=backend, use_cache=False,
+        reason=f"TES task {task.name or ''}".strip(),
+    )  # fmt: skip
+    calc = do_create_calculation(owner_id, new)
     external = {
         str(i): {"bucket": item.bucket, "key": item.key}
         for i, item in resolved.items()
@@ -331,13 +311,6 @@ def do_create_tes_task(
         logs={"1": {"logs": [], "outputs": [], "system_logs": notes}} if notes else {},
     )
     TesTag.objects.bulk_create(TesTag(task=tes, key=key, value=value) for key, value in (task.tags or {}).items())
-    chosen = {file.id for file in files.values()}
-    if set(File.objects.select_for_update().filter(id__in=chosen).values_list("id", flat=True)) != chosen:
-        raise InvalidInput("an input file was deleted while the task was being submitted")
-    CalculationInput.objects.bulk_create(
-        CalculationInput(calculation=calc, role=role, file=file) for role, file in files.items()
-    )
-    launch_after_commit(calc)
     return calc
 
 

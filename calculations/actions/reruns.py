@@ -1,0 +1,46 @@
+"""A failed or canceled calculation run again, as a new calculation of the same owner (the admin's
+rerun): whatever its program, the request it was accepted from is checked again, as if it had just
+been submitted, and the cache is not asked (a rerun is wanted because the earlier one failed)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import urlsplit
+from uuid import UUID
+
+from calculations.actions.submissions import check_create_calculation
+from calculations.actions.tes import check_create_tes_task
+from calculations.errors import InvalidInput, InvalidTransition
+from calculations.models import Calculation
+from calculations.programs import TES_RUNNER, TOOL_RUNNER, get_program
+from calculations.states import CalculationState
+from calculations.tes.schemas import TaskIn
+from emgapiv2.config import get_settings
+
+RERUNNABLE = frozenset({CalculationState.EXECUTOR_ERROR, CalculationState.SYSTEM_ERROR, CalculationState.CANCELED})
+
+
+def _rerun_tool(calc: Calculation) -> Calculation:
+    inputs = dict(calc.inputs.values_list("role", "file_id"))
+    if None in inputs.values():
+        raise InvalidInput("an input file was deleted since")
+    return check_create_calculation(
+        calc.owner_id, calc.tool, inputs=inputs, params=calc.params, use_cache=False, backend=calc.backend or None
+    )
+
+
+def _rerun_tes_task(calc: Calculation) -> Calculation:
+    """The task as accepted, checked again (its images, its files)."""
+    hosts = {urlsplit(get_settings().public_url).netloc}
+    return check_create_tes_task(calc.owner_id, TaskIn.model_validate(calc.params), hosts=hosts)
+
+
+_RESUBMIT: dict[str, Callable[[Calculation], Calculation]] = {TOOL_RUNNER: _rerun_tool, TES_RUNNER: _rerun_tes_task}
+
+
+def check_rerun_calculation(calculation_id: UUID) -> Calculation:
+    """The new calculation; InvalidTransition if this one has not failed, or the check's own error."""
+    calc = Calculation.objects.get(id=calculation_id)
+    if calc.state not in RERUNNABLE:
+        raise InvalidTransition(f"{calc.id} is {calc.state}: only a failed or canceled one is rerun")
+    return _RESUBMIT[get_program(calc.tool).runner](calc)
