@@ -1,3 +1,8 @@
+"""`GET /api/v2/health`, for probes: open to anyone, so it says which dependency fails and never how
+(an error's text can name hosts, accounts or paths): that goes to the API's log."""
+
+import logging
+
 from django.db import connection
 from django.http import HttpRequest
 from ninja import Router
@@ -7,6 +12,12 @@ from calculations.schemas import HealthCheckOut, HealthOut
 from calculations.storage import get_storage
 
 router = Router(tags=["health"])
+logger = logging.getLogger(__name__)
+
+
+def _failed(what: str, exc: Exception) -> HealthCheckOut:
+    logger.warning("health check: %s failed", what, exc_info=exc)
+    return HealthCheckOut(ok=False, detail=f"does not answer ({type(exc).__name__}); the API's log says why")
 
 
 def _check_database() -> HealthCheckOut:
@@ -15,7 +26,7 @@ def _check_database() -> HealthCheckOut:
             cursor.execute("SELECT 1")
         return HealthCheckOut(ok=True, detail=connection.vendor)
     except Exception as exc:
-        return HealthCheckOut(ok=False, detail=str(exc))
+        return _failed("the database", exc)
 
 
 def _check_storage() -> HealthCheckOut:
@@ -24,16 +35,18 @@ def _check_storage() -> HealthCheckOut:
         storage.check()
         return HealthCheckOut(ok=True, detail=storage.kind)
     except Exception as exc:
-        return HealthCheckOut(ok=False, detail=str(exc))
+        return _failed("the storage", exc)
 
 
 def _check_launcher() -> tuple[str, HealthCheckOut]:
     launcher = get_launcher()
     try:
         health = launcher.health()
-        return launcher.name, HealthCheckOut(ok=health.ok, detail=health.detail)
     except Exception as exc:
-        return launcher.name, HealthCheckOut(ok=False, detail=str(exc))
+        return launcher.name, _failed(launcher.name, exc)
+    if not health.ok:
+        logger.warning("health check: %s: %s", launcher.name, health.detail)
+    return launcher.name, HealthCheckOut(ok=health.ok, detail="answers" if health.ok else "does not answer")
 
 
 @router.get("", response={200: HealthOut, 503: HealthOut}, auth=None, operation_id="health")

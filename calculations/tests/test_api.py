@@ -293,6 +293,20 @@ def test_health_reports_each_dependency(anonymous: ApiClient) -> None:
     assert response.status_code == 503 and body["status"] == "degraded" and not body["checks"]["prefect"]["ok"]
 
 
+def test_health_says_what_fails_but_never_how(anonymous: ApiClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Anyone may ask: an error's text (hosts, accounts, paths) stays in the API's log."""
+    from calculations.storage import get_storage
+
+    def broken() -> None:
+        raise OSError("cannot reach s3://secret-bucket at 10.1.2.3 as user backup-admin")
+
+    monkeypatch.setattr(get_storage(), "check", broken)
+    body = anonymous.get("/health").json()
+    assert not body["checks"]["storage"]["ok"] and "OSError" in body["checks"]["storage"]["detail"]
+    text = json.dumps(body)
+    assert "secret-bucket" not in text and "backup-admin" not in text and "127.0.0.1" not in text
+
+
 UNKNOWN_API_PATHS = [
     "/api/v2/nosuch", "/api/v2/", "/api/v2", "/api", "/api/", "/api/v3/files", "/api/v2/files/",
     "/api/v2/files/x/y", "/ga4gh/tes/v1/nosuch", "/ga4gh/tes/v1/", "/ga4gh/tes/v1", "/ga4gh/tes", "/ga4gh/tes/v2/tasks",
