@@ -17,7 +17,7 @@ from typing import Any
 from uuid import UUID
 
 from jsonschema import Draft7Validator
-from jsonschema.exceptions import SchemaError
+from jsonschema.exceptions import SchemaError, ValidationError
 
 from calculations.errors import InvalidInput, NotFound
 from calculations.launching import WorkflowInfo, get_launcher
@@ -120,6 +120,21 @@ def _closed(schema: Any) -> Any:
     return closed
 
 
+_SIZE_LIMITS = {"maxItems": "at most {} items", "minItems": "at least {} items", "maxLength": "at most {} characters",
+                "minLength": "at least {} characters", "maxProperties": "at most {} keys"}  # fmt: skip
+
+
+def _message(error: ValidationError) -> str:
+    """jsonschema's message, unless it would quote a long value (its list, its text) before saying what
+    is wrong with it: then what the schema asks."""
+    if error.validator in _SIZE_LIMITS and isinstance(error.instance, list | str | dict):
+        wanted = _SIZE_LIMITS[str(error.validator)].format(error.validator_value)
+        return f"has {len(error.instance)}; {wanted}"
+    if len(error.message) <= 300:
+        return error.message
+    return f"does not fit the schema's {error.validator!r} ({str(error.validator_value)[:100]})"
+
+
 def _schema_errors(schema: dict[str, Any], value: dict[str, Any], where: str) -> list[str]:
     try:
         validator = Draft7Validator(_closed(schema))
@@ -130,7 +145,7 @@ def _schema_errors(schema: dict[str, Any], value: dict[str, Any], where: str) ->
     described = []
     for error in errors[:limit]:
         location = ".".join([where, *map(str, error.absolute_path)])
-        described.append(f"{location}: {error.message[:300]}")
+        described.append(f"{location}: {_message(error)}")
     if len(errors) > limit:
         described.append(f"and {len(errors) - limit} more errors")
     return described

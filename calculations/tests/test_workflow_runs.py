@@ -137,7 +137,10 @@ def test_a_list_of_files_past_its_bound_is_a_422(
     workflow_catalogue.append(WorkflowInfo("choose-profile", "", schema))
     genomes = [files["genome"]] * (MAX_FILES + 1)
     response = alice.post("/workflows/choose-profile/runs", {"params": {"genomes": genomes}})
-    assert response.status_code == 422 and "params.genomes" in response.json()["detail"], response.content[:500]
+    detail = response.json()["detail"]
+    assert (
+        response.status_code == 422 and f"params.genomes: has {MAX_FILES + 1}; at most {MAX_FILES} items" in detail
+    ), detail[:500]
     assert WorkflowRun.objects.count() == 0
 
 
