@@ -1,5 +1,14 @@
 """Fixtures shared by every app's tests: users, authenticated API clients, uploaded files, a real
-S3 server (rclone serve s3) and the platform's storage switched to it."""
+S3 server (rclone serve s3) and the platform's storage switched to it. And the tiers of the suite.
+
+Tiers, cheapest first (scripts/test.sh runs them in this order, `./taskw test-fast` the first alone):
+- unit: no service but an S3 server of the test's own;
+- integration (marked integration, container or slurm): a real Prefect server and worker, the
+  container engine, the Slurm cluster;
+- system (marked system): those services under faults, a real browser, the Docker work pool.
+A test that uses the Prefect server, a container engine or Slurm is in the integration tier at
+least, whatever its marks say. Within one session, tests run tier by tier; with
+--tier-fail-fast, a failure skips the later tiers."""
 
 from __future__ import annotations
 
@@ -30,6 +39,48 @@ if TYPE_CHECKING:
 
 S3_ACCESS_KEY, S3_SECRET_KEY = "test-access", "test-secret-key"
 _buckets = count()
+
+TIERS = ("unit", "integration", "system")
+# fixtures that make a test an integration test (a service of the session, or an engine or cluster)
+_SERVICE_FIXTURES = {"prefect_server_process": "integration", "container_engine": "container", "slurm_cluster": "slurm"}
+_tier_by_test: dict[str, int] = {}
+_failed_tier: list[tuple[int, str]] = []  # (tier, test) of the first failure
+
+
+def tier_of(item: pytest.Item) -> int:
+    """The item's tier, as an index of TIERS."""
+    if item.get_closest_marker("system"):
+        return 2
+    return 1 if any(item.get_closest_marker(name) for name in ("integration", "container", "slurm")) else 0
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--tier-fail-fast", action="store_true", help="once a test fails, skip the tests of the later tiers"
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark tests by the services they use, then order them by tier. pytest-django has already ordered
+    them by how they use the database (tryfirst): the sort is stable, so that order holds in a tier;
+    `-m` deselects afterwards, and sees these marks."""
+    for item in items:
+        for fixture, marker in _SERVICE_FIXTURES.items():
+            if fixture in getattr(item, "fixturenames", ()) and not item.get_closest_marker(marker):
+                item.add_marker(marker)
+    items.sort(key=tier_of)
+    _tier_by_test.update((item.nodeid, tier_of(item)) for item in items)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if _failed_tier and item.config.getoption("--tier-fail-fast") and _failed_tier[0][0] < tier_of(item):
+        tier, test = _failed_tier[0]
+        pytest.skip(f"the {TIERS[tier]} tier failed first ({test})")
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.failed and not _failed_tier:
+        _failed_tier.append((_tier_by_test.get(report.nodeid, 0), report.nodeid))
 
 
 class ApiClient:

@@ -4,8 +4,10 @@ Test defaults: a throwaway data dir, the test-only tools, no dispatch to Prefect
 tests switch it on), and a Prefect URL on a free port where the integration fixtures start a server.
 """
 
+import atexit
 import os
 import secrets
+import shutil
 import socket
 import tempfile
 
@@ -16,7 +18,15 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-os.environ.setdefault("EMGAPI_DATA_DIR", tempfile.mkdtemp(prefix="emgapi-test-"))
+# One data dir per test process, removed at its end. pytest-xdist's workers inherit the environment of
+# the controller, which made one of its own here: a worker makes its own.
+_process = os.environ.get("PYTEST_XDIST_WORKER", "main")
+if os.environ.get("EMGAPI_TEST_DATA_DIR_OF", _process) != _process:
+    del os.environ["EMGAPI_DATA_DIR"]
+if "EMGAPI_DATA_DIR" not in os.environ:
+    os.environ["EMGAPI_DATA_DIR"] = _data_dir = tempfile.mkdtemp(prefix="emgapi-test-")
+    os.environ["EMGAPI_TEST_DATA_DIR_OF"] = _process
+    atexit.register(shutil.rmtree, _data_dir, ignore_errors=True)
 os.environ.setdefault("EMGAPI_TOOL_PACKAGES", '["tools", "workflows.tests.tools"]')
 os.environ.setdefault("EMGAPI_PREFECT__DISPATCH", "off")
 os.environ.setdefault("EMGAPI_WORKER__KILL_GRACE_SECONDS", "2")

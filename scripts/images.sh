@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Build every tool's container image (python -m workflows.images) on the engine at DOCKER_HOST, or
-# on the project-local dockerd (started if needed). BASE_IMAGE picks the Dockerfiles' base: unset,
-# the local Debian base emgapi/base:bookworm is built first (scripts/base-image.sh), since no
-# registry is needed for it. Arguments go to workflows.images (tool names, --force).
+# on the project-local dockerd (started if needed). An image is rebuilt only when its build context
+# changed (a label holds its sha256). BASE_IMAGE picks the Dockerfiles' base: unset, the local
+# Debian base emgapi/base:bookworm, built (scripts/base-image.sh) when a build first needs it, since
+# no registry is needed for it. Arguments go to workflows.images (tool names, --app, --force,
+# --from ENGINE to copy images another engine already built).
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
 cd "$ROOT"
@@ -11,8 +13,5 @@ if [ -z "${DOCKER_HOST:-}" ]; then
   DOCKER_HOST=$(scripts/engines.sh host docker)
   export DOCKER_HOST
 fi
-if [ -z "${BASE_IMAGE:-}" ]; then
-  scripts/base-image.sh "$DOCKER_HOST" >/dev/null
-  export BASE_IMAGE=emgapi/base:bookworm
-fi
+export BASE_IMAGE="${BASE_IMAGE:-emgapi/base:bookworm}"
 python -m workflows.images "$@"

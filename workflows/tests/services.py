@@ -181,22 +181,19 @@ def calculation_worker(
 
 @pytest.fixture(scope="session")
 def container_engine() -> str:
-    """The Docker-API engine at DOCKER_HOST with every tool image built (task test provides both)."""
+    """The Docker-API engine at DOCKER_HOST (task test starts one), with every tool's image as its
+    build context is now: built here, when a test first needs one, unless the engine has it already
+    (workflows/images.py: a label holds the context's sha256)."""
     import docker
 
-    from calculations.tools import get_registry
+    from workflows.images import LOCAL_BASE, build_images
 
     try:
         client = docker.from_env()
         client.ping()
     except docker.errors.DockerException as exc:
         pytest.fail(f"no container engine at DOCKER_HOST ({exc}); `task test` starts one (scripts/engines.sh up)")
-    for spec in get_registry().values():
-        if spec.image is not None:
-            try:
-                client.images.get(spec.image.name)
-            except docker.errors.ImageNotFound:
-                pytest.fail(f"image {spec.image.name} is missing; build it with `task images`")
+    build_images(os.environ.get("BASE_IMAGE") or LOCAL_BASE)
     return str(client.api.base_url)
 
 

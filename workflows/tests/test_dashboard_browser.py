@@ -16,7 +16,7 @@ import pytest
 
 from workflows.tests.test_integration import TERMINAL, Api
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.integration, pytest.mark.system, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture

@@ -1,5 +1,9 @@
 """Fault injection with the real services: the worker killed with SIGKILL mid-run, over and over.
-Prints its figures. EMGAPI_FAULT_ROUNDS sets the number of rounds (default 20)."""
+Prints its figures.
+
+`./taskw test` runs each fault a few times; `./taskw soak` (EMGAPI_TEST_SOAK=1) runs the long soak:
+20 kill rounds, a 60 s Prefect outage, 10 kills mid-map. The assertions are the same. Each figure can
+be set on its own: EMGAPI_FAULT_ROUNDS, EMGAPI_PREFECT_DOWN_SECONDS, EMGAPI_FAULT_MAP_KILLS."""
 
 from __future__ import annotations
 
@@ -15,8 +19,11 @@ from calculations.states import CalculationState
 from workflows.tests.conftest import WorkerProcess
 from workflows.tests.test_integration import TERMINAL, Api
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-ROUNDS = int(os.environ.get("EMGAPI_FAULT_ROUNDS", "20"))
+pytestmark = [pytest.mark.integration, pytest.mark.system, pytest.mark.django_db(transaction=True)]
+SOAK = os.environ.get("EMGAPI_TEST_SOAK") == "1"
+ROUNDS = int(os.environ.get("EMGAPI_FAULT_ROUNDS", "20" if SOAK else "3"))
+PREFECT_DOWN_SECONDS = float(os.environ.get("EMGAPI_PREFECT_DOWN_SECONDS", "60" if SOAK else "10"))
+MAP_KILLS = int(os.environ.get("EMGAPI_FAULT_MAP_KILLS", "10" if SOAK else "3"))
 
 
 @pytest.fixture
@@ -109,7 +116,6 @@ def test_submissions_while_prefect_is_down_all_complete_once_it_is_back(
     from emgapiv2.config import get_settings
     from workflows.flows.reconcile_calculations import reconcile_calculations_flow
 
-    down_seconds = float(os.environ.get("EMGAPI_PREFECT_DOWN_SECONDS", "60"))
     monkeypatch.setattr(get_settings().reconciler, "dispatch_after_seconds", 0)
     molecules = api.upload("outage.smi", b"CCCCCCCO\n")
     prefect_server_process.stop()
@@ -122,8 +128,8 @@ def test_submissions_while_prefect_is_down_all_complete_once_it_is_back(
             slowest = max(slowest, time.monotonic() - posted)
             assert answer.status_code == 202, answer.text
             ids.append(answer.json()["id"])
-            time.sleep(down_seconds * 0.8 / 100)
-        time.sleep(max(down_seconds - (time.monotonic() - stopped), 0))
+            time.sleep(PREFECT_DOWN_SECONDS * 0.8 / 100)
+        time.sleep(max(PREFECT_DOWN_SECONDS - (time.monotonic() - stopped), 0))
     finally:
         prefect_server_process.start()  # the other tests need it
     restarted = time.monotonic()
@@ -139,8 +145,9 @@ def test_submissions_while_prefect_is_down_all_complete_once_it_is_back(
     assert list(states.values()).count("COMPLETE") == 100, states
     with capsys.disabled():
         print(
-            f"\nOUTAGE: Prefect stopped {down_seconds:.0f} s; 100 submissions during it, all accepted (slowest POST "
-            f"{slowest:.2f} s); all 100 COMPLETE {time.monotonic() - restarted:.0f} s after Prefect was back"
+            f"\nOUTAGE: Prefect stopped {PREFECT_DOWN_SECONDS:.0f} s; 100 submissions during it, all accepted "
+            f"(slowest POST {slowest:.2f} s); all 100 COMPLETE {time.monotonic() - restarted:.0f} s after Prefect was "
+            "back"
         )
 
 
@@ -259,7 +266,7 @@ def test_a_worker_killed_mid_map_again_and_again_resumes_and_never_reruns_a_comp
     from calculations.models import Calculation, CalculationEvent
     from workflows.tests.test_workflows import molecules, run_workflow, wait_run
 
-    kills_wanted, width = 10, 100
+    kills_wanted, width = MAP_KILLS, 100
     files = molecules(api, width, f"fault-{time.time()}")
     steps = {"convert": {"tool": "obabel", "params": {"output_format": "sdf"}, "use_cache": False,
                          "inputs": {"molecules": {"each": [f"file:{f}" for f in files]}}}}  # fmt: skip

@@ -304,9 +304,9 @@ class DockerWorkerProcess(ServiceProcess):
 def docker_worker(
     calculation_worker: WorkerProcess, container_engine: str, tmp_path: Path
 ) -> Iterator[DockerWorkerProcess]:
-    from workflows.images import build_app_image
+    from workflows.images import LOCAL_BASE, build_app_image
 
-    build_app_image(os.environ.get("BASE_IMAGE", "emgapi/base:bookworm"))  # present after task test's images step
+    build_app_image(os.environ.get("BASE_IMAGE") or LOCAL_BASE)  # minutes cold; kept while its context is unchanged
     worker = DockerWorkerProcess(calculation_worker.env, tmp_path / "docker-worker.log")
     worker.start()
     yield worker
@@ -338,6 +338,7 @@ def {name}(genome: FileId) -> str:
 '''
 
 
+@pytest.mark.system  # the platform's image, built cold for this test alone
 def test_a_sync_flow_runs_on_the_docker_pool_and_its_steps_on_the_calculation_worker(
     api: Api, sync_flow: str, docker_worker: DockerWorkerProcess, calculation_worker: WorkerProcess
 ) -> None:
