@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import tarfile
 import time
 from collections.abc import Callable, Coroutine, Iterator
@@ -163,14 +164,15 @@ def test_an_image_name_that_is_not_a_reference_never_reaches_the_engine(tmp_path
 @pytest.fixture
 def image_without_a_shell() -> Iterator[str]:
     """An image with no files at all: the engine refuses to start anything in it."""
-    name = f"emgapi/test-empty:{time.time_ns()}"
+    repository, tag = "emgapi/test-empty", str(time.time_ns())
     empty = io.BytesIO()
     tarfile.open(fileobj=empty, mode="w").close()
-    docker.from_env().api.import_image_from_data(
-        empty.getvalue(), repository=name.split(":")[0], tag=name.split(":")[1]
-    )
-    yield name
-    docker.from_env().images.remove(name, force=True)
+    client = docker.from_env()
+    answer = client.api.import_image_from_data(empty.getvalue(), repository=repository, tag=tag)
+    image = client.images.get(json.loads(answer.strip().splitlines()[-1])["status"])
+    image.tag(repository, tag)  # Podman's import names it `:latest`, whatever tag it is given
+    yield f"{repository}:{tag}"
+    client.images.remove(image.id, force=True)
 
 
 def test_an_engine_refusal_is_said_in_a_fixed_vocabulary(tmp_path: Path, image_without_a_shell: str) -> None:
