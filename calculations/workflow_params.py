@@ -131,7 +131,7 @@ def _message(error: ValidationError) -> str:
         wanted = _SIZE_LIMITS[str(error.validator)].format(error.validator_value)
         return f"has {len(error.instance)}; {wanted}"
     if len(error.message) <= 300:
-        return error.message
+        return str(error.message)
     return f"does not fit the schema's {error.validator!r} ({str(error.validator_value)[:100]})"
 
 

@@ -10,7 +10,8 @@ spec built runs unchanged). The tool is the grandchild of the container's PID 1,
 itself for a daemon. Two renderers apply the very same description:
 
 - `docker_py_options()`: docker-py `containers.create` options (the container backend);
-- `cli_words(runtime)`: a `docker run`/`podman run` command (a Slurm job running the tool's image).
+- `cli_words(runtime)`: a `docker run`/`podman run` command (a Slurm job running the tool's image),
+  and `cli_remove_words(runtime)`, which the job runs after it.
 """
 
 from __future__ import annotations
@@ -130,14 +131,17 @@ class ContainerRun:
         }
 
     def cli_words(self, runtime: str) -> list[str]:
-        """`<runtime> run --rm …`: the same container as `docker_py_options`, for a shell script.
+        """`<runtime> run …`: the same container as `docker_py_options`, for a shell script, which
+        removes it (`cli_remove_words`) once it has read its exit code. Not `--rm`: the Docker CLI
+        then waits for the removal, and Podman before 4.6 answers that wait with 0 whatever the
+        container's exit code (containers/podman#18889): a failed tool would read as a success.
 
         One deliberate difference: `log_files` are not used. This form runs inside a Slurm job,
         which already captures the job's stdout and stderr into those very files (sbatch
         `--output`/`--error`), and the runtime's CLI forwards the container's output to its own;
         so the shells run the tool without redirecting its output, and without the two bind mounts.
         """
-        words = [runtime, "run", "--rm", "--name", self.name, "--user", self.user]
+        words = [runtime, "run", "--name", self.name, "--user", self.user]
         if self.workdir is not None:
             words += ["--workdir", self.workdir]
         words += ["--network", self.network_mode, "--memory", self.memory, "--memory-swap", self.memory]
@@ -157,3 +161,6 @@ class ContainerRun:
         for mount in self.mounts:
             words += ["--volume", f"{mount.host_path}:{mount.container_path}:{mount.mode}"]
         return [*words, self.image, *in_container(self.argv)]
+
+    def cli_remove_words(self, runtime: str) -> list[str]:
+        return [runtime, "rm", "--force", self.name]

@@ -79,14 +79,17 @@ class _Job:
     missing_polls: int = 0
 
 
-def container_command(runtime: str, spec: JobSpec) -> list[str]:
-    """`docker run`/`podman run` with the same isolation the container backend applies."""
-    return ContainerRun.for_job(spec).cli_words(runtime)
+def container_command(runtime: str, spec: JobSpec) -> tuple[list[str], list[str]]:
+    """`docker run`/`podman run` with the same isolation the container backend applies, and the
+    command that removes the container after it."""
+    run = ContainerRun.for_job(spec)
+    return run.cli_words(runtime), run.cli_remove_words(runtime)
 
 
-def batch_script(command: list[str], spec: JobSpec, env: dict[str, str]) -> str:
+def batch_script(command: list[str], spec: JobSpec, env: dict[str, str], *, then: list[str] | None = None) -> str:
     """The job's shell script: every word of it quoted, and variable names only by their grammar
-    (the API refuses others; this keeps a name that slipped past it from ever being shell code)."""
+    (the API refuses others; this keeps a name that slipped past it from ever being shell code).
+    `then` runs after the command, its exit code recorded, and also when the job is cancelled."""
     if bad := [name for name in env if not is_env_name(name)]:
         raise BackendUnavailable(f"{bad[0][:80]!r} is not a variable name a job may be given")
     exit_file = spec.job_dir / EXIT_FILE
@@ -94,8 +97,10 @@ def batch_script(command: list[str], spec: JobSpec, env: dict[str, str]) -> str:
         "#!/bin/sh",
         f"# emgapi job {spec.name}: written by workflows/backends/slurm.py; options are on sbatch's command line",
         *(f"export {name}={shlex.quote(value)}" for name, value in env.items()),
+        *([f"trap {shlex.quote(shlex.join(then) + ' >/dev/null 2>&1; exit 143')} TERM INT"] if then else []),
         shlex.join(command),
         "code=$?",
+        *([f"{shlex.join(then)} >/dev/null 2>&1"] if then else []),
         f'echo "$code" > {shlex.quote(str(exit_file))}.tmp && mv {shlex.quote(str(exit_file))}.tmp '
         f"{shlex.quote(str(exit_file))}",
         'exit "$code"',
@@ -207,9 +212,11 @@ class SlurmBackend:
             raise BackendUnavailable(
                 "a TES task's executors run in containers: set EMGAPI_SLURM__CONTAINER_RUNTIME (docker or podman)"
             )
-        command = container_command(self.container_runtime, spec) if self.container_runtime else run_as_child(spec.argv)
+        command, then = run_as_child(spec.argv), None
+        if self.container_runtime:
+            command, then = container_command(self.container_runtime, spec)
         script = spec.job_dir / SCRIPT_FILE
-        script.write_text(batch_script(command, spec, self._job_env(spec)))
+        script.write_text(batch_script(command, spec, self._job_env(spec), then=then))
         (spec.job_dir / EXIT_FILE).unlink(missing_ok=True)
         try:
             output = await self._run("sbatch", *self._sbatch_args(spec), str(script))

@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
 
 from calculations.tools import get_tool
@@ -43,8 +44,10 @@ def test_a_variable_name_that_is_shell_code_never_reaches_the_script(tmp_path: P
 
 
 def test_container_command_keeps_the_isolation_of_the_container_backend(tmp_path: Path) -> None:
-    argv = container_command("docker", _spec(tmp_path, ["prodigal", "-i", "x"], image="emgapi/prodigal:2.6.3"))
-    assert argv[:3] == ["docker", "run", "--rm"] and argv[-3:] == ["prodigal", "-i", "x"]
+    spec = _spec(tmp_path, ["prodigal", "-i", "x"], image="emgapi/prodigal:2.6.3")
+    argv, remove = container_command("docker", spec)
+    assert argv[:4] == ["docker", "run", "--name", spec.name] and argv[-3:] == ["prodigal", "-i", "x"]
+    assert "--rm" not in argv and remove == ["docker", "rm", "--force", spec.name]
     assert "--read-only" in argv and argv[argv.index("--network") + 1] == "none"
     assert f"{tmp_path}/inputs:{tmp_path}/inputs:ro" in argv and f"{tmp_path}/work:{tmp_path}/work:rw" in argv
 
@@ -203,6 +206,25 @@ def test_a_job_can_run_the_tools_container(cluster: None, container_engine: str,
         assert state.status is JobStatus.SUCCEEDED, (tmp_path / "stderr.txt").read_text()
         assert (tmp_path / "work" / "copy.txt").read_text() == "from the host\n"
         assert (tmp_path / "stdout.txt").read_text().startswith("12.")  # Debian 12, inside the image
+
+    _run(test)
+
+
+@slurm
+@pytest.mark.container
+def test_a_failing_tool_in_its_container_fails_the_job_and_its_container_goes(
+    cluster: None, container_engine: str, tmp_path: Path
+) -> None:
+    """On either engine (the Podman phase runs this too): with `docker run --rm`, Podman before 4.6
+    answered the CLI's wait with 0 whatever the tool's exit code, and a failed tool read as a success."""
+
+    async def test(_: SlurmBackend) -> None:
+        backend = SlurmBackend(poll_seconds=0.3, container_runtime="docker")
+        spec = _spec(tmp_path, ["sh", "-c", "echo failing >&2; exit 7"], image="emgapi/test-sleep:1")
+        state = await until_final(backend, await backend.submit(spec))
+        assert (state.status, state.exit_code) == (JobStatus.FAILED, 7), (tmp_path / "stderr.txt").read_text()
+        with pytest.raises(docker.errors.NotFound):
+            docker.from_env().containers.get(spec.name)
 
     _run(test)
 
