@@ -1,21 +1,43 @@
 #!/usr/bin/env bash
-# The whole test suite: everything on a throwaway PostgreSQL cluster started here (with a real
-# Prefect server and worker for the integration tests), then a smoke subset on SQLite.
+# The test suite in tiers, cheapest first, so that a cheap failure ends the run before anything
+# costly starts (the tiers are described in conftest.py):
+#   checks       ruff (lint, format) and mypy
+#   unit         the unit tests, one process per core (pytest-xdist), on a throwaway PostgreSQL
+#   integration  the container engine (the tools' images built when a test first needs them, and
+#                kept while their build context is unchanged), the Slurm cluster, a Prefect server and
+#                worker: the integration tests, then in the same session the system tier (faults, a
+#                real browser, the Docker work pool), skipped once an integration test failed
+#   podman       the container backend on Podman's Docker-compatible API, the images copied over
+#                from the Docker engine
+#   sqlite       a smoke run on SQLite, the embedded default
+# Usage: scripts/test.sh [--fast | --soak] [pytest arguments, given to every pytest run]
+#   (none)   every tier: ./taskw test, and CI
+#   --fast   the unit tier alone: ./taskw test-fast
+#   --soak   the fault tests at full length (20 kill rounds, a 60 s outage, 10 kills mid-map): ./taskw soak
+# Each tier prints its time, and the run ends with all of them. Whatever this script starts, it stops.
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
 cd "$ROOT"
 # the test settings (pyproject.toml) choose these; the environment must not override them
 unset DJANGO_SETTINGS_MODULE EMGAPI_DB__URL EMGAPI_DATA_DIR PREFECT_API_URL EMGAPI_PREFECT__API_URL
 
-# first, before any service starts: a type error fails the run in a minute, not after the suites
-# (pyproject.toml's [tool.mypy] says what is checked: the project's code, never var/ or .venv/)
-echo "== mypy (task typecheck): 0 errors is the bar"
-python -m mypy
+mode=all
+case "${1:-}" in --fast) mode=fast; shift ;; --soak) mode=soak; shift ;; esac
+# the tools the tests add (workflows/tests/tools: `sleep`, `chatter`) have images too
+export EMGAPI_TOOL_PACKAGES='["tools", "workflows.tests.tools"]'
 
-# The container and Slurm backends are tested for real: a project-local dockerd with the tools'
-# images, and the Slurm dev cluster. Whatever this script starts, it stops at the end.
+timings=()
+tier_started=$SECONDS
+tier() {  # name: the previous tier ends, this one starts
+  [ -n "${tier_name:-}" ] && timings+=("$(printf '%-12s %4d s' "$tier_name" $(( SECONDS - tier_started )))")
+  tier_name=$1 tier_started=$SECONDS
+  [ "$1" = end ] || echo "== tier $1"
+}
+
 started=()
 cleanup() {
+  local status=$?
+  [ "${tier_name:-end}" = end ] || tier end
   [ -n "${pg_dir:-}" ] && { pg_stop "$pg_dir"; rm -rf "$pg_dir"; }
   for service in "${started[@]}"; do
     case "$service" in
@@ -24,48 +46,103 @@ cleanup() {
       slurm) slurm-dev-environment/slurm.sh down >/dev/null ;;
     esac
   done
+  if [ ${#timings[@]} -gt 0 ]; then
+    echo "== time per tier"
+    printf '  %s\n' "${timings[@]}"
+  fi
+  exit $status
 }
 trap cleanup EXIT
-docker_host=$(scripts/engines.sh host docker)
-if ! /usr/bin/docker -H "$docker_host" version >/dev/null 2>&1; then
-  started+=(docker)
-  scripts/engines.sh up docker
-fi
-export DOCKER_HOST="$docker_host"
-EMGAPI_TOOL_PACKAGES='["tools", "workflows.tests.tools"]' scripts/images.sh
-scripts/images.sh --app  # the platform's image: the Docker work pool's flow runs get one each
-# the GA4GH TES compliance suite (workflows/tests/test_tes_compliance.py): the image `alpine` its
-# tasks name (a busybox stand-in, 0.2 s), and its runner's own virtualenv (it pins pydantic 1.9)
-scripts/alpine-image.sh "$DOCKER_HOST" >/dev/null
-scripts/tes-compliance-venv.sh >/dev/null
-if ! slurm-dev-environment/slurm.sh status >/dev/null 2>&1; then
-  started+=(slurm)
-  slurm-dev-environment/slurm.sh up
-fi
-eval "$(slurm-dev-environment/slurm.sh env)"
 
-. scripts/pg.sh
-pg_dir=$(mktemp -d /tmp/emgapi-test-pg.XXXXXX)
-pg_port=$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-# as the platform's own cluster is: a password, scram-sha-256, no trust
-pg_password=$(od -An -N18 -tx1 /dev/urandom | tr -d ' \n')
-(umask 077; echo "$pg_password" >"$pg_dir.pw")
-pg_start "$pg_dir" "$pg_port" "$pg_dir.pw"
-rm -f "$pg_dir.pw"
-export EMGAPI_TEST_PG_DIR="$pg_dir"  # the fault tests restart it
+postgres() {  # a throwaway cluster (as the platform's: a password, scram-sha-256), for every tier
+  . scripts/pg.sh
+  pg_dir=$(mktemp -d /tmp/emgapi-test-pg.XXXXXX)
+  local port password
+  port=$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  password=$(od -An -N18 -tx1 /dev/urandom | tr -d ' \n')
+  (umask 077; echo "$password" >"$pg_dir.pw")
+  pg_start "$pg_dir" "$port" "$pg_dir.pw"
+  rm -f "$pg_dir.pw"
+  export EMGAPI_TEST_PG_DIR="$pg_dir"  # the fault tests restart it
+  pg_url="postgresql://postgres:$password@127.0.0.1:$port/emgapi"
+}
 
-echo "== test suite on PostgreSQL (port $pg_port)"
-EMGAPI_DB__URL="postgresql://postgres:$pg_password@127.0.0.1:$pg_port/emgapi" python -m pytest -p no:cacheprovider "$@"
+filtered=$#  # arguments given (-k, a path): a tier may then select no test at all
+run_pytest() {  # pytest's exit 5 (no test collected) fails an unfiltered run only
+  local status=0
+  python -m pytest -p no:cacheprovider "$@" || status=$?
+  [ $status -eq 0 ] || { [ $status -eq 5 ] && [ "$filtered" -gt 0 ]; } || exit $status
+}
+on_postgres() { EMGAPI_DB__URL="$pg_url" run_pytest "$@"; }
 
-echo "== container backend on Podman's Docker-compatible API (the same code, unchanged)"
+unit_tier() {
+  tier unit
+  # the test settings give each process its own data dir, Prefect port and S3 server; PostgreSQL
+  # gives each its own test database
+  on_postgres -n auto -m "not integration and not container and not slurm and not system" "$@"
+}
+
+services() {  # the container engine, what the TES compliance suite needs, the Slurm cluster
+  docker_host=$(scripts/engines.sh host docker)
+  if ! /usr/bin/docker -H "$docker_host" version >/dev/null 2>&1; then
+    started+=(docker)
+    scripts/engines.sh up docker
+  fi
+  export DOCKER_HOST="$docker_host"
+  # workflows/tests/test_tes_compliance.py: the image `alpine` its tasks name (a busybox stand-in,
+  # 0.2 s), and its runner's own virtualenv (it pins pydantic 1.9)
+  scripts/alpine-image.sh "$DOCKER_HOST" >/dev/null
+  scripts/tes-compliance-venv.sh >/dev/null
+  if ! slurm-dev-environment/slurm.sh status >/dev/null 2>&1; then
+    started+=(slurm)
+    slurm-dev-environment/slurm.sh up
+  fi
+  eval "$(slurm-dev-environment/slurm.sh env)"
+}
+
+case "$mode" in
+  fast)
+    postgres
+    unit_tier "$@"
+    exit 0 ;;
+  soak)
+    tier soak
+    postgres
+    EMGAPI_TEST_SOAK=1 on_postgres -rA workflows/tests/test_faults.py "$@"
+    exit 0 ;;
+esac
+
+tier checks
+ruff check .
+ruff format --check .
+echo "mypy (task typecheck): 0 errors is the bar"
+python -m mypy  # pyproject.toml's [tool.mypy] says what is checked
+
+postgres
+unit_tier "$@"
+
+tier integration
+services
+on_postgres --tier-fail-fast -m "integration or container or slurm or system" "$@"
+
+tier podman  # the same code, unchanged, on Podman's Docker-compatible API
 podman_host=$(scripts/engines.sh host podman)
 if ! /usr/bin/docker -H "$podman_host" version >/dev/null 2>&1; then
   started+=(podman)
   scripts/engines.sh up podman
 fi
-DOCKER_HOST="$podman_host" EMGAPI_TOOL_PACKAGES='["tools", "workflows.tests.tools"]' scripts/images.sh
-DOCKER_HOST="$podman_host" python -m pytest -p no:cacheprovider -q workflows/tests/backends/test_container.py
+DOCKER_HOST="$podman_host" scripts/images.sh --from "$DOCKER_HOST"
+DOCKER_HOST="$podman_host" run_pytest -q workflows/tests/backends/test_container.py "$@"
 
-echo "== smoke subset on SQLite"
-python -m pytest -p no:cacheprovider -q -m "not integration and not container and not slurm" \
-  calculations/tests/test_api.py calculations/tests/test_states.py workflows/tests/test_execution.py
+tier sqlite  # the embedded default: a smoke run, a test or two of each layer that writes
+sqlite_smoke=(
+  calculations/tests/test_api.py::test_upload_then_read_back  # blobs and files
+  calculations/tests/test_api.py::test_others_files_and_calculations_are_404  # queries by owner
+  calculations/tests/test_api.py::test_identical_submission_after_completion_is_answered_from_the_cache
+  calculations/tests/test_idempotency.py::test_a_retried_submission_returns_the_first_answer_and_runs_once
+  calculations/tests/test_states.py::test_a_stale_attempt_cannot_change_state  # the guarded update
+  calculations/tests/test_workflow_runs.py::test_a_valid_pipeline_is_queued_and_shown
+  workflows/tests/test_execution.py::test_prodigal_outputs_match_a_direct_run  # a real tool, run in-process
+  workflows/tests/test_execution.py::test_a_platform_fault_is_retried_then_final_and_says_why
+)
+run_pytest -q "${sqlite_smoke[@]}" "$@"

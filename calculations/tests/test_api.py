@@ -24,8 +24,9 @@ def submit(
     return client.post(f"/tools/{tool}/calculations", {"inputs": inputs, "params": params or {}, **extra})
 
 
-@pytest.mark.parametrize(
-    "path", ["/files", f"/files/{uuid4()}", "/tools", "/tools/prodigal", "/calculations", f"/calculations/{uuid4()}"]
+@pytest.mark.parametrize(  # the same ids in every process (each pytest-xdist worker collects the tests)
+    "path",
+    ["/files", f"/files/{UUID(int=7)}", "/tools", "/tools/prodigal", "/calculations", f"/calculations/{UUID(int=8)}"],
 )
 def test_every_endpoint_requires_a_token(anonymous: ApiClient, path: str) -> None:
     response = anonymous.get(path)
