@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The test suite in tiers, cheapest first, so that a cheap failure ends the run before anything
 # costly starts (the tiers are described in conftest.py):
-#   checks       ruff (lint, format) and mypy
-#   unit         the unit tests, one process per core (pytest-xdist), on a throwaway PostgreSQL
-#   integration  the container engine (the tools' images built when a test first needs them, and
-#                kept while their build context is unchanged), the Slurm cluster, a Prefect server and
-#                worker: the integration tests, then in the same session the system tier (faults, a
-#                real browser, the Docker work pool), skipped once an integration test failed
+#   checks       ruff (lint, format) and mypy; nothing else has started yet
+#   unit         the unit tests, one process per core (pytest-xdist), on a throwaway PostgreSQL (the
+#                same cluster serves every tier). Meanwhile the container engine builds the images
+#                the next tiers need, or finds them built (images_start below)
+#   integration  the Slurm cluster, a Prefect server and worker: the integration tests, then in the
+#                same session the system tier (faults, a real browser, the Docker work pool), skipped
+#                once an integration test failed
 #   podman       the container backend on Podman's Docker-compatible API, the images copied over
 #                from the Docker engine
 #   sqlite       a smoke run on SQLite, the embedded default
@@ -38,6 +39,8 @@ started=()
 cleanup() {
   local status=$?
   [ "${tier_name:-end}" = end ] || tier end
+  if [ -n "${images_pid:-}" ]; then kill -- "-$images_pid" 2>/dev/null || true; wait "$images_pid" 2>/dev/null || true; fi
+  rm -f "${images_log:-}"
   [ -n "${pg_dir:-}" ] && { pg_stop "$pg_dir"; rm -rf "$pg_dir"; }
   for service in "${started[@]}"; do
     case "$service" in
@@ -73,7 +76,8 @@ run_pytest() {  # pytest's exit 5 (no test collected) fails an unfiltered run on
   python -m pytest -p no:cacheprovider "$@" || status=$?
   [ $status -eq 0 ] || { [ $status -eq 5 ] && [ "$filtered" -gt 0 ]; } || exit $status
 }
-on_postgres() { EMGAPI_DB__URL="$pg_url" run_pytest "$@"; }
+# --reuse-db: the cluster is thrown away, so nothing waits at the end to drop the test databases
+on_postgres() { EMGAPI_DB__URL="$pg_url" run_pytest --reuse-db "$@"; }
 
 unit_tier() {
   tier unit
@@ -82,17 +86,37 @@ unit_tier() {
   on_postgres -n auto -m "not integration and not container and not slurm and not system" "$@"
 }
 
-services() {  # the container engine, what the TES compliance suite needs, the Slurm cluster
+docker_engine() {
   docker_host=$(scripts/engines.sh host docker)
   if ! /usr/bin/docker -H "$docker_host" version >/dev/null 2>&1; then
     started+=(docker)
     scripts/engines.sh up docker
   fi
   export DOCKER_HOST="$docker_host"
-  # workflows/tests/test_tes_compliance.py: the image `alpine` its tasks name (a busybox stand-in,
-  # 0.2 s), and its runner's own virtualenv (it pins pydantic 1.9)
-  scripts/alpine-image.sh "$DOCKER_HOST" >/dev/null
-  scripts/tes-compliance-venv.sh >/dev/null
+}
+
+# What the integration and system tiers need from the engine: every tool's image and the platform's
+# (kept while their build context is unchanged; cold, the Debian base, the tools and the app take
+# ~2.5 min, mostly waiting on package downloads), the image `alpine` the TES compliance suite's tasks
+# name (a busybox stand-in) and its runner's own virtualenv (it pins pydantic 1.9). Built in the
+# background while the unit tier runs, in a session of its own so that a failure stops it all.
+images_start() {
+  images_log=$(mktemp /tmp/emgapi-test-images.XXXXXX)
+  images_started=$SECONDS
+  setsid bash -c 'scripts/images.sh && scripts/images.sh --app && scripts/alpine-image.sh >/dev/null \
+    && scripts/tes-compliance-venv.sh >/dev/null' >"$images_log" 2>&1 &
+  images_pid=$!
+}
+images_wait() {
+  local status=0
+  wait "$images_pid" || status=$?
+  images_pid=
+  cat "$images_log"
+  [ $status -eq 0 ] || { echo "images: failed ($status)" >&2; exit $status; }
+  echo "images: ready $(( SECONDS - images_started )) s after they were started"
+}
+
+slurm_cluster() {
   if ! slurm-dev-environment/slurm.sh status >/dev/null 2>&1; then
     started+=(slurm)
     slurm-dev-environment/slurm.sh up
@@ -118,11 +142,14 @@ ruff format --check .
 echo "mypy (task typecheck): 0 errors is the bar"
 python -m mypy  # pyproject.toml's [tool.mypy] says what is checked
 
+docker_engine
+images_start
 postgres
 unit_tier "$@"
 
 tier integration
-services
+images_wait
+slurm_cluster
 on_postgres --tier-fail-fast -m "integration or container or slurm or system" "$@"
 
 tier podman  # the same code, unchanged, on Podman's Docker-compatible API
