@@ -83,7 +83,7 @@ unit_tier() {
   tier unit
   # the test settings give each process its own data dir, Prefect port and S3 server; PostgreSQL
   # gives each its own test database
-  on_postgres -n auto -m "not integration and not container and not slurm and not system" "$@"
+  on_postgres -n logical -m "not integration and not container and not slurm and not system" "$@"
 }
 
 docker_engine() {
