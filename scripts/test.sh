@@ -4,13 +4,13 @@
 #   checks       ruff (lint, format) and mypy; nothing else has started yet
 #   unit         the unit tests, one process per core (pytest-xdist), on a throwaway PostgreSQL (the
 #                same cluster serves every tier). Meanwhile the container engine builds the images
-#                the next tiers need, or finds them built (images_start below)
+#                the later tiers need, or finds them built (images_start below)
+#   sqlite       a smoke run on SQLite, the embedded default
 #   integration  the Slurm cluster, a Prefect server and worker: the integration tests, then in the
 #                same session the system tier (faults, a real browser, the Docker work pool), skipped
 #                once an integration test failed
 #   podman       the container backend on Podman's Docker-compatible API, the images copied over
 #                from the Docker engine
-#   sqlite       a smoke run on SQLite, the embedded default
 # Usage: scripts/test.sh [--fast | --soak] [pytest arguments, given to every pytest run]
 #   (none)   every tier: ./taskw test, and CI
 #   --fast   the unit tier alone: ./taskw test-fast
@@ -95,16 +95,13 @@ docker_engine() {
   export DOCKER_HOST="$docker_host"
 }
 
-# What the integration and system tiers need from the engine: every tool's image and the platform's
-# (kept while their build context is unchanged; cold, the Debian base, the tools and the app take
-# ~2.5 min, mostly waiting on package downloads), the image `alpine` the TES compliance suite's tasks
-# name (a busybox stand-in) and its runner's own virtualenv (it pins pydantic 1.9). Built in the
-# background while the unit tier runs, in a session of its own so that a failure stops it all.
+# What the next tiers need from the engine (scripts/test-images.sh: cold, mostly waiting on package
+# downloads), made in the background while the unit and SQLite tiers run, in a session of its own so
+# that a failure elsewhere stops it all.
 images_start() {
   images_log=$(mktemp /tmp/emgapi-test-images.XXXXXX)
   images_started=$SECONDS
-  setsid bash -c 'scripts/images.sh && scripts/images.sh --app && scripts/alpine-image.sh >/dev/null \
-    && scripts/tes-compliance-venv.sh >/dev/null' >"$images_log" 2>&1 &
+  setsid scripts/test-images.sh >"$images_log" 2>&1 &
   images_pid=$!
 }
 images_wait() {
@@ -147,6 +144,19 @@ images_start
 postgres
 unit_tier "$@"
 
+tier sqlite  # the embedded default: a smoke run, a test or two of each layer that writes
+sqlite_smoke=(
+  calculations/tests/test_api.py::test_upload_then_read_back  # blobs and files
+  calculations/tests/test_api.py::test_others_files_and_calculations_are_404  # queries by owner
+  calculations/tests/test_api.py::test_identical_submission_after_completion_is_answered_from_the_cache
+  calculations/tests/test_idempotency.py::test_a_retried_submission_returns_the_first_answer_and_runs_once
+  calculations/tests/test_states.py::test_a_stale_attempt_cannot_change_state  # the guarded update
+  calculations/tests/test_workflow_runs.py::test_a_valid_pipeline_is_queued_and_shown
+  workflows/tests/test_execution.py::test_prodigal_outputs_match_a_direct_run  # a real tool, run in-process
+  workflows/tests/test_execution.py::test_a_platform_fault_is_retried_then_final_and_says_why
+)
+run_pytest -q -m "not container and not slurm" "${sqlite_smoke[@]}" "$@"
+
 tier integration
 images_wait
 slurm_cluster
@@ -161,15 +171,3 @@ fi
 DOCKER_HOST="$podman_host" scripts/images.sh --from "$DOCKER_HOST"
 DOCKER_HOST="$podman_host" run_pytest -q workflows/tests/backends/test_container.py "$@"
 
-tier sqlite  # the embedded default: a smoke run, a test or two of each layer that writes
-sqlite_smoke=(
-  calculations/tests/test_api.py::test_upload_then_read_back  # blobs and files
-  calculations/tests/test_api.py::test_others_files_and_calculations_are_404  # queries by owner
-  calculations/tests/test_api.py::test_identical_submission_after_completion_is_answered_from_the_cache
-  calculations/tests/test_idempotency.py::test_a_retried_submission_returns_the_first_answer_and_runs_once
-  calculations/tests/test_states.py::test_a_stale_attempt_cannot_change_state  # the guarded update
-  calculations/tests/test_workflow_runs.py::test_a_valid_pipeline_is_queued_and_shown
-  workflows/tests/test_execution.py::test_prodigal_outputs_match_a_direct_run  # a real tool, run in-process
-  workflows/tests/test_execution.py::test_a_platform_fault_is_retried_then_final_and_says_why
-)
-run_pytest -q "${sqlite_smoke[@]}" "$@"
