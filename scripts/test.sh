@@ -10,7 +10,7 @@
 #                same session the system tier (faults, a real browser, the Docker work pool), skipped
 #                once an integration test failed
 #   podman       the container backend on Podman's Docker-compatible API, the images copied over
-#                from the Docker engine
+#                from the Docker engine: in the background, beside the integration tier
 # Usage: scripts/test.sh [--fast | --soak] [pytest arguments, given to every pytest run]
 #   (none)   every tier: ./taskw test, and CI
 #   --fast   the unit tier alone: ./taskw test-fast
@@ -39,8 +39,11 @@ started=()
 cleanup() {
   local status=$?
   [ "${tier_name:-end}" = end ] || tier end
-  if [ -n "${images_pid:-}" ]; then kill -- "-$images_pid" 2>/dev/null || true; wait "$images_pid" 2>/dev/null || true; fi
-  rm -f "${images_log:-}"
+  local pid
+  for pid in "${images_pid:-}" "${podman_pid:-}"; do  # background work still running: stopped
+    if [ -n "$pid" ]; then kill -- "-$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+  done
+  rm -f "${images_log:-}" "${podman_log:-}"
   [ -n "${pg_dir:-}" ] && { pg_stop "$pg_dir"; rm -rf "$pg_dir"; }
   for service in "${started[@]}"; do
     case "$service" in
@@ -113,6 +116,33 @@ images_wait() {
   echo "images: ready $(( SECONDS - images_started )) s after they were started"
 }
 
+# The podman tier: the container backend's tests, the same code unchanged, on Podman's
+# Docker-compatible API, with the Docker engine's images copied over. It shares nothing with the
+# integration tier but the CPU (its containers mostly wait), so it runs beside it, in the background;
+# its output comes after.
+podman_start() {
+  local podman_host
+  podman_host=$(scripts/engines.sh host podman)
+  if ! /usr/bin/docker -H "$podman_host" version >/dev/null 2>&1; then
+    started+=(podman)
+    scripts/engines.sh up podman
+  fi
+  podman_log=$(mktemp /tmp/emgapi-test-podman.XXXXXX)
+  podman_started=$SECONDS
+  DOCKER_HOST="$podman_host" setsid bash -c '
+    scripts/images.sh --from "$0" && python -m pytest -p no:cacheprovider -q workflows/tests/backends/test_container.py "$@"
+  ' "$DOCKER_HOST" "$@" >"$podman_log" 2>&1 &
+  podman_pid=$!
+}
+podman_wait() {
+  local status=0
+  wait "$podman_pid" || status=$?
+  podman_pid=
+  cat "$podman_log"
+  echo "podman: done $(( SECONDS - podman_started )) s after it was started, beside the integration tier"
+  [ $status -eq 0 ] || { [ $status -eq 5 ] && [ "$filtered" -gt 0 ]; } || exit $status
+}
+
 slurm_cluster() {
   if ! slurm-dev-environment/slurm.sh status >/dev/null 2>&1; then
     started+=(slurm)
@@ -159,15 +189,10 @@ run_pytest -q -m "not container and not slurm" "${sqlite_smoke[@]}" "$@"
 
 tier integration
 images_wait
+podman_start "$@"
 slurm_cluster
 on_postgres --tier-fail-fast -m "integration or container or slurm or system" "$@"
 
-tier podman  # the same code, unchanged, on Podman's Docker-compatible API
-podman_host=$(scripts/engines.sh host podman)
-if ! /usr/bin/docker -H "$podman_host" version >/dev/null 2>&1; then
-  started+=(podman)
-  scripts/engines.sh up podman
-fi
-DOCKER_HOST="$podman_host" scripts/images.sh --from "$DOCKER_HOST"
-DOCKER_HOST="$podman_host" run_pytest -q workflows/tests/backends/test_container.py "$@"
+tier podman
+podman_wait
 
