@@ -108,8 +108,8 @@ def workflow_catalogue(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     from prefect.utilities.callables import parameter_schema
 
     from calculations.launching import WorkflowInfo
-    from workflows import dispatch
     from workflows.flows.pipeline import pipeline
+    from workflows.orchestration import catalogue as prefect_catalogue
 
     catalogue = [
         WorkflowInfo(
@@ -118,7 +118,7 @@ def workflow_catalogue(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
             parameters_schema=parameter_schema(pipeline.fn).model_dump(exclude_unset=True),
         )
     ]
-    monkeypatch.setattr(dispatch, "deployed_workflows", lambda: catalogue)
+    monkeypatch.setattr(prefect_catalogue, "deployed_workflows", lambda: catalogue)
     return catalogue
 
 

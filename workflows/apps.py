@@ -8,7 +8,8 @@ class WorkflowsConfig(AppConfig):
     name = "workflows"
 
     def ready(self) -> None:
+        # (an app's ready(), where Django allows its imports: the launcher's module imports no Prefect)
         from calculations.launching import register_launcher
-        from workflows.dispatch import PrefectLauncher
+        from workflows.orchestration.launcher import PrefectLauncher
 
         register_launcher(PrefectLauncher())

@@ -28,8 +28,8 @@ def main() -> None:
     from prefect.flow_engine import run_flow_async, run_flow_sync
     from prefect.flows import load_flow_from_entrypoint
 
-    from workflows.dispatch import workflow_run_tags
     from workflows.lifecycle import begin_workflow_run, end_workflow_run
+    from workflows.orchestration.flow_runs import workflow_run_tags
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     flow_run_id = UUID(os.environ["PREFECT__FLOW_RUN_ID"])

@@ -11,16 +11,18 @@ import asyncio
 import os
 import sys
 
+import django
+
+from emgapiv2.config import get_settings
+
 
 def main() -> None:
-    import django
-
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "emgapiv2.settings")
     django.setup()
+    # imported once Django is set up: Prefect reads the PREFECT_API_URL that the settings give
     from prefect.client.orchestration import get_client
 
-    from emgapiv2.config import get_settings
-    from workflows.deploy import ensure_docker_work_pool
+    from workflows.orchestration.work_pools import ensure_docker_work_pool
 
     pool = get_settings().prefect.docker_work_pool
 

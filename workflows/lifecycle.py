@@ -14,9 +14,9 @@ from calculations.errors import InvalidTransition
 from calculations.policies import AttemptEnd
 from calculations.states import CalculationState
 from workflows import sdk
-from workflows.artifacts import publish_workflow_run
 from workflows.db import db
-from workflows.lost_attempts import mark_flow_run_ended
+from workflows.orchestration.artifacts import publish_workflow_run
+from workflows.orchestration.flow_runs import mark_flow_run_ended
 
 logger = logging.getLogger(__name__)
 

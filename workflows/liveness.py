@@ -26,7 +26,8 @@ from calculations.states import ACTIVE_STATES, ATTEMPT_IN_PROGRESS_STATES, Calcu
 from emgapiv2.config import get_settings
 from workflows.db import db
 from workflows.identity import WorkerIdentity, is_running
-from workflows.lost_attempts import LOST_FIELDS, LostAttempt, mark_flow_run_ended, settle, stop_orphan
+from workflows.lost_attempts import LOST_FIELDS, LostAttempt, settle, stop_orphan
+from workflows.orchestration.flow_runs import mark_flow_run_ended
 
 logger = logging.getLogger(__name__)
 STOP_SECONDS = 30

@@ -1,6 +1,7 @@
-"""Attempts whose worker is gone: settled as the policy table says, their job stopped, their flow run
-ended in Prefect. The reconciler uses this for stale heartbeats and lost flow runs; every worker for
-dead peers and for its own predecessors on the same host."""
+"""Attempts whose worker is gone: settled as the policy table says, and their job stopped (the callers
+then end their flow run in Prefect: `orchestration.flow_runs.mark_flow_run_ended`). The reconciler
+uses this for stale heartbeats and lost flow runs; every worker for dead peers and for its own
+predecessors on the same host."""
 
 from __future__ import annotations
 
@@ -89,20 +90,3 @@ async def stop_orphan(calc: LostAttempt) -> None:
         await get_backend(calc["backend"]).cancel(handle, get_settings().worker.kill_grace_seconds)
     except Exception as exc:
         logger.warning("could not stop %s job %s: %s", calc["backend"], calc["backend_job_id"], exc)
-
-
-async def mark_flow_run_ended(flow_run_id: UUID | None, reason: str, *, canceled: bool = False) -> None:
-    """Tell Prefect the lost attempt's flow run is over (it would show RUNNING forever): Crashed,
-    or Cancelled if its calculation was being canceled."""
-    if flow_run_id is None:
-        return
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.objects import State
-    from prefect.states import Cancelled, Crashed
-
-    try:
-        async with get_client() as client:
-            state: State = Cancelled(message=reason) if canceled else Crashed(message=reason)
-            await client.set_flow_run_state(flow_run_id, state, force=True)
-    except Exception as exc:
-        logger.warning("could not mark flow run %s ended: %s", flow_run_id, exc)

@@ -11,43 +11,21 @@ A flow run cancelled before it started goes straight to CANCELLED; the reconcile
 from __future__ import annotations
 
 import logging
-from typing import Any
 from uuid import UUID
+
+from prefect.client.orchestration import PrefectClient
+from prefect.client.schemas.objects import FlowRun, StateType
 
 from calculations import actions
 from calculations.errors import InvalidTransition, NotFound
 from workflows.db import db
-from workflows.dispatch import workflow_run_tags
+from workflows.orchestration.flow_runs import read_flow_runs, workflow_run_tags
 
 logger = logging.getLogger(__name__)
 OPERATOR_ACTOR = "operator (Prefect: flow run cancelled)"
-PAGE = 200
 
 
-async def cancelling_flow_runs(client: Any, flow_run_ids: list[UUID]) -> list[Any]:
-    """The flow runs among these that Prefect was asked to cancel."""
-    from prefect.client.schemas.filters import (
-        FlowRunFilter,
-        FlowRunFilterId,
-        FlowRunFilterState,
-        FlowRunFilterStateType,
-    )
-    from prefect.client.schemas.objects import StateType
-
-    found: list[Any] = []
-    for start in range(0, len(flow_run_ids), PAGE):
-        chunk = flow_run_ids[start : start + PAGE]
-        found += await client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(
-                id=FlowRunFilterId(any_=chunk),
-                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.CANCELLING])),
-            ),
-            limit=len(chunk),
-        )
-    return found
-
-
-def cancel_rows_of(flow_run: Any) -> str | None:
+def cancel_rows_of(flow_run: FlowRun) -> str | None:
     """Cancel what the flow run executes; return what was asked to stop (None: nothing was). DB thread."""
     try:
         workflow_run = workflow_run_tags(list(flow_run.tags or []))
@@ -64,11 +42,11 @@ def cancel_rows_of(flow_run: Any) -> str | None:
         return None
 
 
-async def honour_prefect_cancels(client: Any, flow_run_ids: list[UUID], seen: set[UUID]) -> int:
+async def honour_prefect_cancels(client: PrefectClient, flow_run_ids: list[UUID], seen: set[UUID]) -> int:
     """Cancel the rows of the flow runs (among these) that Prefect was asked to cancel; `seen`
     remembers those already handled, so each is acted on once."""
     acted = 0
-    for flow_run in await cancelling_flow_runs(client, flow_run_ids):
+    for flow_run in await read_flow_runs(client, flow_run_ids, states=[StateType.CANCELLING]):
         if flow_run.id in seen:
             continue
         seen.add(flow_run.id)

@@ -209,10 +209,10 @@ def dispatch_step(calculation_id: UUID) -> None:
     run-calculation flow run of its own, created here (idempotently: one per attempt)."""
     from prefect.client.orchestration import get_client
 
-    from workflows.dispatch import create_flow_run
+    from workflows.orchestration.flow_runs import create_calculation_flow_run
 
     with get_client(sync_client=True) as client:
-        create_flow_run(client, calculation_id)
+        create_calculation_flow_run(client, calculation_id)
 
 
 def _needs_dispatch(row: _Row) -> bool:

@@ -31,25 +31,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("workflows.worker")
 
 
-WORK_POOL_TYPE = "emgapi-in-process"
-
-
-async def ensure_work_pool(client: PrefectClient, name: str) -> None:
-    from prefect.client.schemas.actions import WorkPoolCreate
-    from prefect.exceptions import ObjectAlreadyExists
-
-    try:
-        await client.create_work_pool(
-            WorkPoolCreate(
-                name=name,
-                type=WORK_POOL_TYPE,
-                description="Calculations, executed in-process by `task worker` (workflows/worker.py).",
-            )
-        )
-    except ObjectAlreadyExists:
-        pass
-
-
 def disable_suspension_observer() -> None:
     """Prefect 3.8's flow engine starts, for every flow run of a deployment, a thread with its own
     event loop and a websocket to the server, only to notice a suspension requested from the UI;
@@ -87,12 +68,14 @@ class CalculationWorker:
         from prefect.context import AsyncClientContext
         from prefect.types._datetime import now
 
+        from workflows.orchestration.work_pools import ensure_calculation_work_pool
+
         # One client for the worker and every flow run it executes: the flow engine takes the client
         # from this context. Without it each run opens its own (an httpx client with its own TLS
         # context): ~1 MB per waiting run, against ~0.2 MB shared (bench/README.md).
         async with AsyncClientContext.get_or_create() as client_context:
             client = client_context.client
-            await ensure_work_pool(client, self.work_pool)
+            await ensure_calculation_work_pool(client, self.work_pool)
             # (imported here: this module is imported before Django is set up)
             from calculations import actions
             from workflows.db import db
@@ -255,9 +238,10 @@ class CalculationWorker:
             return
         if not state.is_pending():
             return
-        from workflows.dispatch import WORKFLOW_TAG, workflow_run_tags
         from workflows.identity import this_worker
         from workflows.lifecycle import begin_workflow_run, end_workflow_run
+        from workflows.orchestration.catalogue import WORKFLOW_TAG
+        from workflows.orchestration.flow_runs import workflow_run_tags
 
         workflow_run = workflow_run_tags(flow_run.tags)
         if workflow_run is None and WORKFLOW_TAG in flow_run.tags:  # launched from the dashboard

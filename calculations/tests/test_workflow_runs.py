@@ -342,15 +342,15 @@ def paused_in_prefect(monkeypatch: pytest.MonkeyPatch) -> list[tuple[UUID, dict[
     from prefect._internal.pydantic.v2_schema import create_v2_schema
     from prefect.input.run_input import run_input_subclass_from_type
 
-    from workflows import dispatch
     from workflows.flows.choose_profile import ProfileChoice
+    from workflows.orchestration import paused_runs
 
     wanted = run_input_subclass_from_type(ProfileChoice)
     schema = create_v2_schema(wanted.__name__, model_base=wanted)
     resumed: list[tuple[UUID, dict[str, Any]]] = []
-    monkeypatch.setattr(dispatch, "paused_input_schema", lambda flow_run_id: schema, raising=False)
+    monkeypatch.setattr(paused_runs, "paused_input_schema", lambda flow_run_id: schema, raising=False)
     monkeypatch.setattr(
-        dispatch, "resume_flow_run", lambda flow_run_id, run_input: resumed.append((flow_run_id, run_input))
+        paused_runs, "resume_flow_run", lambda flow_run_id, run_input: resumed.append((flow_run_id, run_input))
     )
     return resumed
 
@@ -392,12 +392,12 @@ def test_a_resume_prefect_refuses_leaves_the_run_paused(
     alice: ApiClient, alice_id: int, paused_in_prefect: list[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from calculations.errors import Conflict
-    from workflows import dispatch
+    from workflows.orchestration import paused_runs
 
     def timed_out(flow_run_id: UUID, run_input: dict[str, Any]) -> None:
         raise Conflict("the pause timed out: the run can no longer be resumed")
 
-    monkeypatch.setattr(dispatch, "resume_flow_run", timed_out)
+    monkeypatch.setattr(paused_runs, "resume_flow_run", timed_out)
     run = _paused_run(alice_id)
     profile = alice.upload("a.hmm", b"HMMER3/f\n").json()["id"]
     response = alice.post(f"/workflow-runs/{run.id}/resume", {"input": {"profile": profile}})

@@ -219,7 +219,7 @@ def test_cancel_stops_a_running_calculation_and_wait_says_so(cli: Cli) -> None:
 @pytest.fixture
 def annotate_genomes(prefect_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """The example ops flow `annotate-genomes` deployed (the API sees new deployments at once)."""
-    from workflows.deploy import deploy
+    from workflows.orchestration.deployments import deploy
 
     deploy(["annotate_genomes"])
     monkeypatch.setattr(get_settings().workflow, "deployments_cache_seconds", 0)

@@ -17,7 +17,7 @@ from uuid import UUID
 from prefect import flow
 
 from calculations.pipelines import PipelineStep, PlannedStep, Ref, plan
-from workflows.artifacts import Progress
+from workflows.orchestration.artifacts import Progress
 from workflows.sdk import StepFailed, StepResult, cancel_running_steps, run_tool
 
 

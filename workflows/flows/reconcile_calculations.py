@@ -26,19 +26,19 @@ from django.db.models import Q
 from django.utils import timezone
 from prefect import flow, get_run_logger
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 from calculations.actions import RECONCILER_ACTOR
 from calculations.models import Calculation, WorkflowRun
+from calculations.run_kinds import CALCULATION, WORKFLOW_RUN
 from calculations.states import ACTIVE_STATES, ATTEMPT_IN_PROGRESS_STATES, CalculationState
 from emgapiv2.config import get_settings
 from workflows.db import db
-from workflows.dispatch import dispatch_calculation, dispatch_workflow_run
-from workflows.lost_attempts import LOST_FIELDS, LostAttempt, mark_flow_run_ended, settle, stop_orphan
+from workflows.lost_attempts import LOST_FIELDS, LostAttempt, settle, stop_orphan
+from workflows.orchestration.flow_runs import mark_flow_run_ended, read_flow_runs
+from workflows.orchestration.launcher import dispatch
 from workflows.prefect_cancels import cancel_rows_of
 
 S = CalculationState
-FLOW_RUN_PAGE = 200
 
 
 def _undispatched() -> list[UUID]:
@@ -85,16 +85,8 @@ def _in_flight() -> list[LostAttempt]:
 
 
 async def _read_flow_runs(ids: list[UUID]) -> list[Any]:
-    """All of them: the API answers at most a page (200) per request, and a run missing from the
-    answer would be taken for a vanished one."""
-    runs: list[Any] = []
     async with get_client() as client:
-        for start in range(0, len(ids), FLOW_RUN_PAGE):
-            chunk = ids[start : start + FLOW_RUN_PAGE]
-            runs += await client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=chunk)), limit=len(chunk)
-            )
-    return runs
+        return await read_flow_runs(client, ids)
 
 
 def _flow_run_problems(flow_runs: list[Any], expected: set[UUID]) -> dict[UUID, str]:
@@ -124,7 +116,7 @@ async def dispatch_undispatched() -> int:
     """QUEUED calculations that never reached Prefect (it was unreachable) are dispatched."""
     ids = await db(_undispatched)()
     for calculation_id in ids:
-        dispatch_calculation(calculation_id)
+        dispatch(CALCULATION.name, calculation_id)
     return len(ids)
 
 
@@ -138,7 +130,7 @@ async def dispatch_undispatched_workflow_runs() -> int:
     """QUEUED workflow runs (new, or resumed) that never reached Prefect are dispatched."""
     ids = await db(_undispatched_workflow_runs)()
     for workflow_run_id in ids:
-        dispatch_workflow_run(workflow_run_id)
+        dispatch(WORKFLOW_RUN.name, workflow_run_id)
     return len(ids)
 
 

@@ -10,10 +10,10 @@ from prefect.states import Cancelled, Completed, Failed, State
 
 from calculations.models import Calculation
 from calculations.states import TERMINAL_STATES, CalculationState
-from workflows.artifacts import publish_calculation
 from workflows.backends import get_backend
 from workflows.db import db
 from workflows.execution import CalculationRun
+from workflows.orchestration.artifacts import publish_calculation
 
 
 def _refusal(calculation_id: UUID) -> State | None:

@@ -53,8 +53,8 @@ def _tool_flow(spec: ToolSpec) -> Flow[Any, Any]:
         from calculations.errors import InvalidInput, NotFound, QuotaExceeded
         from calculations.states import TERMINAL_STATES
         from emgapiv2.config import get_settings
-        from workflows.artifacts import publish_calculation
         from workflows.db import db
+        from workflows.orchestration.artifacts import publish_calculation
 
         chosen = params if params is not None else spec.params_model()
         try:

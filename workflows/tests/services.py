@@ -79,7 +79,7 @@ def prefect_server_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator
     server = PrefectServer(api_url, env, home / "server.log")
     server.start()
     try:
-        from workflows.deploy import deploy
+        from workflows.orchestration.deployments import deploy
 
         deploy(["run-calculation", "pipeline"])
         yield server

@@ -91,7 +91,7 @@ def test_an_operator_cancels_a_running_calculation_with_the_dashboards_cancel(
 def test_an_operator_resumes_a_paused_run_with_the_dashboards_form(
     api: Api, prefect_server: str, tmp_path: Path
 ) -> None:
-    from workflows.deploy import deploy
+    from workflows.orchestration.deployments import deploy
     from workflows.tests.test_operators import _hmmsearch_params, _uploads
     from workflows.tests.test_workflows import run_workflow, wait_run
 

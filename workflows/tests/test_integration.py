@@ -167,7 +167,7 @@ def test_the_worker_reconciles_as_a_service_and_the_runs_page_stays_clean(
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
     from emgapiv2.config import get_settings
-    from workflows.deploy import deploy
+    from workflows.orchestration.deployments import deploy
 
     deploy(["reconcile-calculations"])  # runnable by hand, never scheduled
     monkeypatch.setattr(get_settings().prefect, "dispatch", "off")  # as if Prefect had been down

@@ -138,7 +138,7 @@ def test_each_calculation_flow_run_has_its_table_artifact_with_working_download_
 
 @pytest.fixture
 def choose_profile(prefect_server: str) -> str:
-    from workflows.deploy import deploy
+    from workflows.orchestration.deployments import deploy
 
     deploy(["choose_profile"])
     return "choose-profile"
@@ -244,7 +244,7 @@ def test_a_tool_launched_from_the_dashboard_runs_as_the_operator_accounts_calcul
 ) -> None:
     from calculations.models import Calculation
     from emgapiv2.config import get_settings
-    from workflows.deploy import deploy
+    from workflows.orchestration.deployments import deploy
 
     deploy(["tool-obabel"])
     operator = Api(str(api.http.base_url).removesuffix("/api/v2/"), user=get_settings().workflow.operator_username)

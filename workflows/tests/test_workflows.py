@@ -137,13 +137,16 @@ def test_a_flow_run_prefect_would_refuse_ends_the_run_once_and_frees_its_quota(
 
     from calculations import actions
     from calculations.models import WorkflowRun
-    from workflows.dispatch import create_workflow_flow_run
+    from workflows.orchestration.flow_runs import create_workflow_flow_run
 
     actions.do_create_api_token("refused")
     actions.do_set_user_quota("refused", max_active_calculations=1)
     owner_id = get_user_model().objects.get(username="refused").id
     run = actions.do_create_workflow_run(owner_id, "pipeline", params)
-    with caplog.at_level(logging.WARNING, logger="workflows.dispatch"), get_client(sync_client=True) as client:
+    with (
+        caplog.at_level(logging.WARNING, logger="workflows.orchestration.flow_runs"),
+        get_client(sync_client=True) as client,
+    ):
         assert create_workflow_flow_run(client, run.id) is None
         assert create_workflow_flow_run(client, run.id) is None  # once: it is over
     ended = WorkflowRun.objects.get(id=run.id)
@@ -161,7 +164,7 @@ def test_a_flow_run_prefect_cannot_be_asked_for_stays_queued_for_the_reconciler(
 
     from calculations import actions
     from calculations.models import WorkflowRun
-    from workflows.dispatch import create_workflow_flow_run
+    from workflows.orchestration.flow_runs import create_workflow_flow_run
 
     actions.do_create_api_token("unreachable")
     owner_id = get_user_model().objects.get(username="unreachable").id
@@ -259,7 +262,7 @@ def test_an_ops_flow_is_deployed_with_task_deploy_flow_and_launched_through_the_
 def test_a_sync_flow_is_refused_on_the_in_process_pool_with_where_it_belongs() -> None:
     from prefect import flow
 
-    from workflows.deploy import Deployable, DeployError, check_pool
+    from workflows.orchestration.deployments import Deployable, DeployError, check_pool
 
     @flow(name="blocking")
     def blocking() -> None:

@@ -11,6 +11,10 @@ import time
 from typing import Any
 from uuid import UUID
 
+from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import ArtifactCreate
+
 from calculations.models import Calculation, File, WorkflowRun
 from emgapiv2.config import get_settings
 from workflows.db import db
@@ -72,9 +76,6 @@ def workflow_run_table(workflow_run_id: UUID) -> tuple[list[dict[str, Any]], str
 
 async def publish_table(flow_run_id: UUID, rows: list[dict[str, Any]], description: str) -> None:
     """Attach the table to the flow run (best effort: a dashboard nicety never fails a run)."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import ArtifactCreate
-
     try:
         async with get_client() as client:
             await client.create_artifact(
@@ -103,16 +104,12 @@ class Progress:
         self._sent_at = 0.0
 
     async def start(self) -> None:
-        from prefect.artifacts import acreate_progress_artifact
-
         try:
             self.artifact_id = await acreate_progress_artifact(0.0, description=f"steps done, of {self.total}")
         except Exception:
             logger.warning("could not create the progress artifact", exc_info=True)
 
     async def step_done(self, final: bool = False) -> None:
-        from prefect.artifacts import aupdate_progress_artifact
-
         self.done += 0 if final else 1
         if self.artifact_id is None or (not final and time.monotonic() - self._sent_at < self.every):
             return
