@@ -28,7 +28,7 @@ def main() -> None:
     from prefect.flow_engine import run_flow_async, run_flow_sync
     from prefect.flows import load_flow_from_entrypoint
 
-    from workflows.lifecycle import begin_workflow_run, end_workflow_run
+    from workflows.execution.workflow_runs import begin_workflow_run, end_workflow_run
     from workflows.orchestration.flow_runs import workflow_run_tags
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

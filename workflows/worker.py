@@ -238,8 +238,8 @@ class CalculationWorker:
             return
         if not state.is_pending():
             return
+        from workflows.execution.workflow_runs import begin_workflow_run, end_workflow_run
         from workflows.identity import this_worker
-        from workflows.lifecycle import begin_workflow_run, end_workflow_run
         from workflows.orchestration.catalogue import WORKFLOW_TAG
         from workflows.orchestration.flow_runs import workflow_run_tags
 

@@ -54,7 +54,7 @@ def test_key_changes_with_anything_that_changes_the_outputs() -> None:
 def run_here(calculation_id: str) -> Calculation:
     """Run a calculation in this process on the local backend (no Prefect), as the worker would."""
     from workflows.backends import BACKENDS
-    from workflows.execution import CalculationRun
+    from workflows.execution.calculation_runs import CalculationRun
 
     execution = CalculationRun(calculation_id, logging.getLogger(__name__), backend_for=lambda kind: BACKENDS[kind]())  # type: ignore[arg-type]
     asyncio.run(execution.execute())

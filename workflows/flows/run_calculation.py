@@ -12,7 +12,7 @@ from calculations.models import Calculation
 from calculations.states import TERMINAL_STATES, CalculationState
 from workflows.backends import get_backend
 from workflows.db import db
-from workflows.execution import CalculationRun
+from workflows.execution.calculation_runs import CalculationRun
 from workflows.orchestration.artifacts import publish_calculation
 
 

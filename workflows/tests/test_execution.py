@@ -17,7 +17,7 @@ from calculations.tools import get_registry, get_tool
 from conftest import ApiClient
 from emgapiv2.config import get_settings
 from workflows.backends import BACKENDS
-from workflows.execution import CalculationRun
+from workflows.execution.calculation_runs import CalculationRun
 
 pytestmark = pytest.mark.django_db(transaction=True)
 logger = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ import pytest
 from calculations.models import Calculation
 from calculations.states import CalculationState
 from calculations.tests.factories import make_calculation
-from workflows.inflight import InFlightWatcher
+from workflows.execution.inflight import InFlightWatcher
 
 S = CalculationState
 pytestmark = pytest.mark.django_db

@@ -11,8 +11,8 @@ import pytest
 
 from calculations.errors import QuotaExceeded
 from emgapiv2.config import get_settings
-from workflows import step_slots
-from workflows.step_slots import FairSlots
+from workflows.execution import step_slots
+from workflows.execution.step_slots import FairSlots
 
 
 def test_a_freed_local_slot_goes_to_the_next_user_not_the_next_waiter() -> None:

@@ -14,7 +14,7 @@ from calculations.storage import get_storage
 from calculations.tes.paths import plan_mounts
 from calculations.tes.schemas import TaskIn
 from emgapiv2.config import get_settings
-from workflows.tes_execution import OutputProblem, _collect, scratch_bytes
+from workflows.execution.task_trees import OutputProblem, collect_outputs, scratch_bytes
 
 NOT_A_FILE = "not found, or not a regular file, inside the task's directories"
 NOT_A_DIRECTORY = "not found, or not a directory, inside the task's directories"
@@ -63,9 +63,9 @@ def fs(tmp_path: Path) -> Path:
 
 
 def collect(fs: Path, *outputs: dict[str, Any]) -> list[tuple[str, str, bytes]]:
-    """(role, name, bytes) of each output `_collect` stored."""
+    """(role, name, bytes) of each output `collect_outputs` stored."""
     task = TaskIn.model_validate({"executors": [{"image": "x", "command": ["true"]}], "outputs": list(outputs)})
-    blobs, _entries = _collect(task, plan_mounts(task), fs)
+    blobs, _entries = collect_outputs(task, plan_mounts(task), fs)
     storage = get_storage()
     return sorted((blob.role, blob.name, b"".join(storage.iter_chunks(blob.sha256))) for blob in blobs)
 
@@ -146,7 +146,7 @@ def test_scratch_is_what_the_tree_takes_on_disk_never_what_it_links_to(fs: Path,
 
 
 def test_a_tree_too_deep_to_walk_is_refused_not_a_crash(fs: Path) -> None:
-    from workflows.tes_execution import MAX_DEPTH, Unwalkable
+    from workflows.execution.task_trees import MAX_DEPTH, Unwalkable
 
     directory = os.open(fs / "data", os.O_RDONLY)
     for _ in range(MAX_DEPTH + 5):  # deeper than any path the worker could name

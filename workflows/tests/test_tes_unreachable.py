@@ -12,7 +12,7 @@ import pytest
 from django.test import Client
 
 from calculations.models import Calculation
-from workflows.execution import CalculationRun
+from workflows.execution.calculation_runs import CalculationRun
 
 pytestmark = pytest.mark.django_db(transaction=True)
 logger = logging.getLogger(__name__)

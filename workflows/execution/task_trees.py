@@ -1,47 +1,33 @@
-"""Running one attempt of a GA4GH TES task: its inputs placed at their container paths, its
-executors run in turn (each one container, on the container backend or in a Slurm job), then its
-outputs stored as the owner's files.
+"""A GA4GH TES task's directory tree on the worker's side: its inputs placed at their container
+paths, its size measured against its scratch space, an executor's stdout or stderr written where it
+asked, and its outputs found and stored.
 
-It is `CalculationRun`'s path with several jobs instead of one: the same backends, cancel checks,
-heartbeats, log files (each executor appends to the attempt's pair), policy table and provenance.
+An executor may leave links anywhere in the tree, so the worker reaches nothing through one: each
+path is opened from the attempt's `fs/` one directory at a time (`O_NOFOLLOW`), walked with `scandir`
+on descriptors, and a file is stored through the descriptor that checked it, never by its host path
+again. No message names or counts anything a link leads to: only the task's own paths appear.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
-import shutil
 import stat
-import time
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from calculations import actions
-from calculations.actions import JobOutcome, OutputBlob
-from calculations.actions.tes import do_record_tes_log, input_role
-from calculations.errors import InvalidTransition
-from calculations.models import Calculation, TesTask
-from calculations.policies import AttemptEnd
-from calculations.states import CalculationState
+from calculations.actions import OutputBlob
+from calculations.actions.tes import input_role
 from calculations.storage import StorageError, get_storage
 from calculations.tes import TES_TOOL
 from calculations.tes.external import download_object
 from calculations.tes.paths import WILDCARD, MountPlan, static_dir
-from calculations.tes.schemas import ExecutorIn, FileType, TaskIn
-from calculations.workdirs import log_paths
+from calculations.tes.schemas import FileType, TaskIn
 from emgapiv2.config import get_settings
-from workflows.backends import BackendUnavailable, JobSpec, JobStatus
-from workflows.backends.base import JobHandle, JobState, Mount
-from workflows.db import db
-from workflows.execution import JOB_ENDS, CalculationRun, input_blobs, store_logs
-from workflows.inflight import get_inflight_watcher
 
 if TYPE_CHECKING:
     from os import _ScandirIterator
-
-S = CalculationState
 
 
 class OutputProblem(Exception):
@@ -55,10 +41,6 @@ class UnreachableLocation(Exception):
 class Unwalkable(Exception):
     """A task's tree the worker cannot walk whole (too deep, or a directory it may not read): refused
     rather than left partly unmeasured."""
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat()
 
 
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
@@ -153,7 +135,7 @@ def scratch_bytes(fs: Path) -> int:
     return total
 
 
-def _scratch_problem(fs: Path, limit_bytes: int) -> str | None:
+def scratch_problem(fs: Path, limit_bytes: int) -> str | None:
     """Why the task's tree is over its scratch space (the message the task ends with), or None."""
     try:
         used = scratch_bytes(fs)
@@ -166,17 +148,6 @@ def _scratch_problem(fs: Path, limit_bytes: int) -> str | None:
         f"scratch space exceeded: {used} bytes written, the limit is {limit_bytes} "
         f"(ask for more with resources.disk_gb, up to {most:g} GB here)"
     )
-
-
-def _segment(path: Path, start: int, limit: int) -> tuple[str, int]:
-    """The end (at most `limit` bytes) of what `path` gained after `start`, and its size now."""
-    try:
-        size = path.stat().st_size
-    except OSError:
-        return "", start
-    with path.open("rb") as handle:
-        handle.seek(max(start, size - limit))
-        return handle.read(max(size - start, 0)).decode("utf-8", errors="replace"), size
 
 
 def _open_output(fs: Path, container_path: str) -> int | None:
@@ -225,7 +196,7 @@ def _open_inside(root: Path, container_path: str) -> int:
     return descriptor
 
 
-def _copy_segment(source: Path, start: int, end: int, root: Path, container_path: str) -> None:
+def copy_segment(source: Path, start: int, end: int, root: Path, container_path: str) -> None:
     """An executor's own stdout or stderr, to the container path it asked for."""
     with source.open("rb") as reader, os.fdopen(_open_inside(root, container_path), "wb") as writer:
         reader.seek(start)
@@ -235,7 +206,7 @@ def _copy_segment(source: Path, start: int, end: int, root: Path, container_path
             remaining -= len(chunk)
 
 
-def _stage(
+def stage_inputs(
     task: TaskIn,
     plan: MountPlan,
     fs: Path,
@@ -347,7 +318,7 @@ def _opened_output(fs: Path, container: str) -> int:
     return descriptor
 
 
-def _collect(task: TaskIn, plan: MountPlan, fs: Path) -> tuple[list[OutputBlob], list[dict[str, str]]]:
+def collect_outputs(task: TaskIn, plan: MountPlan, fs: Path) -> tuple[list[OutputBlob], list[dict[str, str]]]:
     """Store every output; the log entries say at which container path each stored file was. Each
     file is read through the descriptor its checks opened (`/proc/self/fd`), never by its host path
     again."""
@@ -372,188 +343,3 @@ def _collect(task: TaskIn, plan: MountPlan, fs: Path) -> tuple[list[OutputBlob],
         blobs.append(OutputBlob(role=role, name=name, sha256=info.sha256, size=info.size))
         entries.append({"role": role, "name": name, "path": container})
     return blobs, entries
-
-
-def _argv(executor: ExecutorIn) -> list[str]:
-    if executor.stdin:  # the one case that needs a shell in the image; the path is an argument, never code
-        return ["/bin/sh", "-c", 'exec "$@" < "$0"', executor.stdin, *executor.command]
-    return list(executor.command)
-
-
-class TesTaskRun:
-    """One attempt of one TES task, on the calculation run's backend, through its `_end` and `_wait`."""
-
-    def __init__(self, run: CalculationRun, calc: Calculation, base: Path) -> None:
-        self.run, self.calc, self.base = run, calc, base
-        self.fs = base / "fs"
-        self.stdout_path, self.stderr_path = log_paths(calc.id, run.attempt)
-        self.usage: dict[str, float] = {}
-        self.last_exit: int | None = None
-        self.disk_bytes = 0
-
-    async def execute(self) -> CalculationState:
-        state = await self._attempt()
-        await self._drop_scratch()  # after an end that staging met (`run._end`)
-        return state
-
-    async def _drop_scratch(self) -> None:
-        """The attempt is over, whatever its end: its scratch goes (its outputs and logs are stored;
-        the sweeper takes the rest), before the end is seen, so that no one finds it afterwards."""
-        await asyncio.to_thread(shutil.rmtree, self.fs, True)
-
-    async def _attempt(self) -> CalculationState:
-        run = self.run
-        try:
-            run.backend = run.backend_for(run.backend_name)
-        except BackendUnavailable as exc:
-            return await run._end(AttemptEnd.BACKEND_UNAVAILABLE, str(exc))
-        tes = await db(TesTask.objects.get)(calculation_id=self.calc.id)
-        task = TaskIn.model_validate(tes.spec["task"])
-        plan = MountPlan(tuple(tes.spec["mounts"]))
-        resources: dict[str, int] = tes.spec["resources"]
-        self.disk_bytes = resources.get("disk_bytes") or int(get_settings().tes.default_disk_gb * 1024**3)
-        blobs = {role: sha256 for role, _name, sha256 in await db(input_blobs)(self.calc.id)}
-        try:
-            await asyncio.to_thread(_stage, task, plan, self.fs, blobs, tes.spec.get("external_inputs", {}),
-                                    tes.spec.get("unreachable", []))  # fmt: skip
-        except UnreachableLocation as exc:
-            return await run._end(AttemptEnd.LOCATION_UNREACHABLE, f"cannot run this task here: {exc}")
-        except (StorageError, OSError) as exc:
-            return await run._end(AttemptEnd.STORAGE_FAILED, f"could not place the inputs: {exc}")
-        if problem := await asyncio.to_thread(_scratch_problem, self.fs, self.disk_bytes):
-            return await self._end(AttemptEnd.SCRATCH_EXCEEDED, f"the inputs alone: {problem}")
-        for path in (self.stdout_path, self.stderr_path):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.touch()
-        mounts = tuple(Mount(str(plan.host_path(self.fs, d)), d, "rw") for d in plan.directories)
-        for index, executor in enumerate(task.executors):
-            ended = await self._execute(index, executor, mounts, resources)
-            if ended is not None:
-                return ended
-        return await self._finish(task, plan)
-
-    async def _execute(
-        self, index: int, executor: ExecutorIn, mounts: tuple[Mount, ...], resources: dict[str, int]
-    ) -> CalculationState | None:
-        """Run executor `index`; a state if the attempt ended with it, None to go on."""
-        run, calc = self.run, self.calc
-        if get_inflight_watcher().is_canceling(calc.id) or await run._current_state() == S.CANCELING:
-            return await self._end(AttemptEnd.CANCELED, f"canceled before executor {index} started")
-        argv = _argv(executor)
-        job = JobSpec(
-            argv=argv, workdir=self.fs, stdout_path=self.stdout_path, stderr_path=self.stderr_path,
-            cpus=resources["cpus"], memory_mb=resources["memory_mb"],
-            time_limit_seconds=resources["time_limit_seconds"],
-            env=dict(executor.env or {}), name=f"calc-{calc.id}-a{run.attempt}-e{index}", image=executor.image,
-            mounts=mounts, container_workdir=executor.workdir,
-        )  # fmt: skip
-        starts = (self.stdout_path.stat().st_size, self.stderr_path.stat().st_size)
-        started = _now()
-        try:
-            handle = await run.backend.submit(job)
-        except BackendUnavailable as exc:
-            return await self._end(AttemptEnd.BACKEND_UNAVAILABLE, f"executor {index}: {run.backend.kind}: {exc}")
-        try:
-            if index == 0:
-                await db(actions.do_mark_running)(
-                    calc.id, run.attempt, job_id=handle.job_id, argv=argv, executable=None,
-                    image=handle.details.get("image") or None, image_digest=handle.details.get("image_digest") or None,
-                    job_details=handle.details,
-                )  # fmt: skip
-            else:
-                await db(do_record_tes_log)(calc.id, run.attempt, job_id=handle.job_id)
-        except InvalidTransition:
-            await run.backend.cancel(handle, get_settings().worker.kill_grace_seconds)
-            return await self._end(AttemptEnd.CANCELED, "canceled while starting")
-        run.logger.info("TES task %s: executor %s (%s) is %s job %s", calc.id, index, executor.image,
-                        run.backend.kind, handle.job_id)  # fmt: skip
-        state, over = await self._wait_within_scratch(handle)
-        await self._record(index, executor, state, starts, started)
-        self.last_exit = state.exit_code
-        for name, value in state.resource_usage.items():
-            self.usage[name] = self.usage.get(name, 0.0) + value
-        # measured once more: an executor may have written past the limit since the last look
-        if over := over or await asyncio.to_thread(_scratch_problem, self.fs, self.disk_bytes):
-            return await self._end(AttemptEnd.SCRATCH_EXCEEDED, f"executor {index} ({executor.image}): {over}")
-        if state.status is JobStatus.SUCCEEDED or (state.status is JobStatus.FAILED and executor.ignore_error):
-            return None
-        if state.status is JobStatus.CANCELED:
-            return await self._end(AttemptEnd.CANCELED, "canceled; executor stopped")
-        end = JOB_ENDS[state.status, state.limit if state.status is JobStatus.FAILED else None]
-        tail = (await asyncio.to_thread(_segment, self.stderr_path, starts[1], 4000))[0].strip()
-        message = f"executor {index} ({executor.image}) {state.message}" + (f":\n{tail}" if tail else "")
-        return await self._end(end, message)
-
-    async def _wait_within_scratch(self, handle: JobHandle) -> tuple[JobState, str | None]:
-        """The executor's end as `_wait` gives it; if the task's directories outgrow its scratch space
-        first, the executor is stopped at once, and the second item says why."""
-        waiting = asyncio.ensure_future(self.run._wait(handle))
-        watching = asyncio.ensure_future(self._watch_scratch())
-        try:
-            await asyncio.wait((waiting, watching), return_when=asyncio.FIRST_COMPLETED)
-            if waiting.done():
-                return waiting.result(), None
-            await self.run.backend.cancel(handle, 0)
-            return await waiting, watching.result()
-        finally:
-            watching.cancel()
-            waiting.cancel()
-
-    async def _watch_scratch(self) -> str:
-        """Returns only once the task's directories hold more than its scratch space: why."""
-        interval = get_settings().tes.scratch_check_seconds
-        while True:
-            await asyncio.sleep(interval)
-            started = time.monotonic()
-            if problem := await asyncio.to_thread(_scratch_problem, self.fs, self.disk_bytes):
-                return problem
-            # a tree of many files costs a walk each time: at most a tenth of the time goes to it
-            await asyncio.sleep(9 * (time.monotonic() - started))
-
-    async def _record(
-        self, index: int, executor: ExecutorIn, state: JobState, starts: tuple[int, int], started: str
-    ) -> None:
-        limit = get_settings().tes.executor_log_bytes
-        stdout, stdout_end = await asyncio.to_thread(_segment, self.stdout_path, starts[0], limit)
-        stderr, stderr_end = await asyncio.to_thread(_segment, self.stderr_path, starts[1], limit)
-        notes = []
-        for name, source, start, end in (("stdout", self.stdout_path, starts[0], stdout_end),
-                                         ("stderr", self.stderr_path, starts[1], stderr_end)):  # fmt: skip
-            if target := getattr(executor, name):
-                try:
-                    await asyncio.to_thread(_copy_segment, source, start, end, self.fs, target)
-                except (OSError, OutputProblem) as exc:
-                    notes.append(f"executor {index}: could not write its {name} to {target}: {exc}")
-        log = {"start_time": started, "end_time": _now(), "exit_code": state.exit_code, "stdout": stdout,
-               "stderr": stderr}  # fmt: skip
-        try:
-            await db(do_record_tes_log)(
-                self.calc.id, self.run.attempt, executor=log, system_log="\n".join(notes) or None
-            )
-        except InvalidTransition:
-            pass  # superseded: its end is recorded (or refused) by `_end`
-
-    async def _finish(self, task: TaskIn, plan: MountPlan) -> CalculationState:
-        try:
-            outputs, entries = await asyncio.to_thread(_collect, task, plan, self.fs)
-        except OutputProblem as exc:
-            return await self._end(AttemptEnd.OUTPUTS_INVALID, str(exc))
-        except StorageError as exc:
-            return await self._end(AttemptEnd.STORAGE_FAILED, f"could not store outputs: {exc}")
-        try:
-            await db(do_record_tes_log)(self.calc.id, self.run.attempt, outputs=entries)
-        except InvalidTransition:
-            pass
-        final = await self._end(AttemptEnd.SUCCEEDED, "", outputs)
-        if final == S.COMPLETE:
-            await asyncio.to_thread(shutil.rmtree, self.base, True)
-        return final
-
-    async def _end(self, end: AttemptEnd, message: str, outputs: list[OutputBlob] | None = None) -> CalculationState:
-        await self._drop_scratch()
-        try:
-            stdout_sha, stderr_sha = await asyncio.to_thread(store_logs, self.calc.id, self.run.attempt)
-        except StorageError:
-            stdout_sha = stderr_sha = None
-        outcome = JobOutcome(self.last_exit, self.usage, stdout_sha, stderr_sha)
-        return await self.run._end(end, message, outcome, outputs)

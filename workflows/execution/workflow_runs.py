@@ -1,7 +1,7 @@
 """A workflow run's attempt, around the flow run that executes it: started (RUNNING as this attempt)
 before the flow's code runs, and ended with how the flow run ended (the policy table decides what
 follows). The calculation worker does this for the flow runs it runs in-process; the container
-runner (`container_runner.py`) for a Docker-pool flow run in its container."""
+runner (`workflows/container_runner.py`) for a Docker-pool flow run in its container."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ from calculations import actions
 from calculations.errors import InvalidTransition
 from calculations.policies import AttemptEnd
 from calculations.states import CalculationState
-from workflows import sdk
 from workflows.db import db
+from workflows.execution import workflow_context
+from workflows.execution.pauses import CanceledWhilePaused
+from workflows.execution.steps import StepFailed
 from workflows.orchestration.artifacts import publish_workflow_run
 from workflows.orchestration.flow_runs import mark_flow_run_ended
 
@@ -32,7 +34,7 @@ async def begin_workflow_run(
         logger.info("not starting flow run %s: %s", flow_run_id, exc)
         await mark_flow_run_ended(flow_run_id, str(exc), canceled=True)
         return False
-    sdk.begin(workflow_run_id, attempt, flow_run_id, remote=remote)
+    workflow_context.enter(workflow_run_id, attempt, flow_run_id, remote=remote)
     return True
 
 
@@ -41,9 +43,9 @@ def attempt_end(final: Any, error: Any) -> tuple[AttemptEnd, str]:
     if final.is_completed():
         return AttemptEnd.SUCCEEDED, ""
     message = str(error) if isinstance(error, BaseException) else (final.message or final.name)
-    if isinstance(error, sdk.CanceledWhilePaused):
+    if isinstance(error, CanceledWhilePaused):
         return AttemptEnd.CANCELED, message
-    if isinstance(error, sdk.StepFailed) and error.state == CalculationState.SYSTEM_ERROR:
+    if isinstance(error, StepFailed) and error.state == CalculationState.SYSTEM_ERROR:
         return AttemptEnd.STEP_SYSTEM_ERROR, message
     if final.is_crashed():
         return AttemptEnd.PLATFORM_ERROR, message
@@ -51,8 +53,8 @@ def attempt_end(final: Any, error: Any) -> tuple[AttemptEnd, str]:
 
 
 async def end_workflow_run(flow_run_id: UUID, workflow_run_id: UUID, attempt: int, final: Any) -> None:
-    """Record how the flow run ended on its workflow run."""
-    context = sdk.end(flow_run_id)
+    """Record how the flow run ended on its workflow run (and end the SDK's context)."""
+    context = workflow_context.leave(flow_run_id)
     error: Any = None
     if not final.is_completed():
         try:

@@ -1,0 +1,219 @@
+"""A workflow's step, on the engine's side of `run_tool` (`workflows/sdk.py`): a Calculation that
+belongs to the workflow run (its step name and index), created through the actions (or found again
+from an earlier attempt of the run), then executed as a Prefect task run named `<step>: <tool>` in the
+flow run, through the same path as any calculation (`calculation_runs.py`): each attempt in turn,
+after its backoff, or watching the identical calculation it follows. In a Docker-pool container
+(`WorkflowContext.remote`) each attempt is dispatched instead to the calculation worker, as a
+run-calculation flow run of its own, and awaited: no tool runs in the flow's container.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from django.utils import timezone
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
+
+from calculations import actions
+from calculations.errors import InvalidInput, InvalidTransition, NotFound
+from calculations.models import Calculation, File
+from calculations.states import TERMINAL_STATES, CalculationState
+from emgapiv2.config import get_settings
+from workflows.db import db
+from workflows.execution.calculation_runs import CalculationRun
+from workflows.execution.workflow_context import WorkflowContext
+from workflows.orchestration.flow_runs import create_calculation_flow_run
+
+S = CalculationState
+
+
+class StepFailed(Exception):
+    """A step did not complete: its name, index, calculation, tool, state and error. `mapped`: one
+    element of several (its index is named even when it is 0)."""
+
+    def __init__(
+        self,
+        step: str,
+        index: int,
+        tool: str,
+        state: str,
+        error: str,
+        calculation_id: UUID | None,
+        *,
+        mapped: bool = False,
+    ) -> None:
+        self.step, self.index, self.tool, self.state = step, index, tool, state
+        self.error, self.calculation_id = error, calculation_id
+        where = f"step {step!r}" + (f" [{index}]" if index or mapped else "")
+        of = f" (calculation {calculation_id}, {tool})" if calculation_id else f" ({tool})"
+        super().__init__(f"{where}{of} {state}: {error.strip()[:3000] or '(no message)'}")
+
+    def as_element(self) -> StepFailed:
+        """The same failure, of an element of a map: named by its index, the first one's too."""
+        return StepFailed(self.step, self.index, self.tool, self.state, self.error, self.calculation_id, mapped=True)
+
+
+@dataclass(frozen=True)
+class StepResult:
+    step: str
+    index: int
+    tool: str
+    calculation_id: UUID
+    state: str
+    cached: bool  # answered from (or following) an identical calculation
+    files: dict[str, list[UUID]]  # every output file, by role
+
+    @property
+    def outputs(self) -> dict[str, UUID]:
+        """The output file of each role (the first, for a role with several files)."""
+        return {role: ids[0] for role, ids in self.files.items() if ids}
+
+
+@dataclass(frozen=True)
+class _Row:
+    state: str
+    attempt: int
+    following: bool
+    not_before: datetime | None
+    dispatched: bool  # has a flow run of its own (a Docker-pool workflow's step)
+
+    @classmethod
+    def of(cls, calc: Calculation) -> _Row:
+        following = calc.cached_from_id is not None
+        return cls(calc.state, calc.attempt, following, calc.not_before, calc.flow_run_id is not None)
+
+
+def _row(calculation_id: UUID) -> _Row:
+    fields = ("state", "attempt", "cached_from", "not_before", "flow_run_id")
+    return _Row.of(Calculation.objects.only(*fields).get(id=calculation_id))
+
+
+async def _execute_attempts(calculation_id: UUID, run_logger: Any, flow_run_id: UUID, row: _Row | None) -> str:
+    """Execute the step's calculation here until it has ended: each attempt in turn (after its
+    backoff), or watching the identical calculation it follows; its final state. (`row`: the
+    calculation as its creation left it, which saves a query per step.)"""
+    poll = get_settings().worker.cancel_check_seconds
+    while True:
+        if row is None:
+            row = await db(_row)(calculation_id)
+        if row.state in TERMINAL_STATES:
+            return row.state
+        if row.state != S.QUEUED or row.following:
+            await asyncio.sleep(poll)  # following an identical calculation, or an attempt ending elsewhere
+            row = None
+            continue
+        if row.not_before is not None and (wait := (row.not_before - timezone.now()).total_seconds()) > 0:
+            await asyncio.sleep(wait)
+        try:  # (it waits for its owner's quota and a local slot: step_slots.py)
+            state = await CalculationRun(calculation_id, run_logger).execute(flow_run_id=flow_run_id)
+        except Exception:
+            after: _Row = await db(_row)(calculation_id)
+            if (after.state, after.attempt) == (row.state, row.attempt):
+                raise  # nothing was recorded: running it again would fail the same way
+            run_logger.exception("step calculation %s: platform error (recorded)", calculation_id)
+            state = None
+        if state in TERMINAL_STATES:
+            return str(state)
+        row = None
+
+
+def _dispatch_attempt(calculation_id: UUID) -> None:
+    """A Docker-pool workflow's step (and each retry of it) runs on the calculation worker as a
+    run-calculation flow run of its own, created here (idempotently: one per attempt). Database thread."""
+    with get_client(sync_client=True) as client:
+        create_calculation_flow_run(client, calculation_id)
+
+
+async def _await_dispatched_attempts(calculation_id: UUID) -> str:
+    """Dispatch the step to the calculation worker (again after a retry) until it has ended; its final state."""
+    poll = get_settings().worker.cancel_check_seconds
+    while True:
+        row: _Row = await db(_row)(calculation_id)
+        if row.state in TERMINAL_STATES:
+            return row.state
+        if row.state == S.QUEUED and not row.following and not row.dispatched:
+            await db(_dispatch_attempt)(calculation_id)
+        await asyncio.sleep(poll)
+
+
+@task(name="step", task_run_name="{label}", persist_result=False, cache_policy=NO_CACHE, log_prints=False)
+async def execute_step(calculation_id: UUID, label: str, flow_run_id: UUID, remote: bool, row: _Row | None) -> str:
+    """One step, as a task run of the workflow's flow run (seen in the dashboard under `label`): its
+    attempts executed here, or, `remote`, each dispatched to the calculation worker."""
+    if remote:
+        return await _await_dispatched_attempts(calculation_id)
+    return await _execute_attempts(calculation_id, get_run_logger(), flow_run_id, row)
+
+
+def _result(calculation_id: UUID) -> tuple[StepResult, str]:
+    calc = Calculation.objects.get(id=calculation_id)
+    files: dict[str, list[UUID]] = {}
+    for role, file_id in (
+        File.objects.filter(produced_by_id=calculation_id)
+        .order_by("output_role", "name")
+        .values_list("output_role", "id")
+    ):
+        files.setdefault(role, []).append(file_id)
+    result = StepResult(
+        step=calc.step,
+        index=calc.step_index or 0,
+        tool=calc.tool,
+        calculation_id=calc.id,
+        state=calc.state,
+        cached=calc.cached_from_id is not None,
+        files=files,
+    )
+    return result, calc.error or _why_canceled(calc)
+
+
+def _why_canceled(calc: Calculation) -> str:
+    """Who stopped a CANCELED step (a user's cancel of the step, or its run stopping after a failure)."""
+    if calc.state != S.CANCELED:
+        return ""
+    asked = calc.events.filter(to_state=S.CANCELING).order_by("-created_at").first()
+    return f"canceled (cancel requested by {asked.actor})" if asked else "canceled"
+
+
+@dataclass(frozen=True)
+class StepCall:
+    """What a flow asked `run_tool` for: a step, its tool, inputs (file ids by role) and parameters."""
+
+    name: str
+    index: int
+    tool: str
+    inputs: Mapping[str, UUID | str]
+    params: Mapping[str, Any] | None
+    backend: str | None
+    use_cache: bool
+
+
+def _create_step(context: WorkflowContext, call: StepCall) -> Calculation:
+    """The step's calculation (created, or found from an earlier attempt); StepFailed if refused."""
+    try:
+        file_ids = {role: UUID(str(value)) for role, value in call.inputs.items()}
+        return actions.do_create_step(
+            context.workflow_run_id, context.attempt, step=call.name, index=call.index, tool=call.tool,
+            inputs=file_ids, params=dict(call.params or {}), backend=call.backend, use_cache=call.use_cache,
+        )  # fmt: skip
+    except (InvalidInput, NotFound, ValueError, InvalidTransition) as exc:
+        raise StepFailed(call.name, call.index, call.tool, "not started", str(exc), None) from None
+
+
+async def run_step(context: WorkflowContext, call: StepCall) -> StepResult:
+    """Create the step and execute it until it has ended; its outputs, or StepFailed."""
+    calc: Calculation = await db(_create_step)(context, call)
+    if calc.state not in TERMINAL_STATES:
+        label = f"{call.name}: {call.tool}" + (f" [{call.index}]" if call.index else "")
+        await execute_step(calc.id, label, context.flow_run_id, context.remote, _Row.of(calc))
+    found: tuple[StepResult, str] = await db(_result)(calc.id)
+    result, error = found
+    if result.state != S.COMPLETE:
+        raise StepFailed(call.name, call.index, call.tool, result.state, error, calc.id)
+    return result
