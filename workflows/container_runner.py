@@ -18,12 +18,14 @@ import sys
 from typing import Any
 from uuid import UUID
 
+import django
+
 
 def main() -> None:
-    import django
-
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "emgapiv2.settings")
     django.setup()
+    # imported once Django is set up: these import its models, and Prefect, which reads the
+    # PREFECT_API_URL that the settings give
     from prefect.client.orchestration import get_client
     from prefect.flow_engine import run_flow_async, run_flow_sync
     from prefect.flows import load_flow_from_entrypoint

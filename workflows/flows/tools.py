@@ -6,24 +6,28 @@ calculation as the operator account (`EMGAPI_WORKFLOW__OPERATOR_USERNAME`), thro
 any submission (it appears in the API and the admin), waits for it, and shows its table artifact.
 """
 
+import asyncio
 from typing import Any
 from uuid import UUID
 
+from django.contrib.auth import get_user_model
 from prefect import Flow, flow, get_run_logger
 from prefect.context import get_run_context
 from prefect.states import Completed, Failed, State
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from calculations.actions import check_create_calculation
+from calculations.errors import InvalidInput, NotFound, QuotaExceeded
+from calculations.models import Calculation
+from calculations.states import TERMINAL_STATES
 from calculations.tools import ToolSpec, get_registry
+from emgapiv2.config import get_settings
+from workflows.db import db
+from workflows.orchestration.artifacts import publish_calculation
 from workflows.sdk import FileId
 
 
 def _submit(tool: str, inputs: dict[str, Any], params: dict[str, Any], backend: str | None, use_cache: bool) -> UUID:
-    from django.contrib.auth import get_user_model
-
-    from calculations.actions import check_create_calculation
-    from emgapiv2.config import get_settings
-
     operator, _ = get_user_model().objects.get_or_create(username=get_settings().workflow.operator_username)
     files = {role: UUID(str(file_id)) for role, file_id in inputs.items()}
     calc = check_create_calculation(
@@ -33,8 +37,6 @@ def _submit(tool: str, inputs: dict[str, Any], params: dict[str, Any], backend: 
 
 
 def _state(calculation_id: UUID) -> tuple[str, str]:
-    from calculations.models import Calculation
-
     state, error = Calculation.objects.values_list("state", "error").get(id=calculation_id)
     return str(state), str(error)
 
@@ -48,14 +50,6 @@ def _tool_flow(spec: ToolSpec) -> Flow[Any, Any]:
     )
 
     async def launch(inputs: Any, params: Any = None, backend: str | None = None, use_cache: bool = True) -> State:
-        import asyncio
-
-        from calculations.errors import InvalidInput, NotFound, QuotaExceeded
-        from calculations.states import TERMINAL_STATES
-        from emgapiv2.config import get_settings
-        from workflows.db import db
-        from workflows.orchestration.artifacts import publish_calculation
-
         chosen = params if params is not None else spec.params_model()
         try:
             calculation_id: UUID = await db(_submit)(

@@ -10,7 +10,7 @@ from django.utils import timezone
 from prefect.client.schemas.objects import State
 from prefect.states import Completed, Crashed, Pending, Running
 
-from workflows.flows.reconcile_calculations import _flow_run_problems
+from workflows.worker.reconciler import _flow_run_problems
 
 
 def test_ended_stuck_and_vanished_flow_runs_are_problems_and_live_ones_are_not() -> None:

@@ -20,7 +20,7 @@ from calculations.storage import get_storage
 from calculations.tests.factories import make_calculation
 from calculations.workdirs import attempt_dir
 from emgapiv2.config import get_settings
-from workflows.sweeper import sweep_once
+from workflows.worker.sweeper import sweep_once
 
 S = CalculationState
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -7,7 +7,7 @@ from uuid import uuid4
 
 import prefect.flow_engine
 
-from workflows.worker import disable_suspension_observer
+from workflows.worker.prefect_patch import disable_suspension_observer
 
 
 def test_the_per_run_suspension_observer_is_switched_off() -> None:

@@ -17,12 +17,14 @@ is safe to run on several workers at once.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import shutil
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import NoReturn
 from uuid import UUID
 
 from django.utils import timezone
@@ -30,9 +32,12 @@ from django.utils import timezone
 from calculations.actions import do_collect_orphan_blobs, do_expire_uploads
 from calculations.idempotency import expire_records
 from calculations.models import Calculation
+from calculations.programs import get_program
 from calculations.states import ACTIVE_STATES, CalculationState
-from calculations.tes import TES_TOOL
+from calculations.tools import UnknownTool
 from emgapiv2.config import get_settings
+from workflows.db import db
+from workflows.worker.periodic import every
 
 logger = logging.getLogger(__name__)
 S = CalculationState
@@ -75,6 +80,13 @@ def _rows(ids: list[UUID]) -> dict[UUID, tuple[str, int, datetime | None, str]]:
     return {row[0]: (row[1], row[2], row[3], row[4]) for row in found}
 
 
+def _keeps_failed_workdir(tool: str) -> bool:
+    try:
+        return get_program(tool).keeps_failed_workdir
+    except UnknownTool:  # a tool no longer registered: kept, as a failed tool's is
+        return True
+
+
 def work_directories_due() -> list[Path]:
     """Attempt directories (and directories of calculations that no longer exist) past retention.
     Reads the database: call from the worker's database thread."""
@@ -110,7 +122,7 @@ def work_directories_due() -> list[Path]:
                     if _age(attempt_dir, now_wall) > retention:
                         due.append(attempt_dir)
                 elif state not in ACTIVE_STATES and finished_at is not None:
-                    keep = failed_retention if state in FAILED and tool != TES_TOOL else retention
+                    keep = failed_retention if state in FAILED and _keeps_failed_workdir(tool) else retention
                     if now - finished_at > keep:
                         due.append(attempt_dir)
     return due
@@ -151,10 +163,6 @@ def collect_orphans_and_records() -> tuple[int, int]:
 
 async def sweep_once() -> SweepCounts:
     """One pass: database work in the worker's database thread, file work in a thread of its own."""
-    import asyncio
-
-    from workflows.db import db
-
     counts = SweepCounts()
     due = await db(work_directories_due)()
     counts.work_directories = await asyncio.to_thread(remove_directories, due)
@@ -162,3 +170,14 @@ async def sweep_once() -> SweepCounts:
     counts.orphan_blobs, counts.idempotency_records = await db(collect_orphans_and_records)()
     counts.expired_uploads = await db(do_expire_uploads)()
     return counts
+
+
+async def serve() -> NoReturn:
+    """A pass every `sweeper.interval_seconds`."""
+
+    async def one_pass() -> None:
+        counts = await sweep_once()
+        if counts.any():
+            logger.info("swept: %s", counts)
+
+    await every(get_settings().sweeper.interval_seconds, one_pass, failed="sweep failed", logger=logger)

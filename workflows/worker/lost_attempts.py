@@ -17,6 +17,8 @@ from calculations.models import Calculation
 from calculations.policies import AttemptEnd
 from calculations.states import CalculationState
 from emgapiv2.config import get_settings
+from workflows.backends import JobHandle, get_backend
+from workflows.db import db
 from workflows.identity import group_members, this_worker
 
 logger = logging.getLogger(__name__)
@@ -79,12 +81,8 @@ async def stop_orphan(calc: LostAttempt) -> None:
     if not calc["backend_job_id"]:
         return
     if calc["backend"] == "local":
-        from workflows.db import db
-
         await db(kill_local_orphan)(calc)
         return
-    from workflows.backends import JobHandle, get_backend
-
     handle = JobHandle(backend=calc["backend"], job_id=calc["backend_job_id"], host="")
     try:
         await get_backend(calc["backend"]).cancel(handle, get_settings().worker.kill_grace_seconds)

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import timedelta
+from typing import NoReturn
 from uuid import UUID
 
 from django.db.models import DurationField, ExpressionWrapper, F
@@ -26,8 +28,9 @@ from calculations.states import ACTIVE_STATES, ATTEMPT_IN_PROGRESS_STATES, Calcu
 from emgapiv2.config import get_settings
 from workflows.db import db
 from workflows.identity import WorkerIdentity, is_running
-from workflows.lost_attempts import LOST_FIELDS, LostAttempt, settle, stop_orphan
 from workflows.orchestration.flow_runs import mark_flow_run_ended
+from workflows.worker.lost_attempts import LOST_FIELDS, LostAttempt, settle, stop_orphan
+from workflows.worker.periodic import every
 
 logger = logging.getLogger(__name__)
 STOP_SECONDS = 30
@@ -95,3 +98,41 @@ async def settle_dead_workers(me: WorkerIdentity, *, judge_silence: bool = True)
             await mark_flow_run_ended(flow_run_id, reason, canceled=canceled)
         logger.warning("worker %s %s: its attempts are settled", name, what)
     return settled
+
+
+async def register(me: WorkerIdentity) -> None:
+    """Register this worker (again, if its peers took it for dead), as alive now."""
+    await db(actions.do_register_worker)(
+        me.name, host=me.host, pid=me.pid, boot_id=me.boot_id, start_ticks=me.start_ticks
+    )
+
+
+class _Liveness:
+    def __init__(self, me: WorkerIdentity) -> None:
+        self.me = me
+        self.in_contact_since: float | None = None  # unbroken database contact since (monotonic)
+        self.settling: asyncio.Task[int] | None = None
+
+    async def one_pass(self) -> None:
+        try:
+            if not await db(actions.do_worker_heartbeat)(self.me.name):
+                logger.error("this worker was declared dead (it was silent too long): its attempts were retried")
+                await register(self.me)
+        except Exception:
+            self.in_contact_since = None
+            raise
+        since = self.in_contact_since = self.in_contact_since or time.monotonic()
+        # silence counts only after this worker has seen the database as long as the others had to
+        # heartbeat into it: after an outage every peer looks silent, though none died. (A
+        # predecessor on this machine whose process is gone is dead at once.) Settling runs beside
+        # the heartbeat, never in its way.
+        trust_silence = time.monotonic() - since >= get_settings().worker.dead_after_seconds
+        if self.settling is None or self.settling.done():
+            self.settling = asyncio.create_task(settle_dead_workers(self.me, judge_silence=trust_silence))
+
+
+async def serve(me: WorkerIdentity) -> NoReturn:
+    """This worker's liveness, every `worker.liveness_seconds`, and the dead workers it finds (its
+    predecessors here: at once)."""
+    liveness = _Liveness(me)
+    await every(get_settings().worker.liveness_seconds, liveness.one_pass, failed="liveness pass failed", logger=logger)

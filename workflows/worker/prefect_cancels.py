@@ -11,6 +11,8 @@ A flow run cancelled before it started goes straight to CANCELLED; the reconcile
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Collection
+from typing import NoReturn
 from uuid import UUID
 
 from prefect.client.orchestration import PrefectClient
@@ -18,8 +20,10 @@ from prefect.client.schemas.objects import FlowRun, StateType
 
 from calculations import actions
 from calculations.errors import InvalidTransition, NotFound
+from emgapiv2.config import get_settings
 from workflows.db import db
 from workflows.orchestration.flow_runs import read_flow_runs, workflow_run_tags
+from workflows.worker.periodic import every
 
 logger = logging.getLogger(__name__)
 OPERATOR_ACTOR = "operator (Prefect: flow run cancelled)"
@@ -54,3 +58,20 @@ async def honour_prefect_cancels(client: PrefectClient, flow_run_ids: list[UUID]
             acted += 1
             logger.warning("flow run %s was cancelled in Prefect: %s is canceled", flow_run.id, what)
     return acted
+
+
+async def serve(client: PrefectClient, running: Callable[[], Collection[UUID]]) -> NoReturn:
+    """Every `worker.cancel_check_seconds`, the cancels asked of Prefect for the flow runs this worker
+    runs (`running()`), in one query."""
+    seen: set[UUID] = set()
+
+    async def one_pass() -> None:
+        flow_run_ids = list(running())
+        if flow_run_ids:
+            await honour_prefect_cancels(client, flow_run_ids, seen)
+        seen.intersection_update(flow_run_ids)
+
+    await every(
+        get_settings().worker.cancel_check_seconds, one_pass, failed="could not check Prefect for cancelled flow runs",
+        logger=logger, level=logging.WARNING,
+    )  # fmt: skip

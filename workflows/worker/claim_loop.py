@@ -1,0 +1,186 @@
+"""The calculation worker's claim loop: it executes the work pool's flow runs inside this one process.
+
+Prefect's stock process worker starts a Python interpreter per flow run (~4.3 s of CPU here).
+This worker instead claims each scheduled flow run (proposing PENDING, which the server grants to
+one claimant only) and runs the flow with Prefect's own engine as a coroutine in its event loop:
+the run is tracked in Prefect like any other, its logs go to the dashboard, and the only process
+per calculation is the tool itself. Beside the loop run the worker's services, one module each:
+its heartbeat into the work pool, its liveness, the sweeper, the reconciler, and the watch for
+cancels asked of Prefect.
+
+Run it with `task worker` (python -m workflows.worker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import signal
+import socket
+from typing import Any
+from uuid import UUID
+
+import prefect.logging.configuration  # noqa: F401  (its logging set-up, before ours: see `serve`)
+from prefect import Flow
+from prefect.client.orchestration import PrefectClient
+from prefect.client.schemas.objects import FlowRun
+from prefect.context import AsyncClientContext
+from prefect.exceptions import Abort
+from prefect.flow_engine import run_flow_async
+from prefect.flows import load_flow_from_entrypoint
+from prefect.states import Crashed, Pending
+from prefect.types._datetime import now
+from prefect.utilities.engine import propose_state
+
+from calculations import actions
+from emgapiv2.config import get_settings
+from workflows.db import db
+from workflows.execution.workflow_runs import begin_workflow_run, end_workflow_run
+from workflows.identity import this_worker
+from workflows.orchestration.catalogue import WORKFLOW_TAG
+from workflows.orchestration.flow_runs import workflow_run_tags
+from workflows.orchestration.work_pools import ensure_calculation_work_pool
+from workflows.worker import liveness, pool_heartbeat, prefect_cancels, reconciler, sweeper
+from workflows.worker.adoption import adopt_flow_run
+from workflows.worker.prefect_patch import disable_suspension_observer
+
+logger = logging.getLogger("workflows.worker")
+
+
+class CalculationWorker:
+    def __init__(self, work_pool: str, *, concurrency: int, query_seconds: float, heartbeat_seconds: float) -> None:
+        self.work_pool = work_pool
+        self.name = f"calculation-worker-{socket.gethostname()}-{os.getpid()}"
+        self.concurrency = concurrency
+        self.query_seconds = query_seconds
+        self.heartbeat_seconds = heartbeat_seconds
+        self._running: dict[UUID, asyncio.Task[None]] = {}
+        self._flows: dict[UUID, Flow[Any, Any]] = {}
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def _forget(self, flow_run_id: UUID, _task: asyncio.Task[None]) -> None:
+        self._running.pop(flow_run_id, None)
+
+    async def run(self) -> None:
+        # One client for the worker and every flow run it executes: the flow engine takes the client
+        # from this context. Without it each run opens its own (an httpx client with its own TLS
+        # context): ~1 MB per waiting run, against ~0.2 MB shared (bench/README.md).
+        async with AsyncClientContext.get_or_create() as client_context:
+            client = client_context.client
+            await ensure_calculation_work_pool(client, self.work_pool)
+            me = this_worker()
+            await liveness.register(me)
+            services = [
+                asyncio.create_task(service)
+                for service in (
+                    pool_heartbeat.serve(client, self.work_pool, self.name, self.heartbeat_seconds),
+                    liveness.serve(me),
+                    sweeper.serve(),
+                    prefect_cancels.serve(client, lambda: list(self._running)),
+                    reconciler.serve(me.name),
+                )
+            ]
+            logger.info("worker %s serving work pool %r", self.name, self.work_pool)
+            while not self._stopping.is_set():
+                await self._claim(client)
+                try:
+                    await asyncio.wait_for(self._stopping.wait(), self.query_seconds)
+                except TimeoutError:
+                    pass
+            logger.info("worker stopping; waiting for %d running flow runs", len(self._running))
+            if self._running:
+                await asyncio.gather(*self._running.values(), return_exceptions=True)
+            for task in services:
+                task.cancel()
+            await db(actions.do_end_worker)(me.name, "stopped")
+
+    async def _claim(self, client: PrefectClient) -> None:
+        """Start the scheduled flow runs this worker has room for."""
+        free = self.concurrency - len(self._running)
+        if free <= 0:
+            return
+        try:
+            responses = await client.get_scheduled_flow_runs_for_work_pool(self.work_pool, scheduled_before=now("UTC"))
+        except Exception:
+            logger.exception("could not poll Prefect; retrying")
+            return
+        for response in responses[:free]:
+            flow_run = response.flow_run
+            if flow_run.id not in self._running:
+                task = asyncio.create_task(self._execute(client, flow_run))
+                self._running[flow_run.id] = task
+                task.add_done_callback(functools.partial(self._forget, flow_run.id))
+
+    async def _flow_for(self, client: PrefectClient, deployment_id: UUID) -> Flow[Any, Any]:
+        if deployment_id not in self._flows:
+            deployment = await client.read_deployment(deployment_id)
+            if not deployment.entrypoint:
+                raise RuntimeError(f"deployment {deployment_id} has no entrypoint")
+            self._flows[deployment_id] = load_flow_from_entrypoint(deployment.entrypoint)
+        return self._flows[deployment_id]
+
+    async def _execute(self, client: PrefectClient, flow_run: FlowRun) -> None:
+        try:
+            state = await propose_state(client, Pending(), flow_run_id=flow_run.id)
+        except Abort:
+            return  # another worker claimed it, or it was cancelled meanwhile
+        except Exception:
+            logger.exception("could not claim flow run %s", flow_run.id)
+            return
+        if not state.is_pending():
+            return
+        workflow_run = workflow_run_tags(flow_run.tags)
+        if workflow_run is None and WORKFLOW_TAG in flow_run.tags:  # launched from the dashboard
+            workflow_run = await adopt_flow_run(client, flow_run)
+            if workflow_run is None:
+                return
+        if workflow_run is not None and not await begin_workflow_run(
+            flow_run.id, *workflow_run, worker=this_worker().name
+        ):
+            return
+        try:
+            if flow_run.deployment_id is None:
+                raise RuntimeError("flow run has no deployment")
+            flow = await self._flow_for(client, flow_run.deployment_id)
+            final = await run_flow_async(flow, flow_run=flow_run, parameters=flow_run.parameters, return_type="state")
+        except Exception as exc:
+            logger.exception("flow run %s crashed in the worker", flow_run.id)
+            final = Crashed(message=f"{type(exc).__name__}: {exc}")
+            try:
+                await propose_state(client, final, flow_run_id=flow_run.id)
+            except Exception:
+                logger.exception("could not mark flow run %s crashed", flow_run.id)
+        if workflow_run is not None:
+            await end_workflow_run(flow_run.id, *workflow_run, final)  # (it ends the SDK's context too)
+
+
+def serve() -> None:
+    """Run the worker until SIGINT or SIGTERM (Django is set up: `__main__.py`)."""
+    settings = get_settings()
+    disable_suspension_observer()
+    # Prefect's logging set-up (done on import, above) already gives the root logger its console
+    # handler: a second handler would print every line twice
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("workflows").setLevel(logging.INFO)
+    # a workflow's steps are task runs: their INFO lines (job started, finished) cost the Prefect
+    # server more than the rest of a small step; warnings and failures still reach the dashboard
+    logging.getLogger("prefect.task_runs").setLevel(settings.workflow.step_log_level)
+    worker = CalculationWorker(
+        settings.prefect.work_pool,
+        concurrency=settings.worker.concurrency,
+        query_seconds=settings.worker.query_seconds,
+        heartbeat_seconds=settings.worker.heartbeat_seconds,
+    )
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        for number in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(number, worker.stop)
+        await worker.run()
+
+    asyncio.run(run())
