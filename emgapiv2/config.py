@@ -171,7 +171,7 @@ class TesSettings(BaseModel):
 
 
 class SweeperSettings(BaseModel):
-    interval_seconds: float = Field(60, gt=0, description="How often each worker sweeps (workflows/sweeper.py).")
+    interval_seconds: float = Field(60, gt=0, description="How often each worker sweeps (workflows/worker/sweeper.py).")
     work_retention_hours: float = Field(1, ge=0, description="Work directories of ended attempts are kept this long.")
     failed_work_retention_days: float = Field(
         7, ge=0, description="Work directories of failed calculations are kept this long, to debug them."

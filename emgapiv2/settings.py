@@ -114,7 +114,7 @@ STATIC_ROOT = config.data_dir / "static"
 STATIC_ROOT.mkdir(exist_ok=True)
 DATA_UPLOAD_MAX_MEMORY_SIZE = config.max_json_bytes  # emgapiv2/middleware.py answers first, in JSON
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
-# uploads spool under the data directory (not the system's): private, and swept (workflows/sweeper.py)
+# uploads spool under the data directory (not the system's): private, and swept (workflows/worker/sweeper.py)
 config.spool_dir.mkdir(mode=0o700, exist_ok=True)
 FILE_UPLOAD_TEMP_DIR = str(config.spool_dir)
 

@@ -26,6 +26,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import docker
+
+from emgapiv2.config import get_settings
 from workflows.backends.base import BackendUnavailable, JobHandle, JobLimit, JobSpec, JobState, JobStatus, filtered
 from workflows.backends.isolation import ContainerRun
 from workflows.backends.shells import signal_in, signal_name
@@ -82,8 +85,6 @@ class ContainerBackend:
     kind = "container"
 
     def __init__(self, docker_host: str | None = None, poll_seconds: float | None = None) -> None:
-        from emgapiv2.config import get_settings
-
         settings = get_settings().container
         self._docker_host = docker_host or settings.docker_host
         self._poll_seconds = poll_seconds if poll_seconds is not None else settings.poll_seconds
@@ -96,8 +97,6 @@ class ContainerBackend:
     # --- the engine ------------------------------------------------------------------------
 
     def _docker(self) -> Any:
-        import docker
-
         if self._client is None:
             try:
                 if self._docker_host:
@@ -143,8 +142,6 @@ class ContainerBackend:
     # --- the protocol ----------------------------------------------------------------------
 
     def _create_and_start(self, spec: JobSpec) -> tuple[str, dict[str, str]]:
-        import docker
-
         options = container_options(spec)  # first: it refuses an image name that is not a reference
         client = self._docker()
         try:
@@ -177,8 +174,6 @@ class ContainerBackend:
         return JobHandle(backend=self.kind, job_id=container_id, host=self._host, details=details)
 
     def _inspect(self, container_id: str) -> dict[str, Any] | None:
-        import docker
-
         try:
             attrs: dict[str, Any] = self._docker().api.inspect_container(container_id)
             return attrs
@@ -186,8 +181,6 @@ class ContainerBackend:
             return None
 
     def _remove(self, container_id: str) -> None:
-        import docker
-
         try:
             self._docker().api.remove_container(container_id, force=True)
         except docker.errors.NotFound:
@@ -238,8 +231,6 @@ class ContainerBackend:
         return final
 
     def _kill(self, container_id: str) -> None:
-        import docker
-
         try:
             self._docker().api.kill(container_id)
             self._docker().api.wait(container_id, timeout=30)
@@ -269,8 +260,6 @@ class ContainerBackend:
         return await self.poll(handle) if due else JobState(JobStatus.RUNNING)
 
     def _stop(self, container_id: str, grace_seconds: float) -> None:
-        import docker
-
         try:
             self._docker().api.stop(container_id, timeout=max(int(grace_seconds), 1))
         except docker.errors.NotFound:

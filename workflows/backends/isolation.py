@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from calculations.names import is_image_reference
 from workflows.backends.base import BackendUnavailable, JobSpec, Mount
@@ -36,8 +36,7 @@ def tool_environment(spec: JobSpec) -> dict[str, str]:
     return {"HOME": str(spec.workdir), "LC_ALL": "C.UTF-8", "OMP_NUM_THREADS": str(spec.cpus), **spec.env}
 
 
-@dataclass(frozen=True)
-class LogFiles:
+class LogFiles(NamedTuple):
     """Host files that receive the tool's stdout and stderr through the `/bin/sh` wrapper."""
 
     stdout: str

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from calculations.names import is_env_name
+from emgapiv2.config import get_settings
 from workflows.backends.base import BackendUnavailable, JobHandle, JobLimit, JobSpec, JobState, JobStatus, filtered
 from workflows.backends.isolation import ContainerRun, tool_environment
 from workflows.backends.shells import run_as_child, signal_in, signal_name
@@ -136,8 +137,6 @@ class SlurmBackend:
         container_runtime: str | None = None,
         bin_dir: Path | None = None,
     ) -> None:
-        from emgapiv2.config import get_settings
-
         settings = get_settings().slurm
         self.partition = partition if partition is not None else settings.partition
         self.account = account if account is not None else settings.account

@@ -1,1 +1,2 @@
-"""Prefect flows, one per file; `workflows/deploy.py` names the ones `task deploy-flow FLOW=…` accepts."""
+"""Prefect flows, one per file; `workflows/orchestration/deployments.py` names the ones that
+`task deploy-flow FLOW=…` accepts."""
