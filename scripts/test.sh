@@ -182,8 +182,8 @@ sqlite_smoke=(
   calculations/tests/test_idempotency.py::test_a_retried_submission_returns_the_first_answer_and_runs_once
   calculations/tests/test_states.py::test_a_stale_attempt_cannot_change_state  # the guarded update
   calculations/tests/test_workflow_runs.py::test_a_valid_pipeline_is_queued_and_shown
-  workflows/tests/test_execution.py::test_prodigal_outputs_match_a_direct_run  # a real tool, run in-process
-  workflows/tests/test_execution.py::test_a_platform_fault_is_retried_then_final_and_says_why
+  workflows/tests/execution/test_calculation_runs.py::test_prodigal_outputs_match_a_direct_run  # a real tool, run in-process
+  workflows/tests/execution/test_calculation_runs.py::test_a_platform_fault_is_retried_then_final_and_says_why
 )
 run_pytest -q -m "not container and not slurm" "${sqlite_smoke[@]}" "$@"
 

@@ -157,7 +157,7 @@ def test_a_url_this_deployment_cannot_reach_is_accepted_and_the_task_will_say_wh
     tes: Tes, changes: dict[str, Any], where: str, says: str
 ) -> None:
     """As other TES servers do: the task is accepted, and ends SYSTEM_ERROR with this reason in its
-    system logs before any executor runs (workflows/tests/test_tes_unreachable.py)."""
+    system logs before any executor runs (workflows/tests/execution/test_tes_runner.py)."""
     created = tes.post("/tasks", task(**changes))
     assert created.status_code == 200, created.content
     (unreachable,) = TesTask.objects.get(calculation_id=created.json()["id"]).spec["unreachable"]

@@ -1,5 +1,5 @@
 """The worker's one change to Prefect's engine, in its own process only (Prefect is pinned, and the
-patch fails loudly if an upgrade removes what it replaces: `workflows/tests/test_worker.py`)."""
+patch fails loudly if an upgrade removes what it replaces: `workflows/tests/worker/test_prefect_patch.py`)."""
 
 from __future__ import annotations
 
