@@ -169,9 +169,15 @@ def _check_against(owner_id: int, schema: dict[str, Any], value: dict[str, Any],
 
 
 def check_workflow_params(owner_id: int, workflow: WorkflowInfo, params: dict[str, Any]) -> None:
-    _check_against(owner_id, workflow.parameters_schema or {}, params, "params")
-    if workflow.name == PIPELINE:
-        check_pipeline(owner_id, {"steps": params.get("steps")})
+    """Parameters a workflow may be launched with. The built-in pipeline's are planned, once: its plan
+    checks all its schema would (the schema is derived from the same models) and more."""
+    if workflow.name != PIPELINE:
+        _check_against(owner_id, workflow.parameters_schema or {}, params, "params")
+        return
+    check_plain_json(params, "params")
+    if unknown := sorted(set(params) - {"steps"}):
+        raise InvalidInput(f"params: unknown parameter(s) {', '.join(map(repr, unknown))}; the pipeline takes 'steps'")
+    check_pipeline(owner_id, {"steps": params.get("steps")})
 
 
 def check_resume_input(owner_id: int, flow_run_id: UUID, run_input: dict[str, Any]) -> None:

@@ -58,7 +58,7 @@ def do_start_calculation(
     fields: dict[str, Any] = {
         "backend": backend, "provenance": provenance, "heartbeat_at": timezone.now(), "worker": worker
     }  # fmt: skip
-    if flow_run_id is not None:
+    if flow_run_id is not None and flow_run_id != calc.flow_run_id:  # (one launched from the dashboard)
         fields["flow_run_id"] = flow_run_id
     return apply_transition(calc, attempt, S.INITIALIZING, actor=WORKER_ACTOR, reason=f"on {host}", **fields)
 

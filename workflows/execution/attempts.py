@@ -72,9 +72,11 @@ class Attempt:
         state = await db(lambda: Calculation.objects.values_list("state", flat=True).get(id=self.calculation_id))()
         return CalculationState(state)
 
-    async def is_canceling(self) -> bool:
-        """A cancel was asked before the next job starts (seen by the watcher, or on the row now)."""
-        return get_inflight_watcher().is_canceling(self.calculation_id) or await self.current_state() == S.CANCELING
+    def is_canceling(self) -> bool:
+        """A cancel was asked before the next job starts, as the in-flight watcher saw it. (One that
+        arrives after its last look is caught when the job's start is recorded: the row refuses it,
+        and the job is stopped at once.)"""
+        return get_inflight_watcher().is_canceling(self.calculation_id)
 
     async def mark_running(self, handle: JobHandle, argv: list[str], executable: str | None = None) -> None:
         """Mark the attempt RUNNING with its first job: its argv, image and digest."""

@@ -23,7 +23,7 @@ from calculations.errors import InvalidTransition
 from calculations.models import Calculation
 from calculations.policies import AttemptEnd
 from calculations.programs import TES_RUNNER, TOOL_RUNNER, get_program
-from calculations.states import CalculationState
+from calculations.states import TERMINAL_STATES, CalculationState
 from calculations.tools import get_tool
 from calculations.workdirs import attempt_dir
 from workflows.backends import BackendUnavailable, ExecutionBackend, get_backend
@@ -59,10 +59,30 @@ class CalculationRun:
         self.logger = logger
         self.backend_for = backend_for
 
-    async def execute(self, flow_run_id: UUID | None = None) -> CalculationState:
-        calc = await db(Calculation.objects.get)(id=self.calculation_id)
+        self.refusal = ""  # why nothing ran, when nothing could (the calculation is gone, or not QUEUED)
+
+    async def execute(
+        self, flow_run_id: UUID | None = None, *, calc: Calculation | None = None
+    ) -> CalculationState | None:
+        """Run the current attempt; its final state (None: the calculation does not exist). The row is
+        read once, here (or given, as the caller just read it); from then on every change goes through
+        a guarded action, which refuses one the row no longer allows."""
+        if calc is None:
+            calc = await db(Calculation.objects.filter(id=self.calculation_id).first)()
+        if calc is None:
+            self.refusal = f"calculation {self.calculation_id} does not exist"
+            return None
         if calc.state != S.QUEUED:
-            self.logger.info("calculation %s is %s: nothing to run", calc.id, calc.state)
+            if calc.state == S.CANCELED:
+                self.refusal = f"calculation {calc.id}: CANCELED before it started"
+            elif calc.state in TERMINAL_STATES:
+                self.refusal = (
+                    f"calculation {calc.id} already ended {calc.state}: nothing to run again "
+                    "(submit it anew through the API, with use_cache false, to rerun it)"
+                )
+            else:
+                self.refusal = f"calculation {calc.id} is {calc.state}: another flow run has it"
+            self.logger.info(self.refusal)
             return CalculationState(calc.state)
         attempt = Attempt(calc.id, calc.attempt, calc.backend or "local", self.logger)
         runner = RUNNERS[get_program(calc.tool).runner](calc)

@@ -83,16 +83,16 @@ class _Row:
     following: bool
     not_before: datetime | None
     dispatched: bool  # has a flow run of its own (a Docker-pool workflow's step)
+    calc: Calculation  # as read: its attempt starts from it, without reading it again
 
     @classmethod
     def of(cls, calc: Calculation) -> _Row:
         following = calc.cached_from_id is not None
-        return cls(calc.state, calc.attempt, following, calc.not_before, calc.flow_run_id is not None)
+        return cls(calc.state, calc.attempt, following, calc.not_before, calc.flow_run_id is not None, calc)
 
 
 def _row(calculation_id: UUID) -> _Row:
-    fields = ("state", "attempt", "cached_from", "not_before", "flow_run_id")
-    return _Row.of(Calculation.objects.only(*fields).get(id=calculation_id))
+    return _Row.of(Calculation.objects.get(id=calculation_id))
 
 
 async def _execute_attempts(calculation_id: UUID, run_logger: Any, flow_run_id: UUID, row: _Row | None) -> str:
@@ -112,7 +112,7 @@ async def _execute_attempts(calculation_id: UUID, run_logger: Any, flow_run_id: 
         if row.not_before is not None and (wait := (row.not_before - timezone.now()).total_seconds()) > 0:
             await asyncio.sleep(wait)
         try:  # (it waits for its owner's quota and a local slot: step_slots.py)
-            state = await CalculationRun(calculation_id, run_logger).execute(flow_run_id=flow_run_id)
+            state = await CalculationRun(calculation_id, run_logger).execute(flow_run_id=flow_run_id, calc=row.calc)
         except Exception:
             after: _Row = await db(_row)(calculation_id)
             if (after.state, after.attempt) == (row.state, row.attempt):

@@ -119,7 +119,7 @@ class TesTaskRunner:
     ) -> CalculationState | None:
         """Run executor `index`; a state if the attempt ended with it, None to go on."""
         attempt, calc, backend = self.attempt, self.calc, self.attempt.backend
-        if await attempt.is_canceling():
+        if attempt.is_canceling():
             return await self._end(AttemptEnd.CANCELED, f"canceled before executor {index} started")
         argv = _argv(executor)
         job = JobSpec(

@@ -122,7 +122,7 @@ class ToolRunner:
             image=spec.image.name if spec.image else None,
             network=spec.network,
         )
-        if await attempt.is_canceling():
+        if attempt.is_canceling():
             return await attempt.end(AttemptEnd.CANCELED, "canceled before the tool started")
         backend = attempt.backend
         try:
