@@ -107,7 +107,7 @@ def workflow_catalogue(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     derives from its signature when `task deploy-flow` deploys it."""
     from prefect.utilities.callables import parameter_schema
 
-    from calculations.launching import WorkflowInfo
+    from calculations.orchestrator import WorkflowInfo
     from workflows.flows.pipeline import pipeline
     from workflows.orchestration import catalogue as prefect_catalogue
 

@@ -12,10 +12,10 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from calculations.states import CalculationState
+from calculations.states import RunState
 from emgapiv2.config import RetrySettings, get_settings
 
-S = CalculationState
+S = RunState
 
 
 class AttemptEnd(enum.StrEnum):
@@ -43,7 +43,7 @@ class AttemptEnd(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Policy:
-    state: CalculationState  # where the calculation ends when no new attempt is queued
+    state: RunState  # where the calculation ends when no new attempt is queued
     retried: bool  # a platform fault: queue a new attempt while attempts are left
 
 
@@ -76,7 +76,7 @@ POLICIES: Mapping[AttemptEnd, Policy] = {
 
 @dataclass(frozen=True)
 class Decision:
-    state: CalculationState  # QUEUED means: attempt + 1 is queued
+    state: RunState  # QUEUED means: attempt + 1 is queued
     retry_in_seconds: float | None = None
     outputs_discarded: bool = False  # the tool succeeded, but a cancel came first
 
@@ -87,9 +87,7 @@ def retry_delay_seconds(next_attempt: int, retry: RetrySettings | None = None) -
     return min(retry.backoff_seconds * retry.backoff_factor ** max(next_attempt - 2, 0), retry.max_backoff_seconds)
 
 
-def decide(
-    end: AttemptEnd, *, current_state: CalculationState, attempt: int, max_attempts: int | None = None
-) -> Decision:
+def decide(end: AttemptEnd, *, current_state: RunState, attempt: int, max_attempts: int | None = None) -> Decision:
     """The calculation's next state when its attempt `attempt`, now `current_state`, ended with `end`.
     (A workflow run, resumed rather than rerun, passes its own `max_attempts`.)"""
     if current_state == S.CANCELING:

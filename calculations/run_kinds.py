@@ -14,29 +14,29 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from calculations.models import Calculation, CalculationEvent, WorkflowRun, WorkflowRunEvent
-from calculations.states import ALLOWED_TRANSITIONS, WORKFLOW_TRANSITIONS, CalculationState
+from calculations.states import CALCULATION_TRANSITIONS, WORKFLOW_RUN_TRANSITIONS, RunState
 
 Run = TypeVar("Run", Calculation, WorkflowRun)
 
 
 @dataclass(frozen=True)
 class RunKind(Generic[Run]):
-    name: str  # the launcher's key, and what messages call it ("calculation", "workflow run")
+    name: str  # the orchestrator's key, and what messages call it ("calculation", "workflow run")
     model: type[Run]
     event_model: type[CalculationEvent] | type[WorkflowRunEvent]
     event_field: str  # the event model's foreign key to the run
-    transitions: dict[CalculationState, frozenset[CalculationState]]
+    transitions: dict[RunState, frozenset[RunState]]
 
-    def sources_of(self, target: CalculationState) -> frozenset[CalculationState]:
+    def sources_of(self, target: RunState) -> frozenset[RunState]:
         """States from which `target` may be entered."""
         return frozenset(source for source, targets in self.transitions.items() if target in targets)
 
 
 CALCULATION: RunKind[Calculation] = RunKind(
-    "calculation", Calculation, CalculationEvent, "calculation", ALLOWED_TRANSITIONS
+    "calculation", Calculation, CalculationEvent, "calculation", CALCULATION_TRANSITIONS
 )
 WORKFLOW_RUN: RunKind[WorkflowRun] = RunKind(
-    "workflow run", WorkflowRun, WorkflowRunEvent, "workflow_run", WORKFLOW_TRANSITIONS
+    "workflow run", WorkflowRun, WorkflowRunEvent, "workflow_run", WORKFLOW_RUN_TRANSITIONS
 )
 _BY_MODEL: dict[type[Any], RunKind[Any]] = {kind.model: kind for kind in (CALCULATION, WORKFLOW_RUN)}
 BY_NAME: dict[str, RunKind[Any]] = {kind.name: kind for kind in (CALCULATION, WORKFLOW_RUN)}

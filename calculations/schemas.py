@@ -11,7 +11,7 @@ from pydantic import ConfigDict, Field, field_validator
 
 from calculations.models import Calculation, File, UploadState, WorkflowRun
 from calculations.programs import program_names
-from calculations.states import CalculationState
+from calculations.states import RunState
 
 
 class ErrorOut(Schema):
@@ -48,20 +48,6 @@ class UploadPartOut(Schema):
     url: str = Field(description="PUT the part's bytes here (no other header needed); S3 answers its ETag.")
 
 
-class UploadOut(Schema):
-    id: UUID
-    name: str
-    size: int
-    sha256: str | None
-    state: UploadState
-    part_size: int
-    parts: list[UploadPartOut] = Field(description="Where to PUT each part, while the upload is OPEN.")
-    expires_at: datetime = Field(description="Complete it before this; then it is aborted, and its URLs stop working.")
-    file: UUID | None = Field(description="The file it became, once COMPLETE.")
-    error: str = Field(description="Why it FAILED.")
-    created_at: datetime
-
-
 class UploadSummaryOut(Schema):
     """An upload as the list shows it: without part URLs (GET /uploads/{id} signs them anew)."""
 
@@ -71,9 +57,9 @@ class UploadSummaryOut(Schema):
     sha256: str | None
     state: UploadState
     part_size: int
-    expires_at: datetime
-    file: UUID | None
-    error: str
+    expires_at: datetime = Field(description="Complete it before this; then it is aborted, and its URLs stop working.")
+    file: UUID | None = Field(description="The file it became, once COMPLETE.")
+    error: str = Field(description="Why it FAILED.")
     created_at: datetime
 
     @staticmethod
@@ -83,6 +69,16 @@ class UploadSummaryOut(Schema):
     @staticmethod
     def resolve_file(upload: Any) -> UUID | None:
         return upload.file_id  # type: ignore[no-any-return]
+
+
+class UploadOut(UploadSummaryOut):
+    """An upload, with where to PUT each part while it is OPEN."""
+
+    parts: list[UploadPartOut] = Field(description="Where to PUT each part, while the upload is OPEN.")
+
+    @staticmethod
+    def resolve_parts(upload: Any, context: dict[str, Any]) -> list[UploadPartOut]:
+        return context["parts"]  # type: ignore[no-any-return]  # (signed by the view: UploadOut.from_orm)
 
 
 class UploadFilters(FilterSchema):
@@ -155,7 +151,7 @@ class CalculationOut(Schema):
     id: UUID
     tool: str
     tool_version: str
-    state: CalculationState
+    state: RunState
     params: dict[str, Any]
     inputs: dict[str, UUID | None] = Field(
         description="File id for each input role (null: you deleted that file since; provenance keeps its sha256)."
@@ -218,7 +214,7 @@ class CalculationOut(Schema):
 
 
 class CalculationFilters(FilterSchema):
-    state: CalculationState | None = None
+    state: RunState | None = None
     tool: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="A registered tool's name.")
 
     @field_validator("tool")
@@ -256,14 +252,14 @@ class StepOut(Schema):
     index: int
     tool: str
     calculation_id: UUID
-    state: CalculationState
+    state: RunState
     cached_from: UUID | None = Field(description="The identical calculation it was answered from, when yours.")
 
 
 class WorkflowRunSummaryOut(Schema):
     id: UUID
     workflow: str
-    state: CalculationState
+    state: RunState
     params: dict[str, Any]
     error: str
     attempts: int = Field(description="Flow runs so far: a run resumed after its worker was lost has several.")
@@ -291,7 +287,7 @@ class WorkflowRunOut(WorkflowRunSummaryOut):
                 index=step["step_index"] or 0,
                 tool=step["tool"],
                 calculation_id=step["id"],
-                state=CalculationState(step["state"]),
+                state=RunState(step["state"]),
                 cached_from=step["cached_from_id"] if step["cached_from__owner_id"] == run.owner_id else None,
             )
             for step in steps
@@ -299,7 +295,7 @@ class WorkflowRunOut(WorkflowRunSummaryOut):
 
 
 class WorkflowRunFilters(FilterSchema):
-    state: CalculationState | None = None
+    state: RunState | None = None
     workflow: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,128}$", description="A workflow's name.")
 
 

@@ -20,8 +20,8 @@ from jsonschema import Draft7Validator
 from jsonschema.exceptions import SchemaError, ValidationError
 
 from calculations.errors import InvalidInput, NotFound
-from calculations.launching import WorkflowInfo, get_launcher
 from calculations.models import File
+from calculations.orchestrator import WorkflowInfo, get_orchestrator
 from calculations.pipelines import check_pipeline
 from emgapiv2.config import get_settings
 
@@ -37,7 +37,7 @@ _SUBSCHEMA_MAPS = ("properties", "patternProperties", "definitions", "$defs", "d
 
 
 def find_workflow(name: str) -> WorkflowInfo:
-    for info in get_launcher().workflows():
+    for info in get_orchestrator().workflows():
         if info.name == name:
             return info
     raise NotFound(f"workflow {name!r} not found (GET /api/v2/workflows lists the deployed ones)")
@@ -183,4 +183,4 @@ def check_workflow_params(owner_id: int, workflow: WorkflowInfo, params: dict[st
 def check_resume_input(owner_id: int, flow_run_id: UUID, run_input: dict[str, Any]) -> None:
     """The input a paused run is given fits the form it paused with (the schema Prefect stored for
     the pause), and names only the owner's files."""
-    _check_against(owner_id, get_launcher().paused_input_schema(flow_run_id), run_input, "input")
+    _check_against(owner_id, get_orchestrator().paused_input_schema(flow_run_id), run_input, "input")

@@ -30,21 +30,18 @@ class BoundedJsonParser(Parser):
         return parsed_json(request)
 
 
-api = NinjaAPI(
-    title="EMG calculations API",
-    version="2",
-    description="Upload files, run registered tools as tracked calculations, fetch their results.",
-    auth=TokenAuth(),
-    urls_namespace="api-v2",
-    parser=BoundedJsonParser(),
-)
-api.add_router("/files", files_router)
-api.add_router("/uploads", uploads_router)
-api.add_router("/tools", tools_router)
-api.add_router("/calculations", calculations_router)
-api.add_router("/workflows", workflows_router)
-api.add_router("/workflow-runs", workflow_runs_router)
-api.add_router("/health", health_router)
+def make_api(*, title: str, version: str, description: str, namespace: str, invalid_status: int = 422) -> NinjaAPI:
+    """An API of the platform: bearer tokens, bounded JSON bodies, and the one error mapping."""
+    made = NinjaAPI(
+        title=title,
+        version=version,
+        description=description,
+        auth=TokenAuth(),
+        urls_namespace=namespace,
+        parser=BoundedJsonParser(),
+    )
+    install_error_handlers(made, invalid_status=invalid_status)
+    return made
 
 
 def _describe(error: dict[str, Any]) -> str:
@@ -123,4 +120,16 @@ def install_error_handlers(target: NinjaAPI, *, invalid_status: int = 422) -> No
         return _error(request, invalid_status, detail, errors=shown, error_count=len(exc.errors))
 
 
-install_error_handlers(api)
+api = make_api(
+    title="EMG calculations API",
+    version="2",
+    description="Upload files, run registered tools as tracked calculations, fetch their results.",
+    namespace="api-v2",
+)
+api.add_router("/files", files_router)
+api.add_router("/uploads", uploads_router)
+api.add_router("/tools", tools_router)
+api.add_router("/calculations", calculations_router)
+api.add_router("/workflows", workflows_router)
+api.add_router("/workflow-runs", workflow_runs_router)
+api.add_router("/health", health_router)

@@ -41,7 +41,7 @@ INSTALLED_APPS = [
     "ninja",
     "axes",  # throttles admin logins (django-axes)
     "calculations",
-    "workflows",  # registers the Prefect launcher; workflows uses calculations, never the reverse
+    "workflows",  # registers the Prefect orchestrator; workflows uses calculations, never the reverse
 ]
 
 MIDDLEWARE = [

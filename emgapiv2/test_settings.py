@@ -27,20 +27,25 @@ if "EMGAPI_DATA_DIR" not in os.environ:
     os.environ["EMGAPI_DATA_DIR"] = _data_dir = tempfile.mkdtemp(prefix="emgapi-test-")
     os.environ["EMGAPI_TEST_DATA_DIR_OF"] = _process
     atexit.register(shutil.rmtree, _data_dir, ignore_errors=True)
-os.environ.setdefault("EMGAPI_TOOL_PACKAGES", '["tools", "workflows.tests.tools"]')
-os.environ.setdefault("EMGAPI_PREFECT__DISPATCH", "off")
-os.environ.setdefault("EMGAPI_WORKER__KILL_GRACE_SECONDS", "2")
-os.environ.setdefault("EMGAPI_WORKER__CANCEL_CHECK_SECONDS", "0.5")
-os.environ.setdefault("EMGAPI_EXECUTION__ENABLED", '["local", "container", "slurm"]')
-os.environ.setdefault("EMGAPI_SLURM__POLL_SECONDS", "0.5")
-os.environ.setdefault("EMGAPI_WORKER__HEARTBEAT_SECONDS", "0.5")
-os.environ.setdefault("EMGAPI_RECONCILER__STALE_AFTER_SECONDS", "3")
-os.environ.setdefault("EMGAPI_WORKER__LIVENESS_SECONDS", "0.5")
-os.environ.setdefault("EMGAPI_WORKER__DEAD_AFTER_SECONDS", "3")
-os.environ.setdefault("EMGAPI_RETRY__BACKOFF_SECONDS", "0.5")
-os.environ.setdefault("EMGAPI_CONTAINER__POLL_SECONDS", "5")
-# the API reads the list of deployed workflows afresh: a test that deploys a flow sees it at once
-os.environ.setdefault("EMGAPI_WORKFLOW__DEPLOYMENTS_CACHE_SECONDS", "0")
+# test speeds and switches; the environment may set others
+_test_defaults = {
+    "EMGAPI_TOOL_PACKAGES": '["tools", "workflows.tests.tools"]',
+    "EMGAPI_PREFECT__DISPATCH": "off",
+    "EMGAPI_WORKER__KILL_GRACE_SECONDS": "2",
+    "EMGAPI_WORKER__CANCEL_CHECK_SECONDS": "0.5",
+    "EMGAPI_EXECUTION__ENABLED": '["local", "container", "slurm"]',
+    "EMGAPI_SLURM__POLL_SECONDS": "0.5",
+    "EMGAPI_WORKER__HEARTBEAT_SECONDS": "0.5",
+    "EMGAPI_RECONCILER__STALE_AFTER_SECONDS": "3",
+    "EMGAPI_WORKER__LIVENESS_SECONDS": "0.5",
+    "EMGAPI_WORKER__DEAD_AFTER_SECONDS": "3",
+    "EMGAPI_RETRY__BACKOFF_SECONDS": "0.5",
+    "EMGAPI_CONTAINER__POLL_SECONDS": "5",
+    # the API reads the list of deployed workflows afresh: a test that deploys a flow sees it at once
+    "EMGAPI_WORKFLOW__DEPLOYMENTS_CACHE_SECONDS": "0",
+}
+for _name, _value in _test_defaults.items():
+    os.environ.setdefault(_name, _value)
 os.environ["PREFECT_API_URL"] = os.environ["EMGAPI_PREFECT__API_URL"] = f"http://127.0.0.1:{_free_port()}/api"
 # the test Prefect server needs credentials too (workflows/tests/services.py gives it these)
 os.environ["PREFECT_API_AUTH_STRING"] = f"emgapi-test:{secrets.token_urlsafe(24)}"

@@ -16,18 +16,9 @@ cd "$ROOT"
 IMAGE=alpine:latest
 LABEL=org.emgapi.stand-in=busybox-static
 CACHE_DIR="$EMGAPI_DATA_DIR/cache/busybox-static"
-DOCKER_CLI=/usr/bin/docker
-
-engine=${1:-${DOCKER_HOST:-}}
-if [ -z "$engine" ]; then
-  scripts/engines.sh up docker >&2
-  engine=$(scripts/engines.sh host docker)
-fi
-case "$engine" in unix://*|tcp://*|ssh://*) ;; *) engine="unix://$engine" ;; esac
-export DOCKER_HOST="$engine"
-[ -x "$DOCKER_CLI" ] || apt_install alpine-image docker.io
-
-if id=$("$DOCKER_CLI" image inspect -f '{{.Id}}' "$IMAGE" 2>/dev/null); then
+. "$(dirname "$0")/engine-cli.sh"
+use_engine "${1:-}" alpine-image
+if id=$(image_id "$IMAGE"); then
   echo "alpine-image: $IMAGE already in $DOCKER_HOST" >&2
   echo "$id"
   exit 0

@@ -21,20 +21,10 @@ IMAGE=${BASE_IMAGE_NAME:-emgapi/base:bookworm}
 SUITE=bookworm
 CACHE_DIR="$EMGAPI_DATA_DIR/cache"
 TARBALL="$CACHE_DIR/$SUITE-minbase.tar"
-DOCKER_CLI=/usr/bin/docker
-
-engine=${1:-${DOCKER_HOST:-}}
-if [ -z "$engine" ]; then
-  scripts/engines.sh up docker >&2
-  engine=$(scripts/engines.sh host docker)
-fi
-case "$engine" in unix://*|tcp://*|ssh://*) ;; *) engine="unix://$engine" ;; esac
-export DOCKER_HOST="$engine"
-
+. "$(dirname "$0")/engine-cli.sh"
+use_engine "${1:-}" base-image
 _apt_install() { apt_install base-image "$@"; }
-[ -x "$DOCKER_CLI" ] || _apt_install docker.io
-
-if [ "${REBUILD_BASE:-0}" != 1 ] && id=$("$DOCKER_CLI" image inspect -f '{{.Id}}' "$IMAGE" 2>/dev/null); then
+if [ "${REBUILD_BASE:-0}" != 1 ] && id=$(image_id "$IMAGE"); then
   echo "base-image: $IMAGE already in $DOCKER_HOST" >&2
   echo "$id"
   exit 0

@@ -4,7 +4,7 @@
 #   checks       ruff (lint, format) and mypy; nothing else has started yet
 #   unit         the unit tests, one process per core (pytest-xdist), on a throwaway PostgreSQL (the
 #                same cluster serves every tier). Meanwhile the container engine builds the images
-#                the later tiers need, or finds them built (images_start below)
+#                the later tiers need, or finds them built (`background images`, below)
 #   sqlite       a smoke run on SQLite, the embedded default
 #   integration  the Slurm cluster, a Prefect server and worker: the integration tests, then in the
 #                same session the system tier (faults, a real browser, the Docker work pool), skipped
@@ -40,10 +40,10 @@ cleanup() {
   local status=$?
   [ "${tier_name:-end}" = end ] || tier end
   local pid
-  for pid in "${images_pid:-}" "${podman_pid:-}"; do  # background work still running: stopped
-    if [ -n "$pid" ]; then kill -- "-$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+  for pid in "${bg_pid[@]}"; do  # background work still running: stopped
+    kill -- "-$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
   done
-  rm -f "${images_log:-}" "${podman_log:-}"
+  rm -f "${bg_log[@]}"
   [ -n "${pg_dir:-}" ] && { pg_stop "$pg_dir"; rm -rf "$pg_dir"; }
   for service in "${started[@]}"; do
     case "$service" in
@@ -98,49 +98,35 @@ docker_engine() {
   export DOCKER_HOST="$docker_host"
 }
 
-# What the next tiers need from the engine (scripts/test-images.sh: cold, mostly waiting on package
-# downloads), made in the background while the unit and SQLite tiers run, in a session of its own so
-# that a failure elsewhere stops it all.
-images_start() {
-  images_log=$(mktemp /tmp/emgapi-test-images.XXXXXX)
-  images_started=$SECONDS
-  setsid scripts/test-images.sh >"$images_log" 2>&1 &
-  images_pid=$!
+# Work in the background, in a session of its own (so that a failure elsewhere stops it all), its
+# output kept for when it is awaited:
+#   images  what the next tiers need from the engine (scripts/test-images.sh: cold, mostly waiting on
+#           package downloads), made while the unit and SQLite tiers run
+#   podman  the container backend's tests (and a Slurm job's container), the same code unchanged, on
+#           Podman's Docker-compatible API with the Docker engine's images copied over; it shares
+#           nothing with the integration tier but the CPU (its containers mostly wait), so it runs beside it
+declare -A bg_pid=() bg_log=() bg_started=()
+background() {  # name command…
+  local name=$1; shift
+  bg_log[$name]=$(mktemp "/tmp/emgapi-test-$name.XXXXXX")
+  bg_started[$name]=$SECONDS
+  setsid "$@" >"${bg_log[$name]}" 2>&1 &
+  bg_pid[$name]=$!
 }
-images_wait() {
-  local status=0
-  wait "$images_pid" || status=$?
-  images_pid=
-  cat "$images_log"
-  [ $status -eq 0 ] || { echo "images: failed ($status)" >&2; exit $status; }
-  echo "images: ready $(( SECONDS - images_started )) s after they were started"
+await_background() {  # name: its output, then its exit status (pytest's 5, no test selected, is fine when filtered)
+  local name=$1 status=0
+  wait "${bg_pid[$name]}" || status=$?
+  unset "bg_pid[$name]"
+  cat "${bg_log[$name]}"
+  echo "$name: done $(( SECONDS - bg_started[$name] )) s after it was started"
+  [ $status -eq 0 ] || { [ $status -eq 5 ] && [ "$filtered" -gt 0 ]; } || { echo "$name: failed ($status)" >&2; exit $status; }
 }
-
-# The podman tier: the container backend's tests, the same code unchanged, on Podman's
-# Docker-compatible API, with the Docker engine's images copied over. It shares nothing with the
-# integration tier but the CPU (its containers mostly wait), so it runs beside it, in the background;
-# its output comes after.
-podman_start() {
-  local podman_host
+podman_engine() {
   podman_host=$(scripts/engines.sh host podman)
   if ! /usr/bin/docker -H "$podman_host" version >/dev/null 2>&1; then
     started+=(podman)
     scripts/engines.sh up podman
   fi
-  podman_log=$(mktemp /tmp/emgapi-test-podman.XXXXXX)
-  podman_started=$SECONDS
-  DOCKER_HOST="$podman_host" setsid bash -c '
-    scripts/images.sh --from "$0" && python -m pytest -p no:cacheprovider -q workflows/tests/backends/test_container.py "$@"
-  ' "$DOCKER_HOST" "$@" >"$podman_log" 2>&1 &
-  podman_pid=$!
-}
-podman_wait() {
-  local status=0
-  wait "$podman_pid" || status=$?
-  podman_pid=
-  cat "$podman_log"
-  echo "podman: done $(( SECONDS - podman_started )) s after it was started, beside the integration tier"
-  [ $status -eq 0 ] || { [ $status -eq 5 ] && [ "$filtered" -gt 0 ]; } || exit $status
 }
 
 slurm_cluster() {
@@ -170,7 +156,7 @@ echo "mypy (task typecheck): 0 errors is the bar"
 python -m mypy  # pyproject.toml's [tool.mypy] says what is checked
 
 docker_engine
-images_start
+background images scripts/test-images.sh
 postgres
 unit_tier "$@"
 
@@ -188,11 +174,15 @@ sqlite_smoke=(
 run_pytest -q -m "not container and not slurm" "${sqlite_smoke[@]}" "$@"
 
 tier integration
-images_wait
-podman_start "$@"
+await_background images
 slurm_cluster
+podman_engine
+background podman env DOCKER_HOST="$podman_host" bash -c '
+  scripts/images.sh --from "$0" && python -m pytest -p no:cacheprovider -q -m container \
+    workflows/tests/backends/test_container.py workflows/tests/backends/test_slurm.py "$@"
+' "$DOCKER_HOST" "$@"
 on_postgres --tier-fail-fast -m "integration or container or slurm or system" "$@"
 
 tier podman
-podman_wait
+await_background podman
 

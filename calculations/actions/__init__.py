@@ -17,8 +17,8 @@ then act, `do_*` make one transactional change:
 - `transitions`: the guarded, fenced UPDATE and its event row that every state change of every kind
   of run goes through, and the record of the flow run that serves an attempt.
 
-Side effects on other systems (launching a run) happen after commit, through the launcher that
-`workflows` registers (`calculations/launching.py`).
+Side effects on other systems (launching a run) happen after commit, through the orchestrator that
+`workflows` registers (`calculations/orchestrator.py`).
 """
 
 from calculations.actions.access import (

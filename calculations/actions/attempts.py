@@ -18,13 +18,13 @@ from calculations.actions.files import OutputBlob, add_output_files, do_release_
 from calculations.actions.followers import complete_followers, release_followers
 from calculations.actions.submissions import check_step_slot
 from calculations.actions.transitions import WORKER_ACTOR, apply_transition, check_attempt, lock_calculation
-from calculations.launching import launch_after_commit
 from calculations.models import Calculation
+from calculations.orchestrator import launch_after_commit
 from calculations.policies import AttemptEnd, decide
 from calculations.provenance import Provenance, update_attempt
-from calculations.states import ATTEMPT_IN_PROGRESS_STATES, CalculationState
+from calculations.states import ATTEMPT_IN_PROGRESS_STATES, RunState
 
-S = CalculationState
+S = RunState
 
 
 @dataclass(frozen=True)

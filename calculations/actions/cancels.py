@@ -13,12 +13,12 @@ from django.utils import timezone
 from calculations.actions.followers import release_followers
 from calculations.actions.transitions import apply_transition, lock_run
 from calculations.errors import InvalidTransition
-from calculations.launching import stop_run_after_commit
 from calculations.models import Calculation, WorkflowRun
+from calculations.orchestrator import stop_run_after_commit
 from calculations.run_kinds import CALCULATION, WORKFLOW_RUN, Run, RunKind
-from calculations.states import ACTIVE_STATES, CalculationState
+from calculations.states import ACTIVE_STATES, RunState
 
-S = CalculationState
+S = RunState
 
 
 def cancel_steps(run: WorkflowRun, actor: str, why: str) -> int:

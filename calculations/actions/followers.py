@@ -11,12 +11,12 @@ from typing import Any
 
 from calculations.actions.files import OutputBlob, add_output_files
 from calculations.actions.transitions import WORKER_ACTOR, apply_transition, lock_cache_key
-from calculations.launching import launch_after_commit
 from calculations.models import Calculation
-from calculations.states import CalculationState
+from calculations.orchestrator import launch_after_commit
+from calculations.states import RunState
 from calculations.workdirs import staged_input_name
 
-S = CalculationState
+S = RunState
 
 
 def copy_outputs(source: Calculation, target: Calculation) -> None:

@@ -13,11 +13,11 @@ from calculations.actions.tes import check_create_tes_task
 from calculations.errors import InvalidInput, InvalidTransition
 from calculations.models import Calculation
 from calculations.programs import TES_RUNNER, TOOL_RUNNER, get_program
-from calculations.states import CalculationState
+from calculations.states import RunState
 from calculations.tes.schemas import TaskIn
 from emgapiv2.config import get_settings
 
-RERUNNABLE = frozenset({CalculationState.EXECUTOR_ERROR, CalculationState.SYSTEM_ERROR, CalculationState.CANCELED})
+RERUNNABLE = frozenset({RunState.EXECUTOR_ERROR, RunState.SYSTEM_ERROR, RunState.CANCELED})
 
 
 def _rerun_tool(calc: Calculation) -> Calculation:

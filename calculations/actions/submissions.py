@@ -20,16 +20,16 @@ from calculations.actions.transitions import lock_cache_key, record_event, user_
 from calculations.caching import compute_cache_key
 from calculations.errors import InvalidInput, NotFound, QuotaExceeded
 from calculations.formats import HEAD_BYTES, FormatMismatch, check_format, check_whole_file
-from calculations.launching import launch_after_commit
 from calculations.models import Calculation, CalculationInput, File, WorkflowRun
+from calculations.orchestrator import launch_after_commit
 from calculations.programs import get_program
 from calculations.provenance import Provenance
-from calculations.states import ACTIVE_STATES, ATTEMPT_IN_PROGRESS_STATES, CalculationState
+from calculations.states import ACTIVE_STATES, ATTEMPT_IN_PROGRESS_STATES, RunState
 from calculations.storage import get_storage
 from calculations.storage.base import read_head
 from calculations.tools import UnknownTool, get_tool
 
-S = CalculationState
+S = RunState
 
 
 def _format_validation_error(prefix: str, exc: ValidationError) -> str:

@@ -17,7 +17,7 @@ from django.utils import timezone
 from calculations.errors import InvalidTransition, NotFound
 from calculations.models import Calculation
 from calculations.run_kinds import CALCULATION, Run, RunKind, kind_of
-from calculations.states import CalculationState
+from calculations.states import RunState
 
 WORKER_ACTOR = "worker"
 RECONCILER_ACTOR = "reconciler"
@@ -81,7 +81,7 @@ def record_event(run: Run, from_state: str, to_state: str, actor: str, reason: s
 def apply_transition(
     run: Run,
     attempt: int,
-    target: CalculationState,
+    target: RunState,
     /,
     *,
     actor: str,
@@ -107,7 +107,7 @@ def apply_transition(
 
 
 def transition(
-    calculation_id: UUID, attempt: int, target: CalculationState, /, *, actor: str, reason: str = "", **fields: Any
+    calculation_id: UUID, attempt: int, target: RunState, /, *, actor: str, reason: str = "", **fields: Any
 ) -> Calculation:
     """`apply_transition` on a calculation's row locked here (call inside a transaction)."""
     return apply_transition(lock_calculation(calculation_id), attempt, target, actor=actor, reason=reason, **fields)

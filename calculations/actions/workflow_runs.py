@@ -3,7 +3,7 @@ created as calculations, ended as the policy table says (`calculations/policies.
 attempt after its worker was lost, or canceled with every step in flight.
 
 Its state changes through the same guarded, fenced transition as a calculation's
-(`transitions.apply_transition`, with its own table `states.WORKFLOW_TRANSITIONS`); it is canceled
+(`transitions.apply_transition`, with its own table `states.WORKFLOW_RUN_TRANSITIONS`); it is canceled
 through the same `cancels.request_cancel`.
 """
 
@@ -29,15 +29,15 @@ from calculations.actions.transitions import (
     user_actor,
 )
 from calculations.errors import InvalidTransition
-from calculations.launching import get_launcher, launch_after_commit
 from calculations.models import Calculation, WorkflowRun
+from calculations.orchestrator import get_orchestrator, launch_after_commit
 from calculations.policies import AttemptEnd, decide
 from calculations.run_kinds import WORKFLOW_RUN
-from calculations.states import CalculationState
+from calculations.states import RunState
 from calculations.workflow_params import check_resume_input
 from emgapiv2.config import get_settings
 
-S = CalculationState
+S = RunState
 
 
 def lock_workflow_run(workflow_run_id: UUID) -> WorkflowRun:
@@ -135,7 +135,7 @@ def do_resume_workflow_run(
     if _resumable(run) != flow_run_id:
         raise InvalidTransition(f"workflow run {run.id} paused again meanwhile: give the input again")
     run = apply_transition(run, run.attempt, S.RUNNING, actor=actor, reason="resumed with its input")
-    get_launcher().resume_run(flow_run_id, run_input)
+    get_orchestrator().resume_run(flow_run_id, run_input)
     return run
 
 

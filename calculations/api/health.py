@@ -7,7 +7,7 @@ from django.db import connection
 from django.http import HttpRequest
 from ninja import Router
 
-from calculations.launching import get_launcher
+from calculations.orchestrator import get_orchestrator
 from calculations.schemas import HealthCheckOut, HealthOut
 from calculations.storage import get_storage
 
@@ -38,21 +38,21 @@ def _check_storage() -> HealthCheckOut:
         return _failed("the storage", exc)
 
 
-def _check_launcher() -> tuple[str, HealthCheckOut]:
-    launcher = get_launcher()
+def _check_orchestrator() -> tuple[str, HealthCheckOut]:
+    orchestrator = get_orchestrator()
     try:
-        health = launcher.health()
+        health = orchestrator.health()
     except Exception as exc:
-        return launcher.name, _failed(launcher.name, exc)
+        return orchestrator.name, _failed(orchestrator.name, exc)
     if not health.ok:
-        logger.warning("health check: %s: %s", launcher.name, health.detail)
-    return launcher.name, HealthCheckOut(ok=health.ok, detail="answers" if health.ok else "does not answer")
+        logger.warning("health check: %s: %s", orchestrator.name, health.detail)
+    return orchestrator.name, HealthCheckOut(ok=health.ok, detail="answers" if health.ok else "does not answer")
 
 
 @router.get("", response={200: HealthOut, 503: HealthOut}, auth=None, operation_id="health")
 def health(request: HttpRequest) -> tuple[int, HealthOut]:
     """Whether the database, the storage and the orchestrator (Prefect) answer (no auth needed)."""
-    launcher_name, launcher_check = _check_launcher()
-    checks = {"database": _check_database(), "storage": _check_storage(), launcher_name: launcher_check}
+    orchestrator_name, orchestrator_check = _check_orchestrator()
+    checks = {"database": _check_database(), "storage": _check_storage(), orchestrator_name: orchestrator_check}
     healthy = all(check.ok for check in checks.values())
     return (200 if healthy else 503), HealthOut(status="ok" if healthy else "degraded", checks=checks)

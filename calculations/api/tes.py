@@ -20,7 +20,7 @@ from calculations.api.requests import AuthedRequest
 from calculations.errors import InvalidInput, InvalidTransition, NotFound
 from calculations.models import TesTask
 from calculations.schemas import ErrorOut
-from calculations.states import CalculationState
+from calculations.states import RunState
 from calculations.tes import TES_VERSION
 from calculations.tes.schemas import (
     CancelOut,
@@ -163,7 +163,7 @@ def cancel_task(request: AuthedRequest, task_id: str) -> CancelOut:
     except InvalidTransition:
         # its state now, not as read above: a concurrent cancel may have just ended it
         calc.refresh_from_db(fields=["state"])
-        if calc.state not in (CalculationState.CANCELING, CalculationState.CANCELED):
+        if calc.state not in (RunState.CANCELING, RunState.CANCELED):
             raise InvalidTransition(
                 f"task {calc.id} has already ended ({calc.state}): there is nothing to cancel"
             ) from None

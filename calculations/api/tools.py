@@ -23,7 +23,7 @@ from calculations.schemas import (
     ToolOut,
     ToolSummaryOut,
 )
-from calculations.states import CalculationState
+from calculations.states import RunState
 from calculations.tools import ToolParams, ToolSpec, UnknownTool, get_registry, get_tool
 
 router = Router(tags=["tools"])
@@ -83,7 +83,7 @@ def get_tool_detail(request: HttpRequest, name: str) -> ToolOut:
 
 def _submitted(calc: Calculation) -> tuple[int, Calculation]:
     # 200: answered at once from the cache; 202: queued (possibly following an identical run)
-    return (200 if calc.state == CalculationState.COMPLETE else 202), calc
+    return (200 if calc.state == RunState.COMPLETE else 202), calc
 
 
 class _Submission(Schema):

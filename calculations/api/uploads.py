@@ -17,7 +17,7 @@ from calculations.actions.access import access_upload_by_id
 from calculations.actions.uploads import check_create_upload, do_abort_upload, do_complete_upload, presigned_parts
 from calculations.api.pagination import BoundedLimitOffsetPagination
 from calculations.api.requests import AuthedRequest
-from calculations.models import File, Upload, UploadState
+from calculations.models import File, Upload
 from calculations.schemas import (
     ErrorOut,
     FileOut,
@@ -33,19 +33,8 @@ router = Router(tags=["uploads"])
 
 
 def _out(upload: Upload) -> UploadOut:
-    return UploadOut(
-        id=upload.id,
-        name=upload.name,
-        size=upload.size,
-        sha256=upload.sha256 or None,
-        state=UploadState(upload.state),
-        part_size=upload.part_size,
-        parts=[UploadPartOut(part_number=p.part_number, size=p.size, url=p.url) for p in presigned_parts(upload)],
-        expires_at=upload.expires_at,
-        file=upload.file_id,
-        error=upload.error,
-        created_at=upload.created_at,
-    )
+    parts = [UploadPartOut(part_number=p.part_number, size=p.size, url=p.url) for p in presigned_parts(upload)]
+    return UploadOut.from_orm(upload, context={"parts": parts})
 
 
 @router.post(

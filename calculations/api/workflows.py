@@ -16,8 +16,8 @@ from calculations.actions import (
 )
 from calculations.api.pagination import BoundedLimitOffsetPagination
 from calculations.api.requests import AuthedRequest
-from calculations.launching import get_launcher
 from calculations.models import WorkflowRun
+from calculations.orchestrator import get_orchestrator
 from calculations.schemas import (
     ErrorOut,
     ResumeIn,
@@ -44,7 +44,7 @@ def list_workflows(request: AuthedRequest) -> list[WorkflowOut]:
     ops engineers deployed with `task deploy-flow`."""
     return [
         WorkflowOut(name=info.name, description=info.description, parameters_schema=info.parameters_schema)
-        for info in get_launcher().workflows()
+        for info in get_orchestrator().workflows()
     ]
 
 

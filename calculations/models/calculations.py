@@ -5,7 +5,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 
-from calculations.states import CalculationState
+from calculations.states import RunState
 
 
 class Calculation(models.Model):
@@ -14,9 +14,7 @@ class Calculation(models.Model):
     tool = models.CharField(max_length=64, db_index=True)
     tool_version = models.CharField(max_length=64)
     params = models.JSONField(default=dict)
-    state = models.CharField(
-        max_length=16, choices=CalculationState.choices, default=CalculationState.QUEUED, db_index=True
-    )
+    state = models.CharField(max_length=16, choices=RunState.choices, default=RunState.QUEUED, db_index=True)
     attempt = models.PositiveIntegerField(default=1)
     cache_key = models.CharField(max_length=64, db_index=True)
     use_cache = models.BooleanField(default=True)
@@ -79,7 +77,8 @@ class CalculationInput(models.Model):
 
 class StateEvent(models.Model):
     """Append-only log of every state change: who, when, from, to, why (of a calculation, or of a
-    workflow run: `WorkflowRunEvent`)."""
+    workflow run: `WorkflowRunEvent`). Each kind's event model adds only its run's foreign key, and
+    inherits this Meta (its ordering)."""
 
     attempt = models.PositiveIntegerField()
     from_state = models.CharField(max_length=16, blank=True)
@@ -98,6 +97,3 @@ class StateEvent(models.Model):
 
 class CalculationEvent(StateEvent):
     calculation = models.ForeignKey(Calculation, on_delete=models.CASCADE, related_name="events")
-
-    class Meta(StateEvent.Meta):
-        pass

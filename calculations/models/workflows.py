@@ -7,7 +7,7 @@ from django.conf import settings
 from django.db import models
 
 from calculations.models.calculations import StateEvent
-from calculations.states import CalculationState
+from calculations.states import RunState
 
 
 class WorkflowRun(models.Model):
@@ -15,9 +15,7 @@ class WorkflowRun(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="workflow_runs")
     workflow = models.CharField(max_length=128, db_index=True)  # the deployed flow's name
     params = models.JSONField(default=dict)
-    state = models.CharField(
-        max_length=16, choices=CalculationState.choices, default=CalculationState.QUEUED, db_index=True
-    )
+    state = models.CharField(max_length=16, choices=RunState.choices, default=RunState.QUEUED, db_index=True)
     # each attempt is one flow run; a resumed attempt finds its COMPLETE steps and runs only the rest
     attempt = models.PositiveIntegerField(default=1)
     flow_run_id = models.UUIDField(null=True, blank=True, db_index=True)
@@ -39,6 +37,3 @@ class WorkflowRun(models.Model):
 
 class WorkflowRunEvent(StateEvent):
     workflow_run = models.ForeignKey(WorkflowRun, on_delete=models.CASCADE, related_name="events")
-
-    class Meta(StateEvent.Meta):
-        pass

@@ -21,22 +21,22 @@ from calculations.actions import (
     do_record_heartbeats,
     do_request_cancel,
 )
-from calculations.launching import LauncherHealth, WorkflowInfo, register_launcher
 from calculations.models import Calculation, File
+from calculations.orchestrator import OrchestratorHealth, WorkflowInfo, register_orchestrator
 from calculations.policies import AttemptEnd
 from calculations.provenance import update_attempt
-from calculations.states import CalculationState
+from calculations.states import RunState
 from calculations.storage import get_storage
 from calculations.tests.factories import make_calculation
 
-S = CalculationState
+S = RunState
 pytestmark = pytest.mark.django_db
 OUTCOME = JobOutcome(0, {}, None, None)
 OUTPUT = OutputBlob(role="proteins", name="p.faa", sha256="a" * 64, size=10)
 
 
-class RecordingLauncher:
-    """Test double for the Prefect launcher (the integration tests use the real one): it records
+class RecordingOrchestrator:
+    """Test double for the Prefect orchestrator (the integration tests use the real one): it records
     what the actions asked it to launch or stop."""
 
     name = "recording"
@@ -61,19 +61,19 @@ class RecordingLauncher:
     def resume_run(self, flow_run_id: UUID, run_input: dict[str, Any]) -> None:
         pass
 
-    def health(self) -> LauncherHealth:
-        return LauncherHealth(ok=True, detail="recording")
+    def health(self) -> OrchestratorHealth:
+        return OrchestratorHealth(ok=True, detail="recording")
 
 
 @pytest.fixture
-def launcher() -> Iterator[RecordingLauncher]:
-    recording = RecordingLauncher()
-    previous = register_launcher(recording)
+def orchestrator() -> Iterator[RecordingOrchestrator]:
+    recording = RecordingOrchestrator()
+    previous = register_orchestrator(recording)
     yield recording
-    register_launcher(previous)
+    register_orchestrator(previous)
 
 
-def _in(state: CalculationState, *, attempt: int = 1, cache_key: str = "1" * 64) -> Calculation:
+def _in(state: RunState, *, attempt: int = 1, cache_key: str = "1" * 64) -> Calculation:
     calc = make_calculation(state)
     calc.attempt = attempt
     calc.cache_key = cache_key
@@ -96,14 +96,14 @@ def _committed(action: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 
 def test_a_leader_that_fails_launches_each_follower_on_its_own(
-    launcher: RecordingLauncher, django_capture_on_commit_callbacks: Any
+    orchestrator: RecordingOrchestrator, django_capture_on_commit_callbacks: Any
 ) -> None:
     leader = _in(S.RUNNING)
     followers = [_follower_of(leader) for _ in range(2)]
     with django_capture_on_commit_callbacks(execute=True):
         failed = _committed(do_end_attempt, leader.id, 1, AttemptEnd.TOOL_FAILED, message="exited with code 1")
     assert failed.state == S.EXECUTOR_ERROR
-    assert sorted(launcher.launched) == sorted(f.id for f in followers)
+    assert sorted(orchestrator.launched) == sorted(f.id for f in followers)
     for follower in followers:
         follower.refresh_from_db()
         # it runs by itself now: a follower never inherits a failure
@@ -111,14 +111,14 @@ def test_a_leader_that_fails_launches_each_follower_on_its_own(
 
 
 def test_a_leader_being_retried_keeps_its_followers(
-    launcher: RecordingLauncher, django_capture_on_commit_callbacks: Any
+    orchestrator: RecordingOrchestrator, django_capture_on_commit_callbacks: Any
 ) -> None:
     leader = _in(S.RUNNING)
     follower = _follower_of(leader)
     with django_capture_on_commit_callbacks(execute=True):
         retried = _committed(do_end_attempt, leader.id, 1, AttemptEnd.WORKER_LOST, message="heartbeat lost")
     assert (retried.state, retried.attempt) == (S.QUEUED, 2)
-    assert launcher.launched == [leader.id]  # only the leader's next attempt
+    assert orchestrator.launched == [leader.id]  # only the leader's next attempt
     follower.refresh_from_db()
     assert follower.cached_from_id == leader.id
 
@@ -163,15 +163,15 @@ def test_a_canceling_calculation_whose_worker_is_lost_is_canceled_by_the_reconci
 
 
 def test_canceling_a_queued_leader_launches_its_followers(
-    launcher: RecordingLauncher, django_capture_on_commit_callbacks: Any
+    orchestrator: RecordingOrchestrator, django_capture_on_commit_callbacks: Any
 ) -> None:
     leader = _in(S.QUEUED)
     follower = _follower_of(leader)
     with django_capture_on_commit_callbacks(execute=True):
         canceled = _committed(do_request_cancel, leader.id, actor="user:1")
     assert canceled.state == S.CANCELED
-    assert follower.id in launcher.launched
-    assert launcher.stopped == [leader.flow_run_id]  # its scheduled flow run is cancelled too
+    assert follower.id in orchestrator.launched
+    assert orchestrator.stopped == [leader.flow_run_id]  # its scheduled flow run is cancelled too
 
 
 def test_canceling_a_follower_leaves_its_leader_running() -> None:
@@ -183,7 +183,7 @@ def test_canceling_a_follower_leaves_its_leader_running() -> None:
 
 
 def test_nothing_is_launched_when_the_transaction_rolls_back(
-    launcher: RecordingLauncher, django_capture_on_commit_callbacks: Any
+    orchestrator: RecordingOrchestrator, django_capture_on_commit_callbacks: Any
 ) -> None:
     leader = _in(S.RUNNING)
     with django_capture_on_commit_callbacks(execute=True), pytest.raises(RuntimeError):  # noqa: PT012
@@ -191,7 +191,7 @@ def test_nothing_is_launched_when_the_transaction_rolls_back(
             do_end_attempt(leader.id, 1, AttemptEnd.WORKER_LOST, message="heartbeat lost")
             raise RuntimeError("the caller failed after the action")
     leader.refresh_from_db()
-    assert (leader.state, leader.attempt, launcher.launched) == (S.RUNNING, 1, [])
+    assert (leader.state, leader.attempt, orchestrator.launched) == (S.RUNNING, 1, [])
 
 
 def test_a_slow_worker_on_attempt_n_does_not_keep_attempt_n_plus_1_alive() -> None:

@@ -10,7 +10,7 @@ from uuid import UUID, uuid4
 import pytest
 from django.test import Client
 
-from calculations.states import CalculationState
+from calculations.states import RunState
 from conftest import ApiClient
 from emgapiv2.config import get_settings
 
@@ -252,7 +252,7 @@ def test_identical_submission_after_completion_is_answered_from_the_cache(
     response = submit(alice, "obabel", {"molecules": file_id})
     assert response.status_code == 200
     cached = response.json()
-    assert cached["state"] == CalculationState.COMPLETE and cached["cached_from"] == first["id"]
+    assert cached["state"] == RunState.COMPLETE and cached["cached_from"] == first["id"]
     output = alice.get(f"/files/{cached['outputs']['molecules'][0]}").json()
     assert output["sha256"] == blob.sha256 and output["produced_by"] == cached["id"]
 

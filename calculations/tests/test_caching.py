@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from calculations.caching import compute_cache_key
 from calculations.models import Calculation
 from calculations.provenance import update_attempt
-from calculations.states import CalculationState
+from calculations.states import RunState
 from calculations.workdirs import staged_input_name
 from conftest import ApiClient
 from demo.synthetic import fasta, protein_family
@@ -126,7 +126,7 @@ def test_a_cache_hit_on_a_calculation_staged_with_its_owners_file_names_hides_th
     from calculations.actions.followers import shared_provenance
     from calculations.tests.factories import make_calculation
 
-    source = make_calculation(CalculationState.COMPLETE, username="alice")
+    source = make_calculation(RunState.COMPLETE, username="alice")
     inputs = f"/data/calculations/{source.id}/attempt-1/inputs"
     source.provenance = update_attempt(
         {**source.provenance, "inputs": {"contigs": "a" * 64}},

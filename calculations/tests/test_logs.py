@@ -11,14 +11,14 @@ import pytest
 from calculations.actions import do_create_api_token
 from calculations.models import Calculation
 from calculations.provenance import update_attempt
-from calculations.states import CalculationState
+from calculations.states import RunState
 from calculations.storage import get_storage
 from calculations.tests.factories import make_calculation
 from calculations.workdirs import log_paths
 from conftest import ApiClient
 from emgapiv2.config import get_settings
 
-S = CalculationState
+S = RunState
 CHUNK = 4096
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from calculations.policies import POLICIES, AttemptEnd, decide, retry_delay_seconds
-from calculations.states import ACTIVE_STATES, CalculationState
+from calculations.states import ACTIVE_STATES, RunState
 from emgapiv2.config import RetrySettings, get_settings
 
-S = CalculationState
+S = RunState
 TOOL_FAULTS = [
     AttemptEnd.TOOL_FAILED,
     AttemptEnd.OUT_OF_MEMORY,

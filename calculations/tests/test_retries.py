@@ -11,11 +11,11 @@ from calculations.errors import InvalidTransition
 from calculations.models import Calculation, CalculationEvent, File
 from calculations.policies import AttemptEnd, retry_delay_seconds
 from calculations.provenance import update_attempt
-from calculations.states import CalculationState
+from calculations.states import RunState
 from calculations.tests.factories import make_calculation
 from emgapiv2.config import get_settings
 
-S = CalculationState
+S = RunState
 pytestmark = pytest.mark.django_db
 
 

@@ -128,7 +128,7 @@ def test_a_list_of_files_past_its_bound_is_a_422(
 ) -> None:
     from prefect.utilities.callables import parameter_schema
 
-    from calculations.launching import WorkflowInfo
+    from calculations.orchestrator import WorkflowInfo
     from workflows.flows.choose_profile import choose_profile
     from workflows.sdk import MAX_FILES
 
@@ -202,11 +202,11 @@ def test_canceling_one_step_leaves_its_workflows_flow_run_alone(
 ) -> None:
     """The step runs as a task run of the workflow's flow run: stopping that flow run would cancel
     the whole workflow run, as if an operator had. Only the step's tool is stopped (by its worker)."""
-    from calculations.launching import register_launcher
-    from calculations.tests.test_actions import RecordingLauncher
+    from calculations.orchestrator import register_orchestrator
+    from calculations.tests.test_actions import RecordingOrchestrator
 
-    recording = RecordingLauncher()
-    previous = register_launcher(recording)
+    recording = RecordingOrchestrator()
+    previous = register_orchestrator(recording)
     try:
         run = _running_run(alice_id)
         step = _step(run, files)
@@ -214,7 +214,7 @@ def test_canceling_one_step_leaves_its_workflows_flow_run_alone(
         with django_capture_on_commit_callbacks(execute=True):
             assert actions.do_request_cancel(step.id, actor="user:1").state == "CANCELING"
     finally:
-        register_launcher(previous)
+        register_orchestrator(previous)
     assert recording.stopped == []
     assert WorkflowRun.objects.get(id=run.id).state == "RUNNING"
 
@@ -280,7 +280,7 @@ def more_workflows(workflow_catalogue: list[Any]) -> None:
     """`choose-profile` (the example that pauses), and a workflow with a free-form parameter."""
     from prefect.utilities.callables import parameter_schema
 
-    from calculations.launching import WorkflowInfo
+    from calculations.orchestrator import WorkflowInfo
     from workflows.flows.choose_profile import choose_profile
 
     schema = parameter_schema(choose_profile.fn).model_dump(exclude_unset=True)

@@ -332,11 +332,11 @@ def _outputs_named(owner: str, outputs: list[tuple[str, str, bytes]]) -> str:
     """A COMPLETE calculation whose outputs are (role, name, content): names as a hostile or broken
     server could give them."""
     from calculations.models import File
-    from calculations.states import CalculationState
+    from calculations.states import RunState
     from calculations.storage import get_storage
     from calculations.tests.factories import make_calculation
 
-    calc = make_calculation(CalculationState.COMPLETE, username=owner)
+    calc = make_calculation(RunState.COMPLETE, username=owner)
     for role, name, content in outputs:
         blob = get_storage().put(io.BytesIO(content))
         File.objects.create(owner=calc.owner, name=name, size=blob.size, sha256=blob.sha256, produced_by=calc,
@@ -379,11 +379,11 @@ def test_download_never_writes_outside_its_directory_whatever_names_the_server_g
 def _ended_with_logs(owner: str, stdout: str, stderr: str) -> str:
     """A COMPLETE calculation whose tool wrote these logs."""
     from calculations.provenance import update_attempt
-    from calculations.states import CalculationState
+    from calculations.states import RunState
     from calculations.storage import get_storage
     from calculations.tests.factories import make_calculation
 
-    calc = make_calculation(CalculationState.COMPLETE, username=owner)
+    calc = make_calculation(RunState.COMPLETE, username=owner)
     stored = {f"{name}_sha256": get_storage().put(io.BytesIO(text.encode())).sha256
               for name, text in (("stdout", stdout), ("stderr", stderr))}  # fmt: skip
     provenance = update_attempt(calc.provenance, calc.attempt, **stored)

@@ -22,7 +22,7 @@ from calculations.actions import JobOutcome, OutputBlob
 from calculations.errors import InvalidTransition
 from calculations.models import Calculation, CalculationInput
 from calculations.policies import AttemptEnd
-from calculations.states import CalculationState
+from calculations.states import RunState
 from calculations.storage import get_storage
 from calculations.workdirs import log_paths
 from emgapiv2.config import get_settings
@@ -30,7 +30,7 @@ from workflows.backends import ExecutionBackend, JobHandle, JobLimit, JobState, 
 from workflows.db import db
 from workflows.execution.inflight import get_inflight_watcher
 
-S = CalculationState
+S = RunState
 # how a job the backend saw end ended (success is decided once the outputs are checked)
 JOB_ENDS = {
     (JobStatus.FAILED, None): AttemptEnd.TOOL_FAILED,
@@ -68,9 +68,9 @@ class Attempt:
         self.backend_name = backend_name
         self.logger = logger
 
-    async def current_state(self) -> CalculationState:
+    async def current_state(self) -> RunState:
         state = await db(lambda: Calculation.objects.values_list("state", flat=True).get(id=self.calculation_id))()
-        return CalculationState(state)
+        return RunState(state)
 
     def is_canceling(self) -> bool:
         """A cancel was asked before the next job starts, as the in-flight watcher saw it. (One that
@@ -119,7 +119,7 @@ class Attempt:
         message: str = "",
         outcome: JobOutcome | None = None,
         outputs: list[OutputBlob] | None = None,
-    ) -> CalculationState:
+    ) -> RunState:
         """Record how this attempt ended; the policy table (calculations/policies.py) decides what follows."""
         try:
             calc = await db(actions.do_end_attempt)(
@@ -134,7 +134,7 @@ class Attempt:
             self.logger.warning(
                 "calculation %s: %s, now %s: %s", self.calculation_id, end.name, calc.state, message[:500]
             )
-        return CalculationState(calc.state)
+        return RunState(calc.state)
 
 
 class AttemptRunner(Protocol):
@@ -142,6 +142,6 @@ class AttemptRunner(Protocol):
 
     workdir: str  # the folder of the attempt's directory where its jobs work ("work", a TES task's "fs")
 
-    async def run(self, attempt: Attempt, calc: Calculation, base: Path) -> CalculationState:
+    async def run(self, attempt: Attempt, calc: Calculation, base: Path) -> RunState:
         """Run the started attempt in its directory `base` until it has ended; its final state."""
         ...

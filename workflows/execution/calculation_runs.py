@@ -23,7 +23,7 @@ from calculations.errors import InvalidTransition
 from calculations.models import Calculation
 from calculations.policies import AttemptEnd
 from calculations.programs import TES_RUNNER, TOOL_RUNNER, get_program
-from calculations.states import TERMINAL_STATES, CalculationState
+from calculations.states import TERMINAL_STATES, RunState
 from calculations.tools import get_tool
 from calculations.workdirs import attempt_dir
 from workflows.backends import BackendUnavailable, ExecutionBackend, get_backend
@@ -35,7 +35,7 @@ from workflows.execution.tes_runner import TesTaskRunner
 from workflows.execution.tool_runner import ToolRunner
 from workflows.identity import this_worker
 
-S = CalculationState
+S = RunState
 
 
 # the runner of each kind of program (`calculations.programs.Program.runner`), for a calculation
@@ -61,9 +61,7 @@ class CalculationRun:
 
         self.refusal = ""  # why nothing ran, when nothing could (the calculation is gone, or not QUEUED)
 
-    async def execute(
-        self, flow_run_id: UUID | None = None, *, calc: Calculation | None = None
-    ) -> CalculationState | None:
+    async def execute(self, flow_run_id: UUID | None = None, *, calc: Calculation | None = None) -> RunState | None:
         """Run the current attempt; its final state (None: the calculation does not exist). The row is
         read once, here (or given, as the caller just read it); from then on every change goes through
         a guarded action, which refuses one the row no longer allows."""
@@ -83,7 +81,7 @@ class CalculationRun:
             else:
                 self.refusal = f"calculation {calc.id} is {calc.state}: another flow run has it"
             self.logger.info(self.refusal)
-            return CalculationState(calc.state)
+            return RunState(calc.state)
         attempt = Attempt(calc.id, calc.attempt, calc.backend or "local", self.logger)
         runner = RUNNERS[get_program(calc.tool).runner](calc)
         base = attempt_dir(calc.id, attempt.number)

@@ -17,12 +17,12 @@ from uuid import UUID
 
 from calculations.actions import do_record_heartbeats
 from calculations.models import Calculation
-from calculations.states import CalculationState
+from calculations.states import RunState
 from emgapiv2.config import get_settings
 from workflows.db import db
 
 logger = logging.getLogger(__name__)
-S = CalculationState
+S = RunState
 
 
 class InFlightWatcher:

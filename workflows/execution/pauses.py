@@ -16,12 +16,12 @@ from prefect.input.run_input import run_input_subclass_from_type
 
 from calculations import actions
 from calculations.models import WorkflowRun
-from calculations.states import CalculationState
+from calculations.states import RunState
 from emgapiv2.config import get_settings
 from workflows.db import db
 from workflows.execution.workflow_context import current
 
-S = CalculationState
+S = RunState
 T = TypeVar("T")
 
 

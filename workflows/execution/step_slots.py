@@ -28,7 +28,7 @@ from uuid import UUID
 from calculations.actions.submissions import has_step_slot
 from calculations.errors import InvalidTransition, QuotaExceeded
 from calculations.models import Calculation
-from calculations.states import CalculationState
+from calculations.states import RunState
 from emgapiv2.config import get_settings
 from workflows.db import db
 
@@ -138,7 +138,7 @@ async def turn(
 
 def _has_slot(calculation_id: UUID, attempt: int, owner_id: int, workflow_run_id: UUID) -> bool:
     found = Calculation.objects.filter(id=calculation_id).values_list("state", "attempt").first()
-    if found != (CalculationState.QUEUED, attempt):
+    if found != (RunState.QUEUED, attempt):
         raise InvalidTransition(f"calculation {calculation_id} is no longer QUEUED as attempt {attempt}: {found}")
     return has_step_slot(owner_id, workflow_run_id)
 

@@ -24,14 +24,14 @@ from prefect.client.orchestration import get_client
 from calculations import actions
 from calculations.errors import InvalidInput, InvalidTransition, NotFound
 from calculations.models import Calculation, File
-from calculations.states import TERMINAL_STATES, CalculationState
+from calculations.states import TERMINAL_STATES, RunState
 from emgapiv2.config import get_settings
 from workflows.db import db
 from workflows.execution.calculation_runs import CalculationRun
 from workflows.execution.workflow_context import WorkflowContext
 from workflows.orchestration.flow_runs import create_calculation_flow_run
 
-S = CalculationState
+S = RunState
 
 
 class StepFailed(Exception):

@@ -21,7 +21,7 @@ from calculations.actions.tes import do_record_tes_log
 from calculations.errors import InvalidTransition
 from calculations.models import Calculation, TesTask
 from calculations.policies import AttemptEnd
-from calculations.states import CalculationState
+from calculations.states import RunState
 from calculations.storage import StorageError
 from calculations.tes.paths import MountPlan
 from calculations.tes.schemas import ExecutorIn, TaskIn
@@ -40,7 +40,7 @@ from workflows.execution.task_trees import (
     stage_inputs,
 )
 
-S = CalculationState
+S = RunState
 
 
 def _now() -> str:
@@ -74,7 +74,7 @@ class TesTaskRunner:
         self.last_exit: int | None = None
         self.disk_bytes = 0
 
-    async def run(self, attempt: Attempt, calc: Calculation, base: Path) -> CalculationState:
+    async def run(self, attempt: Attempt, calc: Calculation, base: Path) -> RunState:
         self.attempt, self.calc, self.base = attempt, calc, base
         self.fs = base / self.workdir
         self.stdout_path, self.stderr_path = log_paths(calc.id, attempt.number)
@@ -87,7 +87,7 @@ class TesTaskRunner:
         the sweeper takes the rest), before the end is seen, so that no one finds it afterwards."""
         await asyncio.to_thread(shutil.rmtree, self.fs, True)
 
-    async def _attempt(self) -> CalculationState:
+    async def _attempt(self) -> RunState:
         attempt = self.attempt
         tes = await db(TesTask.objects.get)(calculation_id=self.calc.id)
         task = TaskIn.model_validate(tes.spec["task"])
@@ -116,7 +116,7 @@ class TesTaskRunner:
 
     async def _execute(
         self, index: int, executor: ExecutorIn, mounts: tuple[Mount, ...], resources: dict[str, int]
-    ) -> CalculationState | None:
+    ) -> RunState | None:
         """Run executor `index`; a state if the attempt ended with it, None to go on."""
         attempt, calc, backend = self.attempt, self.calc, self.attempt.backend
         if attempt.is_canceling():
@@ -211,7 +211,7 @@ class TesTaskRunner:
         except InvalidTransition:
             pass  # superseded: its end is recorded (or refused) by `_end`
 
-    async def _finish(self, task: TaskIn, plan: MountPlan) -> CalculationState:
+    async def _finish(self, task: TaskIn, plan: MountPlan) -> RunState:
         try:
             outputs, entries = await asyncio.to_thread(collect_outputs, task, plan, self.fs)
         except OutputProblem as exc:
@@ -227,7 +227,7 @@ class TesTaskRunner:
             await asyncio.to_thread(shutil.rmtree, self.base, True)
         return final
 
-    async def _end(self, end: AttemptEnd, message: str, outputs: list[OutputBlob] | None = None) -> CalculationState:
+    async def _end(self, end: AttemptEnd, message: str, outputs: list[OutputBlob] | None = None) -> RunState:
         """The attempt's end, once its scratch is gone and its logs are stored."""
         await self._drop_scratch()
         try:

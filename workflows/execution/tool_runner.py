@@ -14,7 +14,7 @@ from calculations.actions import JobOutcome, OutputBlob
 from calculations.logs import tail_of_file
 from calculations.models import Calculation
 from calculations.policies import AttemptEnd
-from calculations.states import CalculationState
+from calculations.states import RunState
 from calculations.storage import StorageError, get_storage
 from calculations.tools import ToolSpec
 from calculations.workdirs import log_paths, staged_input_name
@@ -23,7 +23,7 @@ from workflows.backends import BackendUnavailable, JobSpec, JobState, JobStatus
 from workflows.db import db
 from workflows.execution.attempts import JOB_ENDS, Attempt, input_blobs, store_logs
 
-S = CalculationState
+S = RunState
 ERROR_TAIL_CHARS = 4000
 
 
@@ -99,7 +99,7 @@ class ToolRunner:
     def __init__(self, spec: ToolSpec) -> None:
         self.spec = spec
 
-    async def run(self, attempt: Attempt, calc: Calculation, base: Path) -> CalculationState:
+    async def run(self, attempt: Attempt, calc: Calculation, base: Path) -> RunState:
         spec, workdir = self.spec, base / self.workdir
         workdir.mkdir(parents=True, exist_ok=True)
         try:
@@ -138,7 +138,7 @@ class ToolRunner:
         state = await attempt.wait(handle)
         return await self._record(attempt, workdir, base, state)
 
-    async def _record(self, attempt: Attempt, workdir: Path, base: Path, state: JobState) -> CalculationState:
+    async def _record(self, attempt: Attempt, workdir: Path, base: Path, state: JobState) -> RunState:
         calculation_id, number, spec = attempt.calculation_id, attempt.number, self.spec
         try:
             stdout_sha, stderr_sha = await asyncio.to_thread(store_logs, calculation_id, number)

@@ -12,7 +12,7 @@ from uuid import UUID
 from calculations import actions
 from calculations.errors import InvalidTransition
 from calculations.policies import AttemptEnd
-from calculations.states import CalculationState
+from calculations.states import RunState
 from workflows.db import db
 from workflows.execution import workflow_context
 from workflows.execution.pauses import CanceledWhilePaused
@@ -45,7 +45,7 @@ def attempt_end(final: Any, error: Any) -> tuple[AttemptEnd, str]:
     message = str(error) if isinstance(error, BaseException) else (final.message or final.name)
     if isinstance(error, CanceledWhilePaused):
         return AttemptEnd.CANCELED, message
-    if isinstance(error, StepFailed) and error.state == CalculationState.SYSTEM_ERROR:
+    if isinstance(error, StepFailed) and error.state == RunState.SYSTEM_ERROR:
         return AttemptEnd.STEP_SYSTEM_ERROR, message
     if final.is_crashed():
         return AttemptEnd.PLATFORM_ERROR, message
@@ -70,5 +70,5 @@ async def end_workflow_run(flow_run_id: UUID, workflow_run_id: UUID, attempt: in
         logger.info("workflow run %s attempt %s not recorded: %s", workflow_run_id, attempt, exc)
         return
     await publish_workflow_run(flow_run_id, workflow_run_id)  # its steps' table on the flow run's page
-    if run.state == CalculationState.CANCELED:
+    if run.state == RunState.CANCELED:
         await mark_flow_run_ended(flow_run_id, "workflow run canceled", canceled=True)

@@ -8,7 +8,7 @@ from prefect import flow, get_run_logger
 from prefect.context import get_run_context
 from prefect.states import Cancelled, Completed, Failed, State
 
-from calculations.states import CalculationState
+from calculations.states import RunState
 from workflows.backends import get_backend
 from workflows.execution.calculation_runs import CalculationRun
 from workflows.orchestration.artifacts import publish_calculation
@@ -22,12 +22,12 @@ async def run_calculation_flow(calculation_id: UUID) -> State:
     state = await run.execute(flow_run_id=flow_run_id)
     if run.refusal:  # started by hand, or retried from the dashboard: nothing ran
         get_run_logger().warning(run.refusal)
-        return Cancelled(message=run.refusal) if state == CalculationState.CANCELED else Failed(message=run.refusal)
+        return Cancelled(message=run.refusal) if state == RunState.CANCELED else Failed(message=run.refusal)
     if flow_run_id is not None:  # its table on the flow run's page: inputs, parameters, outputs, links
         await publish_calculation(flow_run_id, calculation_id)
     message = f"calculation {calculation_id}: {state}"
-    if state == CalculationState.COMPLETE:
+    if state == RunState.COMPLETE:
         return Completed(message=message)
-    if state in (CalculationState.CANCELED, CalculationState.CANCELING):
+    if state in (RunState.CANCELED, RunState.CANCELING):
         return Cancelled(message=message)
     return Failed(message=message)

@@ -18,7 +18,7 @@ from prefect.client.schemas.filters import (
     WorkPoolFilterName,
 )
 
-from calculations.launching import WorkflowInfo
+from calculations.orchestrator import WorkflowInfo
 from emgapiv2.config import get_settings
 
 WORKFLOW_TAG = "emgapi-workflow"  # a deployment users may launch (task deploy-flow tags it)

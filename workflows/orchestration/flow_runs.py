@@ -2,7 +2,7 @@
 attempt (idempotently: one per attempt) and recorded on its row, named and tagged so that operators
 and the worker can tell what each serves, read in pages, and marked cancelling or ended.
 
-Its callers run after Django is set up: the dispatcher thread (`launcher.py`), which imports this
+Its callers run after Django is set up: the dispatcher thread (`orchestrator.py`), which imports this
 module the first time it launches a run, and the worker.
 """
 
@@ -30,7 +30,7 @@ from calculations.errors import InvalidInput, InvalidTransition
 from calculations.models import Calculation, WorkflowRun
 from calculations.policies import AttemptEnd
 from calculations.run_kinds import CALCULATION, WORKFLOW_RUN
-from calculations.states import CalculationState
+from calculations.states import RunState
 from calculations.workflow_params import check_plain_json
 from emgapiv2.config import get_settings
 
@@ -72,7 +72,7 @@ def create_calculation_flow_run(client: SyncPrefectClient, calculation_id: UUID)
         .values("attempt", "state", "flow_run_id", "not_before", "tool", "backend")
         .first()
     )
-    if row is None or row["state"] != CalculationState.QUEUED or row["flow_run_id"] is not None:
+    if row is None or row["state"] != RunState.QUEUED or row["flow_run_id"] is not None:
         return None
     # a retry waits out its backoff as a flow run scheduled for later, visible in the Prefect UI
     not_before = row["not_before"]
@@ -112,7 +112,7 @@ def create_workflow_flow_run(client: SyncPrefectClient, workflow_run_id: UUID) -
     the reconciler dispatches it again)."""
     row = WorkflowRun.objects.filter(id=workflow_run_id).values("attempt", "state", "flow_run_id", "workflow", "params")
     found = row.first()
-    if found is None or found["state"] != CalculationState.QUEUED or found["flow_run_id"] is not None:
+    if found is None or found["state"] != RunState.QUEUED or found["flow_run_id"] is not None:
         return None
     attempt, workflow = found["attempt"], found["workflow"]
     try:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from calculations.states import CalculationState
+from calculations.states import RunState
 from workflows.tests.conftest import WorkerProcess
 from workflows.tests.test_integration import TERMINAL, Api
 
@@ -225,7 +225,7 @@ def test_a_dead_workers_attempts_are_settled_within_30_s_and_its_tools_killed(
     WorkerProcess.objects.filter(name=elsewhere).update(heartbeat_at=timezone.now() - timedelta(seconds=60))
     held = {}
     for worker, job in ((here, tool), (elsewhere, None)):
-        calc = make_calculation(CalculationState.RUNNING)
+        calc = make_calculation(RunState.RUNNING)
         details = {"boot_id": boot, "start_ticks": process_start_ticks(tool.pid)} if job else {}
         provenance = update_attempt(calc.provenance, 1, backend="local", host=host, job_details=details)
         Calculation.objects.filter(id=calc.id).update(

@@ -24,7 +24,7 @@ from calculations import actions
 from calculations.errors import InvalidTransition
 from calculations.models import Calculation, WorkerProcess, WorkflowRun
 from calculations.policies import AttemptEnd
-from calculations.states import ACTIVE_STATES, ATTEMPT_IN_PROGRESS_STATES, CalculationState
+from calculations.states import ACTIVE_STATES, ATTEMPT_IN_PROGRESS_STATES, RunState
 from emgapiv2.config import get_settings
 from workflows.db import db
 from workflows.identity import WorkerIdentity, is_running
@@ -71,7 +71,7 @@ def resume_workflow_runs_of(name: str, reason: str, actor: str) -> list[tuple[UU
             )
         except InvalidTransition:
             continue
-        ended.append((workflow_run_id, flow_run_id, run.state == CalculationState.CANCELED))
+        ended.append((workflow_run_id, flow_run_id, run.state == RunState.CANCELED))
     return ended
 
 

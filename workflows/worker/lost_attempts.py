@@ -15,14 +15,14 @@ from calculations import actions
 from calculations.errors import InvalidTransition
 from calculations.models import Calculation
 from calculations.policies import AttemptEnd
-from calculations.states import CalculationState
+from calculations.states import RunState
 from emgapiv2.config import get_settings
 from workflows.backends import JobHandle, get_backend
 from workflows.db import db
 from workflows.identity import group_members, this_worker
 
 logger = logging.getLogger(__name__)
-S = CalculationState
+S = RunState
 SETTLED = {S.QUEUED: "retried", S.CANCELED: "canceled"}
 LOST_FIELDS = ("id", "attempt", "state", "flow_run_id", "backend", "backend_job_id")
 

@@ -36,17 +36,17 @@ from calculations.errors import InvalidTransition
 from calculations.models import Calculation, WorkflowRun
 from calculations.policies import AttemptEnd
 from calculations.run_kinds import CALCULATION, WORKFLOW_RUN, RunKind
-from calculations.states import ACTIVE_STATES, ATTEMPT_IN_PROGRESS_STATES, CalculationState
+from calculations.states import ACTIVE_STATES, ATTEMPT_IN_PROGRESS_STATES, RunState
 from emgapiv2.config import get_settings
 from workflows.db import db
 from workflows.orchestration.flow_runs import mark_flow_run_ended, read_flow_runs
-from workflows.orchestration.launcher import dispatch
+from workflows.orchestration.orchestrator import dispatch
 from workflows.worker.lost_attempts import LOST_FIELDS, LostAttempt, settle, stop_orphan
 from workflows.worker.periodic import every
 from workflows.worker.prefect_cancels import cancel_rows_of
 
 logger = logging.getLogger(__name__)
-S = CalculationState
+S = RunState
 
 
 def _undispatched() -> list[UUID]:

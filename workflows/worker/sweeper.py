@@ -33,14 +33,14 @@ from calculations.actions import do_collect_orphan_blobs, do_expire_uploads
 from calculations.idempotency import expire_records
 from calculations.models import Calculation
 from calculations.programs import get_program
-from calculations.states import ACTIVE_STATES, CalculationState
+from calculations.states import ACTIVE_STATES, RunState
 from calculations.tools import UnknownTool
 from emgapiv2.config import get_settings
 from workflows.db import db
 from workflows.worker.periodic import every
 
 logger = logging.getLogger(__name__)
-S = CalculationState
+S = RunState
 FAILED = (S.EXECUTOR_ERROR, S.SYSTEM_ERROR)
 BATCH = 500
 

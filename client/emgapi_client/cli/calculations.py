@@ -60,6 +60,8 @@ from emgapi_client.cli.common import (
 
 # -- commands ----------------------------------------------------------------------------------
 
+RunId = Annotated[str, typer.Argument(metavar="ID", help="A calculation or a workflow run.")]
+
 
 @app.command()
 def login(
@@ -244,7 +246,7 @@ def list_calculations(
 
 @app.command()
 def show(
-    object_id: Annotated[str, typer.Argument(metavar="ID", help="A calculation or a workflow run.")],
+    object_id: RunId,
     as_json: JsonOption = False,
 ) -> None:
     """Show a calculation (state, inputs, outputs, provenance) or a workflow run (its steps)."""
@@ -260,7 +262,7 @@ def show(
 
 @app.command()
 def wait(
-    object_id: Annotated[str, typer.Argument(metavar="ID", help="A calculation or a workflow run.")],
+    object_id: RunId,
     timeout: TimeoutOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -335,7 +337,7 @@ def _print_json_line(value: Any) -> None:
 
 @app.command()
 def cancel(
-    object_id: Annotated[str, typer.Argument(metavar="ID", help="A calculation or a workflow run.")],
+    object_id: RunId,
     as_json: JsonOption = False,
 ) -> None:
     """Cancel a calculation, or a workflow run and every step of it in flight."""

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from calculations.models import Calculation
-from calculations.states import CalculationState
+from calculations.states import RunState
 from calculations.tests.factories import make_calculation
 from workflows.execution.inflight import InFlightWatcher
 
-S = CalculationState
+S = RunState
 pytestmark = pytest.mark.django_db
 
 

@@ -15,19 +15,19 @@ from django.utils import timezone
 
 from calculations.actions import do_create_file, do_delete_file
 from calculations.models import Calculation, IdempotentRequest
-from calculations.states import CalculationState
+from calculations.states import RunState
 from calculations.storage import get_storage
 from calculations.tests.factories import make_calculation
 from calculations.workdirs import attempt_dir
 from emgapiv2.config import get_settings
 from workflows.worker.sweeper import sweep_once
 
-S = CalculationState
+S = RunState
 pytestmark = pytest.mark.django_db(transaction=True)
 HOURS = 3600
 
 
-def _attempt(state: CalculationState, *, attempt: int = 1, finished_hours_ago: float | None = None) -> Path:
+def _attempt(state: RunState, *, attempt: int = 1, finished_hours_ago: float | None = None) -> Path:
     calc = make_calculation(state)
     fields = {"attempt": max(attempt, 1)}
     if finished_hours_ago is not None:

@@ -1,4 +1,4 @@
-"""The Prefect launcher (`calculations.launching.Launcher`), registered by `workflows/apps.py`: how a
+"""The Prefect orchestrator (`calculations.orchestrator.Orchestrator`), registered by `workflows/apps.py`: how a
 committed run becomes a flow run, and what the API asks of Prefect (the workflow catalogue, a paused
 run's form and its resume, a cancel, the health check).
 
@@ -23,7 +23,7 @@ from uuid import UUID
 from django.db import close_old_connections
 
 from calculations.errors import Unavailable
-from calculations.launching import LauncherHealth, WorkflowInfo
+from calculations.orchestrator import OrchestratorHealth, WorkflowInfo
 from emgapiv2.config import get_settings
 
 logger = logging.getLogger(__name__)
@@ -71,8 +71,8 @@ def _dispatch_forever() -> None:
                 logger.debug("could not close the dispatcher's database connection", exc_info=True)
 
 
-class PrefectLauncher:
-    """Runs launched as Prefect flow runs (`calculations.launching.Launcher`). Each method that
+class PrefectOrchestrator:
+    """Runs launched as Prefect flow runs (`calculations.orchestrator.Orchestrator`). Each method that
     speaks to Prefect imports its module when called (Prefect: a heavy import, see above); the
     tests' stand-ins replace those modules' functions."""
 
@@ -105,11 +105,11 @@ class PrefectLauncher:
 
         flow_runs.mark_flow_run_cancelling(flow_run_id)
 
-    def health(self) -> LauncherHealth:
+    def health(self) -> OrchestratorHealth:
         from prefect.client.orchestration import get_client  # Prefect: heavy, imported when first asked
 
         with get_client(sync_client=True) as client:
             response = client.api_healthcheck()
         if response is not None:
-            return LauncherHealth(ok=False, detail=str(response))
-        return LauncherHealth(ok=True, detail=str(client.api_url))
+            return OrchestratorHealth(ok=False, detail=str(response))
+        return OrchestratorHealth(ok=True, detail=str(client.api_url))

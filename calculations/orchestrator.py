@@ -1,9 +1,9 @@
 """The seam between the calculations app and whatever executes calculations (design brief §3).
 
 The actions decide *that* a calculation must be launched (after its transaction commits) or that
-its run must be told to stop; a `Launcher` decides *how*. `workflows` registers the Prefect one
+its run must be told to stop; a `Orchestrator` decides *how*. `workflows` registers the Prefect one
 when Django starts (`workflows/apps.py`), so this app never imports Prefect or `workflows`, and
-can be read, tested and reused without them. With no launcher registered, launches are no-ops:
+can be read, tested and reused without them. With no orchestrator registered, launches are no-ops:
 rows stay QUEUED for the reconciler.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 from uuid import UUID
 
 from django.db import transaction
@@ -23,8 +23,9 @@ from calculations.run_kinds import kind_of
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class LauncherHealth:
+class OrchestratorHealth(NamedTuple):
+    """Whether the orchestrator answers, and (for operators' logs) what it said."""
+
     ok: bool
     detail: str
 
@@ -38,7 +39,7 @@ class WorkflowInfo:
     parameters_schema: dict[str, Any]
 
 
-class Launcher(Protocol):
+class Orchestrator(Protocol):
     name: str  # the health check's key, e.g. "prefect"
 
     def launch(self, kind: str, run_id: UUID) -> None:
@@ -62,16 +63,16 @@ class Launcher(Protocol):
         """Resume a paused run with its input; InvalidInput says why the input was refused."""
         ...
 
-    def health(self) -> LauncherHealth: ...
+    def health(self) -> OrchestratorHealth: ...
 
 
-class NoLauncher:
+class NoOrchestrator:
     """Nothing executes calculations in this process: they wait QUEUED for the reconciler."""
 
-    name = "launcher"
+    name = "orchestrator"
 
     def launch(self, kind: str, run_id: UUID) -> None:
-        logger.debug("no launcher registered: %s %s waits for the reconciler", kind, run_id)
+        logger.debug("no orchestrator registered: %s %s waits for the reconciler", kind, run_id)
 
     def stop_run(self, flow_run_id: UUID) -> None:
         pass
@@ -80,38 +81,38 @@ class NoLauncher:
         return []
 
     def paused_input_schema(self, flow_run_id: UUID) -> dict[str, Any]:
-        raise Unavailable("no launcher registered: nothing can be resumed")
+        raise Unavailable("no orchestrator registered: nothing can be resumed")
 
     def resume_run(self, flow_run_id: UUID, run_input: dict[str, Any]) -> None:
-        raise Unavailable("no launcher registered: nothing can be resumed")
+        raise Unavailable("no orchestrator registered: nothing can be resumed")
 
-    def health(self) -> LauncherHealth:
-        return LauncherHealth(ok=False, detail="no launcher registered (is 'workflows' in INSTALLED_APPS?)")
-
-
-_launcher: Launcher = NoLauncher()
+    def health(self) -> OrchestratorHealth:
+        return OrchestratorHealth(ok=False, detail="no orchestrator registered (is 'workflows' in INSTALLED_APPS?)")
 
 
-def register_launcher(launcher: Launcher) -> Launcher:
-    """Install `launcher` for this process; return the previous one (tests restore it)."""
-    global _launcher
-    previous, _launcher = _launcher, launcher
+_orchestrator: Orchestrator = NoOrchestrator()
+
+
+def register_orchestrator(orchestrator: Orchestrator) -> Orchestrator:
+    """Install `orchestrator` for this process; return the previous one (tests restore it)."""
+    global _orchestrator
+    previous, _orchestrator = _orchestrator, orchestrator
     return previous
 
 
-def get_launcher() -> Launcher:
-    return _launcher
+def get_orchestrator() -> Orchestrator:
+    return _orchestrator
 
 
 def launch_after_commit(run: Calculation | WorkflowRun) -> None:
     """Launch the run's current attempt once the transaction has committed (never a rolled-back row);
-    the launcher is looked up then, so the one registered at that moment is used. A workflow's step
+    the orchestrator is looked up then, so the one registered at that moment is used. A workflow's step
     is never launched on its own: its workflow's flow run executes it, and each retry of it."""
     if isinstance(run, Calculation) and run.workflow_run_id is not None:
         return
     kind, run_id = kind_of(run).name, run.id
-    transaction.on_commit(lambda: get_launcher().launch(kind, run_id))
+    transaction.on_commit(lambda: get_orchestrator().launch(kind, run_id))
 
 
 def stop_run_after_commit(flow_run_id: UUID) -> None:
-    transaction.on_commit(lambda: get_launcher().stop_run(flow_run_id))
+    transaction.on_commit(lambda: get_orchestrator().stop_run(flow_run_id))
