@@ -17,7 +17,6 @@ from datetime import timedelta
 from typing import BinaryIO
 from uuid import UUID
 
-from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Max, Sum
 from django.utils import timezone
@@ -25,6 +24,7 @@ from django.utils import timezone
 from calculations.actions.access import access_file_by_id
 from calculations.actions.quotas import storage_limit
 from calculations.actions.transitions import lock_blob
+from calculations.actions.users import lock_user
 from calculations.errors import Conflict, StorageQuotaExceeded
 from calculations.models import Calculation, File, OrphanBlob, TesTask
 from calculations.states import ACTIVE_STATES
@@ -148,7 +148,7 @@ def do_register_blob(
         with transaction.atomic():
             # the user first (concurrent uploads of one user are checked against the quota one at a
             # time), then the blob: the order every action takes them in
-            get_user_model().objects.select_for_update(no_key=True).filter(id=owner_id).first()
+            lock_user(owner_id)
             lock_blob(info.sha256)
             # exact now that the digest is known: bytes the user already holds add nothing
             check_storage_quota(owner_id, new_bytes(owner_id, [(info.sha256, info.size)]))

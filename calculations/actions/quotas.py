@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from django.contrib.auth import get_user_model
 from django.db import transaction
 
+from calculations.actions.users import do_ensure_user
 from calculations.models import UserQuota
 from emgapiv2.config import get_settings
 
@@ -34,7 +34,7 @@ def do_set_user_quota(
     username: str, *, max_active_calculations: int | None = None, storage_bytes: int | None = None
 ) -> UserQuota:
     """Give a user (created if needed) limits of their own; None keeps the deployment's."""
-    user, _ = get_user_model().objects.get_or_create(username=username)
+    user = do_ensure_user(username)
     quota, _ = UserQuota.objects.update_or_create(
         user=user, defaults={"max_active_calculations": max_active_calculations, "storage_bytes": storage_bytes}
     )

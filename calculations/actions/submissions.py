@@ -8,7 +8,6 @@ from functools import partial
 from typing import Any
 from uuid import UUID
 
-from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
@@ -17,6 +16,7 @@ from pydantic import ValidationError
 from calculations.actions.followers import copy_outputs, shared_provenance
 from calculations.actions.quotas import active_limit
 from calculations.actions.transitions import lock_cache_key, record_event, user_actor
+from calculations.actions.users import lock_user
 from calculations.caching import compute_cache_key
 from calculations.errors import InvalidInput, NotFound, QuotaExceeded
 from calculations.formats import HEAD_BYTES, FormatMismatch, check_format, check_whole_file
@@ -174,14 +174,9 @@ def active_usage(owner_id: int) -> ActiveUsage:
     return ActiveUsage(calculations, len(runs), sum(busy.values()), len(runs - set(busy)))
 
 
-def _lock_owner(owner_id: int) -> None:
-    """One claimant per user at a time (a submission, a step's start)."""
-    get_user_model().objects.select_for_update(no_key=True).filter(id=owner_id).first()
-
-
 def check_active_quota(owner_id: int) -> None:
     """A submission (a calculation, a workflow run) is refused if the user's quota is used up."""
-    _lock_owner(owner_id)
+    lock_user(owner_id)
     limit, usage = active_limit(owner_id), active_usage(owner_id)
     if usage.total >= limit:
         raise QuotaExceeded(f"{usage.describe(limit)}: retry when some have finished")
@@ -197,7 +192,7 @@ def has_step_slot(owner_id: int, workflow_run_id: UUID) -> bool:
 def check_step_slot(owner_id: int, workflow_run_id: UUID) -> None:
     """`has_step_slot`, exactly (under the owner's lock: call it before locking the step's row); a
     step without one waits (QuotaExceeded)."""
-    _lock_owner(owner_id)
+    lock_user(owner_id)
     if not has_step_slot(owner_id, workflow_run_id):
         limit = active_limit(owner_id)
         raise QuotaExceeded(f"{active_usage(owner_id).describe(limit)}: the step waits for one to finish")

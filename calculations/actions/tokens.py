@@ -6,11 +6,11 @@ import hashlib
 import secrets
 from datetime import timedelta
 
-from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from calculations.actions.users import do_ensure_user
 from calculations.models import ApiToken
 
 # `last_used_at` tells an operator which tokens are alive; to the minute is enough, and writing it
@@ -25,7 +25,7 @@ def hash_token(token: str) -> str:
 @transaction.atomic
 def do_create_api_token(username: str, *, can_write: bool = True, expires_in: timedelta | None = None) -> str:
     """Create a token for `username` (creating the user if needed); return it in plain text once."""
-    user, _ = get_user_model().objects.get_or_create(username=username)
+    user = do_ensure_user(username)
     token = f"emg_{secrets.token_urlsafe(32)}"
     ApiToken.objects.create(
         user=user,

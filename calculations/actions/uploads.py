@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from uuid import UUID, uuid4
 
-from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
@@ -36,6 +35,7 @@ from calculations.actions.files import (
     do_register_blob,
     new_bytes,
 )
+from calculations.actions.users import lock_user
 from calculations.errors import Conflict, InvalidInput, QuotaExceeded, StorageQuotaExceeded
 from calculations.models import File, Upload, UploadState
 from calculations.models.uploads import UNFINISHED_UPLOAD_STATES
@@ -125,7 +125,7 @@ def check_create_upload(owner_id: int, name: str, size: int, sha256: str | None)
 
 def _check_upload_quota(owner_id: int, size: int, sha256: str | None, *, lock: bool = False) -> None:
     if lock:  # the order every action takes: the user's row first
-        get_user_model().objects.select_for_update(no_key=True).filter(id=owner_id).first()
+        lock_user(owner_id)
     unfinished = Upload.objects.filter(owner_id=owner_id, state__in=UNFINISHED_UPLOAD_STATES)
     count = unfinished.count()
     limit = get_settings().uploads.max_open

@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
-from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
@@ -28,6 +27,7 @@ from calculations.actions.transitions import (
     record_event,
     user_actor,
 )
+from calculations.actions.users import do_ensure_user
 from calculations.errors import InvalidTransition
 from calculations.models import Calculation, WorkflowRun
 from calculations.orchestrator import get_orchestrator, launch_after_commit
@@ -59,7 +59,7 @@ def do_create_workflow_run(owner_id: int, workflow: str, params: Mapping[str, An
 def do_adopt_flow_run(owner_username: str, workflow: str, params: Mapping[str, Any], flow_run_id: UUID) -> WorkflowRun:
     """A workflow's flow run launched from the Prefect dashboard (not through the API) becomes a
     workflow run of the operator account, counted against its quota like any other."""
-    owner, _ = get_user_model().objects.get_or_create(username=owner_username)
+    owner = do_ensure_user(owner_username)
     existing = WorkflowRun.objects.filter(flow_run_id=flow_run_id).first()
     if existing is not None:
         return existing

@@ -10,13 +10,13 @@ import asyncio
 from typing import Any
 from uuid import UUID
 
-from django.contrib.auth import get_user_model
 from prefect import Flow, flow, get_run_logger
 from prefect.context import get_run_context
 from prefect.states import Completed, Failed, State
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from calculations.actions import check_create_calculation
+from calculations.actions.users import do_ensure_operator
 from calculations.errors import InvalidInput, NotFound, QuotaExceeded
 from calculations.models import Calculation
 from calculations.states import TERMINAL_STATES
@@ -28,7 +28,7 @@ from workflows.sdk import FileId
 
 
 def _submit(tool: str, inputs: dict[str, Any], params: dict[str, Any], backend: str | None, use_cache: bool) -> UUID:
-    operator, _ = get_user_model().objects.get_or_create(username=get_settings().workflow.operator_username)
+    operator = do_ensure_operator()
     files = {role: UUID(str(file_id)) for role, file_id in inputs.items()}
     calc = check_create_calculation(
         operator.id, tool, inputs=files, params=params, use_cache=use_cache, backend=backend
