@@ -31,7 +31,7 @@ def main() -> None:
     from prefect.flows import load_flow_from_entrypoint
 
     from workflows.execution.workflow_runs import begin_workflow_run, end_workflow_run
-    from workflows.orchestration.flow_runs import workflow_run_tags
+    from workflows.orchestration.orchestrator import workflow_run_tags
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     flow_run_id = UUID(os.environ["PREFECT__FLOW_RUN_ID"])

@@ -24,12 +24,13 @@ from prefect.client.orchestration import get_client
 from calculations import actions
 from calculations.errors import InvalidInput, InvalidTransition, NotFound
 from calculations.models import Calculation, File
+from calculations.run_kinds import CALCULATION
 from calculations.states import TERMINAL_STATES, RunState
 from emgapiv2.config import get_settings
 from workflows.db import db
 from workflows.execution.calculation_runs import CalculationRun
 from workflows.execution.workflow_context import WorkflowContext
-from workflows.orchestration.flow_runs import create_calculation_flow_run
+from workflows.orchestration.orchestrator import create_flow_run
 
 S = RunState
 
@@ -128,7 +129,7 @@ def _dispatch_attempt(calculation_id: UUID) -> None:
     """A Docker-pool workflow's step (and each retry of it) runs on the calculation worker as a
     run-calculation flow run of its own, created here (idempotently: one per attempt). Database thread."""
     with get_client(sync_client=True) as client:
-        create_calculation_flow_run(client, calculation_id)
+        create_flow_run(client, CALCULATION.name, calculation_id)
 
 
 async def _await_dispatched_attempts(calculation_id: UUID) -> str:

@@ -30,7 +30,7 @@ from emgapiv2.config import get_settings
 from workflows.backends import BackendUnavailable, JobSpec, JobStatus
 from workflows.backends.base import JobHandle, JobState, Mount
 from workflows.db import db
-from workflows.execution.attempts import JOB_ENDS, Attempt, input_blobs, store_logs
+from workflows.execution.calculation_runs import JOB_ENDS, Attempt, input_blobs, store_logs
 from workflows.execution.task_trees import (
     OutputProblem,
     UnreachableLocation,

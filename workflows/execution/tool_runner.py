@@ -21,7 +21,7 @@ from calculations.workdirs import log_paths, staged_input_name
 from emgapiv2.config import get_settings
 from workflows.backends import BackendUnavailable, JobSpec, JobState, JobStatus
 from workflows.db import db
-from workflows.execution.attempts import JOB_ENDS, Attempt, input_blobs, store_logs
+from workflows.execution.calculation_runs import JOB_ENDS, Attempt, input_blobs, store_logs
 
 S = RunState
 ERROR_TAIL_CHARS = 4000

@@ -230,7 +230,9 @@ def test_a_dead_workers_attempts_are_settled_within_30_s_and_its_tools_killed(
         provenance = update_attempt(calc.provenance, 1, backend="local", host=host, job_details=details)
         Calculation.objects.filter(id=calc.id).update(
             worker=worker, backend="local", backend_job_id=str(job.pid) if job else "", provenance=provenance,
-            heartbeat_at=timezone.now(),  # a fresh calculation heartbeat: only the worker's liveness tells
+            # a calculation heartbeat that stays fresh for the test: only the worker's liveness tells (the
+            # reconciler's check of stale heartbeats, 3 s here, would win the race on a loaded machine)
+            heartbeat_at=timezone.now() + timedelta(seconds=30),
         )  # fmt: skip
         held[worker] = calc.id
     started, noticed = time.monotonic(), dict[str, float]()

@@ -40,7 +40,7 @@ from workflows.db import db
 from workflows.execution.workflow_runs import begin_workflow_run, end_workflow_run
 from workflows.identity import this_worker
 from workflows.orchestration.catalogue import WORKFLOW_TAG
-from workflows.orchestration.flow_runs import workflow_run_tags
+from workflows.orchestration.orchestrator import workflow_run_tags
 from workflows.orchestration.work_pools import ensure_calculation_work_pool
 from workflows.worker import liveness, pool_heartbeat, prefect_cancels, reconciler, sweeper
 from workflows.worker.adoption import adopt_flow_run

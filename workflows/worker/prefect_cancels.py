@@ -22,7 +22,8 @@ from calculations import actions
 from calculations.errors import InvalidTransition, NotFound
 from emgapiv2.config import get_settings
 from workflows.db import db
-from workflows.orchestration.flow_runs import read_flow_runs, workflow_run_tags
+from workflows.orchestration.flow_runs import read_flow_runs
+from workflows.orchestration.orchestrator import workflow_run_tags
 from workflows.worker.periodic import every
 
 logger = logging.getLogger(__name__)
