@@ -29,6 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import django
+import docker
+from docker.utils.build import exclude_paths
+
+from calculations.tools import get_registry
+from emgapiv2.config import BASE_DIR, get_settings
+
 DEFAULT_BASE = "debian:bookworm-slim"
 LOCAL_BASE = "emgapi/base:bookworm"  # scripts/base-image.sh makes it, where a build needs it
 CONTEXT_LABEL = "org.emgapi.build-context-sha256"
@@ -45,9 +52,6 @@ class Engine:
 
 def engine(host: str | None = None) -> Engine:
     """The engine at `host`, else the platform's (`container.docker_host`), else DOCKER_HOST's."""
-    import docker
-
-    from emgapiv2.config import get_settings
 
     host = host or get_settings().container.docker_host
     client = docker.DockerClient(base_url=host, timeout=600) if host else docker.from_env(timeout=600)
@@ -57,7 +61,6 @@ def engine(host: str | None = None) -> Engine:
 def context_digest(context: Path, dockerfile: str, buildargs: dict[str, str]) -> str:
     """sha256 of what a build of `context` depends on: each file the engine would receive (path,
     executable bit, content; a link as its target), the Dockerfile's path and the build arguments."""
-    from docker.utils.build import exclude_paths
 
     ignore = context / ".dockerignore"
     patterns = [line.strip() for line in ignore.read_text().splitlines()] if ignore.exists() else []
@@ -89,7 +92,6 @@ def ensure_image(
 ) -> str:
     """The image `tag` in `target`, built from `context` as it is now: kept if its label matches,
     else copied from `source` if that engine has it so labelled, else built. Returns its id."""
-    import docker
 
     buildargs = {"BASE_IMAGE": base_image}
     digest = context_digest(context, dockerfile, buildargs)
@@ -123,9 +125,6 @@ def ensure_image(
 def _ensure_local_base(target: Engine, base_image: str) -> None:
     """The local Debian base, imported into the engine before the first build that needs it (its
     debootstrap takes ~40 s once per checkout; an image copied from another engine needs none)."""
-    import docker
-
-    from emgapiv2.config import BASE_DIR
 
     if base_image != LOCAL_BASE:
         return
@@ -138,7 +137,6 @@ def _ensure_local_base(target: Engine, base_image: str) -> None:
 
 def _labelled(engine: Engine, tag: str, digest: str) -> Any:
     """The engine's image `tag` if it was built from the context with this digest, else None."""
-    import docker
 
     try:
         image = engine.client.images.get(tag)
@@ -151,7 +149,6 @@ def build_images(
     base_image: str, names: list[str] | None = None, *, force: bool = False, source: str | None = None
 ) -> dict[str, str]:
     """Each tool's image, built, kept or copied as `ensure_image` decides; returns image name -> id."""
-    from calculations.tools import get_registry
 
     target, source_engine = engine(), engine(source) if source else None
     built: dict[str, str] = {}
@@ -167,14 +164,12 @@ def build_images(
 def build_app_image(base_image: str, *, force: bool = False) -> str:
     """The platform's image (`workflow.docker_image`, deployment/app/Dockerfile; its context is the
     checkout, so a cold build takes minutes and a changed file rebuilds from the COPY on)."""
-    from emgapiv2.config import BASE_DIR, get_settings
 
     tag = get_settings().workflow.docker_image
     return ensure_image(engine(), tag, BASE_DIR, base_image, dockerfile="deployment/app/Dockerfile", force=force)
 
 
 def main(argv: list[str] | None = None) -> None:
-    import django
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("tools", nargs="*", help="only these tools (default: all with an image)")
