@@ -9,7 +9,7 @@ from typing import Any
 from uuid import UUID
 
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.utils import timezone
 from pydantic import ValidationError
 
@@ -161,17 +161,23 @@ def active_usage(owner_id: int) -> ActiveUsage:
     """Only what runs counts: cache hits and followers cost nothing. A step counts while its attempt
     is in progress, not while it waits (for a slot, a retry's backoff, or an identical calculation);
     a workflow run counts as its steps in progress, and as one while it has none."""
-    calculations = Calculation.objects.filter(
-        owner_id=owner_id, state__in=ACTIVE_STATES, cached_from__isnull=True, workflow_run__isnull=True
-    ).count()
-    runs = set(WorkflowRun.objects.filter(owner_id=owner_id, state__in=ACTIVE_STATES).values_list("id", flat=True))
-    busy = dict(
-        Calculation.objects.filter(owner_id=owner_id, workflow_run__isnull=False, state__in=ATTEMPT_IN_PROGRESS_STATES)
-        .values("workflow_run")
-        .annotate(n=Count("id"))
-        .values_list("workflow_run", "n")
+    return _usage(owner_id, None)[0]
+
+
+def _usage(owner_id: int, workflow_run_id: UUID | None) -> tuple[ActiveUsage, bool]:
+    """The user's usage, and whether this run has a step in progress: one aggregate over the user's
+    runs in flight (the (owner, state) index) and one count, on every submission and every step."""
+    step = Q(workflow_run__isnull=False, state__in=ATTEMPT_IN_PROGRESS_STATES)
+    alone = Q(workflow_run__isnull=True, state__in=ACTIVE_STATES, cached_from__isnull=True)
+    counts = Calculation.objects.filter(Q(owner_id=owner_id) & (alone | step)).aggregate(
+        calculations=Count("id", filter=alone),
+        steps=Count("id", filter=step),
+        busy_runs=Count("workflow_run", distinct=True, filter=step & Q(workflow_run__state__in=ACTIVE_STATES)),
+        this_run=Count("id", filter=step & Q(workflow_run_id=workflow_run_id)),
     )
-    return ActiveUsage(calculations, len(runs), sum(busy.values()), len(runs - set(busy)))
+    runs = WorkflowRun.objects.filter(owner_id=owner_id, state__in=ACTIVE_STATES).count()
+    usage = ActiveUsage(counts["calculations"], runs, counts["steps"], runs - counts["busy_runs"])
+    return usage, counts["this_run"] > 0
 
 
 def check_active_quota(owner_id: int) -> None:
@@ -185,17 +191,18 @@ def check_active_quota(owner_id: int) -> None:
 def has_step_slot(owner_id: int, workflow_run_id: UUID) -> bool:
     """May a step of this run start its attempt now? Always if the run has no step in progress (the
     run already counts one), so a run never waits on itself; otherwise only while the quota has room."""
-    in_progress = Calculation.objects.filter(workflow_run_id=workflow_run_id, state__in=ATTEMPT_IN_PROGRESS_STATES)
-    return not in_progress.exists() or active_usage(owner_id).total < active_limit(owner_id)
+    usage, run_busy = _usage(owner_id, workflow_run_id)
+    return not run_busy or usage.total < active_limit(owner_id)
 
 
 def check_step_slot(owner_id: int, workflow_run_id: UUID) -> None:
     """`has_step_slot`, exactly (under the owner's lock: call it before locking the step's row); a
     step without one waits (QuotaExceeded)."""
     lock_user(owner_id)
-    if not has_step_slot(owner_id, workflow_run_id):
-        limit = active_limit(owner_id)
-        raise QuotaExceeded(f"{active_usage(owner_id).describe(limit)}: the step waits for one to finish")
+    usage, run_busy = _usage(owner_id, workflow_run_id)
+    limit = active_limit(owner_id)
+    if run_busy and usage.total >= limit:
+        raise QuotaExceeded(f"{usage.describe(limit)}: the step waits for one to finish")
 
 
 @transaction.atomic

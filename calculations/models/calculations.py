@@ -44,10 +44,17 @@ class Calculation(models.Model):
     )
     step = models.CharField(max_length=128, blank=True)
     step_index = models.PositiveIntegerField(null=True, blank=True)
+    # an operator's rerun (admin) points back at the calculation it repeats
+    rerun_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns")
 
     class Meta:
         ordering = ["-created_at", "id"]
-        indexes = [models.Index(fields=["owner", "-created_at"]), models.Index(fields=["cache_key", "state"])]
+        indexes = [
+            models.Index(fields=["owner", "-created_at"]),
+            models.Index(fields=["cache_key", "state"]),
+            # a user's quota counts their runs in flight, on every submission and every step
+            models.Index(fields=["owner", "state"]),
+        ]
         constraints = [
             # a resumed workflow run finds each step it already created by this
             models.UniqueConstraint(

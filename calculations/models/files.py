@@ -21,7 +21,8 @@ class File(models.Model):
 
     class Meta:
         ordering = ["-created_at", "id"]
-        indexes = [models.Index(fields=["owner", "-created_at"])]
+        # a user's held bytes and a deduplicating upload look up their files by sha256
+        indexes = [models.Index(fields=["owner", "-created_at"]), models.Index(fields=["owner", "sha256"])]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.sha256[:12]})"

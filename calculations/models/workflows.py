@@ -22,6 +22,9 @@ class WorkflowRun(models.Model):
     # the worker process (WorkerProcess.name) running the current attempt: if it dies, the run resumes
     worker = models.CharField(max_length=200, blank=True, db_index=True)
     error = models.TextField(blank=True)
+    # what the flow returned (JSON, bounded by EMGAPI_WORKFLOW__MAX_RESULT_BYTES); null when it returned
+    # nothing, or something that could not be stored (the run's error then says why)
+    result = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -29,7 +32,7 @@ class WorkflowRun(models.Model):
 
     class Meta:
         ordering = ["-created_at", "id"]
-        indexes = [models.Index(fields=["owner", "-created_at"])]
+        indexes = [models.Index(fields=["owner", "-created_at"]), models.Index(fields=["owner", "state"])]
 
     def __str__(self) -> str:
         return f"{self.workflow} {self.id} [{self.state}]"

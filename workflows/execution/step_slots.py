@@ -10,8 +10,9 @@ starts its attempt only once it has both:
 - **a local slot.** At most `workflow.local_step_slots` steps run on the local backend at once in a
   worker (its CPUs). A freed slot goes to the owners waiting in turn (round robin), each owner's
   steps in order: one user's map of thousands cannot hold back another user's single step.
-The start (`do_start_calculation`) checks the quota again, exactly, under the owner's lock; if
-another claim came first, the step gives its local slot back and waits again.
+A step's first try goes straight to its start (`do_start_calculation`), which checks the quota
+exactly, under the owner's lock: most steps find room, and ask the database once. Only a step
+refused there asks `has_step_slot` before each later try; it gives its local slot back meanwhile.
 """
 
 from __future__ import annotations
@@ -112,9 +113,11 @@ async def turn(
     slot = AsyncExitStack()
     try:
         async with queue.turn:
+            hopeful = True  # the first try: the start itself checks the quota
             while True:
                 queue.freed.clear()
-                if await db(_has_slot)(calculation_id, attempt, owner_id, workflow_run_id):
+                if hopeful or await db(_has_slot)(calculation_id, attempt, owner_id, workflow_run_id):
+                    hopeful = False
                     await slot.enter_async_context(local_slot(owner_id, backend))
                     try:
                         await start()

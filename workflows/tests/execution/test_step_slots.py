@@ -67,9 +67,12 @@ def quota(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
 
 
 def test_a_runs_steps_wait_for_the_quota_in_turn_and_a_step_ending_wakes_them(quota: list[bool]) -> None:
-    run_id, started = uuid4(), []
+    run_id, tries, started = uuid4(), [], []
 
-    async def start(name: str) -> None:
+    async def start(name: str) -> None:  # the start checks the quota exactly, under the owner's lock
+        tries.append(name)
+        if not quota[0]:
+            raise QuotaExceeded("the quota is full")
         started.append(name)
 
     async def step(name: str) -> None:
@@ -80,6 +83,7 @@ def test_a_runs_steps_wait_for_the_quota_in_turn_and_a_step_ending_wakes_them(qu
         waiting = [asyncio.create_task(step(f"s{i}")) for i in range(3)]
         await asyncio.sleep(0.05)
         assert started == []  # QUEUED: no attempt started while the quota is full
+        assert tries == ["s0"]  # the first step tried once; the others wait behind it, asking nothing
         quota[0] = True
         step_slots.step_ended(7)  # a step of the same owner ended in this worker
         await asyncio.wait_for(asyncio.gather(*waiting), 5)
