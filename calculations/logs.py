@@ -1,12 +1,14 @@
 """Reading a calculation's tool logs: from storage once the attempt ended, else from its work dir.
 
-Two ways: the tails of both streams (`read_logs`), or one stream from a byte offset, a bounded
-chunk at a time (`read_log_chunk`), for a client following a running tool (`emgapi logs --follow`).
+Three ways: the tails of the streams (`read_logs`, `read_log_tail`), one stream from a byte offset,
+a bounded chunk at a time (`read_log_chunk`), for a client following a running tool (`emgapi logs
+--follow`), or one stream whole (`iter_log`, the admin's download).
 An attempt's stored log blob holds exactly the bytes its work-dir file held, so offsets stay valid
 when the source moves from the file to storage as the attempt ends.
 """
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -16,8 +18,12 @@ from calculations.provenance import Provenance
 from calculations.schemas import LogChunkOut, LogsOut
 from calculations.states import TERMINAL_STATES
 from calculations.storage import BlobNotFound, get_storage
+from calculations.storage.base import CHUNK_BYTES
 from calculations.workdirs import log_paths
 from emgapiv2.config import get_settings
+
+Stream = Literal["stdout", "stderr"]
+STREAMS: tuple[Stream, Stream] = ("stdout", "stderr")  # in the order log_paths and the provenance give them
 
 
 def _tail_of_blob(sha256: str | None, size_limit: int) -> tuple[str, bool]:
@@ -44,18 +50,46 @@ def tail_of_file(path: Path, size_limit: int) -> tuple[str, bool]:
         return "", False
 
 
+def _stored_logs(calc: Calculation, attempt: int) -> tuple[str | None, str | None] | None:
+    """The sha256s of an attempt's stored stdout and stderr; None while they are not stored (its work
+    dir holds them)."""
+    record = next((r for r in Provenance.model_validate(calc.provenance).attempts if r.attempt == attempt), None)
+    if record is not None and (record.stdout_sha256 or record.stderr_sha256):
+        return record.stdout_sha256, record.stderr_sha256
+    return None
+
+
+def read_log_tail(calc: Calculation, stream: Stream, size_limit: int) -> tuple[str, bool]:
+    """The last `size_limit` bytes of one stream of the current attempt, and whether anything was cut."""
+    stored = _stored_logs(calc, calc.attempt)
+    if stored is not None:
+        return _tail_of_blob(stored[STREAMS.index(stream)], size_limit)
+    return tail_of_file(log_paths(calc.id, calc.attempt)[STREAMS.index(stream)], size_limit)
+
+
 def read_logs(calc: Calculation) -> LogsOut:
     limit = get_settings().log_tail_bytes
-    provenance = Provenance.model_validate(calc.provenance)
-    record = next((r for r in provenance.attempts if r.attempt == calc.attempt), None)
-    if record is not None and (record.stdout_sha256 or record.stderr_sha256):
-        stdout, stdout_cut = _tail_of_blob(record.stdout_sha256, limit)
-        stderr, stderr_cut = _tail_of_blob(record.stderr_sha256, limit)
-    else:
-        stdout_path, stderr_path = log_paths(calc.id, calc.attempt)
-        stdout, stdout_cut = tail_of_file(stdout_path, limit)
-        stderr, stderr_cut = tail_of_file(stderr_path, limit)
+    stdout, stdout_cut = read_log_tail(calc, "stdout", limit)
+    stderr, stderr_cut = read_log_tail(calc, "stderr", limit)
     return LogsOut(attempt=calc.attempt, stdout=stdout, stderr=stderr, truncated=stdout_cut or stderr_cut)
+
+
+def iter_log(calc: Calculation, stream: Stream) -> Iterator[bytes]:
+    """The whole of one stream of the current attempt, in chunks: stored, or as its work dir holds it."""
+    stored = _stored_logs(calc, calc.attempt)
+    if stored is not None:
+        if (sha256 := stored[STREAMS.index(stream)]) is not None:
+            try:
+                yield from get_storage().iter_chunks(sha256)
+            except BlobNotFound:
+                return
+        return
+    try:
+        with log_paths(calc.id, calc.attempt)[STREAMS.index(stream)].open("rb") as handle:
+            while chunk := handle.read(CHUNK_BYTES):
+                yield chunk
+    except OSError:  # not started yet, or its directory went
+        return
 
 
 def _utf8_whole(data: bytes) -> int:

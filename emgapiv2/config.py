@@ -247,6 +247,18 @@ class QuotaSettings(BaseModel):
         return self.tool_output_bytes.get(tool, self.max_output_bytes)
 
 
+class AdminSettings(BaseModel):
+    """The Django admin's calculation page."""
+
+    log_tail_bytes: int = Field(
+        16 * 1024,
+        ge=1024,
+        le=1024**2,
+        description="Last bytes of a calculation's stdout and of its stderr its admin page shows (the whole log "
+        "is a link).",
+    )
+
+
 class AdminLoginSettings(BaseModel):
     failure_limit: int = Field(5, ge=1, description="Wrong admin passwords (per user and address) before a lockout.")
     cooloff_minutes: float = Field(15, gt=0, description="How long a locked-out user and address must wait.")
@@ -367,6 +379,7 @@ class Settings(BaseSettings):
     workflow: WorkflowSettings = WorkflowSettings()
     quota: QuotaSettings = QuotaSettings()
     uploads: UploadSettings = UploadSettings()
+    admin: AdminSettings = AdminSettings()
     admin_login: AdminLoginSettings = AdminLoginSettings()
     execution: ExecutionSettings = ExecutionSettings()
     container: ContainerSettings = ContainerSettings()

@@ -53,6 +53,16 @@ class NewCalculation:
     use_cache: bool = True
     step: StepRef | None = None
     reason: str = "submitted"  # its first event's
+    rerun: Rerun | None = None
+
+
+@dataclass(frozen=True)
+class Rerun:
+    """An operator's rerun of calculation `of`: `actor` (who pressed it) is the new calculation's
+    first event's actor, not its owner."""
+
+    of: UUID
+    actor: str
 
 
 @dataclass(frozen=True)
@@ -74,6 +84,7 @@ def check_create_calculation(
     use_cache: bool = True,
     backend: str | None = None,
     step: StepRef | None = None,
+    rerun: Rerun | None = None,
 ) -> Calculation:
     """Validate a submission (tool, backend, parameters, input roles, files and their formats), then create it."""
     try:
@@ -126,6 +137,7 @@ def check_create_calculation(
         backend=chosen_backend,
         use_cache=use_cache,
         step=step,
+        rerun=rerun,
     )
     return do_create_calculation(owner_id, new)
 
@@ -228,7 +240,9 @@ def do_create_calculation(owner_id: int, new: NewCalculation) -> Calculation:
     )
     if step is not None:
         calc.workflow_run_id, calc.step, calc.step_index = step.workflow_run_id, step.name, step.index
-    actor = user_actor(owner_id)
+    actor, reason = user_actor(owner_id), new.reason
+    if new.rerun is not None:
+        calc.rerun_of_id, actor, reason = new.rerun.of, new.rerun.actor, f"rerun of calculation {new.rerun.of}"
 
     hit = leader = None
     if use_cache:
@@ -258,7 +272,7 @@ def do_create_calculation(owner_id: int, new: NewCalculation) -> Calculation:
         if step is None:
             check_active_quota(owner_id)
         calc.save()
-        record_event(calc, "", S.QUEUED, actor, new.reason if step is None else f"step {step.name!r}")
+        record_event(calc, "", S.QUEUED, actor, reason if step is None else f"step {step.name!r}")
         launch_after_commit(calc)
 
     # the files may have been deleted since they were checked: lock them, so none goes now

@@ -15,7 +15,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from calculations.actions.files import check_scratch_quota
-from calculations.actions.submissions import NewCalculation, do_create_calculation
+from calculations.actions.submissions import NewCalculation, Rerun, do_create_calculation
 from calculations.actions.transitions import lock_calculation
 from calculations.errors import Conflict, Forbidden, InvalidInput, InvalidTransition, NotFound
 from calculations.models import Calculation, File, TesTag, TesTask
@@ -234,7 +234,7 @@ def _check_resources(task: TaskIn) -> tuple[list[str], dict[str, Any]]:
                    "disk_bytes": int(disk_gb * 1024**3)}  # fmt: skip
 
 
-def check_create_tes_task(owner_id: int, task: TaskIn, *, hosts: set[str]) -> Calculation:
+def check_create_tes_task(owner_id: int, task: TaskIn, *, hosts: set[str], rerun: Rerun | None = None) -> Calculation:
     """Validate a TES task (backend, images, paths, inputs, resources) and create its calculation.
     `hosts` are the host[:port]s under which this API's file URLs name its own files."""
     backend = tes_backend()
@@ -261,7 +261,7 @@ def check_create_tes_task(owner_id: int, task: TaskIn, *, hosts: set[str]) -> Ca
     resolved = {i: _resolve_input(owner_id, i, item, hosts) for i, item in enumerate(task.inputs or ())}
     unreachable = [item for item in [*resolved.values(), *unwritable] if isinstance(item, Unreachable)]
     return do_create_tes_task(owner_id, task, backend=backend, resolved=resolved, mounts=plan.directories,
-                              resources=resources, notes=notes, unreachable=unreachable)  # fmt: skip
+                              resources=resources, notes=notes, unreachable=unreachable, rerun=rerun)  # fmt: skip
 
 
 def input_role(index: int) -> str:
@@ -279,6 +279,7 @@ def do_create_tes_task(
     resources: dict[str, Any],
     notes: list[str],
     unreachable: Sequence[Unreachable] = (),
+    rerun: Rerun | None = None,
 ) -> Calculation:
     """The calculation (through the one creation path: QUEUED, launched after commit, never from the
     cache), then its TES task and tags in the same transaction."""
@@ -287,7 +288,7 @@ def do_create_tes_task(
     files = {input_role(i): item for i, item in resolved.items() if isinstance(item, File)}
     new = NewCalculation(
         program=TES_TOOL, version=TES_VERSION, params=params, files=files, backend=backend, use_cache=False,
-        reason=f"TES task {task.name or ''}".strip(),
+        reason=f"TES task {task.name or ''}".strip(), rerun=rerun,
     )  # fmt: skip
     calc = do_create_calculation(owner_id, new)
     external = {

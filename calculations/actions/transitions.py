@@ -8,6 +8,7 @@ overwriting newer state; each applied change appends an event row of the run's k
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from uuid import UUID
 
@@ -25,6 +26,15 @@ RECONCILER_ACTOR = "reconciler"
 
 def user_actor(user_id: int) -> str:
     return f"user:{user_id}"
+
+
+def staff_actor(user_id: int) -> str:
+    """A staff member acting in the Django admin (a cancel, a rerun)."""
+    return f"staff:{user_id}"
+
+
+# where an actor names an account (the admin shows its username instead)
+ACCOUNT_IN_ACTOR = re.compile(r"\b(user|staff):(\d+)\b")
 
 
 # Row locks are FOR NO KEY UPDATE: a transition changes no key, and a plain FOR UPDATE would block

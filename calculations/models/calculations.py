@@ -99,7 +99,8 @@ class StateEvent(models.Model):
         ordering = ["created_at", "id"]
 
     def __str__(self) -> str:
-        return f"{self.from_state or '∅'} → {self.to_state} ({self.actor})"
+        # no actor: it names an account by id (`user:5`), and the admin shows it by username beside this
+        return f"{self.from_state or '∅'} → {self.to_state}"
 
 
 class CalculationEvent(StateEvent):
