@@ -10,6 +10,8 @@ run-calculation flow run of its own, and awaited: no tool runs in the flow's con
 from __future__ import annotations
 
 import asyncio
+import logging
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,10 +22,13 @@ from django.utils import timezone
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
+from prefect.logging.loggers import PrefectLogAdapter
 
 from calculations import actions
+from calculations.admin_links import admin_url
 from calculations.errors import InvalidInput, InvalidTransition, NotFound
 from calculations.models import Calculation, File
+from calculations.provenance import Provenance
 from calculations.run_kinds import CALCULATION
 from calculations.states import TERMINAL_STATES, RunState
 from emgapiv2.config import get_settings
@@ -33,6 +38,13 @@ from workflows.execution.workflow_context import WorkflowContext
 from workflows.orchestration.orchestrator import create_flow_run
 
 S = RunState
+
+# One INFO line per step, at its end, in its task run's logs (state, argv, the calculation's admin
+# page): a child of prefect.task_runs, whose handler sends it to the dashboard, at its own level,
+# while the rest of a step's lines stay at workflow.step_log_level (WARNING: a map of thousands of
+# steps pays for every line in server CPU, bench/README.md).
+STEP_LOGGER = logging.getLogger("prefect.task_runs.steps")
+STEP_LOGGER.setLevel(logging.INFO)
 
 
 class StepFailed(Exception):
@@ -144,13 +156,33 @@ async def _await_dispatched_attempts(calculation_id: UUID) -> str:
         await asyncio.sleep(poll)
 
 
+def _step_summary(calculation_id: UUID, state: str) -> str:
+    """The step's line: its final state, its argv (paths relative to its work directory) and its
+    calculation's admin page. Database thread."""
+    calc = Calculation.objects.only("provenance", "attempt", "error").get(id=calculation_id)
+    record = next((r for r in Provenance.model_validate(calc.provenance).attempts if r.attempt == calc.attempt), None)
+    argv = "(not started)"
+    if record is not None and record.argv:
+        workdir = record.workdir.rstrip("/") + "/"
+        argv = shlex.join(arg.replace(workdir, "") if workdir != "/" else arg for arg in record.argv)
+    error = f"; {calc.error.strip().splitlines()[0][:300]}" if calc.error.strip() else ""
+    page = admin_url("calculation", calculation_id)
+    return f"{state} (attempt {calc.attempt}){error}; argv: {argv}; calculation: {page}"
+
+
 @task(name="step", task_run_name="{label}", persist_result=False, cache_policy=NO_CACHE, log_prints=False)
 async def execute_step(calculation_id: UUID, label: str, flow_run_id: UUID, remote: bool, row: _Row | None) -> str:
     """One step, as a task run of the workflow's flow run (seen in the dashboard under `label`): its
-    attempts executed here, or, `remote`, each dispatched to the calculation worker."""
+    attempts executed here, or, `remote`, each dispatched to the calculation worker. Its last log
+    line says how it ended (`STEP_LOGGER`)."""
+    run_logger = get_run_logger()
     if remote:
-        return await _await_dispatched_attempts(calculation_id)
-    return await _execute_attempts(calculation_id, get_run_logger(), flow_run_id, row)
+        state = await _await_dispatched_attempts(calculation_id)
+    else:
+        state = await _execute_attempts(calculation_id, run_logger, flow_run_id, row)
+    extra = getattr(run_logger, "extra", None) or {}
+    PrefectLogAdapter(STEP_LOGGER, extra).info("%s", await db(_step_summary)(calculation_id, state))
+    return state
 
 
 def _result(calculation_id: UUID) -> tuple[StepResult, str]:

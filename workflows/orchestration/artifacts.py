@@ -1,13 +1,16 @@
 """What a flow run shows on its page in the Prefect dashboard, beyond its logs: a table artifact of
-a calculation (its inputs, parameters, state, outputs with their size and sha256, and links to the
-API: the calculation, each output's download), or of a workflow run (each step, its state and its
-calculation's link), and a map's progress as its steps finish."""
+a calculation (its inputs, parameters, state, outputs with their size and sha256), or of a workflow
+run (each step, its state and its calculation), and a map's progress as its steps finish ("N of M
+steps done"). Its links open in an operator's browser: the admin pages of the calculation and of each
+file, and each file's download through the admin (`calculations/admin_links.py`), not the API, whose
+URLs need a bearer token."""
 
 from __future__ import annotations
 
 import json
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
@@ -15,15 +18,28 @@ from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifa
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import ArtifactCreate
 
+from calculations.admin_links import admin_url, file_download_url
 from calculations.models import Calculation, File, WorkflowRun
-from emgapiv2.config import get_settings
 from workflows.db import db
 
 logger = logging.getLogger(__name__)
 
 
-def _api(path: str) -> str:
-    return f"{get_settings().public_url.rstrip('/')}/api/v2{path}"
+def _link(text: Any, url: str) -> str:
+    """A table cell or description line the dashboard renders as a link (it renders markdown)."""
+    shown = str(text).replace("[", "(").replace("]", ")")
+    return f"[{shown}]({url})"
+
+
+def _file_row(kind: str, role: str, file: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "name": role,
+        "value": _link(file["name"], admin_url("file", file["id"])),
+        "size": file["size"],
+        "sha256": file["sha256"],
+        "link": _link("download", file_download_url(file["id"])),
+    }
 
 
 def calculation_table(calculation_id: UUID) -> tuple[list[dict[str, Any]], str]:
@@ -34,19 +50,17 @@ def calculation_table(calculation_id: UUID) -> tuple[list[dict[str, Any]], str]:
         "used_by__role", "name", "size", "sha256", "id"
     )
     for file in inputs.order_by("used_by__role"):
-        rows.append({"kind": "input", "name": file["used_by__role"], "value": file["name"], "size": file["size"],
-                     "sha256": file["sha256"], "link": _api(f"/files/{file['id']}/content")})  # fmt: skip
+        rows.append(_file_row("input", file["used_by__role"], file))
     for name, value in sorted(calc.params.items()):
         rows.append(
             {"kind": "parameter", "name": name, "value": json.dumps(value), "size": "", "sha256": "", "link": ""}
         )
     outputs = File.objects.filter(produced_by_id=calculation_id).order_by("output_role", "name")
     for output in outputs.values("output_role", "name", "size", "sha256", "id"):
-        rows.append({"kind": "output", "name": output["output_role"], "value": output["name"], "size": output["size"],
-                     "sha256": output["sha256"], "link": _api(f"/files/{output['id']}/content")})  # fmt: skip
+        rows.append(_file_row("output", output["output_role"], output))
     description = (
         f"**{calc.tool} {calc.tool_version}**: {calc.state} (attempt {calc.attempt}, {calc.backend or 'local'})  \n"
-        f"Calculation: {_api(f'/calculations/{calc.id}')}"
+        f"Calculation: {_link(calc.id, admin_url('calculation', calc.id))} (its provenance, outputs and logs)"
     )
     if calc.error:
         description += f"  \nError: {calc.error.strip().splitlines()[0][:300]}"
@@ -62,12 +76,13 @@ def workflow_run_table(workflow_run_id: UUID) -> tuple[list[dict[str, Any]], str
             "index": s["step_index"] or 0,
             "tool": s["tool"],
             "state": s["state"],
-            "calculation": _api(f"/calculations/{s['id']}"),
+            "calculation": _link(s["id"], admin_url("calculation", s["id"])),
         }  # fmt: skip
         for s in steps[:5000]
     ]
     description = (
-        f"**{run.workflow}**: {run.state} (attempt {run.attempt})  \nWorkflow run: {_api(f'/workflow-runs/{run.id}')}"
+        f"**{run.workflow}**: {run.state} (attempt {run.attempt})  \n"
+        f"Workflow run: {_link(run.id, admin_url('workflowrun', run.id))}"
     )
     if run.error:
         description += f"  \nError: {run.error.strip().splitlines()[0][:300]}"
@@ -96,16 +111,20 @@ async def publish_workflow_run(flow_run_id: UUID, workflow_run_id: UUID) -> None
 
 
 class Progress:
-    """A map's progress artifact, moved as its elements finish (at most every `every` seconds)."""
+    """A map's progress artifact, moved as its elements finish (at most every `every` seconds): its
+    bar, and "N of M steps done"."""
 
     def __init__(self, total: int, every: float = 2.0) -> None:
         self.total, self.done, self.every = max(total, 1), 0, every
         self.artifact_id: UUID | None = None
         self._sent_at = 0.0
 
+    def describe(self) -> str:
+        return f"{self.done} of {self.total} steps done"
+
     async def start(self) -> None:
         try:
-            self.artifact_id = await acreate_progress_artifact(0.0, description=f"steps done, of {self.total}")
+            self.artifact_id = await acreate_progress_artifact(0.0, description=self.describe())
         except Exception:
             logger.warning("could not create the progress artifact", exc_info=True)
 
@@ -115,6 +134,6 @@ class Progress:
             return
         self._sent_at = time.monotonic()
         try:
-            await aupdate_progress_artifact(self.artifact_id, 100.0 * self.done / self.total)
+            await aupdate_progress_artifact(self.artifact_id, 100.0 * self.done / self.total, self.describe())
         except Exception:
             logger.warning("could not update the progress artifact", exc_info=True)

@@ -159,7 +159,7 @@ class WorkerProcess(ServiceProcess):
 
 @pytest.fixture(scope="session")
 def calculation_worker(
-    prefect_server: str, django_db_setup: Any, tmp_path_factory: pytest.TempPathFactory
+    prefect_server: str, django_db_setup: Any, tmp_path_factory: pytest.TempPathFactory, live_server: Any
 ) -> Iterator[WorkerProcess]:
     from django.db import connection
 
@@ -169,6 +169,8 @@ def calculation_worker(
         # the worker must use the test database pytest-django created
         "EMGAPI_DB__URL": _postgres_url(connection.settings_dict["NAME"]),
         "EMGAPI_DATA_DIR": str(get_settings().data_dir),
+        # the links it writes (artifacts, a step's log line) open the live server's admin in a browser
+        "EMGAPI_PUBLIC_URL": live_server.url,
         "EMGAPI_PREFECT__DISPATCH": "background",  # as in production: it dispatches the retries it queues
         "EMGAPI_RECONCILER__INTERVAL_SECONDS": "2",  # its reconciler service, at test speed
     }

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from uuid import UUID
 
+import httpx
 import pytest
 
 from demo.synthetic import fasta, genome_with_genes, protein_family
@@ -103,13 +104,18 @@ def _flow_run_state_any(flow_run_id: str, timeout_seconds: float = 15) -> str:
             time.sleep(0.2)
 
 
-def test_each_calculation_flow_run_has_its_table_artifact_with_working_download_links(api: Api) -> None:
+def test_each_calculation_flow_run_has_its_table_artifact_with_admin_links_a_staff_browser_opens(
+    api: Api, live_server: Any
+) -> None:
     import json
+    import re
 
+    from django.contrib.auth import get_user_model
+    from django.test import Client
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
-    from emgapiv2.config import get_settings
+    from calculations.admin_links import admin_path
 
     molecule = b"CCOC artifact\n"
     calc = api.submit("obabel", {"molecules": api.upload("a.smi", molecule)}, {"output_format": "sdf"}, use_cache=False)
@@ -123,17 +129,28 @@ def test_each_calculation_flow_run_has_its_table_artifact_with_working_download_
             assert time.monotonic() < deadline, "no artifact on the calculation's flow run"
             time.sleep(0.2)
     (artifact,) = artifacts
-    assert artifact.type == "table" and f"/api/v2/calculations/{done['id']}" in (artifact.description or "")
+    # markdown links, which the dashboard renders, to the live server's admin (the worker's public URL)
+    assert artifact.type == "table"
+    assert f"({live_server.url}{admin_path('calculation', done['id'])})" in (artifact.description or "")
     rows = json.loads(str(artifact.data))
     kinds = {(row["kind"], row["name"]) for row in rows}
     assert {("input", "molecules"), ("parameter", "output_format"), ("output", "molecules")} <= kinds
     (output,) = [row for row in rows if row["kind"] == "output"]
-    public = get_settings().public_url.rstrip("/") + "/api/v2"
-    assert output["link"].startswith(public) and output["sha256"] and output["size"] > 0
-    download = api.http.get(output["link"].removeprefix(public))
-    assert download.status_code == 200 and b"V2000" in download.content
+    assert output["sha256"] and output["size"] > 0
+    (page,) = re.findall(r"\]\((.+)\)", output["value"])
+    (download,) = re.findall(r"\]\((.+)\)", output["link"])
+    assert page.startswith(live_server.url) and download.startswith(live_server.url)
+    assert httpx.get(download).status_code == 302  # no session: the admin's login page, no data
+    staff = get_user_model().objects.create_superuser("artifact-staff", password="a-long-password-1")
+    session = Client()
+    session.force_login(staff)
+    cookies = {"sessionid": session.cookies["sessionid"].value}
+    answer = httpx.get(download, cookies=cookies)
+    assert answer.status_code == 200 and b"V2000" in answer.content
+    assert "molecules.sdf" in httpx.get(page, cookies=cookies).text
     (source,) = [row for row in rows if row["kind"] == "input"]
-    assert api.http.get(source["link"].removeprefix(public)).content == molecule
+    (source_download,) = re.findall(r"\]\((.+)\)", source["link"])
+    assert httpx.get(source_download, cookies=cookies).content == molecule
 
 
 @pytest.fixture

@@ -94,6 +94,48 @@ def test_a_map_over_fifty_inputs(api: Api) -> None:
     assert b"V2000" in api.content(first["outputs"]["molecules"][0])
 
 
+def test_each_steps_task_run_logs_how_it_ended_and_a_maps_progress_counts_its_steps(api: Api) -> None:
+    """One INFO line per step in its task run's logs (state, argv relative to its work directory, its
+    calculation's admin page), while the rest of a step's lines stay at the worker's WARNING."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
+
+    from calculations.admin_links import admin_path
+    from emgapiv2.config import get_settings
+
+    files = molecules(api, 2, "logged")
+    steps = {"convert": {"tool": "obabel", "params": {"output_format": "sdf"}, "use_cache": False,
+                         "inputs": {"molecules": {"each": [f"file:{f}" for f in files]}}}}  # fmt: skip
+    run = wait_run(api, run_workflow(api, "pipeline", {"steps": steps})["id"])
+    assert run["state"] == "COMPLETE", run["error"]
+    flow_run = UUID(run["flow_run_id"])
+    deadline = time.monotonic() + 20  # the log handler sends its lines in batches
+    with get_client(sync_client=True) as client:
+        while True:
+            logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run])))
+            ends = [log for log in logs if log.task_run_id is not None and "argv:" in log.message]
+            if len(ends) >= 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run]))
+        )
+    assert len(ends) == 2 and len({log.task_run_id for log in ends}) == 2  # one line per step, in its task run
+    for step in run["steps"]:
+        (line,) = [log for log in ends if admin_path("calculation", step["calculation_id"]) in log.message]
+        assert line.level == 20 and line.message.startswith("COMPLETE (attempt 1); argv: obabel ")
+        assert str(get_settings().calculations_dir) not in line.message and "inputs/molecules" in line.message
+    quiet = [log for log in logs if log.task_run_id is not None and log.level < 30 and log not in ends]
+    assert not quiet, [log.message for log in quiet]  # the rest of a step's lines: WARNING and above only
+    (progress,) = [artifact for artifact in artifacts if artifact.type == "progress"]
+    assert progress.description == "2 of 2 steps done" and float(str(progress.data)) == 100.0
+
+
 def test_a_failing_step_fails_the_run_and_what_depends_on_it_never_starts(api: Api) -> None:
     short = api.upload("short.fna", b">s\nACGTACGTAA\n")
     profile = api.upload("family.hmm", (DEMO / "family.hmm").read_bytes())
