@@ -145,7 +145,7 @@ def _is_tes_task(calc: Calculation) -> bool:
 def _duration(record: Any) -> str:
     if record.started_at is None or record.finished_at is None:
         return ""
-    return f"{(record.finished_at - record.started_at).total_seconds():.1f} s"
+    return f"{(record.finished_at - record.started_at).total_seconds():.2f} s"
 
 
 def provenance_context(calc: Calculation) -> dict[str, Any]:
@@ -346,8 +346,8 @@ class FileAdmin(admin.ModelAdmin):
     list_display = ["id", "name", "owner", "size", "sha256", "output_role", "created_at"]
     search_fields = ["id", "name", "sha256"]
     fields = [
-        "id", "name", "owner", "size", "sha256", "download", "created_at", "produced_by", "output_role",
-        "producer_state", "producer_stderr",
+        "id", "name", "owner", "size", "sha256", "download", "created_at", "output_role", "producer_state",
+        "producer_stderr",
     ]  # fmt: skip
     readonly_fields = ["id", "created_at", "download", "producer_state", "producer_stderr"]
 

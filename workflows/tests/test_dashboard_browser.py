@@ -1,6 +1,7 @@
 """The Prefect dashboard in a real browser (headless Chromium, driven by Playwright): a calculation's
-flow run page shows its artifact, as an operator would see it. The screenshot is kept
-(docs/dashboard-artifact.png is one)."""
+flow run page shows its artifact, as an operator would see it, and its output link leads to the Django
+admin (after its login), which shows the output, its download and the tool's stderr. With
+EMGAPI_SCREENSHOTS=<dir>, each page's screenshot is kept there (docs/screenshots/ holds a set)."""
 
 from __future__ import annotations
 
@@ -42,8 +43,6 @@ def dashboard_page(prefect_server: str, shot: Path) -> Iterator[tuple[Any, str]]
                 yield page, prefect_server.removesuffix("/api")
             finally:
                 page.screenshot(path=str(shot), full_page=True)
-                if kept := os.environ.get("EMGAPI_KEEP_SCREENSHOT"):
-                    shutil.copy(shot, kept)
         finally:
             browser.close()
 
@@ -54,19 +53,60 @@ def _menu(page: Any, item: str) -> None:
     page.get_by_text(item, exact=True).last.click()
 
 
-def test_the_dashboard_shows_a_calculations_artifact(api: Api, prefect_server: str, tmp_path: Path) -> None:
+def _shoot(page: Any, folder: Path, name: str) -> Path:
+    """A screenshot of the whole page, kept in $EMGAPI_SCREENSHOTS too if set."""
+    shot = folder / name
+    page.screenshot(path=str(shot), full_page=True)
+    if kept := os.environ.get("EMGAPI_SCREENSHOTS"):
+        Path(kept).mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, Path(kept) / name)
+    return shot
+
+
+def test_an_operator_follows_an_artifacts_output_link_to_the_admin(
+    api: Api, prefect_server: str, tmp_path: Path
+) -> None:
+    from django.contrib.auth import get_user_model
+
     calc = api.submit("obabel", {"molecules": api.upload("ui.smi", b"CC(=O)O ui\n")}, {}, use_cache=False)
     done = api.wait_for(calc.json()["id"], TERMINAL)
     assert done["state"] == "COMPLETE"
-    shot = tmp_path / "dashboard-artifact.png"
-    with dashboard_page(prefect_server, shot) as (page, dashboard):
+    get_user_model().objects.create_superuser("browser-staff", password="a-long-password-1")
+    with dashboard_page(prefect_server, tmp_path / "last.png") as (page, dashboard):
         page.goto(f"{dashboard}/runs/flow-run/{done['flow_run_id']}", wait_until="networkidle")
         page.get_by_text(f"calc-{done['id']}").first.wait_for(timeout=30_000)
         page.get_by_text("Artifacts", exact=True).first.click()
         card = page.get_by_text("obabel 3.1.1: COMPLETE", exact=False).first
         card.wait_for(timeout=30_000)  # the artifact's card on the flow run's page
-        card.click()  # its page: the table itself, with the output and its download link
-        page.get_by_text("molecules.sdf", exact=False).first.wait_for(timeout=30_000)
+        _shoot(page, tmp_path, "1-dashboard-flow-run-artifacts.png")
+        card.click()  # its page: the table itself, each file a link to its admin page
+        output = page.get_by_role("link", name="molecules.sdf").first
+        output.wait_for(timeout=30_000)
+        _shoot(page, tmp_path, "2-dashboard-artifact-table.png")
+        with page.context.expect_page() as opened:  # the dashboard opens links in a new tab
+            output.click()
+        admin = opened.value
+        admin.wait_for_load_state()
+        # not signed in to the admin yet: its login page, which returns to the output's page
+        assert "/admin/login/" in admin.url
+        _shoot(admin, tmp_path, "3-admin-login.png")
+        admin.fill("#id_username", "browser-staff")
+        admin.fill("#id_password", "a-long-password-1")
+        admin.locator("input[type=submit]").click()
+        admin.wait_for_load_state()
+        assert "/admin/calculations/file/" in admin.url
+        admin.get_by_text("1 molecule converted").first.wait_for(timeout=10_000)  # the tool's stderr
+        _shoot(admin, tmp_path, "4-admin-output.png")
+        with admin.expect_download() as downloading:
+            admin.get_by_role("link", name="download molecules.sdf").click()
+        download = downloading.value
+        assert download.suggested_filename == "molecules.sdf"
+        assert b"V2000" in Path(download.path()).read_bytes()
+        admin.get_by_role("link", name="obabel 3.1.1").click()  # its calculation's page
+        admin.wait_for_load_state()
+        admin.get_by_text("Provenance", exact=True).first.wait_for(timeout=10_000)
+        assert admin.get_by_text("1 molecule converted").count() >= 1
+        shot = _shoot(admin, tmp_path, "5-admin-calculation.png")
     assert shot.stat().st_size > 10_000
 
 
