@@ -40,7 +40,10 @@ def find_workflow(name: str) -> WorkflowInfo:
     for info in get_orchestrator().workflows():
         if info.name == name:
             return info
-    raise NotFound(f"workflow {name!r} not found (GET /api/v2/workflows lists the deployed ones)")
+    raise NotFound(
+        f"workflow {name!r} not found: it is not deployed, or its code cannot be loaded "
+        "(GET /api/v2/workflows lists the ones you may launch)"
+    )
 
 
 def _resolve(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:

@@ -28,9 +28,10 @@ def main() -> None:
     # PREFECT_API_URL that the settings give
     from prefect.client.orchestration import get_client
     from prefect.flow_engine import run_flow_async, run_flow_sync
-    from prefect.flows import load_flow_from_entrypoint
+    from prefect.states import Failed
 
     from workflows.execution.workflow_runs import begin_workflow_run, end_workflow_run
+    from workflows.flow_code import FlowCodeError, load_flow
     from workflows.orchestration.orchestrator import workflow_run_tags
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -39,10 +40,7 @@ def main() -> None:
         flow_run = client.read_flow_run(flow_run_id)
         if flow_run.deployment_id is None:
             sys.exit(f"flow run {flow_run_id} has no deployment")
-        entrypoint = client.read_deployment(flow_run.deployment_id).entrypoint
-    if not entrypoint:
-        sys.exit(f"the deployment of flow run {flow_run_id} has no entrypoint")
-    flow: Any = load_flow_from_entrypoint(entrypoint)
+        deployment = client.read_deployment(flow_run.deployment_id)
     workflow_run = workflow_run_tags(flow_run.tags)
     worker = f"docker:{socket.gethostname()}:{os.getpid()}"
     if workflow_run is not None and not asyncio.run(
@@ -50,12 +48,19 @@ def main() -> None:
     ):
         return
     final: Any
-    if flow.isasync:
-        final = asyncio.run(
-            run_flow_async(flow, flow_run=flow_run, parameters=flow_run.parameters, return_type="state")
-        )
+    try:  # the deployed bytes, as the calculation worker checks them: the image may hold other code
+        flow: Any = load_flow(deployment.entrypoint, deployment.version)
+    except FlowCodeError as exc:
+        final = Failed(message=f"the flow's code cannot be loaded: {exc}")
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(flow_run_id, final, force=True)
     else:
-        final = run_flow_sync(flow, flow_run=flow_run, parameters=flow_run.parameters, return_type="state")
+        if flow.isasync:
+            final = asyncio.run(
+                run_flow_async(flow, flow_run=flow_run, parameters=flow_run.parameters, return_type="state")
+            )
+        else:
+            final = run_flow_sync(flow, flow_run=flow_run, parameters=flow_run.parameters, return_type="state")
     if workflow_run is not None:
         asyncio.run(end_workflow_run(flow_run_id, *workflow_run, final))
 

@@ -1,12 +1,13 @@
 """Register flows as deployments: `task deploy-flow FLOW=<name|all> [FILE=<file>] [POOL=docker]`
-(`python -m workflows.deploy`).
+(`python -m workflows.deploy`); remove one: `task undeploy-flow FLOW=<name>` (`--undeploy`).
 
 A flow of your own lives in `workflows/flows/<name>.py` as the function `<name>` (or FILE=<file>
 FLOW=<function> when they differ); `FLOW=all` deploys every flow there. Each is deployed under its
 flow's name and tagged as a workflow users may launch (POST /api/v2/workflows/<flow name>/runs); the
 platform's own flows are deployed untagged. Only async flows go to the calculation work pool (the
-worker runs them in its event loop); a sync one goes to the Docker work pool (POOL=docker). What
-deploying does: `workflows/orchestration/deployments.py`.
+worker runs them in its event loop); a sync one goes to the Docker work pool (POOL=docker). Deploying
+again takes effect for the next run, with no worker restart. The platform's own flows cannot be
+undeployed. What deploying does: `workflows/orchestration/deployments.py`.
 """
 
 from __future__ import annotations
@@ -22,13 +23,22 @@ def main() -> None:
     django.setup()
     # imported once Django is set up: the flows import its models, and Prefect reads the
     # PREFECT_API_URL that the settings give
-    from workflows.orchestration.deployments import DeployError, deploy
+    from workflows.orchestration.deployments import DeployError, deploy, undeploy
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("flows", nargs="+", help="flow names (function names, or run-calculation), or 'all'")
     parser.add_argument("--file", help="the flow's file in workflows/flows/, when not named after the flow")
     parser.add_argument("--pool", default="calculations", help="'calculations' (in-process; default) or 'docker'")
+    parser.add_argument("--undeploy", action="store_true", help="remove the flows' deployments instead")
     args = parser.parse_args()
+    if args.undeploy:
+        for name in args.flows:
+            try:
+                removed = undeploy(name)
+            except DeployError as exc:
+                raise SystemExit(f"undeploy-flow: {exc}") from None
+            print(f"undeployed {removed}")
+        return
     try:
         deployed = deploy(args.flows, file=args.file, pool=args.pool)
     except DeployError as exc:

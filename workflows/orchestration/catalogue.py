@@ -2,11 +2,14 @@
 
 `task deploy-flow` tags each workflow's deployment with `WORKFLOW_TAG`; the API lists those on the
 calculation and Docker work pools (`GET /api/v2/workflows`), and the worker knows by the tag a flow
-run of a workflow that an operator started in the dashboard.
+run of a workflow that an operator started in the dashboard. A deployment whose code the worker could
+not load (its file gone, or not the bytes deployed: `workflows/flow_code.py`) is left out, so that a
+launch of it is a 404 rather than a run that fails.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -20,6 +23,9 @@ from prefect.client.schemas.filters import (
 
 from calculations.orchestrator import WorkflowInfo
 from emgapiv2.config import get_settings
+from workflows.flow_code import FlowCodeError, check_loadable
+
+logger = logging.getLogger(__name__)
 
 WORKFLOW_TAG = "emgapi-workflow"  # a deployment users may launch (task deploy-flow tags it)
 
@@ -50,8 +56,18 @@ def deployed_workflows() -> list[WorkflowInfo]:
                     parameters_schema=dict(deployment.parameter_openapi_schema or {}),
                 )
                 for deployment in deployments
+                if _is_loadable(deployment.name, deployment.entrypoint, deployment.version)
             ),
             key=lambda info: info.name,
         )
         _catalogue = (time.monotonic(), found)
         return found
+
+
+def _is_loadable(name: str, entrypoint: str | None, version: str | None) -> bool:
+    try:
+        check_loadable(entrypoint, version)
+    except FlowCodeError as exc:
+        logger.warning("workflow %s is deployed but not listed: its code cannot be loaded: %s", name, exc)
+        return False
+    return True

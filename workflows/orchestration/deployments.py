@@ -10,6 +10,10 @@ event loop, so only async flows go there: a sync one would stall every calculati
 Such a flow goes to the Docker work pool (POOL=docker), served by Prefect's own Docker worker
 (prefect-docker, `task worker-docker`): each of its runs gets a container of the platform's image
 (`task images -- --app`), whose steps the calculation worker runs (`container_runner.py`).
+
+An ops flow's deployment records the sha256 of its file as its version (`flow_code.py`): the worker
+runs the code deployed last, and refuses a file that differs. `task undeploy-flow FLOW=<name>`
+removes a deployment, never one of the platform's own.
 """
 
 from __future__ import annotations
@@ -26,10 +30,12 @@ from uuid import UUID
 
 from prefect import Flow
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import WorkPoolFilter, WorkPoolFilterName
 from prefect.deployments.runner import EntrypointType
 
 import workflows.flows
 from emgapiv2.config import BASE_DIR, get_settings
+from workflows import flow_code
 from workflows.flows.reconcile_calculations import reconcile_calculations_flow
 from workflows.flows.run_calculation import run_calculation_flow
 from workflows.flows.tools import TOOL_FLOWS
@@ -38,6 +44,8 @@ from workflows.orchestration.work_pools import ensure_calculation_work_pool, ens
 
 INTERNAL = ("run-calculation", "reconcile-calculations")
 FLOWS_PACKAGE = "workflows.flows"
+# the platform's own flows' modules: part of the worker's code (upgraded by a restart), never undeployed
+PLATFORM_MODULES = ("run_calculation", "reconcile_calculations", "tools", "pipeline")
 
 
 class DeployError(Exception):
@@ -49,6 +57,7 @@ class Deployable:
     flow: Any  # a prefect Flow
     options: dict[str, Any] = field(default_factory=dict)
     workflow: bool = True  # users may launch it through the API
+    version: str | None = None  # an ops flow's: its file's sha256 (the platform's own: Prefect's default)
 
 
 def _internal() -> dict[str, Deployable]:
@@ -61,14 +70,20 @@ def _internal() -> dict[str, Deployable]:
     return internal | {flow.name: Deployable(flow, workflow=False) for flow in TOOL_FLOWS.values()}
 
 
-def _module_flows(module_name: str) -> dict[str, Flow[Any, Any]]:
-    """The flows a module defines, by function name."""
-    module = importlib.import_module(module_name)
-    return {
+def _module_flows(module_name: str) -> tuple[dict[str, Flow[Any, Any]], str | None]:
+    """The flows a module defines, by function name, and the version to deploy them with: an ops
+    flow's module is read afresh from its file (the bytes whose hash is its version), the platform's
+    own is imported."""
+    if module_name.rpartition(".")[2] in PLATFORM_MODULES:
+        module, version = importlib.import_module(module_name), None
+    else:
+        module, version = flow_code.load_module(module_name)
+    flows = {
         name: value
         for name, value in vars(module).items()
         if isinstance(value, Flow) and getattr(value.fn, "__module__", None) == module.__name__
     }
+    return flows, version
 
 
 def find(name: str, file: str | None = None) -> Deployable:
@@ -77,15 +92,17 @@ def find(name: str, file: str | None = None) -> Deployable:
     if name in internal:
         return internal[name]
     module = Path(file or name).stem.replace("-", "_")
+    if not (Path(workflows.flows.__path__[0]) / f"{module}.py").is_file():
+        raise DeployError(f"no flow file workflows/flows/{module}.py")
     try:
-        flows = _module_flows(f"{FLOWS_PACKAGE}.{module}")
-    except ModuleNotFoundError as exc:
-        raise DeployError(f"no flow file workflows/flows/{module}.py ({exc})") from None
+        flows, version = _module_flows(f"{FLOWS_PACKAGE}.{module}")
+    except flow_code.FlowCodeError as exc:
+        raise DeployError(str(exc)) from None
     function = name.replace("-", "_")
     if function not in flows:
         known = ", ".join(sorted(flows)) or "none"
         raise DeployError(f"workflows/flows/{module}.py has no flow function {function!r} (its flows: {known})")
-    return Deployable(flows[function])
+    return Deployable(flows[function], version=version)
 
 
 def find_all() -> dict[str, Deployable]:
@@ -94,8 +111,12 @@ def find_all() -> dict[str, Deployable]:
     for module in pkgutil.iter_modules(workflows.flows.__path__):
         if module.name in internal_modules or module.name.startswith("_"):
             continue
-        for function, flow in _module_flows(f"{FLOWS_PACKAGE}.{module.name}").items():
-            found[f"{module.name}:{function}"] = Deployable(flow)
+        try:
+            flows, version = _module_flows(f"{FLOWS_PACKAGE}.{module.name}")
+        except flow_code.FlowCodeError as exc:
+            raise DeployError(str(exc)) from None
+        for function, flow in flows.items():
+            found[f"{module.name}:{function}"] = Deployable(flow, version=version)
     return found
 
 
@@ -192,6 +213,7 @@ def deploy(names: list[str], *, file: str | None = None, pool: str = "calculatio
             tags=[WORKFLOW_TAG] if deployable.workflow else [],
             description=flow.description or "",
             job_variables=docker_job_variables() if docker else None,
+            version=deployable.version,
             **deployable.options,
         )
         deployment_id = deployment.apply(work_pool_name=work_pool)
@@ -199,3 +221,48 @@ def deploy(names: list[str], *, file: str | None = None, pool: str = "calculatio
             asyncio.run(_drop_schedules(deployment_id))  # one an earlier version of the platform gave it
         deployed.append(f"{flow.name}/{flow.name}")
     return deployed
+
+
+def platform_flow_names() -> set[str]:
+    """The flows the platform itself needs (calculations, pipelines, the tools' forms)."""
+    return set(_internal()) | {"pipeline"}
+
+
+def undeploy(name: str) -> str:
+    """Remove the deployment of the flow `name` (its flow name, or its function's); return its full name."""
+    settings = get_settings()
+    platform = platform_flow_names()
+
+    def refuse(flow_name: str) -> None:
+        if flow_name in platform:
+            raise DeployError(f"{flow_name} is one of the platform's own flows: it cannot be undeployed")
+
+    refuse(name)
+    refuse(name.replace("_", "-"))
+
+    async def remove() -> str:
+        async with get_client() as client:
+            deployments = await client.read_deployments(
+                work_pool_filter=WorkPoolFilter(
+                    name=WorkPoolFilterName(any_=[settings.prefect.work_pool, settings.prefect.docker_work_pool])
+                )
+            )
+            matches = [
+                d
+                for d in deployments
+                if name in (d.name, d.name.replace("-", "_")) or (d.entrypoint or "").rpartition(".")[2] == name
+            ]
+            if not matches:
+                known = ", ".join(sorted(d.name for d in deployments if d.name not in platform)) or "none"
+                raise DeployError(f"no deployment of a flow named {name!r} (deployed flows of your own: {known})")
+            if len(matches) > 1:
+                raise DeployError(f"{name!r} names several deployments: {', '.join(sorted(d.name for d in matches))}")
+            deployment = matches[0]
+            refuse(deployment.name)
+            module = (deployment.entrypoint or "").rpartition(".")[0]
+            if module.removeprefix(FLOWS_PACKAGE + ".") in PLATFORM_MODULES:
+                raise DeployError(f"{deployment.name} is one of the platform's own flows: it cannot be undeployed")
+            await client.delete_deployment(deployment.id)
+            return f"{deployment.name}/{deployment.name}"
+
+    return asyncio.run(remove())

@@ -4,7 +4,9 @@ Prefect's stock process worker starts a Python interpreter per flow run (~4.3 s 
 This worker instead claims each scheduled flow run (proposing PENDING, which the server grants to
 one claimant only) and runs the flow with Prefect's own engine as a coroutine in its event loop:
 the run is tracked in Prefect like any other, its logs go to the dashboard, and the only process
-per calculation is the tool itself. Beside the loop run the worker's services, one module each:
+per calculation is the tool itself. An ops flow runs the code deployed last: a redeploy is loaded
+for the next run, with no restart, and a file that is not the deployed one fails the run in one
+line (`workflows/flow_code.py`). Beside the loop run the worker's services, one module each:
 its heartbeat into the work pool, its liveness, the sweeper, the reconciler, and the watch for
 cancels asked of Prefect.
 
@@ -19,6 +21,7 @@ import logging
 import os
 import signal
 import socket
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -27,17 +30,18 @@ from prefect import Flow
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.objects import FlowRun
 from prefect.context import AsyncClientContext
-from prefect.exceptions import Abort
+from prefect.exceptions import Abort, ObjectNotFound
 from prefect.flow_engine import run_flow_async
-from prefect.flows import load_flow_from_entrypoint
-from prefect.states import Crashed, Pending
+from prefect.states import Crashed, Failed, Pending
 from prefect.types._datetime import now
 from prefect.utilities.engine import propose_state
 
 from calculations import actions
 from emgapiv2.config import get_settings
+from workflows import flow_code
 from workflows.db import db
 from workflows.execution.workflow_runs import begin_workflow_run, end_workflow_run
+from workflows.flow_code import FlowCodeError
 from workflows.identity import this_worker
 from workflows.orchestration.catalogue import WORKFLOW_TAG
 from workflows.orchestration.orchestrator import workflow_run_tags
@@ -49,6 +53,15 @@ from workflows.worker.prefect_patch import disable_suspension_observer
 logger = logging.getLogger("workflows.worker")
 
 
+@dataclass(frozen=True)
+class LoadedFlow:
+    """A deployment's flow as this worker loaded it, and what was deployed when it did."""
+
+    entrypoint: str
+    version: str | None
+    flow: Flow[Any, Any]
+
+
 class CalculationWorker:
     def __init__(self, work_pool: str, *, concurrency: int, query_seconds: float, heartbeat_seconds: float) -> None:
         self.work_pool = work_pool
@@ -57,7 +70,7 @@ class CalculationWorker:
         self.query_seconds = query_seconds
         self.heartbeat_seconds = heartbeat_seconds
         self._running: dict[UUID, asyncio.Task[None]] = {}
-        self._flows: dict[UUID, Flow[Any, Any]] = {}
+        self._flows: dict[UUID, LoadedFlow] = {}
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -116,13 +129,34 @@ class CalculationWorker:
                 self._running[flow_run.id] = task
                 task.add_done_callback(functools.partial(self._forget, flow_run.id))
 
-    async def _flow_for(self, client: PrefectClient, deployment_id: UUID) -> Flow[Any, Any]:
-        if deployment_id not in self._flows:
-            deployment = await client.read_deployment(deployment_id)
-            if not deployment.entrypoint:
-                raise RuntimeError(f"deployment {deployment_id} has no entrypoint")
-            self._flows[deployment_id] = load_flow_from_entrypoint(deployment.entrypoint)
-        return self._flows[deployment_id]
+    async def _flow_for(self, client: PrefectClient, flow_run: FlowRun) -> Flow[Any, Any]:
+        """The flow a flow run runs: the code deployed now, loaded again when a redeploy changed it.
+
+        Raises FlowCodeError when that code cannot be loaded on this host."""
+        if flow_run.deployment_id is None:
+            raise FlowCodeError("the flow run has no deployment")
+        cached = self._flows.get(flow_run.deployment_id)
+        if (
+            cached is not None
+            and not flow_code.is_hashed(cached.version)
+            and cached.version == flow_run.deployment_version
+        ):
+            return cached.flow  # the platform's own (every calculation's): the worker's code, no question asked
+        try:
+            deployment = await client.read_deployment(flow_run.deployment_id)
+        except ObjectNotFound:
+            raise FlowCodeError("its deployment was removed (task undeploy-flow)") from None
+        entrypoint, version = deployment.entrypoint, deployment.version
+        if cached is not None and (cached.entrypoint, cached.version) == (entrypoint, version):
+            if flow_code.is_hashed(version):  # the file may have gone, or changed, since
+                await asyncio.to_thread(flow_code.check_loadable, entrypoint, version)
+            return cached.flow
+        flow = await asyncio.to_thread(flow_code.load_flow, entrypoint, version)
+        assert entrypoint is not None  # (load_flow refuses a deployment without one)
+        self._flows[flow_run.deployment_id] = LoadedFlow(entrypoint, version, flow)
+        if cached is not None:
+            logger.info("deployment %s redeployed: loaded %s (%s)", deployment.name, entrypoint, version)
+        return flow
 
     async def _execute(self, client: PrefectClient, flow_run: FlowRun) -> None:
         try:
@@ -144,10 +178,16 @@ class CalculationWorker:
         ):
             return
         try:
-            if flow_run.deployment_id is None:
-                raise RuntimeError("flow run has no deployment")
-            flow = await self._flow_for(client, flow_run.deployment_id)
+            flow = await self._flow_for(client, flow_run)
             final = await run_flow_async(flow, flow_run=flow_run, parameters=flow_run.parameters, return_type="state")
+        except FlowCodeError as exc:
+            # the flow's own fault, not the platform's: FAILED with the reason, never retried
+            logger.warning("flow run %s cannot run: its flow's code cannot be loaded: %s", flow_run.id, exc)
+            final = Failed(message=f"the flow's code cannot be loaded: {exc}")
+            try:
+                await propose_state(client, final, flow_run_id=flow_run.id)
+            except Exception:
+                logger.exception("could not mark flow run %s failed", flow_run.id)
         except Exception as exc:
             logger.exception("flow run %s crashed in the worker", flow_run.id)
             final = Crashed(message=f"{type(exc).__name__}: {exc}")
