@@ -15,7 +15,6 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
-from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, StreamingHttpResponse
@@ -27,7 +26,8 @@ from pydantic import ValidationError
 
 from calculations.actions import do_request_cancel, do_request_cancel_workflow_run
 from calculations.actions.reruns import check_rerun_calculation
-from calculations.actions.transitions import ACCOUNT_IN_ACTOR, staff_actor
+from calculations.actions.transitions import staff_actor
+from calculations.actors import describe_actor
 from calculations.admin_links import admin_path
 from calculations.api.files import content_disposition
 from calculations.errors import Conflict, Forbidden, InvalidInput, InvalidTransition, NotFound, QuotaExceeded
@@ -57,23 +57,6 @@ def flow_run_link(flow_run_id: Any) -> str:
         return "-"
     url = f"{get_settings().prefect.ui_url.rstrip('/')}/runs/flow-run/{flow_run_id}"
     return format_html('<a href="{}" target="_blank" rel="noopener">{}</a>', url, str(flow_run_id)[:8])
-
-
-def describe_actor(actor: str) -> str:
-    """An event's actor as an operator reads it: `user:5` is the username, `staff:7` the staff
-    member's username and "(staff)"; the platform's own actors (worker, reconciler) as they are."""
-    ids = {int(match[2]) for match in ACCOUNT_IN_ACTOR.finditer(actor)}
-    if not ids:
-        return actor
-    names = dict(get_user_model().objects.filter(id__in=ids).values_list("id", "username"))
-
-    def name(match: Any) -> str:
-        username = names.get(int(match[2]))
-        if username is None:  # an account deleted since
-            return str(match[0])
-        return username if match[1] == "user" else f"{username} (staff)"
-
-    return ACCOUNT_IN_ACTOR.sub(name, actor)
 
 
 def _staff(request: HttpRequest) -> str:
@@ -450,13 +433,20 @@ class WorkflowRunAdmin(admin.ModelAdmin):
     list_display = ["id", "workflow", "state", "owner", "attempt", "flow_run", "created_at", "finished_at"]
     list_filter = ["state", "workflow"]
     search_fields = ["id", "flow_run_id"]
-    readonly_fields = ["flow_run"]
+    readonly_fields = ["flow_run", "returned"]
+    exclude = ["result"]  # shown as `returned`, indented
     inlines = [StepInline, WorkflowRunEventInline]
     actions = ["cancel"]
 
     @admin.display(description="flow run (Prefect dashboard)")
     def flow_run(self, run: WorkflowRun) -> str:
         return flow_run_link(run.flow_run_id)
+
+    @admin.display(description="result (what the flow returned)")
+    def returned(self, run: WorkflowRun) -> str:
+        if run.result is None:
+            return "-"
+        return format_html("<pre>{}</pre>", json.dumps(run.result, indent=2, ensure_ascii=False))
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -9,9 +9,14 @@ from uuid import UUID
 from ninja import FilterSchema, Schema
 from pydantic import ConfigDict, Field, field_validator
 
+from calculations.actors import CancelRequest, cancel_requests
+from calculations.errors import InvalidInput
 from calculations.models import Calculation, File, UploadState, WorkflowRun
+from calculations.pipelines import plan
 from calculations.programs import program_names
+from calculations.run_kinds import CALCULATION, WORKFLOW_RUN
 from calculations.states import RunState
+from calculations.workflow_params import PIPELINE
 
 
 class ErrorOut(Schema):
@@ -213,6 +218,26 @@ class CalculationOut(Schema):
         return calc.cached_from_id if owner_id == calc.owner_id else None
 
 
+class CalculationDetailOut(CalculationOut):
+    """A calculation as GET /calculations/{id} shows it: with who asked it to stop."""
+
+    canceled_by: str | None = Field(
+        description="Who asked it to stop (a username; `worker (…)` or `user (workflow run … canceled)` when its "
+        "workflow run stopped it), if anyone did."
+    )
+    canceled_at: datetime | None = Field(description="When they asked.")
+
+    @staticmethod
+    def resolve_canceled_by(calc: Calculation) -> str | None:
+        request = _cancel_request(calc)
+        return request.by if request else None
+
+    @staticmethod
+    def resolve_canceled_at(calc: Calculation) -> datetime | None:
+        request = _cancel_request(calc)
+        return request.at if request else None
+
+
 class CalculationFilters(FilterSchema):
     state: RunState | None = None
     tool: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="A registered tool's name.")
@@ -254,6 +279,21 @@ class StepOut(Schema):
     calculation_id: UUID
     state: RunState
     cached_from: UUID | None = Field(description="The identical calculation it was answered from, when yours.")
+    started_at: datetime | None
+    finished_at: datetime | None
+    outputs: list[FileOut] = Field(
+        description="Its output files (by role, then name): GET /files/{id}/content downloads each."
+    )
+    canceled_by: str | None = Field(
+        description="Who asked it to stop (a username; `worker (…)` when its run stopped it), if anyone did."
+    )
+    canceled_at: datetime | None = Field(description="When they asked.")
+
+
+class PendingStepOut(Schema):
+    name: str
+    index: int = Field(description="Which element of a mapped step (0 if it is not mapped).")
+    tool: str
 
 
 class WorkflowRunSummaryOut(Schema):
@@ -275,12 +315,31 @@ class WorkflowRunSummaryOut(Schema):
 
 class WorkflowRunOut(WorkflowRunSummaryOut):
     steps: list[StepOut] = Field(description="Its steps, in the order they were created; each is a calculation.")
+    pending_steps: list[PendingStepOut] = Field(
+        description="Steps its plan holds that were not created yet, in the order they will be (once the run "
+        "ended: those it never started). A pipeline's plan knows every step from the start; another workflow's "
+        "steps are known only as its flow creates them, so this is empty."
+    )
+    result: Any = Field(
+        None,
+        description="What the flow returned (JSON), once COMPLETE; null if it returned nothing, or something "
+        "that could not be kept (not JSON, or more than EMGAPI_WORKFLOW__MAX_RESULT_BYTES): `error` then says why.",
+    )
+    canceled_by: str | None = Field(description="Who asked it to stop (a username), if anyone did.")
+    canceled_at: datetime | None = Field(description="When they asked.")
 
     @staticmethod
     def resolve_steps(run: WorkflowRun) -> list[StepOut]:
-        steps = run.steps.order_by("created_at", "step", "step_index").values(
-            "id", "step", "step_index", "tool", "state", "cached_from_id", "cached_from__owner_id"
-        )
+        steps = list(
+            run.steps.order_by("created_at", "step", "step_index").values(
+                "id", "step", "step_index", "tool", "state", "cached_from_id", "cached_from__owner_id",
+                "started_at", "finished_at",
+            )
+        )  # fmt: skip
+        outputs: dict[UUID, list[FileOut]] = {}
+        for file in File.objects.filter(produced_by__workflow_run=run).order_by("output_role", "name", "id"):
+            outputs.setdefault(file.produced_by_id, []).append(FileOut.from_orm(file))  # type: ignore[arg-type]
+        canceled = cancel_requests(CALCULATION, [step["id"] for step in steps]) if steps else {}
         return [
             StepOut(
                 name=step["step"],
@@ -289,9 +348,48 @@ class WorkflowRunOut(WorkflowRunSummaryOut):
                 calculation_id=step["id"],
                 state=RunState(step["state"]),
                 cached_from=step["cached_from_id"] if step["cached_from__owner_id"] == run.owner_id else None,
+                started_at=step["started_at"],
+                finished_at=step["finished_at"],
+                outputs=outputs.get(step["id"], []),
+                canceled_by=canceled[step["id"]].by if step["id"] in canceled else None,
+                canceled_at=canceled[step["id"]].at if step["id"] in canceled else None,
             )
             for step in steps
         ]
+
+    @staticmethod
+    def resolve_pending_steps(run: WorkflowRun) -> list[PendingStepOut]:
+        if run.workflow != PIPELINE:
+            return []
+        try:
+            planned = plan(run.params)
+        except InvalidInput:  # checked when it was submitted; a tool unregistered since plans nothing
+            return []
+        created = set(run.steps.values_list("step", "step_index"))
+        return [
+            PendingStepOut(name=step.name, index=index, tool=step.tool)
+            for step in planned
+            for index in range(step.width or 1)
+            if (step.name, index) not in created
+        ]
+
+    @staticmethod
+    def resolve_canceled_by(run: WorkflowRun) -> str | None:
+        request = _cancel_request(run)
+        return request.by if request else None
+
+    @staticmethod
+    def resolve_canceled_at(run: WorkflowRun) -> datetime | None:
+        request = _cancel_request(run)
+        return request.at if request else None
+
+
+def _cancel_request(run: WorkflowRun | Calculation) -> CancelRequest | None:
+    """Who asked `run` to stop (read once per object shown: the schema asks for two fields of it)."""
+    if not hasattr(run, "_cancel_request"):
+        kind = WORKFLOW_RUN if isinstance(run, WorkflowRun) else CALCULATION
+        run._cancel_request = cancel_requests(kind, [run.id]).get(run.id)  # type: ignore[union-attr]
+    return run._cancel_request  # type: ignore[union-attr,no-any-return]
 
 
 class WorkflowRunFilters(FilterSchema):

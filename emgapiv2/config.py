@@ -304,6 +304,12 @@ class WorkflowSettings(BaseModel):
         description="Largest workflow run's parameters (or a resume's input) as JSON (422 above it); they are "
         "stored with the run and sent to Prefect. A pipeline mapped over 10,000 files needs about 450 KB.",
     )
+    max_result_bytes: int = Field(
+        2**20,
+        ge=1024,
+        description="Largest return value of a flow stored on its workflow run (as JSON; GET /workflow-runs/{id} "
+        "shows it): a larger one, or one that is not JSON, leaves the run COMPLETE with no result and says why.",
+    )
     step_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "WARNING",
         description="Least level of a step's log lines sent to the Prefect dashboard (its task run's): "

@@ -9,12 +9,15 @@ through the same `cancels.request_cancel`.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
 from django.db import transaction
 from django.utils import timezone
+from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from calculations.actions.access import access_workflow_run_by_id
 from calculations.actions.cancels import cancel_steps
@@ -38,6 +41,7 @@ from calculations.workflow_params import check_resume_input
 from emgapiv2.config import get_settings
 
 S = RunState
+_NUL_IN_JSON = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")  # an escaped NUL, not an escaped backslash before u0000
 
 
 def lock_workflow_run(workflow_run_id: UUID) -> WorkflowRun:
@@ -145,14 +149,44 @@ def do_cancel_steps(workflow_run_id: UUID, *, reason: str) -> int:
     return cancel_steps(lock_workflow_run(workflow_run_id), WORKER_ACTOR, reason)
 
 
+def storable_result(value: Any) -> tuple[Any, str]:
+    """What of a flow's return value a workflow run keeps: (its JSON, "") if it is JSON, as pydantic
+    makes it (UUIDs, datetimes, models and dataclasses become strings and objects), and at most
+    `workflow.max_result_bytes`; else (None, one line saying why it was not kept)."""
+    if value is None:
+        return None, ""
+    limit = get_settings().workflow.max_result_bytes
+    try:
+        data = to_jsonable_python(value)
+        text = json.dumps(data, allow_nan=False, separators=(",", ":"))
+    except (PydanticSerializationError, TypeError, ValueError) as exc:
+        why = " ".join(str(exc).split())[:200]
+        return None, f"its result was not kept: the flow returned a {type(value).__name__}, not JSON ({why})"
+    if _NUL_IN_JSON.search(text):  # PostgreSQL's jsonb refuses it: the run's end would fail with it
+        return None, "its result was not kept: it holds a NUL character (\\u0000), which the database refuses"
+    size = len(text.encode())
+    if size > limit:
+        return None, (
+            f"its result was not kept: {size} bytes of JSON, more than EMGAPI_WORKFLOW__MAX_RESULT_BYTES ({limit})"
+        )
+    return data, ""
+
+
 @transaction.atomic
 def do_end_workflow_run(
-    workflow_run_id: UUID, attempt: int, end: AttemptEnd, *, message: str = "", actor: str = WORKER_ACTOR
+    workflow_run_id: UUID,
+    attempt: int,
+    end: AttemptEnd,
+    *,
+    message: str = "",
+    actor: str = WORKER_ACTOR,
+    result: Any = None,
 ) -> WorkflowRun:
-    """Record how attempt `attempt` (one flow run) ended. The policy table decides: COMPLETE, a failure
-    whose error is `message`, CANCELED if a cancel was requested, or resumed as attempt + 1 (a lost
-    worker: at once, with no backoff; its COMPLETE steps are kept). Steps left in flight by an ending
-    run are canceled: nothing runs for a workflow run that is over."""
+    """Record how attempt `attempt` (one flow run) ended. The policy table decides: COMPLETE (with
+    `result`, what the flow returned, kept if `storable_result` allows, else its error says why), a
+    failure whose error is `message`, CANCELED if a cancel was requested, or resumed as attempt + 1 (a
+    lost worker: at once, with no backoff; its COMPLETE steps are kept). Steps left in flight by an
+    ending run are canceled: nothing runs for a workflow run that is over."""
     run = lock_workflow_run(workflow_run_id)
     check_attempt(run, attempt)
     decision = decide(
@@ -162,7 +196,11 @@ def do_end_workflow_run(
     if decision.state == S.QUEUED:
         return _resume(run, attempt, message, actor)
     if decision.state == S.COMPLETE:
-        run = apply_transition(run, attempt, S.COMPLETE, actor=actor, reason="every step completed", finished_at=now)
+        kept, note = storable_result(result)
+        reason = "every step completed" + (f"; {note}" if note else "")
+        run = apply_transition(
+            run, attempt, S.COMPLETE, actor=actor, reason=reason, finished_at=now, result=kept, error=note
+        )
     elif decision.state == S.CANCELED:
         run = apply_transition(
             run, attempt, S.CANCELED, actor=actor, reason=message[:2000] or "canceled", finished_at=now

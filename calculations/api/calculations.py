@@ -10,7 +10,15 @@ from calculations.api.requests import AuthedRequest
 from calculations.errors import InvalidInput
 from calculations.logs import read_log_chunk, read_logs
 from calculations.models import Calculation, CalculationInput, File
-from calculations.schemas import CalculationFilters, CalculationOut, ErrorOut, LogChunkOut, LogsOut, LogsQuery
+from calculations.schemas import (
+    CalculationDetailOut,
+    CalculationFilters,
+    CalculationOut,
+    ErrorOut,
+    LogChunkOut,
+    LogsOut,
+    LogsQuery,
+)
 
 router = Router(tags=["calculations"])
 
@@ -40,14 +48,15 @@ def list_calculations(request: AuthedRequest, filters: Query[CalculationFilters]
     return filters.filter(_visible(request))
 
 
-@router.get("/{calculation_id}", response={200: CalculationOut, 404: ErrorOut}, operation_id="get_calculation")
+@router.get("/{calculation_id}", response={200: CalculationDetailOut, 404: ErrorOut}, operation_id="get_calculation")
 def get_calculation(request: AuthedRequest, calculation_id: UUID) -> Calculation:
+    """A calculation, with who asked it to stop (`canceled_by`, `canceled_at`) if anyone did."""
     return access_calculation_by_id(request.auth.id, calculation_id, queryset=_visible(request).order_by())
 
 
 @router.post(
     "/{calculation_id}/cancel",
-    response={202: CalculationOut, 404: ErrorOut, 409: ErrorOut},
+    response={202: CalculationDetailOut, 404: ErrorOut, 409: ErrorOut},
     operation_id="cancel_calculation",
 )
 def cancel_calculation(request: AuthedRequest, calculation_id: UUID) -> tuple[int, Calculation]:

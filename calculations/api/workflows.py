@@ -79,6 +79,8 @@ def list_workflow_runs(request: AuthedRequest, filters: Query[WorkflowRunFilters
 
 @runs_router.get("/{workflow_run_id}", response={200: WorkflowRunOut, 404: ErrorOut}, operation_id="get_workflow_run")
 def get_workflow_run(request: AuthedRequest, workflow_run_id: UUID) -> WorkflowRun:
+    """A run: its steps with their outputs, the steps its plan has yet to create (`pending_steps`), what
+    its flow returned (`result`), and who asked it to stop (`canceled_by`, `canceled_at`)."""
     return access_workflow_run_by_id(request.auth.id, workflow_run_id)
 
 

@@ -99,6 +99,15 @@ def test_a_workflow_run_links_to_its_flow_run_and_is_canceled_from_an_action(sta
     assert WorkflowRun.objects.get(id=run.id).state == "CANCELING"
 
 
+def test_a_workflow_runs_page_shows_what_its_flow_returned(staff: Client, alice_id: int) -> None:
+    run = actions.do_create_workflow_run(alice_id, "pipeline", {"steps": {}})
+    actions.do_start_workflow_run(run.id, 1, flow_run_id=uuid4(), worker="w")
+    actions.do_end_workflow_run(run.id, 1, AttemptEnd.SUCCEEDED, result={"hits": ["<b>1</b>"]})
+    page = staff.get(f"/admin/calculations/workflowrun/{run.id}/change/").content.decode()
+    assert "Result (what the flow returned)" in page
+    assert "&quot;hits&quot;: [\n    &quot;&lt;b&gt;1&lt;/b&gt;&quot;" in page  # indented, and escaped
+
+
 def test_a_failed_tes_task_is_rerun_as_a_task(staff: Client, alice: ApiClient, alice_token: str) -> None:
     task = {
         "name": "again",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -402,3 +403,80 @@ def test_a_resume_prefect_refuses_leaves_the_run_paused(
     response = alice.post(f"/workflow-runs/{run.id}/resume", {"input": {"profile": profile}})
     assert response.status_code == 409 and "timed out" in response.json()["detail"]
     assert WorkflowRun.objects.get(id=run.id).state == "PAUSED"
+
+
+def test_what_a_flow_returned_is_kept_on_its_run_and_shown(alice: ApiClient, alice_id: int) -> None:
+    run = _running_run(alice_id)
+    returned = {"calls": 3, "file": uuid4(), "hits": [1.5, None, "x"]}  # a UUID is JSON as pydantic makes it
+    ended = actions.do_end_workflow_run(run.id, 1, AttemptEnd.SUCCEEDED, result=returned)
+    assert (ended.state, ended.error) == ("COMPLETE", "")
+    shown = alice.get(f"/workflow-runs/{run.id}").json()
+    assert shown["result"] == {"calls": 3, "file": str(returned["file"]), "hits": [1.5, None, "x"]}
+    assert "result" not in alice.get("/workflow-runs").json()["items"][0]  # the list stays small
+
+
+@pytest.mark.parametrize(
+    "returned, why",
+    [
+        ("x" * 2000, "its result was not kept: 2002 bytes of JSON, more than EMGAPI_WORKFLOW__MAX_RESULT_BYTES (1024)"),
+        (object(), "its result was not kept: the flow returned a object, not JSON"),
+        ({"ratio": float("nan")}, "its result was not kept: the flow returned a dict, not JSON"),
+        (["a\x00b"], "its result was not kept: it holds a NUL character"),
+    ],
+)  # fmt: skip
+def test_a_result_that_cannot_be_kept_leaves_the_run_complete_and_says_why(
+    alice: ApiClient, alice_id: int, returned: Any, why: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from emgapiv2.config import get_settings
+
+    monkeypatch.setattr(get_settings().workflow, "max_result_bytes", 1024)
+    run = _running_run(alice_id)
+    ended = actions.do_end_workflow_run(run.id, 1, AttemptEnd.SUCCEEDED, result=returned)
+    shown = alice.get(f"/workflow-runs/{run.id}").json()
+    assert (shown["state"], shown["result"]) == ("COMPLETE", None)
+    assert shown["error"].startswith(why) and "\n" not in shown["error"]
+    assert ended.events.last().reason == f"every step completed; {shown['error']}"  # type: ignore[union-attr]
+
+
+def test_a_run_shows_its_steps_to_come_their_outputs_and_who_canceled_it(
+    alice: ApiClient, alice_id: int, files: dict[str, str]
+) -> None:
+    from calculations.actions import OutputBlob, do_end_attempt, do_mark_running, do_start_calculation
+    from calculations.storage import get_storage
+
+    steps = {**_two_steps(files["genome"]), "more": {"tool": "obabel", "inputs": {
+        "molecules": {"each": [f"file:{files['molecule']}"] * 2}}}}  # fmt: skip
+    run = WorkflowRun.objects.get(id=submit(alice, steps).json()["id"])
+    planned = [
+        (s["name"], s["index"], s["tool"]) for s in alice.get(f"/workflow-runs/{run.id}").json()["pending_steps"]
+    ]
+    assert sorted(planned) == [("genes", 0, "prodigal"), ("hits", 0, "hmmsearch"), ("more", 0, "obabel"),
+                               ("more", 1, "obabel")]  # fmt: skip
+    assert planned[-1][0] == "hits"  # in the order they can start: after the step whose output it takes
+
+    actions.do_start_workflow_run(run.id, 1, flow_run_id=uuid4(), worker="w1")
+    genes = actions.do_create_step(run.id, 1, step="genes", index=0, tool="prodigal",
+                                   inputs={"contigs": UUID(files["genome"])}, params={}, use_cache=False)  # fmt: skip
+    blob = get_storage().put_path(__import__("pathlib").Path(__file__))
+    do_start_calculation(genes.id, 1, flow_run_id=run.flow_run_id, backend="local", host="h", workdir="/w")
+    do_mark_running(genes.id, 1, job_id="1", argv=["prodigal"], executable=None)
+    do_end_attempt(genes.id, 1, AttemptEnd.SUCCEEDED, outputs=[OutputBlob("proteins", "p.faa", blob.sha256, blob.size)])
+    more = actions.do_create_step(run.id, 1, step="more", index=0, tool="obabel",
+                                  inputs={"molecules": UUID(files["molecule"])}, params={})  # fmt: skip
+
+    assert alice.post(f"/workflow-runs/{run.id}/cancel").status_code == 202
+    shown = alice.get(f"/workflow-runs/{run.id}").json()
+    assert sorted((s["name"], s["index"]) for s in shown["pending_steps"]) == [("hits", 0), ("more", 1)]
+    first, second = shown["steps"]
+    assert [(f["name"], f["size"], f["sha256"], f["output_role"]) for f in first["outputs"]] == [
+        ("p.faa", blob.size, blob.sha256, "proteins")
+    ]
+    assert alice.get(f"/files/{first['outputs'][0]['id']}").status_code == 200  # the owner's own file
+    assert first["canceled_by"] is None and first["finished_at"] is not None
+    assert (shown["state"], shown["canceled_by"]) == ("CANCELING", "alice")  # until its flow returns
+    assert second["state"] == "CANCELED" and second["canceled_by"] == f"alice (workflow run {run.id} canceled)"
+    cancel = run.events.get(to_state="CANCELING")
+    assert abs(datetime.fromisoformat(shown["canceled_at"]) - cancel.created_at) < timedelta(milliseconds=1)
+    calc = alice.get(f"/calculations/{more.id}").json()
+    assert (calc["canceled_by"], calc["canceled_at"]) == (second["canceled_by"], second["canceled_at"])
+    assert alice.get(f"/calculations/{genes.id}").json()["canceled_by"] is None

@@ -53,19 +53,21 @@ def attempt_end(final: Any, error: Any) -> tuple[AttemptEnd, str]:
 
 
 async def end_workflow_run(flow_run_id: UUID, workflow_run_id: UUID, attempt: int, final: Any) -> None:
-    """Record how the flow run ended on its workflow run (and end the SDK's context)."""
+    """Record how the flow run ended on its workflow run, with what the flow returned if it completed
+    (the action keeps it if it is JSON and small enough), and end the SDK's context."""
     context = workflow_context.leave(flow_run_id)
-    error: Any = None
-    if not final.is_completed():
-        try:
-            error = await final.result(raise_on_failure=False)
-        except Exception:
-            logger.debug("no result for flow run %s", flow_run_id, exc_info=True)
-    end, message = attempt_end(final, error)
+    returned: Any = None  # the flow's return value, or the exception it raised
+    try:
+        returned = await final.result(raise_on_failure=False)
+    except Exception:
+        level = logging.WARNING if final.is_completed() else logging.DEBUG  # its return value is lost
+        logger.log(level, "no result for flow run %s", flow_run_id, exc_info=True)
+    end, message = attempt_end(final, None if final.is_completed() else returned)
     if end is not AttemptEnd.SUCCEEDED and context is not None and context.error:
         message = context.error
+    result = returned if end is AttemptEnd.SUCCEEDED else None
     try:
-        run = await db(actions.do_end_workflow_run)(workflow_run_id, attempt, end, message=message)
+        run = await db(actions.do_end_workflow_run)(workflow_run_id, attempt, end, message=message, result=result)
     except InvalidTransition as exc:
         logger.info("workflow run %s attempt %s not recorded: %s", workflow_run_id, attempt, exc)
         return
