@@ -335,6 +335,16 @@ class WorkflowSettings(BaseModel):
     )
 
 
+class DashboardSettings(BaseModel):
+    """What operators launch from the Prefect dashboard's forms (a tool-<name> deployment, a workflow)."""
+
+    any_users_files: bool = Field(
+        False,
+        description="A launch may name any user's files, if the operator account (workflow.operator_username) is "
+        "staff: the run then belongs to the files' one owner. False: only the operator account's own files.",
+    )
+
+
 class RetrySettings(BaseModel):
     """Which failures are retried, and how the backoff grows, is calculations/policies.py."""
 
@@ -383,6 +393,7 @@ class Settings(BaseSettings):
     sweeper: SweeperSettings = SweeperSettings()
     retry: RetrySettings = RetrySettings()
     workflow: WorkflowSettings = WorkflowSettings()
+    dashboard: DashboardSettings = DashboardSettings()
     quota: QuotaSettings = QuotaSettings()
     uploads: UploadSettings = UploadSettings()
     admin: AdminSettings = AdminSettings()

@@ -54,6 +54,7 @@ class NewCalculation:
     step: StepRef | None = None
     reason: str = "submitted"  # its first event's
     rerun: Rerun | None = None
+    actor: str | None = None  # its first event's, when not its owner (an operator's dashboard launch)
 
 
 @dataclass(frozen=True)
@@ -85,8 +86,11 @@ def check_create_calculation(
     backend: str | None = None,
     step: StepRef | None = None,
     rerun: Rerun | None = None,
+    actor: str | None = None,
+    reason: str = "submitted",
 ) -> Calculation:
-    """Validate a submission (tool, backend, parameters, input roles, files and their formats), then create it."""
+    """Validate a submission (tool, backend, parameters, input roles, files and their formats), then create it.
+    `actor` and `reason` are its first event's, when someone other than its owner launched it."""
     try:
         spec = get_tool(tool_name)
     except UnknownTool as exc:
@@ -138,6 +142,8 @@ def check_create_calculation(
         use_cache=use_cache,
         step=step,
         rerun=rerun,
+        actor=actor,
+        reason=reason,
     )
     return do_create_calculation(owner_id, new)
 
@@ -240,7 +246,7 @@ def do_create_calculation(owner_id: int, new: NewCalculation) -> Calculation:
     )
     if step is not None:
         calc.workflow_run_id, calc.step, calc.step_index = step.workflow_run_id, step.name, step.index
-    actor, reason = user_actor(owner_id), new.reason
+    actor, reason = new.actor or user_actor(owner_id), new.reason
     if new.rerun is not None:
         calc.rerun_of_id, actor, reason = new.rerun.of, new.rerun.actor, f"rerun of calculation {new.rerun.of}"
 

@@ -60,16 +60,20 @@ def do_create_workflow_run(owner_id: int, workflow: str, params: Mapping[str, An
 
 
 @transaction.atomic
-def do_adopt_flow_run(owner_username: str, workflow: str, params: Mapping[str, Any], flow_run_id: UUID) -> WorkflowRun:
+def do_adopt_flow_run(
+    owner_username: str, workflow: str, params: Mapping[str, Any], flow_run_id: UUID, *, launched_by: str | None = None
+) -> WorkflowRun:
     """A workflow's flow run launched from the Prefect dashboard (not through the API) becomes a
-    workflow run of the operator account, counted against its quota like any other."""
+    workflow run of the operator account (or of the owner of the files it names: `launched_by` is
+    then the operator account), counted against its quota like any other. The caller has checked
+    its parameters (`actions/dashboard.py`)."""
     owner = do_ensure_user(owner_username)
     existing = WorkflowRun.objects.filter(flow_run_id=flow_run_id).first()
     if existing is not None:
         return existing
     check_active_quota(owner.id)
     run = WorkflowRun.objects.create(owner=owner, workflow=workflow, params=dict(params), flow_run_id=flow_run_id)
-    record_event(run, "", S.QUEUED, f"operator:{owner_username}", "launched from the Prefect dashboard")
+    record_event(run, "", S.QUEUED, f"operator:{launched_by or owner_username}", "launched from the Prefect dashboard")
     return run
 
 

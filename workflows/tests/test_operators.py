@@ -290,3 +290,24 @@ def test_a_workflow_launched_from_the_dashboard_is_a_workflow_run_of_the_operato
     run = WorkflowRun.objects.get(workflow="pipeline", owner__username=get_settings().workflow.operator_username)
     assert run.state == "COMPLETE"
     assert operator.http.get(f"/workflow-runs/{run.id}").json()["steps"][0]["state"] == "COMPLETE"
+
+
+def test_a_dashboard_launch_naming_another_users_file_fails_saying_why_in_one_line(
+    api: Api, prefect_server: str
+) -> None:
+    from calculations.models import Calculation, WorkflowRun
+    from workflows.orchestration.deployments import deploy
+
+    deploy(["tool-obabel"])
+    molecules = api.upload("theirs.smi", b"CCI integration\n")  # the user "integration"'s, not the operator's
+    _, state = _run_deployment("tool-obabel/tool-obabel", {"inputs": {"molecules": molecules}})
+    assert state.is_failed() and state.message.startswith(  # the message the dashboard's list of runs shows
+        f"obabel not submitted: inputs.molecules: file {molecules} is not one of the operator account's ('operator')"
+    ), state.message
+    assert "\n" not in state.message and "Traceback" not in state.message
+    steps = {"convert": {"tool": "obabel", "inputs": {"molecules": f"file:{molecules}"}}}
+    _, state = _run_deployment("pipeline/pipeline", {"steps": steps})
+    assert state.is_failed() and state.message.startswith(
+        f"not started: steps.convert.inputs.molecules: file {molecules} is not one of the operator account's"
+    ), state.message
+    assert not Calculation.objects.filter(inputs__file_id=molecules).exists() and not WorkflowRun.objects.exists()
