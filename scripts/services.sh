@@ -57,10 +57,13 @@ start_worker() {
 start_web() {
   python manage.py migrate --noinput -v0
   python manage.py collectstatic --noinput -v0
+  # the admin's superuser, made on the first start only (its password in $EMGAPI_DATA_DIR/admin-password)
+  local admin; admin=$(python manage.py ensure_admin)
   # workers, threads and timeout: emgapiv2/gunicorn_conf.py (WEB_WORKERS, WEB_THREADS, WEB_TIMEOUT)
   _spawn web gunicorn -c python:emgapiv2.gunicorn_conf emgapiv2.wsgi --bind "$WEB_HOST:$WEB_PORT" --access-logfile -
   _wait_http web "$EMGAPI_PUBLIC_URL/api/v2/docs" 30
   echo "API: $EMGAPI_PUBLIC_URL/api/v2/docs"
+  echo "Django admin: $admin"
 }
 
 stop_one() {
