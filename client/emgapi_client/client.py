@@ -44,6 +44,7 @@ from emgapi_client.types import (
     Logs,
     LogStream,
     ProgressCallback,
+    SavedOutput,
     Tool,
     ToolSummary,
     Workflow,
@@ -317,6 +318,44 @@ class Client:
                 downloaded.append((role, path))
         return downloaded
 
+    def download_run_outputs(
+        self,
+        run: str | WorkflowRun,
+        directory: Path,
+        *,
+        progress: Callable[[File], ProgressCallback | None] | None = None,
+    ) -> list[SavedOutput]:
+        """Download the outputs of every COMPLETE step of a workflow run into `directory/<step>/`
+        (a step called more than once, a map's elements, into `directory/<step>/<index>/`), each under
+        its file name made safe and distinct as `download_outputs` makes them; each sha256 is checked.
+
+        Args:
+            progress: given each output file before its download, answers its progress callback.
+        """
+        run = self.get_workflow_run(run) if isinstance(run, str) else run
+        steps = run["steps"]
+        mapped = {step["name"] for step in steps if step["index"] or sum(s["name"] == step["name"] for s in steps) > 1}
+        taken: dict[Path, set[str]] = {}
+        saved = []
+        for step in sorted(steps, key=lambda step: (step["name"], step["index"])):
+            if step["state"] != "COMPLETE":
+                continue
+            target = directory / safe_file_name(step["name"], "step")
+            if step["name"] in mapped:
+                target = target / str(step["index"])
+            outputs = step.get("outputs")
+            if outputs is None:  # an older server: the step's calculation lists them
+                outputs = [
+                    self.get_file(file_id) for file_id in _output_ids(self.get_calculation(step["calculation_id"]))
+                ]
+            for file in sorted(outputs, key=lambda file: (file["output_role"], file["name"])):
+                name = distinct_name(
+                    safe_file_name(file["name"], file["id"]), file["output_role"], taken.setdefault(target, set())
+                )
+                path = self.download(file, target, progress=progress(file) if progress else None, name=name)
+                saved.append(SavedOutput(step["name"], step["index"], file["output_role"], path))
+        return saved
+
     # -- tools and calculations -----------------------------------------------------------------
 
     def list_tools(self) -> list[ToolSummary]:
@@ -513,6 +552,10 @@ class Client:
     ) -> WorkflowRun:
         """Poll until the run is final (a PAUSED run waits for an operator: this goes on waiting)."""
         return self._wait(lambda: self.get_workflow_run(run_id), timeout_seconds, on_update)
+
+
+def _output_ids(calculation: Calculation) -> list[str]:
+    return [file_id for _, file_ids in sorted(calculation["outputs"].items()) for file_id in file_ids]
 
 
 def _check_sha256(path: Path, file: File, local: str) -> None:

@@ -6,7 +6,9 @@ Timestamps and ids stay strings, exactly as on the wire, so `--json` output is t
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal, TypedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, NotRequired, TypedDict
 
 State = Literal[
     "QUEUED", "INITIALIZING", "RUNNING", "PAUSED", "CANCELING", "COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED"
@@ -65,6 +67,9 @@ class Calculation(TypedDict):
     started_at: str | None
     finished_at: str | None
     provenance: dict[str, Any]
+    # GET /calculations/{id} only (and a server that has them): who asked it to stop, and when
+    canceled_by: NotRequired[str | None]
+    canceled_at: NotRequired[str | None]
 
 
 class Workflow(TypedDict):
@@ -80,6 +85,20 @@ class Step(TypedDict):
     calculation_id: str
     state: State
     cached_from: str | None
+    # from a server that has them
+    started_at: NotRequired[str | None]
+    finished_at: NotRequired[str | None]
+    outputs: NotRequired[list[File]]
+    canceled_by: NotRequired[str | None]
+    canceled_at: NotRequired[str | None]
+
+
+class PendingStep(TypedDict):
+    """A step the run's plan holds that was not created yet (a pipeline knows all of its steps)."""
+
+    name: str
+    index: int
+    tool: str
 
 
 class WorkflowRunSummary(TypedDict):
@@ -97,6 +116,21 @@ class WorkflowRunSummary(TypedDict):
 
 class WorkflowRun(WorkflowRunSummary):
     steps: list[Step]
+    # from a server that has them
+    pending_steps: NotRequired[list[PendingStep]]
+    result: NotRequired[Any]  # what the flow returned, once COMPLETE
+    canceled_by: NotRequired[str | None]
+    canceled_at: NotRequired[str | None]
+
+
+@dataclass(frozen=True)
+class SavedOutput:
+    """A step's output downloaded by `Client.download_run_outputs`."""
+
+    step: str
+    index: int
+    role: str
+    path: Path
 
 
 class Logs(TypedDict):

@@ -9,9 +9,12 @@ import json
 import os
 import pty
 import random
+import re
 import stat
 import subprocess
 import sys
+import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,7 @@ from emgapiv2.config import BASE_DIR, get_settings
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 DEMO = BASE_DIR / "demo" / "data"
 EMGAPI = Path(sys.executable).parent / "emgapi"
+TIME_WITH_ZONE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[+-]\d\d:\d\d")  # as the CLI shows times
 
 
 class Cli:
@@ -267,7 +271,7 @@ def test_pipeline_run_uploads_file_paths_and_shows_its_steps(cli: Cli) -> None:
     }}  # fmt: skip
     (data / "pipeline.json").write_text(json.dumps(pipeline))  # paths relative to the pipeline's file
 
-    done = cli("pipeline", "run", "data/pipeline.json", "--wait")
+    done = cli("pipeline", "run", "data/pipeline.json", "--wait", "--download", "out/")
     assert done.returncode == 0, done.stderr
     assert "COMPLETE" in done.stderr and "genes" in done.stderr and "hits" in done.stderr
     run = cli.json("workflows", "runs", "--limit", "1")[0]
@@ -275,6 +279,25 @@ def test_pipeline_run_uploads_file_paths_and_shows_its_steps(cli: Cli) -> None:
     assert [(step["name"], step["state"]) for step in shown["steps"]] == [("genes", "COMPLETE"), ("hits", "COMPLETE")]
     genome_id = shown["params"]["steps"]["genes"]["inputs"]["contigs"].removeprefix("file:")
     assert cli.json("show", shown["steps"][0]["calculation_id"])["inputs"]["contigs"] == genome_id
+
+    # --download: every step's outputs under its name, the server's bytes; the flow's return value shown
+    api = httpx.Client(base_url=f"{cli.url}/api/v2", headers={"Authorization": f"Bearer {cli.token}"})
+    expected = {f"out/{step['name']}/{file['name']}": file for step in shown["steps"] for file in step["outputs"]}
+    assert {"out/genes/proteins.faa", "out/genes/genes.gff", "out/hits/hits.tbl"} <= set(expected)
+    assert {str(path.relative_to(cli.cwd)) for path in (cli.cwd / "out").rglob("*") if path.is_file()} == set(expected)
+    for path, file in expected.items():
+        assert (cli.cwd / path).read_bytes() == api.get(f"/files/{file['id']}/content").content, path
+        assert path in done.stdout
+    assert shown["result"] == {"steps": {step["name"]: [step["calculation_id"]] for step in shown["steps"]}}
+    human = cli("show", run["id"])
+    assert "proteins.faa" in human.stdout and shown["steps"][1]["calculation_id"] in human.stdout
+    assert "result" in human.stdout and TIME_WITH_ZONE.search(human.stdout)
+    # `wait` says how long the run took by its own times (the wait itself took none)
+    began, ended = (datetime.fromisoformat(shown[key]) for key in ("started_at", "finished_at"))
+    waited = cli("wait", run["id"])
+    assert waited.returncode == 0 and f"(in {(ended - began).total_seconds():.1f} s)" in waited.stderr
+    argv = next(line for line in cli("show", shown["steps"][0]["calculation_id"]).stdout.splitlines() if "argv" in line)
+    assert "prodigal" in argv and str(get_settings().calculations_dir) not in argv  # relative to its work dir
 
     # a step that fails fails the run, and the exit code says how; a canceled run says so too
     broken = {
@@ -287,8 +310,15 @@ def test_pipeline_run_uploads_file_paths_and_shows_its_steps(cli: Cli) -> None:
     launched = cli("pipeline", "run", "-", input_text=json.dumps(sleeping))
     assert launched.returncode == 0, launched.stderr
     run_id = launched.stdout.strip()
+    deadline = time.monotonic() + 60
+    while not any(step["state"] == "RUNNING" for step in api.get(f"/workflow-runs/{run_id}").json()["steps"]):
+        assert time.monotonic() < deadline, "its step never ran"
+        time.sleep(0.1)  # a step to cancel with it
     assert cli.json("cancel", run_id)["state"] in {"CANCELING", "CANCELED"}
-    assert cli("wait", run_id).returncode == 5
+    canceled = cli("wait", run_id)
+    assert canceled.returncode == 5 and re.search(rf"CANCELED by cli-user at {TIME_WITH_ZONE.pattern}", canceled.stderr)
+    nap = cli.json("show", run_id)["steps"][0]["calculation_id"]  # and so does its step, not only "exit code 143"
+    assert re.search(r"CANCELED by cli-user \(workflow run .* canceled\) at", cli("show", nap).stdout)
 
 
 def _short(cli: Cli) -> str:

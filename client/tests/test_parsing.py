@@ -1,13 +1,17 @@
 """What the CLI makes of its arguments before any request: parameter values, local paths in workflow
-parameters and pipelines, server-given file names, and what a log tail adds to the previous one."""
+parameters and pipelines, server-given file names, and what a log tail adds to the previous one; and
+how it shows what the server gives: argv relative to its work directory, times in the local zone."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import typer
 from emgapi_client.cli import parse_params, upload_marked_files, upload_pipeline_files
+from emgapi_client.cli.common import duration, relative_argv, when
 from emgapi_client.errors import UnsafeFileName
 from emgapi_client.transfers import MAX_NAME_BYTES, distinct_name, safe_file_name, target_in, unseen_text
 
@@ -138,3 +142,34 @@ def test_only_http_urls_name_the_platform() -> None:
     assert normalise_url("127.0.0.1:8000/api/v2/") == "http://127.0.0.1:8000"
     with pytest.raises(InvalidUrl, match="not an http"):
         normalise_url("ftp://example.org")
+
+
+def test_an_argv_is_shown_relative_to_its_work_directory() -> None:
+    workdir = "/data/calculations/1b2c/attempt-1/work"
+    argv = ["prodigal", "-i", "../inputs/contigs/contigs.fna", "-a", f"{workdir}/proteins.faa",
+            f"--out={workdir}", f"{workdir}space/x", "/data/calculations/1b2c/attempt-1/inputs/p/p.hmm"]  # fmt: skip
+    assert relative_argv(argv, workdir) == [
+        "prodigal", "-i", "../inputs/contigs/contigs.fna", "-a", "proteins.faa",
+        "--out=.", "../workspace/x", "../inputs/p/p.hmm",
+    ]  # fmt: skip
+    assert relative_argv(["/work/x"], "/work") == ["/work/x"]  # too short a directory to tell
+
+
+def test_times_are_shown_in_the_local_time_zone_with_its_offset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    time.tzset()
+    try:
+        assert when("2026-12-04T12:00:01.5Z") == "2026-12-04 17:30:01+05:30"
+        assert when(None) == "-"
+
+        def ran(started_at: str | None, finished_at: str | None) -> str:
+            times: Any = {"started_at": started_at, "finished_at": finished_at}
+            return duration(times)
+
+        assert ran("2026-12-04T12:00:00Z", "2026-12-04T12:02:05.4+00:00") == "2 min 05 s"
+        assert ran("2026-12-04T12:00:00Z", "2026-12-04T12:00:03.25Z") == "3.2 s"
+        assert ran("2026-12-04T12:00:00Z", None) == "running"
+        assert ran(None, "2026-12-04T12:00:03Z") == "never started"  # canceled while it was queued
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()

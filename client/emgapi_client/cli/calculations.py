@@ -220,7 +220,7 @@ def run(
         show_calculation(calc)
         for role, path in downloaded:
             out.print(f"{role}: {escape(str(path))}")
-    finish(calc["state"], calc["error"], as_json)
+    finish(calc, as_json)
 
 
 @app.command("ls")
@@ -266,7 +266,8 @@ def wait(
     timeout: TimeoutOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Wait until a calculation or workflow run ends; the exit code says how it ended."""
+    """Wait until a calculation or workflow run ends; the exit code says how it ended, and the last
+    line how long it ran (its own start to its end, not the time spent waiting) or who canceled it."""
     with logged_in_client() as api:
         item = calculation_or_run(api, check_id(object_id))
         try:
@@ -278,7 +279,7 @@ def wait(
             raise typer.Exit(ExitCode.INTERRUPTED) from None
     if as_json:
         print_json(item)
-    finish(item["state"], item["error"], as_json)
+    finish(item, as_json)
 
 
 @app.command()
@@ -327,7 +328,7 @@ def logs(
         except KeyboardInterrupt:
             raise typer.Exit(ExitCode.INTERRUPTED) from None
         calc = api.get_calculation(calculation_id)
-    finish(calc["state"], "", True)
+    finish(calc, True)
 
 
 def _print_json_line(value: Any) -> None:

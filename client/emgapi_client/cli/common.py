@@ -4,12 +4,14 @@ waiting, and tables."""
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
+from datetime import datetime
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, NoReturn
 from uuid import UUID
 
@@ -25,7 +27,7 @@ from emgapi_client.config import (
     current_credentials,
 )
 from emgapi_client.errors import ApiError
-from emgapi_client.types import Calculation, File, ProgressCallback, WorkflowRun
+from emgapi_client.types import TERMINAL_STATES, Calculation, File, ProgressCallback, Step, WorkflowRun
 
 if TYPE_CHECKING:
     from typing_extensions import TypeIs
@@ -176,8 +178,60 @@ def is_run(item: Calculation | WorkflowRun) -> TypeIs[WorkflowRun]:
     return "workflow" in item
 
 
-def _elapsed(started: float) -> str:
-    return f"{time.monotonic() - started:.0f} s"
+def _waited(started: float) -> str:
+    return f"waiting {time.monotonic() - started:.0f} s"
+
+
+def _moment(timestamp: str) -> datetime:
+    return datetime.fromisoformat(timestamp)  # the API's are ISO 8601 with their offset (Z is UTC)
+
+
+def when(timestamp: str | None) -> str:
+    """A time from the API in the local time zone, with its offset: `2026-12-04 13:05:09+01:00`."""
+    if not timestamp:
+        return "-"
+    return _moment(timestamp).astimezone().isoformat(sep=" ", timespec="seconds")
+
+
+def seconds_text(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {rest:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def duration(item: Calculation | WorkflowRun | Step) -> str:
+    """How long it ran by its own times (started_at → finished_at), not how long anyone waited for it."""
+    started, finished = item.get("started_at"), item.get("finished_at")
+    if not started:
+        return "never started" if finished else "not started"
+    if not finished:
+        return "running"
+    return seconds_text((_moment(finished) - _moment(started)).total_seconds())
+
+
+def canceled_note(item: Calculation | WorkflowRun | Step) -> str:
+    """`CANCELED by alice at <time>` (CANCELING while it stops), or "" if no one asked it to stop."""
+    by = item.get("canceled_by")
+    if not by or item["state"] not in ("CANCELING", "CANCELED"):
+        return ""
+    return f"{item['state']} by {by} at {when(item.get('canceled_at'))}"
+
+
+def relative_argv(argv: list[str], workdir: str) -> list[str]:
+    """An argv with the paths in its work directory relative to it (`out/proteins.faa`), and those
+    beside it too (`../inputs/contigs/contigs.fna`): the server's own directories say nothing to a
+    user, and make a command line hard to read."""
+    work = PurePosixPath(workdir)
+    if len(work.parts) < 3:  # `/` or `/work`: too short to tell a path in it from any other
+        return argv
+    here, parent = re.escape(str(work)), re.escape(str(work.parent))
+    inside = re.compile(rf"(?P<in>{here}/(?=[^/]))|(?P<at>{here}/*$)|(?P<beside>{parent}/)")
+    replacements = {"in": "", "at": ".", "beside": "../"}
+    return [inside.sub(lambda match: replacements[str(match.lastgroup)], word) for word in argv]
 
 
 def wait_calculation(api: Client, calculation_id: str, quiet: bool, timeout: float | None) -> Calculation:
@@ -187,11 +241,16 @@ def wait_calculation(api: Client, calculation_id: str, quiet: bool, timeout: flo
     with err.status(f"{calculation_id}: submitted") as status:
 
         def show(calc: Calculation) -> None:
-            status.update(f"[bold]{calc['tool']}[/] {calculation_id}: {styled(calc['state'])} ({_elapsed(started)})")
+            status.update(f"[bold]{calc['tool']}[/] {calculation_id}: {styled(calc['state'])} ({_waited(started)})")
 
         calc = api.wait_calculation(calculation_id, timeout_seconds=timeout, on_update=show)
-    err.print(f"[bold]{calc['tool']}[/] {calculation_id}: {styled(calc['state'])} after {_elapsed(started)}")
+    err.print(f"[bold]{calc['tool']}[/] {calculation_id}: {styled(calc['state'])} ({_ran(calc)})")
     return calc
+
+
+def _ran(item: Calculation | WorkflowRun) -> str:
+    ran = duration(item)
+    return f"in {ran}" if ran[0].isdigit() else ran
 
 
 def id_table(*columns: str) -> Table:
@@ -203,23 +262,38 @@ def id_table(*columns: str) -> Table:
     return table
 
 
-def when(timestamp: str | None) -> str:
-    return timestamp[:19].replace("T", " ") if timestamp else "-"
+def _mapped(run: WorkflowRun) -> set[str]:
+    """The steps called more than once (a map's elements), whose index is shown."""
+    everything = [*run["steps"], *run.get("pending_steps", [])]
+    return {
+        step["name"] for step in everything if step["index"] or sum(s["name"] == step["name"] for s in everything) > 1
+    }
 
 
-def _run_table(run: WorkflowRun, elapsed: str | None = None) -> Table:
-    title = f"{run['workflow']} {run['id']}: {styled(run['state'])}" + (f" ({elapsed})" if elapsed else "")
+def _step_label(name: str, index: int, mapped: set[str]) -> str:
+    return escape(f"{name}[{index}]" if name in mapped else name)
+
+
+def _run_table(run: WorkflowRun, caption: str | None = None) -> Table:
+    """Every step: those created (queued, running, done), then those its plan still holds (pending)."""
+    title = f"{run['workflow']} {run['id']}: {styled(run['state'])}" + (f" ({caption})" if caption else "")
     table = Table(title=title, title_justify="left", show_edge=False)
-    for column in ("step", "tool", "state"):
+    for column in ("step", "tool", "state", "ran"):
         table.add_column(column)
     table.add_column("calculation", no_wrap=True, min_width=36)
-    mapped = {
-        name for name in (step["name"] for step in run["steps"]) if sum(s["name"] == name for s in run["steps"]) > 1
-    }
+    mapped = _mapped(run)
     for step in run["steps"]:
-        name = f"{step['name']}[{step['index']}]" if step["name"] in mapped or step["index"] else step["name"]
         cached = " (cached)" if step["cached_from"] else ""
-        table.add_row(escape(name), step["tool"], styled(step["state"]) + cached, step["calculation_id"])
+        state = styled(step["state"]) + cached
+        if canceled_note(step):
+            state += f" [dim]by {escape(step.get('canceled_by') or '')}[/]"
+        ran = duration(step) if "started_at" in step else ""
+        table.add_row(
+            _step_label(step["name"], step["index"], mapped), step["tool"], state, ran, step["calculation_id"]
+        )
+    pending = "[dim]PENDING[/]" if run["state"] not in TERMINAL_STATES else "[dim]never started[/]"
+    for planned in run.get("pending_steps", []):
+        table.add_row(_step_label(planned["name"], planned["index"], mapped), planned["tool"], pending, "", "")
     return table
 
 
@@ -230,17 +304,30 @@ def wait_run(api: Client, run_id: str, quiet: bool, timeout: float | None) -> Wo
     with Live(console=err, refresh_per_second=4, transient=True) as live:
 
         def show(run: WorkflowRun) -> None:
-            live.update(_run_table(run, _elapsed(started)))
+            live.update(_run_table(run, _waited(started)))
 
         run = api.wait_workflow_run(run_id, timeout_seconds=timeout, on_update=show)
-    err.print(_run_table(run, f"after {_elapsed(started)}"))
+    err.print(_run_table(run, _ran(run)))
     return run
 
 
-def finish(state: str, error: str, quiet: bool) -> NoReturn:
-    if state != "COMPLETE" and error and not quiet:
-        err.print(f"[red]{state}[/]: {escape(error)}")
-    raise typer.Exit(STATE_EXIT_CODES.get(state, ExitCode.OK))
+def finish(item: Calculation | WorkflowRun, quiet: bool) -> NoReturn:
+    """Exit with the code of how it ended, saying why it did not complete (who canceled it, its error)."""
+    if not quiet and item["state"] != "COMPLETE":
+        if note := canceled_note(item):
+            err.print(f"[yellow]{escape(note)}[/]")
+        elif item["error"]:
+            err.print(f"[red]{item['state']}[/]: {escape(item['error'])}")
+    raise typer.Exit(STATE_EXIT_CODES.get(item["state"], ExitCode.OK))
+
+
+def _times(grid: Table, item: Calculation | WorkflowRun) -> None:
+    grid.add_row("created", when(item["created_at"]))
+    grid.add_row("started", when(item["started_at"]))
+    grid.add_row("finished", when(item["finished_at"]))
+    grid.add_row("ran", duration(item))
+    if note := canceled_note(item):
+        grid.add_row("canceled", f"[yellow]{escape(note)}[/]")
 
 
 def show_calculation(calc: Calculation) -> None:
@@ -261,17 +348,36 @@ def show_calculation(calc: Calculation) -> None:
         grid.add_row(f"output {role}", " ".join(file_ids))
     attempts = calc["provenance"].get("attempts") or []
     if attempts and attempts[-1].get("argv"):
-        grid.add_row("argv", escape(shlex.join(attempts[-1]["argv"])))
+        workdir = attempts[-1].get("workdir") or ""
+        grid.add_row("argv", escape(shlex.join(relative_argv(attempts[-1]["argv"], workdir))))
+        if workdir:
+            grid.add_row("work dir", escape(workdir) + " [dim](on the server: the argv's paths are relative to it)[/]")
     if attempts and attempts[-1].get("exit_code") is not None:
         grid.add_row("exit code", str(attempts[-1]["exit_code"]))
-    grid.add_row("created", when(calc["created_at"]))
-    grid.add_row("finished", when(calc["finished_at"]))
+    _times(grid, calc)
     if calc["error"]:
         grid.add_row("error", f"[red]{escape(calc['error'])}[/]")
     out.print(grid)
 
 
 def show_run(run: WorkflowRun) -> None:
+    """Its steps, their outputs, what its flow returned, its times, and why it did not complete."""
     out.print(_run_table(run))
+    mapped = _mapped(run)
+    outputs = id_table("file", "step", "role", "name", "size")
+    for step in run["steps"]:
+        for file in step.get("outputs", []):
+            label = _step_label(step["name"], step["index"], mapped)
+            outputs.add_row(file["id"], label, escape(file["output_role"]), escape(file["name"]), str(file["size"]))
+    if outputs.row_count:
+        out.print(outputs)
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    _times(grid, run)
+    if "result" in run and run["state"] == "COMPLETE":
+        result = run["result"]
+        grid.add_row("result", escape(json.dumps(result, indent=2)) if result is not None else "-")
     if run["error"]:
-        out.print(f"[red]error[/]: {escape(run['error'])}")
+        grid.add_row("error" if run["state"] != "COMPLETE" else "note", f"[red]{escape(run['error'])}[/]")
+    out.print(grid)

@@ -6,18 +6,11 @@ import json
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
-
-from emgapi_client.client import Client
-from emgapi_client.types import WorkflowRun
-
-if TYPE_CHECKING:
-    pass
-
 
 from emgapi_client.cli.app import (
     FILE_MARK,
@@ -38,11 +31,16 @@ from emgapi_client.cli.common import (
     logged_in_client,
     parse_params,
     print_json,
+    progress_of,
     styled,
+    transfer_progress,
     upload_paths,
     wait_run,
     when,
+    writable_directory,
 )
+from emgapi_client.client import Client
+from emgapi_client.types import SavedOutput, WorkflowRun
 
 # -- workflows and pipelines -------------------------------------------------------------------
 
@@ -129,10 +127,12 @@ def _uploader(api: Client, quiet: bool) -> Callable[[Path], str]:
     return upload
 
 
-def _launched(api: Client, run: WorkflowRun, wait: bool, timeout: float | None, as_json: bool) -> None:
+def _launched(
+    api: Client, run: WorkflowRun, wait: bool, timeout: float | None, as_json: bool, download: Path | None
+) -> None:
     if not as_json:
         err.print(f"launched [bold]{run['workflow']}[/] {run['id']}: {styled(run['state'])}")
-    if not wait:
+    if not (wait or download):
         if as_json:
             return print_json(run)
         out.print(run["id"])
@@ -142,25 +142,53 @@ def _launched(api: Client, run: WorkflowRun, wait: bool, timeout: float | None, 
     except KeyboardInterrupt:
         err.print(f"interrupted: {run['id']} goes on (`emgapi cancel {run['id']}` stops it)")
         raise typer.Exit(ExitCode.INTERRUPTED) from None
+    saved: list[SavedOutput] = []
+    if download is not None and run["state"] == "COMPLETE":
+        with transfer_progress(as_json) as progress:
+            saved = api.download_run_outputs(
+                run, download, progress=lambda file: progress_of(progress, file["name"], file["size"])
+            )
     if as_json:
-        print_json(run)
-    finish(run["state"], run["error"], as_json)
+        result: dict[str, Any] = dict(run)
+        if download is not None:
+            result["downloaded"] = [
+                {"step": item.step, "index": item.index, "role": item.role, "path": str(item.path)} for item in saved
+            ]
+        print_json(result)
+    else:
+        for item in saved:
+            out.print(escape(str(item.path)))
+    finish(run, as_json)
+
+
+WaitOption = Annotated[bool, typer.Option("--wait", help="Show every step live (queued, running, done) until it ends.")]
+DownloadOption = Annotated[
+    Path | None,
+    typer.Option(
+        metavar="DIR",
+        file_okay=False,
+        help="Wait, then download each step's outputs into DIR/<step>/ (a map's elements: DIR/<step>/<index>/).",
+    ),
+]
 
 
 @workflows_app.command("run")
 def run_workflow(
     name: Annotated[str, typer.Argument(metavar="NAME", help="A deployed workflow (`emgapi workflows ls`).")],
     params: ParamOption = None,
-    wait: Annotated[bool, typer.Option("--wait", help="Show its steps live until it ends.")] = False,
+    wait: WaitOption = False,
+    download: DownloadOption = None,
     timeout: TimeoutOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Launch a workflow run. A parameter that takes a file id may be given a local path: the file is
     uploaded and its id passed (a list parameter may be given once or repeated).
 
-    Exit code with --wait: 0 COMPLETE, 3 EXECUTOR_ERROR, 4 SYSTEM_ERROR, 5 CANCELED.
+    Exit code with --wait or --download: 0 COMPLETE, 3 EXECUTOR_ERROR, 4 SYSTEM_ERROR, 5 CANCELED.
     """
     values = parse_params(params)
+    if download is not None:
+        writable_directory(download, "--download")
     with logged_in_client() as api:
         schema = api.get_workflow(name)["parameters_schema"]
         for key, value in values.items():
@@ -168,7 +196,7 @@ def run_workflow(
             if node.get("type") == "array" and not isinstance(value, list):
                 values[key] = [value]
         values = upload_marked_files(schema, values, schema, _uploader(api, as_json))
-        _launched(api, api.run_workflow(name, values), wait, timeout, as_json)
+        _launched(api, api.run_workflow(name, values), wait, timeout, as_json, download)
 
 
 def _pipeline_file(target: str, base: Path, where: str) -> Path:
@@ -228,7 +256,8 @@ def upload_pipeline_files(pipeline: Mapping[str, Any], base: Path, upload: Calla
 @pipeline_app.command("run")
 def run_pipeline(
     file: Annotated[str, typer.Argument(metavar="FILE.json", help='The pipeline: {"steps": {…}} ("-": stdin).')],
-    wait: Annotated[bool, typer.Option("--wait", help="Show its steps live until it ends.")] = False,
+    wait: WaitOption = False,
+    download: DownloadOption = None,
     timeout: TimeoutOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -237,6 +266,8 @@ def run_pipeline(
     An input is `file:<id>`, `<step>.<output role>`, or {"each": [...]} of those; `file:<path>` of a
     local file in FILE's directory or below (a relative path; with "-", the current directory's)
     uploads it and passes its id.
+
+    Exit code with --wait or --download: 0 COMPLETE, 3 EXECUTOR_ERROR, 4 SYSTEM_ERROR, 5 CANCELED.
     """
     try:
         text, base = (sys.stdin.read(), Path.cwd()) if file == "-" else (Path(file).read_text(), Path(file).parent)
@@ -247,6 +278,8 @@ def run_pipeline(
         pipeline = pipeline["params"]  # the whole request body, as posted with curl
     if not isinstance(pipeline, dict):
         raise typer.BadParameter(f"{file} holds no JSON object", param_hint="FILE")
+    if download is not None:
+        writable_directory(download, "--download")
     with logged_in_client() as api:
         params = upload_pipeline_files(pipeline, base, _uploader(api, as_json))
-        _launched(api, api.run_workflow("pipeline", params), wait, timeout, as_json)
+        _launched(api, api.run_workflow("pipeline", params), wait, timeout, as_json, download)
