@@ -298,6 +298,9 @@ class CalculationAdmin(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # a run's record is kept: only the actions change it (cancel, rerun)
+
     @admin.action(description="Cancel selected calculations")
     def cancel(self, request: HttpRequest, queryset: QuerySet[Calculation]) -> None:
         for calc in queryset:
@@ -453,6 +456,9 @@ class WorkflowRunAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # a run's record is kept: only the actions change it (cancel)
 
     @admin.action(description="Cancel selected workflow runs (and every step in flight)")
     def cancel(self, request: HttpRequest, queryset: QuerySet[WorkflowRun]) -> None:

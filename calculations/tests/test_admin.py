@@ -233,3 +233,12 @@ def test_admin_links_are_the_admins_own_urls() -> None:
     )
     assert admin_url("calculation", some).startswith(get_settings().public_url)
     assert isinstance(some, UUID)
+
+
+def test_runs_are_not_deleted_from_the_admin(staff: Client, alice: ApiClient, uploaded: Upload, alice_id: int) -> None:
+    """A row deleted by hand would take its history and outputs' provenance with it, past the actions."""
+    calc = _complete(alice, uploaded, b"done\n")
+    run = actions.do_create_workflow_run(alice_id, "pipeline", {"steps": {}})
+    for path in (f"calculation/{calc.id}", f"workflowrun/{run.id}"):
+        assert staff.get(f"/admin/calculations/{path}/delete/").status_code == 403
+    assert Calculation.objects.filter(id=calc.id).exists() and WorkflowRun.objects.filter(id=run.id).exists()
