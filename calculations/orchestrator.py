@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 from uuid import UUID
 
@@ -37,6 +38,8 @@ class WorkflowInfo:
     name: str
     description: str
     parameters_schema: dict[str, Any]
+    # the file its flow is defined in, on this host (an RO-Crate of a run holds it); None if unknown
+    source_file: Path | None = None
 
 
 class Orchestrator(Protocol):

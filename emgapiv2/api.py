@@ -10,6 +10,7 @@ from ninja.errors import ValidationError as NinjaValidationError
 from ninja.parser import Parser
 
 from calculations.api.calculations import router as calculations_router
+from calculations.api.crates import calculation_crates_router, workflow_run_crates_router
 from calculations.api.files import router as files_router
 from calculations.api.health import router as health_router
 from calculations.api.tools import router as tools_router
@@ -130,6 +131,8 @@ api.add_router("/files", files_router)
 api.add_router("/uploads", uploads_router)
 api.add_router("/tools", tools_router)
 api.add_router("/calculations", calculations_router)
+api.add_router("/calculations", calculation_crates_router)
 api.add_router("/workflows", workflows_router)
 api.add_router("/workflow-runs", workflow_runs_router)
+api.add_router("/workflow-runs", workflow_run_crates_router)
 api.add_router("/health", health_router)

@@ -345,6 +345,26 @@ class DashboardSettings(BaseModel):
     )
 
 
+class CrateSettings(BaseModel):
+    """RO-Crate exports of a run (GET /calculations/{id}/crate, /workflow-runs/{id}/crate)."""
+
+    license: str = Field(
+        "https://spdx.org/licenses/CC-BY-4.0",
+        description="The license every exported crate names (a URL, e.g. an SPDX license's): a crate without one "
+        "is invalid.",
+    )
+    publisher: str = Field("EMG calculations platform", description="The publisher's name every crate names.")
+    publisher_url: str | None = Field(
+        None, description="The publisher's URL (the crate's publisher entity's id). Unset: EMGAPI_PUBLIC_URL."
+    )
+    max_data_bytes: int = Field(
+        100 * 1024**2,
+        ge=0,
+        description="Most bytes of data files a crate holds with ?data=small (the default); the files left out are "
+        "listed with their sha256, size and download URL.",
+    )
+
+
 class RetrySettings(BaseModel):
     """Which failures are retried, and how the backoff grows, is calculations/policies.py."""
 
@@ -402,6 +422,7 @@ class Settings(BaseSettings):
     container: ContainerSettings = ContainerSettings()
     slurm: SlurmSettings = SlurmSettings()
     tes: TesSettings = TesSettings()
+    crate: CrateSettings = CrateSettings()
 
     @property
     def blob_root(self) -> Path:

@@ -84,6 +84,10 @@ def test_every_route_answers_a_foreign_object_as_if_it_did_not_exist(
     # files/{id}, files/{id}/content, calculations/{id}, …/cancel, …/logs, submissions, workflow runs, uploads
     assert len(walked) >= 14, walked
     assert {"GET /api/v2/uploads/{upload_id}", "POST /api/v2/uploads/{upload_id}/complete"} <= set(walked)
+    assert {
+        "GET /api/v2/calculations/{calculation_id}/crate",
+        "GET /api/v2/workflow-runs/{workflow_run_id}/crate",
+    } <= set(walked)
 
 
 def _roles(client: ApiClient, tool: str) -> list[str]:

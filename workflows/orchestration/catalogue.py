@@ -23,7 +23,7 @@ from prefect.client.schemas.filters import (
 
 from calculations.orchestrator import WorkflowInfo
 from emgapiv2.config import get_settings
-from workflows.flow_code import FlowCodeError, check_loadable
+from workflows.flow_code import FlowCodeError, check_loadable, entrypoint_file
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +54,7 @@ def deployed_workflows() -> list[WorkflowInfo]:
                     name=deployment.name,
                     description=deployment.description or "",
                     parameters_schema=dict(deployment.parameter_openapi_schema or {}),
+                    source_file=entrypoint_file(deployment.entrypoint) if deployment.entrypoint else None,
                 )
                 for deployment in deployments
                 if _is_loadable(deployment.name, deployment.entrypoint, deployment.version)

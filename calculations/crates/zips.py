@@ -1,0 +1,86 @@
+"""The crate as a zip, streamed: ro-crate-metadata.json first (written entity by entity as the graph
+is built), then the data files it holds, each read from storage a chunk at a time. Nothing is
+held whole: the zip goes out through an unseekable sink (sizes in data descriptors, as zipfile does
+on a pipe), so a response can send it as it is made."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from calculations.crates.graph import CONTEXT, METADATA_FILE, CrateBuilder, Entity
+from calculations.storage import get_storage
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
+
+_ZIP64_LIMIT = (1 << 31) - 1
+
+
+class _Sink(io.RawIOBase):
+    """Collects what zipfile writes until the stream takes it; not seekable, so zipfile never seeks."""
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: ReadableBuffer) -> int:
+        chunk = bytes(data)
+        self._chunks.append(chunk)
+        return len(chunk)
+
+    def take(self) -> bytes:
+        data = b"".join(self._chunks)
+        self._chunks.clear()
+        return data
+
+
+def _entry(path: str, moment: datetime, size: int | None = None) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(path, date_time=moment.timetuple()[:6])
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.external_attr = 0o644 << 16
+    if size is not None:
+        info.file_size = size  # zipfile then knows whether the entry needs zip64
+    return info
+
+
+def metadata_chunks(entities: Iterable[Entity]) -> Iterator[bytes]:
+    """ro-crate-metadata.json, an entity at a time."""
+    yield b'{\n  "@context": ' + json.dumps(CONTEXT).encode() + b',\n  "@graph": [\n'
+    first = True
+    for entity in entities:
+        yield (b"" if first else b",\n") + json.dumps(entity, ensure_ascii=False, indent=None).encode()
+        first = False
+    yield b"\n  ]\n}\n"
+
+
+def zip_chunks(builder: CrateBuilder, entities: Iterable[Entity]) -> Iterator[bytes]:
+    """The zip's bytes, as they are made: the metadata, then the payload the metadata chose."""
+    sink = _Sink()
+    moment = builder.published_at
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
+        with archive.open(_entry(METADATA_FILE, moment), "w") as entry:
+            for chunk in metadata_chunks(entities):
+                entry.write(chunk)
+                if (ready := sink.take()) != b"":
+                    yield ready
+        yield sink.take()
+        storage = get_storage()
+        for item in builder.payload:
+            info = _entry(item.path, moment, item.size)
+            with archive.open(info, "w", force_zip64=item.size > _ZIP64_LIMIT) as entry:
+                if item.content is not None:
+                    entry.write(item.content)
+                elif item.sha256 is not None:
+                    for chunk in storage.iter_chunks(item.sha256):
+                        entry.write(chunk)
+                        if (ready := sink.take()) != b"":
+                            yield ready
+            yield sink.take()
+    yield sink.take()
