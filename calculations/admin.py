@@ -48,6 +48,7 @@ from calculations.programs import TES_RUNNER, get_program
 from calculations.provenance import Provenance
 from calculations.storage import get_storage
 from calculations.tools import UnknownTool
+from calculations.verdicts import Verdict
 from emgapiv2.config import get_settings
 
 
@@ -178,6 +179,16 @@ def outputs_html(files: Iterable[File]) -> str:
     return render_to_string("admin/calculations/outputs.html", {"files": rows})
 
 
+def verdict_html(verdict: dict[str, Any] | None) -> str:
+    """A verifying rerun's verdict as a small table ("-" for any other run); each step links to its page."""
+    if not verdict:
+        return "-"
+    shown = Verdict.model_validate(verdict).model_dump(mode="json")
+    for step in shown["steps"]:
+        step["page"] = admin_path("calculation", step["calculation_id"]) if step["calculation_id"] else ""
+    return render_to_string("admin/calculations/verdict.html", {"verdict": shown})
+
+
 def log_tail_html(calc: Calculation, stream: Stream) -> str:
     """The end of one stream of the current attempt (EMGAPI_ADMIN__LOG_TAIL_BYTES), and a link to it whole."""
     limit = get_settings().admin.log_tail_bytes
@@ -229,12 +240,13 @@ class CalculationAdmin(admin.ModelAdmin):
             },
         ),
         ("Outputs", {"fields": ["outputs_table"]}),
+        ("Verdict (a rerun that verifies)", {"fields": ["verdict_table"]}),
         ("Logs", {"fields": ["stdout_tail", "stderr_tail"]}),
         ("Provenance", {"fields": ["provenance_table"]}),
     ]
     readonly_fields = [
-        "id", "created_at", "flow_run", "reruns_list", "outputs_table", "stdout_tail", "stderr_tail",
-        "provenance_table",
+        "id", "created_at", "flow_run", "reruns_list", "outputs_table", "verdict_table", "stdout_tail",
+        "stderr_tail", "provenance_table",
     ]  # fmt: skip
     actions = ["cancel", "rerun"]
 
@@ -260,6 +272,10 @@ class CalculationAdmin(admin.ModelAdmin):
     @admin.display(description="outputs")
     def outputs_table(self, calc: Calculation) -> str:
         return outputs_html(File.objects.filter(produced_by=calc).order_by("output_role", "name"))
+
+    @admin.display(description="verdict")
+    def verdict_table(self, calc: Calculation) -> str:
+        return verdict_html(calc.verdict)
 
     @admin.display(description="stdout")
     def stdout_tail(self, calc: Calculation) -> str:
@@ -436,14 +452,28 @@ class WorkflowRunAdmin(admin.ModelAdmin):
     list_display = ["id", "workflow", "state", "owner", "attempt", "flow_run", "created_at", "finished_at"]
     list_filter = ["state", "workflow"]
     search_fields = ["id", "flow_run_id"]
-    readonly_fields = ["flow_run", "returned"]
-    exclude = ["result"]  # shown as `returned`, indented
+    readonly_fields = ["flow_run", "returned", "reruns_list", "verdict_table"]
+    exclude = ["result", "expected_steps", "verdict"]  # shown as `returned`, indented; the verdict as a table
     inlines = [StepInline, WorkflowRunEventInline]
     actions = ["cancel"]
 
     @admin.display(description="flow run (Prefect dashboard)")
     def flow_run(self, run: WorkflowRun) -> str:
         return flow_run_link(run.flow_run_id)
+
+    @admin.display(description="reruns")
+    def reruns_list(self, run: WorkflowRun) -> str:
+        reruns = run.reruns.order_by("created_at").values_list("id", "state")
+        if not reruns:
+            return "-"
+        links = format_html_join(
+            ", ", '<a href="{}">{}</a> ({})', ((admin_path("workflowrun", id_), id_, state) for id_, state in reruns)
+        )
+        return SafeString(links)
+
+    @admin.display(description="verdict (a rerun that verifies)")
+    def verdict_table(self, run: WorkflowRun) -> str:
+        return verdict_html(run.verdict)
 
     @admin.display(description="result (what the flow returned)")
     def returned(self, run: WorkflowRun) -> str:

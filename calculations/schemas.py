@@ -16,6 +16,7 @@ from calculations.pipelines import plan
 from calculations.programs import program_names
 from calculations.run_kinds import CALCULATION, WORKFLOW_RUN
 from calculations.states import RunState
+from calculations.verdicts import Verdict
 from calculations.workflow_params import PIPELINE
 
 
@@ -117,6 +118,7 @@ class OutputRoleOut(Schema):
     path: str
     format: str
     required: bool
+    carries_timestamps: bool = Field(description="Its bytes hold when it was made: a rerun expects it to differ.")
 
 
 class ResourcesOut(Schema):
@@ -139,6 +141,9 @@ class ToolOut(ToolSummaryOut):
     backends: list[str] = Field(description="Backends this deployment can run the tool on.")
     default_backend: str | None = Field(description="The backend a submission naming none runs on.")
     image: str | None = Field(description="The tool's container image (container backend, Slurm with containers).")
+    nondeterministic: bool = Field(
+        description="The same inputs may give other bytes: a rerun whose outputs differ is not a failure."
+    )
 
 
 class CalculationIn(Schema):
@@ -226,6 +231,21 @@ class CalculationDetailOut(CalculationOut):
         "workflow run stopped it), if anyone did."
     )
     canceled_at: datetime | None = Field(description="When they asked.")
+    rerun_of: UUID | None = Field(description="The calculation this one runs again (POST /calculations/{id}/rerun).")
+    verdict: Verdict | None = Field(
+        description="A rerun that verifies, once it ended: for each output identical (same sha256) or not, and "
+        "the outcome: identical, differs (only outputs the tool declares may differ: nondeterministic, or "
+        "carrying timestamps), different (an output differs, or is missing or extra) or not reproduced (it did "
+        "not COMPLETE). Null for any other calculation, and while it runs."
+    )
+
+    @staticmethod
+    def resolve_rerun_of(calc: Calculation) -> UUID | None:
+        return calc.rerun_of_id
+
+    @staticmethod
+    def resolve_verdict(calc: Calculation) -> Verdict | None:
+        return Verdict.model_validate(calc.verdict) if calc.verdict else None
 
     @staticmethod
     def resolve_canceled_by(calc: Calculation) -> str | None:
@@ -327,6 +347,20 @@ class WorkflowRunOut(WorkflowRunSummaryOut):
     )
     canceled_by: str | None = Field(description="Who asked it to stop (a username), if anyone did.")
     canceled_at: datetime | None = Field(description="When they asked.")
+    rerun_of: UUID | None = Field(description="The workflow run this one runs again (POST /workflow-runs/{id}/rerun).")
+    verdict: Verdict | None = Field(
+        description="A rerun that verifies, once it ended: its steps matched to the original's by (name, index), "
+        "each with its outputs' verdict (as a calculation's); the outcome is the worst step's, and a step missing "
+        "or extra is `different`. Null for any other run, and while it runs."
+    )
+
+    @staticmethod
+    def resolve_rerun_of(run: WorkflowRun) -> UUID | None:
+        return run.rerun_of_id
+
+    @staticmethod
+    def resolve_verdict(run: WorkflowRun) -> Verdict | None:
+        return Verdict.model_validate(run.verdict) if run.verdict else None
 
     @staticmethod
     def resolve_steps(run: WorkflowRun) -> list[StepOut]:

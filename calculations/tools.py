@@ -40,6 +40,8 @@ class OutputRole:
     path: str  # relative to the calculation's working directory
     format: str
     required: bool = True
+    # its bytes hold the time it was made: a rerun's verdict expects it to differ (issue 20)
+    carries_timestamps: bool = False
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,9 @@ class ToolSpec:
     resources: Resources = field(default_factory=Resources)
     # Optional extra submission check: (params, input file names by role); raises ValueError.
     check_inputs: InputCheck | None = None
+    # the same inputs may give other bytes (random seeds, threads): a rerun's verdict says "differs",
+    # not "different", when its outputs do not match
+    nondeterministic: bool = False
 
     def input_role(self, name: str) -> InputRole | None:
         return next((role for role in self.inputs if role.name == name), None)

@@ -33,6 +33,7 @@ import django
 import docker
 from docker.utils.build import exclude_paths
 
+from calculations.errors import Unavailable
 from calculations.tools import get_registry
 from emgapiv2.config import BASE_DIR, get_settings
 
@@ -167,6 +168,25 @@ def build_app_image(base_image: str, *, force: bool = False) -> str:
 
     tag = get_settings().workflow.docker_image
     return ensure_image(engine(), tag, BASE_DIR, base_image, dockerfile="deployment/app/Dockerfile", force=force)
+
+
+def current_image_id(image: str) -> str | None:
+    """The id the platform's engine holds under `image`, None if it holds none: what a rerun checks
+    its original's image digest against (`calculations/images.py`). Unavailable if it cannot be asked."""
+
+    host = get_settings().container.docker_host
+    try:
+        client = docker.DockerClient(base_url=host, timeout=10) if host else docker.from_env(timeout=10)
+        try:
+            return str(client.images.get(image).id)
+        finally:
+            client.close()
+    except docker.errors.ImageNotFound:
+        return None
+    except Exception as exc:  # docker-py raises bare Exceptions quoting the engine's answer: keep it out
+        raise Unavailable(
+            f"the container engine could not be asked about image {image} ({type(exc).__name__})"
+        ) from None
 
 
 def main(argv: list[str] | None = None) -> None:

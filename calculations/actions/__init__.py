@@ -10,7 +10,9 @@ then act, `do_*` make one transactional change:
 - `submissions`: validation, the cache (hit, follow or run), the active-calculation quota, the launch;
 - `attempts`: an attempt started, running, heartbeating, ended (through `calculations/policies.py`);
 - `cancels`: cancel requests, one for every kind of run (`calculations/run_kinds.py`);
-- `reruns`: a failed calculation run again as a new one, whatever its program;
+- `reruns`: a run done again as a new one: an operator's of a failed calculation, whatever its program,
+  or a user's that verifies its calculation or workflow run (same version and image, no cache);
+- `verdicts`: a verifying rerun's verdict, recorded by the action that ends it;
 - `followers`: identical calculations that follow one in flight;
 - `workflow_runs`: workflow runs submitted, started, resumed, canceled, ended; their steps;
 - `workers`: worker processes registered, heartbeating, ended (their own liveness);
@@ -48,7 +50,12 @@ from calculations.actions.files import (
     held_bytes,
 )
 from calculations.actions.quotas import do_set_user_quota
-from calculations.actions.reruns import check_rerun_calculation
+from calculations.actions.reruns import (
+    check_rerun_calculation,
+    check_verify_calculation,
+    check_verify_rerun,
+    check_verify_workflow_run_rerun,
+)
 from calculations.actions.submissions import StepRef, check_create_calculation, do_create_calculation
 from calculations.actions.tokens import do_create_api_token, do_record_token_use, hash_token
 from calculations.actions.transitions import RECONCILER_ACTOR, WORKER_ACTOR, do_record_flow_run, user_actor
@@ -89,6 +96,9 @@ __all__ = [
     "do_start_workflow_run",
     "check_create_calculation",
     "check_rerun_calculation",
+    "check_verify_calculation",
+    "check_verify_rerun",
+    "check_verify_workflow_run_rerun",
     "check_create_upload",
     "check_resume_workflow_run",
     "check_storage_quota",

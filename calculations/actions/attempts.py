@@ -18,6 +18,7 @@ from calculations.actions.files import OutputBlob, add_output_files, do_release_
 from calculations.actions.followers import complete_followers, release_followers
 from calculations.actions.submissions import check_step_slot
 from calculations.actions.transitions import WORKER_ACTOR, apply_transition, check_attempt, lock_calculation
+from calculations.actions.verdicts import record_calculation_verdict
 from calculations.models import Calculation
 from calculations.orchestrator import launch_after_commit
 from calculations.policies import AttemptEnd, decide
@@ -166,6 +167,7 @@ def do_end_attempt(
         calc = apply_transition(
             calc, attempt, decision.state, actor=actor, reason=message[:2000], error=message, **fields
         )
+    record_calculation_verdict(calc)
     release_followers(calc)
     return calc
 
@@ -185,6 +187,7 @@ def _complete(
     fields = _finish_fields(calc, attempt, outcome, outputs=by_role)
     calc = apply_transition(calc, attempt, S.COMPLETE, actor=actor, reason="tool succeeded", **fields)
     add_output_files(calc, outputs)
+    record_calculation_verdict(calc)
     complete_followers(calc)
     return calc
 

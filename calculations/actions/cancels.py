@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from calculations.actions.followers import release_followers
 from calculations.actions.transitions import apply_transition, lock_run
+from calculations.actions.verdicts import record_calculation_verdict, record_workflow_run_verdict
 from calculations.errors import InvalidTransition
 from calculations.models import Calculation, WorkflowRun
 from calculations.orchestrator import stop_run_after_commit
@@ -49,7 +50,17 @@ def _own_flow_run(run: Calculation | WorkflowRun) -> bool:
 _ON_REQUEST: dict[str, Callable[[Any, str], object]] = {
     WORKFLOW_RUN.name: lambda run, actor: cancel_steps(run, actor, f"workflow run {run.id} canceled"),
 }
-_ON_CANCELED_AT_ONCE: dict[str, Callable[[Any], object]] = {CALCULATION.name: release_followers}
+
+
+def _calculation_canceled_at_once(calc: Calculation) -> None:
+    release_followers(calc)
+    record_calculation_verdict(calc)  # a verifying rerun says it was not reproduced
+
+
+_ON_CANCELED_AT_ONCE: dict[str, Callable[[Any], object]] = {
+    CALCULATION.name: _calculation_canceled_at_once,
+    WORKFLOW_RUN.name: record_workflow_run_verdict,  # a verifying rerun says it was not reproduced
+}
 
 
 @transaction.atomic

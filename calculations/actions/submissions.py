@@ -55,15 +55,18 @@ class NewCalculation:
     reason: str = "submitted"  # its first event's
     rerun: Rerun | None = None
     actor: str | None = None  # its first event's, when not its owner (an operator's dashboard launch)
+    # a rerun that verifies: the outputs it should reproduce (`calculations.verdicts`), JSON
+    expected_outputs: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
 class Rerun:
-    """An operator's rerun of calculation `of`: `actor` (who pressed it) is the new calculation's
-    first event's actor, not its owner."""
+    """A rerun of calculation `of` (an operator's, or its owner's that verifies): `actor` (who pressed
+    it) is the new calculation's first event's actor."""
 
     of: UUID
     actor: str
+    verify: bool = False
 
 
 @dataclass(frozen=True)
@@ -88,9 +91,11 @@ def check_create_calculation(
     rerun: Rerun | None = None,
     actor: str | None = None,
     reason: str = "submitted",
+    expected_outputs: dict[str, Any] | None = None,
 ) -> Calculation:
     """Validate a submission (tool, backend, parameters, input roles, files and their formats), then create it.
-    `actor` and `reason` are its first event's, when someone other than its owner launched it."""
+    `actor` and `reason` are its first event's, when someone other than its owner launched it;
+    `expected_outputs`, what a verifying rerun should reproduce (its verdict compares them)."""
     try:
         spec = get_tool(tool_name)
     except UnknownTool as exc:
@@ -144,6 +149,7 @@ def check_create_calculation(
         rerun=rerun,
         actor=actor,
         reason=reason,
+        expected_outputs=expected_outputs,
     )
     return do_create_calculation(owner_id, new)
 
@@ -243,12 +249,15 @@ def do_create_calculation(owner_id: int, new: NewCalculation) -> Calculation:
         use_cache=use_cache,
         backend=new.backend,
         provenance=provenance.model_dump(mode="json"),
+        expected_outputs=new.expected_outputs,
     )
     if step is not None:
         calc.workflow_run_id, calc.step, calc.step_index = step.workflow_run_id, step.name, step.index
     actor, reason = new.actor or user_actor(owner_id), new.reason
     if new.rerun is not None:
-        calc.rerun_of_id, actor, reason = new.rerun.of, new.rerun.actor, f"rerun of calculation {new.rerun.of}"
+        verifying = " to verify it" if new.rerun.verify else ""
+        calc.rerun_of_id, actor = new.rerun.of, new.rerun.actor
+        reason = f"rerun of calculation {new.rerun.of}{verifying}"
 
     hit = leader = None
     if use_cache:

@@ -31,6 +31,7 @@ from calculations.actions.transitions import (
     user_actor,
 )
 from calculations.actions.users import do_ensure_user
+from calculations.actions.verdicts import expected_step_of, record_workflow_run_verdict
 from calculations.errors import InvalidTransition
 from calculations.models import Calculation, WorkflowRun
 from calculations.orchestrator import get_orchestrator, launch_after_commit
@@ -49,12 +50,25 @@ def lock_workflow_run(workflow_run_id: UUID) -> WorkflowRun:
 
 
 @transaction.atomic
-def do_create_workflow_run(owner_id: int, workflow: str, params: Mapping[str, Any]) -> WorkflowRun:
+def do_create_workflow_run(
+    owner_id: int,
+    workflow: str,
+    params: Mapping[str, Any],
+    *,
+    rerun_of: UUID | None = None,
+    expected_steps: dict[str, Any] | None = None,
+    actor: str | None = None,
+) -> WorkflowRun:
     """QUEUED, counted once against the active quota, launched as a flow run once committed.
-    (The caller has checked the parameters against the workflow's schema.)"""
+    (The caller has checked the parameters against the workflow's schema.) With `expected_steps`
+    (`calculations.verdicts.ExpectedStep` by step key), a run that verifies: its steps never come
+    from the cache, and once it ended it carries its verdict."""
     check_active_quota(owner_id)
-    run = WorkflowRun.objects.create(owner_id=owner_id, workflow=workflow, params=dict(params))
-    record_event(run, "", S.QUEUED, user_actor(owner_id), "submitted")
+    run = WorkflowRun.objects.create(
+        owner_id=owner_id, workflow=workflow, params=dict(params), rerun_of_id=rerun_of, expected_steps=expected_steps
+    )
+    reason = "submitted" if rerun_of is None else f"rerun of workflow run {rerun_of} to verify it"
+    record_event(run, "", S.QUEUED, actor or user_actor(owner_id), reason)
     launch_after_commit(run)
     return run
 
@@ -214,6 +228,7 @@ def do_end_workflow_run(
             run, attempt, decision.state, actor=actor, reason=message[:2000], error=message, finished_at=now
         )
     cancel_steps(run, actor, f"workflow run {run.id} ended {run.state}")
+    record_workflow_run_verdict(run)  # after its steps ended: their verdicts are its
     return run
 
 
@@ -254,12 +269,14 @@ def do_create_step(
             f"workflow run {run.id} is {run.state} (attempt {run.attempt}): "
             f"step {step!r} of attempt {attempt} not started"
         )
+    verifying = run.expected_steps is not None  # a rerun that verifies repeats every step
     return check_create_calculation(
         run.owner_id,
         tool,
         inputs=inputs,
         params=params,
-        use_cache=use_cache,
+        use_cache=use_cache and not verifying,
         backend=backend,
         step=StepRef(workflow_run_id=run.id, name=step, index=index),
+        expected_outputs=expected_step_of(run, step, index) if verifying else None,
     )

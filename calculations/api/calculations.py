@@ -4,7 +4,7 @@ from django.db.models import F, Prefetch, QuerySet
 from ninja import Query, Router
 from ninja.pagination import paginate
 
-from calculations.actions import access_calculation_by_id, do_request_cancel, user_actor
+from calculations.actions import access_calculation_by_id, check_verify_rerun, do_request_cancel, user_actor
 from calculations.api.pagination import BoundedLimitOffsetPagination
 from calculations.api.requests import AuthedRequest
 from calculations.errors import InvalidInput
@@ -64,6 +64,20 @@ def cancel_calculation(request: AuthedRequest, calculation_id: UUID) -> tuple[in
     calc = access_calculation_by_id(request.auth.id, calculation_id)
     do_request_cancel(calc.id, actor=user_actor(request.auth.id))
     return 202, _visible(request).get(id=calc.id)
+
+
+@router.post(
+    "/{calculation_id}/rerun",
+    response={202: CalculationDetailOut, 404: ErrorOut, 409: ErrorOut, 422: ErrorOut, 429: ErrorOut, 503: ErrorOut},
+    operation_id="rerun_calculation",
+)
+def rerun_calculation(request: AuthedRequest, calculation_id: UUID) -> tuple[int, Calculation]:
+    """Run an ended calculation again to verify it: the same tool version and image digest, the same
+    inputs and parameters, never from the cache, as a new calculation (`rerun_of` names this one).
+    Once it ended, its `verdict` says for each output whether it is identical. A 409 says what is gone:
+    the tool's version, its image digest, or an input you deleted."""
+    new = check_verify_rerun(request.auth.id, calculation_id)
+    return 202, _visible(request).get(id=new.id)
 
 
 @router.get(

@@ -44,7 +44,14 @@ def _tool_out(spec: ToolSpec) -> ToolOut:
         params_schema=spec.params_model.model_json_schema(),
         inputs=[InputRoleOut(name=r.name, description=r.description, formats=list(r.formats)) for r in spec.inputs],
         outputs=[
-            OutputRoleOut(name=r.name, description=r.description, path=r.path, format=r.format, required=r.required)
+            OutputRoleOut(
+                name=r.name,
+                description=r.description,
+                path=r.path,
+                format=r.format,
+                required=r.required,
+                carries_timestamps=r.carries_timestamps,
+            )
             for r in spec.outputs
         ],
         resources=ResourcesOut(
@@ -55,6 +62,7 @@ def _tool_out(spec: ToolSpec) -> ToolOut:
         backends=spec.available_backends(),
         default_backend=_default_backend(spec),
         image=spec.image.name if spec.image else None,
+        nondeterministic=spec.nondeterministic,
     )
 
 

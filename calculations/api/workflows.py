@@ -10,6 +10,7 @@ from ninja.pagination import paginate
 from calculations.actions import (
     access_workflow_run_by_id,
     check_resume_workflow_run,
+    check_verify_workflow_run_rerun,
     do_create_workflow_run,
     do_request_cancel_workflow_run,
     user_actor,
@@ -94,6 +95,20 @@ def cancel_workflow_run(request: AuthedRequest, workflow_run_id: UUID) -> tuple[
     new step starts; CANCELED at once if it had not started, else CANCELING until its flow returned."""
     run = access_workflow_run_by_id(request.auth.id, workflow_run_id)
     return 202, do_request_cancel_workflow_run(run.id, actor=user_actor(request.auth.id))
+
+
+@runs_router.post(
+    "/{workflow_run_id}/rerun",
+    response={202: WorkflowRunOut, 404: ErrorOut, 409: ErrorOut, 429: ErrorOut, 503: ErrorOut},
+    operation_id="rerun_workflow_run",
+)
+def rerun_workflow_run(request: AuthedRequest, workflow_run_id: UUID) -> tuple[int, WorkflowRun]:
+    """Run a COMPLETE workflow run again to verify it: the same workflow and parameters, every step
+    at the same tool version and image digest and never from the cache, as a new run (`rerun_of`
+    names this one). Once it ended, its `verdict` compares it step by step (matched by name and
+    index). A 409 says what is gone: a tool's version, an image digest, an input you deleted, the
+    workflow itself."""
+    return 202, check_verify_workflow_run_rerun(request.auth.id, workflow_run_id)
 
 
 @runs_router.post(

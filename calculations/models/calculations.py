@@ -44,8 +44,13 @@ class Calculation(models.Model):
     )
     step = models.CharField(max_length=128, blank=True)
     step_index = models.PositiveIntegerField(null=True, blank=True)
-    # an operator's rerun (admin) points back at the calculation it repeats
+    # a rerun (an operator's from the admin, or a user's that verifies) points back at the calculation it repeats
     rerun_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns")
+    # a rerun that verifies (issue 20): the outputs it should reproduce, {role: [{name, sha256, size}]}
+    # (from the calculation it repeats, or a crate), and once it ended, whether it did
+    # (both validated by calculations.verdicts)
+    expected_outputs = models.JSONField(null=True, blank=True)
+    verdict = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "id"]

@@ -25,6 +25,11 @@ class WorkflowRun(models.Model):
     # what the flow returned (JSON, bounded by EMGAPI_WORKFLOW__MAX_RESULT_BYTES); null when it returned
     # nothing, or something that could not be stored (the run's error then says why)
     result = models.JSONField(null=True, blank=True)
+    # a rerun that verifies (issue 20): the run it repeats, the steps it should reproduce
+    # ({"step[index]": {step, index, tool, outputs}}), and once it ended, step by step whether it did
+    rerun_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns")
+    expected_steps = models.JSONField(null=True, blank=True)
+    verdict = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     started_at = models.DateTimeField(null=True, blank=True)

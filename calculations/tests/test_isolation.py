@@ -88,6 +88,10 @@ def test_every_route_answers_a_foreign_object_as_if_it_did_not_exist(
         "GET /api/v2/calculations/{calculation_id}/crate",
         "GET /api/v2/workflow-runs/{workflow_run_id}/crate",
     } <= set(walked)
+    assert {
+        "POST /api/v2/calculations/{calculation_id}/rerun",
+        "POST /api/v2/workflow-runs/{workflow_run_id}/rerun",
+    } <= set(walked)
 
 
 def _roles(client: ApiClient, tool: str) -> list[str]:

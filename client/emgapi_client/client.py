@@ -395,6 +395,11 @@ class Client:
         """Ask it to stop: CANCELED at once if it had not started, else CANCELING until its tool is gone."""
         return cast(Calculation, self._json("POST", f"/calculations/{calculation_id}/cancel"))
 
+    def rerun_calculation(self, calculation_id: str) -> Calculation:
+        """Run an ended calculation again to verify it (same tool version, image and inputs; no cache):
+        the new calculation, whose `verdict` says, once it ended, whether its outputs are identical."""
+        return cast(Calculation, self._json("POST", f"/calculations/{calculation_id}/rerun"))
+
     def wait_calculation(
         self,
         calculation_id: str,
@@ -542,6 +547,10 @@ class Client:
     def cancel_workflow_run(self, run_id: str) -> WorkflowRun:
         """Stop a run and every step in flight."""
         return cast(WorkflowRun, self._json("POST", f"/workflow-runs/{run_id}/cancel"))
+
+    def rerun_workflow_run(self, run_id: str) -> WorkflowRun:
+        """Run a COMPLETE workflow run again to verify it, step by step (`rerun_calculation`)."""
+        return cast(WorkflowRun, self._json("POST", f"/workflow-runs/{run_id}/rerun"))
 
     def wait_workflow_run(
         self,

@@ -46,6 +46,39 @@ class Tool(ToolSummary):
     image: str | None
 
 
+class OutputVerdict(TypedDict):
+    """One output of a verifying rerun: identical, differs (declared), expected to differ (timestamps),
+    different, missing or extra; both sha256s and sizes."""
+
+    role: str
+    name: str
+    status: str
+    expected_sha256: str | None
+    actual_sha256: str | None
+    expected_size: int | None
+    actual_size: int | None
+    note: str
+
+
+class StepVerdict(TypedDict):
+    step: str
+    index: int
+    tool: str
+    outcome: str
+    summary: str
+    calculation_id: str | None
+    outputs: list[OutputVerdict]
+
+
+class Verdict(TypedDict):
+    """Whether a rerun reproduced its original: identical, differs, different or not reproduced."""
+
+    outcome: Literal["identical", "differs", "different", "not reproduced"]
+    summary: str
+    outputs: list[OutputVerdict]
+    steps: list[StepVerdict]  # a workflow run's, step by step
+
+
 class Calculation(TypedDict):
     id: str
     tool: str
@@ -70,6 +103,8 @@ class Calculation(TypedDict):
     # GET /calculations/{id} only (and a server that has them): who asked it to stop, and when
     canceled_by: NotRequired[str | None]
     canceled_at: NotRequired[str | None]
+    rerun_of: NotRequired[str | None]  # the calculation a rerun repeats
+    verdict: NotRequired[Verdict | None]  # a verifying rerun's, once it ended
 
 
 class Workflow(TypedDict):
@@ -121,6 +156,8 @@ class WorkflowRun(WorkflowRunSummary):
     result: NotRequired[Any]  # what the flow returned, once COMPLETE
     canceled_by: NotRequired[str | None]
     canceled_at: NotRequired[str | None]
+    rerun_of: NotRequired[str | None]  # the workflow run a rerun repeats
+    verdict: NotRequired[Verdict | None]  # a verifying rerun's, once it ended, step by step
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """What a flow run shows on its page in the Prefect dashboard, beyond its logs: a table artifact of
 a calculation (its inputs, parameters, state, outputs with their size and sha256), or of a workflow
-run (each step, its state and its calculation), and a map's progress as its steps finish ("N of M
+run (each step, its state and its calculation), a verifying rerun's verdict (one line, and each
+step's beside it), and a map's progress as its steps finish ("N of M
 steps done"). Its links open in an operator's browser: the admin pages of the calculation and of each
 file, and each file's download through the admin (`calculations/admin_links.py`), not the API, whose
 URLs need a bearer token."""
@@ -64,12 +65,22 @@ def calculation_table(calculation_id: UUID) -> tuple[list[dict[str, Any]], str]:
     )
     if calc.error:
         description += f"  \nError: {calc.error.strip().splitlines()[0][:300]}"
+    description += _verdict_line(calc.verdict)
     return rows, description
+
+
+def _verdict_line(verdict: Mapping[str, Any] | None) -> str:
+    """A verifying rerun's verdict as one line of the description (nothing for any other run)."""
+    if not verdict:
+        return ""
+    return f"  \nVerdict: **{verdict['outcome']}**: {str(verdict['summary'])[:1000]}"
 
 
 def workflow_run_table(workflow_run_id: UUID) -> tuple[list[dict[str, Any]], str]:
     run = WorkflowRun.objects.get(id=workflow_run_id)
-    steps = run.steps.order_by("created_at", "step", "step_index").values("id", "step", "step_index", "tool", "state")
+    steps = run.steps.order_by("created_at", "step", "step_index").values(
+        "id", "step", "step_index", "tool", "state", "verdict"
+    )
     rows = [
         {
             "step": s["step"],
@@ -77,6 +88,8 @@ def workflow_run_table(workflow_run_id: UUID) -> tuple[list[dict[str, Any]], str
             "tool": s["tool"],
             "state": s["state"],
             "calculation": _link(s["id"], admin_url("calculation", s["id"])),
+            # a verifying rerun's: each step's outcome beside it
+            **({"verdict": (s["verdict"] or {}).get("outcome", "")} if run.expected_steps is not None else {}),
         }  # fmt: skip
         for s in steps[:5000]
     ]
@@ -86,6 +99,7 @@ def workflow_run_table(workflow_run_id: UUID) -> tuple[list[dict[str, Any]], str
     )
     if run.error:
         description += f"  \nError: {run.error.strip().splitlines()[0][:300]}"
+    description += _verdict_line(run.verdict)
     return rows, description
 
 

@@ -29,6 +29,7 @@ class ExitCode(IntEnum):
     UNREACHABLE = 7  # no answer from the API
     CHECKSUM_MISMATCH = 8  # the bytes the server holds are not the local ones
     WAIT_TIMEOUT = 9  # --timeout passed before the end
+    NOT_REPRODUCED = 10  # `rerun --verify`: an output differs that the tool does not declare may differ
     INTERRUPTED = 130  # Ctrl-C (what runs on the platform goes on)
 
 
