@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # What the integration, system and Podman tiers of scripts/test.sh need from the container engine at
 # DOCKER_HOST: every tool's image and the platform's own (kept while their build context is unchanged:
-# workflows/images.py), the image `alpine` the TES compliance suite's tasks name (a busybox stand-in)
-# and that suite's runner's own virtualenv (it pins pydantic 1.9). Cold, this is mostly waiting on
-# package downloads: the Debian base first (~45 s), then the tools, the app (~1.5 min) and the rest
-# side by side. scripts/test.sh runs it in the background while the unit tier runs.
+# workflows/images.py), the image `alpine` the TES compliance suite's tasks name (a busybox stand-in),
+# that suite's runner's own virtualenv (it pins pydantic 1.9) and roc-validator's (the crates' tests:
+# scripts/crate-validator-venv.sh). Cold, this is mostly waiting on package downloads: the Debian
+# base first (~45 s), then the tools, the app (~1.5 min) and the rest side by side. scripts/test.sh
+# runs it in the background while the unit tier runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${BASE_IMAGE:-}" ]; then
@@ -14,6 +15,7 @@ pids=()
 scripts/images.sh & pids+=($!)
 scripts/images.sh --app & pids+=($!)
 { scripts/alpine-image.sh >/dev/null && scripts/tes-compliance-venv.sh >/dev/null; } & pids+=($!)
+scripts/crate-validator-venv.sh >/dev/null & pids+=($!)
 status=0
 for pid in "${pids[@]}"; do wait "$pid" || status=$?; done
 exit $status
