@@ -1,6 +1,9 @@
-"""The crate validation harness itself (calculations/tests/crate_validation.py), on crates made by hand:
-it accepts a conforming Process Run Crate, as a directory and as a zip, names what a broken one
-lacks, and never reaches the network: a context that is not vendored is refused and named."""
+"""Crates checked by roc-validator, offline (calculations/tests/crate_validation.py). The harness
+itself, on crates made by hand: it accepts a conforming Process Run Crate, as a directory and as a
+zip, names what a broken one lacks, and never reaches the network (a context that is not vendored is
+refused and named). Then every kind of run the platform exports, made through the actions
+(calculations/tests/crate_runs.py), with each `data` choice, against its profile; the same kinds run
+for real through the API are workflows/tests/test_crate_validation.py."""
 
 from __future__ import annotations
 
@@ -9,10 +12,21 @@ import json
 import zipfile
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
+from django.contrib.auth import get_user_model
 
-from calculations.tests.crate_validation import PROCESS_RUN, validate_crates
+from calculations.crates import CrateKind, DataPolicy, write_crate
+from calculations.tests.crate_runs import (
+    GENOME,
+    finished_map,
+    finished_pipeline,
+    finished_tes_task,
+    finished_tool_calculation,
+    upload,
+)
+from calculations.tests.crate_validation import PROCESS_RUN, PROVENANCE_RUN, WORKFLOW_RUN, validate_crates
 
 # the validator runs in its own virtualenv, which `task test` makes beside the images: in time for
 # the integration tier, not the unit tier
@@ -91,3 +105,39 @@ def test_the_harness_accepts_a_conforming_crate_and_names_what_a_broken_one_lack
     # offline: the context that is not vendored is refused, named, and the crate is not accepted
     assert not unvendored.is_valid
     assert any("https://example.org/not-vendored/context" in url for url in unvendored.refused), unvendored
+
+
+@pytest.mark.django_db
+def test_every_kind_of_run_exports_a_crate_its_profile_accepts(tmp_path: Path) -> None:
+    owner = get_user_model().objects.create(username="carol").pk
+    genome = upload(owner, "genome.fna", GENOME)
+    calculations = {
+        "prodigal": finished_tool_calculation(owner, "prodigal", {"contigs": genome.id}, {}),
+        "failed": finished_tool_calculation(owner, "prodigal", {"contigs": genome.id}, {}, state="EXECUTOR_ERROR"),
+        "tes-task": finished_tes_task(owner),
+    }
+    workflow_runs = {
+        "pipeline": finished_pipeline(owner),
+        "failed-pipeline": finished_pipeline(owner, hits_fail=True),
+        "map": finished_map(owner, 3),
+    }
+    crates: list[tuple[Path, str]] = []
+
+    def export(kind: CrateKind, name: str, run_id: UUID, data: DataPolicy, profile: str) -> None:
+        path = tmp_path / f"{name}-{data}.crate.zip"
+        write_crate(kind, run_id, data, path)
+        crates.append((path, profile))
+
+    for name, calc in calculations.items():
+        export("calculation", name, calc.id, "all", PROCESS_RUN)
+    for name, run in workflow_runs.items():
+        export("workflow-run", name, run.id, "all", PROVENANCE_RUN)
+    # without their files (listed with their download URLs: web data entities)
+    export("calculation", "prodigal", calculations["prodigal"].id, "none", PROCESS_RUN)
+    export("workflow-run", "pipeline", workflow_runs["pipeline"].id, "none", PROVENANCE_RUN)
+    # a workflow run's crate is a Workflow Run Crate too (the Provenance Run Crate profile extends it)
+    crates.append((tmp_path / "pipeline-all.crate.zip", WORKFLOW_RUN))
+    reports = validate_crates(crates)
+    invalid = [report for report in reports if not report.is_valid]
+    assert not invalid, "\n\n".join(str(report) for report in invalid)
+    assert not any(report.refused for report in reports)  # offline: everything it asked for was vendored
