@@ -121,18 +121,21 @@ def _rerun_tool(calc: Calculation, rerun: Rerun) -> Calculation:
         )
     provenance = Provenance.model_validate(calc.provenance)
     completed = calc.state == S.COMPLETE  # a failed one produced nothing to compare with
-    return check_verify_calculation(
-        calc.owner_id,
-        calc.tool,
-        tool_version=calc.tool_version,
-        image=provenance.image,
-        image_digest=provenance.image_digest,
-        inputs=inputs,
-        params=calc.params,
-        expected=expected_outputs(calc.output_files.values(*_FILE_FIELDS)) if completed else None,
-        backend=backend,
-        rerun=rerun,
-    )
+    try:
+        return check_verify_calculation(
+            calc.owner_id,
+            calc.tool,
+            tool_version=calc.tool_version,
+            image=provenance.image,
+            image_digest=provenance.image_digest,
+            inputs=inputs,
+            params=calc.params,
+            expected=expected_outputs(calc.output_files.values(*_FILE_FIELDS)) if completed else None,
+            backend=backend,
+            rerun=rerun,
+        )
+    except InvalidInput as exc:  # its backend or parameters were accepted then: what changed is here, not the request
+        raise Conflict(f"calculation {calc.id} cannot be run again as it ran: {exc}") from None
 
 
 def _rerun_tes_task(calc: Calculation, rerun: Rerun) -> Calculation:

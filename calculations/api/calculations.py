@@ -75,7 +75,7 @@ def rerun_calculation(request: AuthedRequest, calculation_id: UUID) -> tuple[int
     """Run an ended calculation again to verify it: the same tool version and image digest, the same
     inputs and parameters, never from the cache, as a new calculation (`rerun_of` names this one).
     Once it ended, its `verdict` says for each output whether it is identical. A 409 says what is gone:
-    the tool's version, its image digest, or an input you deleted."""
+    the tool's version, its image digest, its backend, or an input you deleted."""
     new = check_verify_rerun(request.auth.id, calculation_id)
     return 202, _visible(request).get(id=new.id)
 

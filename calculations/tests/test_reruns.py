@@ -188,6 +188,14 @@ def test_a_tool_version_or_an_image_no_longer_available_is_a_409_saying_which(
     assert same["backend"] == "container" and same["rerun_of"] == in_image
 
 
+def test_a_backend_no_longer_enabled_is_a_409(alice: ApiClient, uploaded: Upload) -> None:
+    old = _converted(alice, uploaded)
+    Calculation.objects.filter(id=old.id).update(backend="nowhere")
+    response = alice.post(f"/calculations/{old.id}/rerun")
+    assert response.status_code == 409
+    assert response.json()["detail"].startswith(f"calculation {old.id} cannot be run again as it ran: backend: ")
+
+
 def test_a_deleted_input_or_a_run_in_flight_is_a_409(alice: ApiClient, uploaded: Upload) -> None:
     calc = _converted(alice, uploaded)
     file_id = calc.inputs.get().file_id
