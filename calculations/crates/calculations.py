@@ -14,6 +14,7 @@ from calculations.crates.graph import (
     as_rows,
     choose_small,
     local_id,
+    ref,
     safe_name,
 )
 from calculations.crates.processes import (
@@ -66,7 +67,7 @@ def calculation_crate(builder: CrateBuilder, calculation_id: UUID) -> Iterator[E
                 "@id": local_id("calculation", calculation_id, "inputs", row["role"]),
                 "@type": "File",
                 "name": f"{row['role']} (deleted from the platform)",
-                "exampleOfWork": {"@id": example},
+                "exampleOfWork": ref(example),
             }
             if row["role"] in recorded:
                 entity["sha256"] = recorded[row["role"]]
@@ -122,4 +123,6 @@ def calculation_crate(builder: CrateBuilder, calculation_id: UUID) -> Iterator[E
             f"The provenance of calculation {calculation_id}: {tool} {version} on its inputs, with its parameters, "
             f"outputs, container image and measured usage, as recorded by {builder.publisher} ({calc['state']})."
         )
-    yield from builder.closing_entities(profiles=[PROCESS_RUN_CRATE], name=name, description=description)
+    yield from builder.closing_entities(
+        profiles=[PROCESS_RUN_CRATE], name=name, description=description, author=person["@id"]
+    )

@@ -9,9 +9,11 @@ by entity (the root, which lists every part, comes last: a graph's order means n
 
 from __future__ import annotations
 
+import mimetypes
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import PurePosixPath
 from typing import Any, Literal
 from urllib.parse import quote
 from uuid import UUID
@@ -43,8 +45,15 @@ def ref(entity_id: str) -> dict[str, str]:
     return {"@id": entity_id}
 
 
-def refs(entity_ids: Iterable[str]) -> list[dict[str, str]]:
-    return [{"@id": entity_id} for entity_id in entity_ids]
+def refs(entity_ids: Iterable[str]) -> dict[str, str] | list[dict[str, str]]:
+    """References to entities: one as a single value, as RO-Crate 1.1 recommends, several as a list."""
+    found = [{"@id": entity_id} for entity_id in entity_ids]
+    return found[0] if len(found) == 1 else found
+
+
+def status(state_name: str) -> str:
+    """An action's status as the profiles name it (schema.org's ActionStatusType, by its URL)."""
+    return f"http://schema.org/{state_name}"
 
 
 def local_id(*parts: object) -> str:
@@ -62,7 +71,24 @@ def as_row(row: Any) -> dict[str, Any]:
 
 
 def iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment is not None else None
+    """ISO 8601 with milliseconds and the offset, as the profiles' checks read a time."""
+    return moment.isoformat(timespec="milliseconds") if moment is not None else None
+
+
+# a file's encodingFormat (a media type) by its name's extension, for the formats tools read and write
+_MEDIA_TYPES = {
+    **dict.fromkeys((".fa", ".fna", ".faa", ".ffn", ".fasta", ".fas"), "text/x-fasta"),
+    **dict.fromkeys((".gff", ".gff3"), "text/x-gff3"),
+    **dict.fromkeys((".hmm", ".tbl", ".txt", ".log"), "text/plain"),
+    ".smi": "chemical/x-daylight-smiles",
+    ".sdf": "chemical/x-mdl-sdfile",
+    ".json": "application/json",
+}
+
+
+def media_type(name: str) -> str:
+    suffix = PurePosixPath(name.lower()).suffix
+    return _MEDIA_TYPES.get(suffix) or mimetypes.guess_type(name)[0] or "application/octet-stream"
 
 
 def safe_name(name: str) -> str:
@@ -143,9 +169,12 @@ class CrateBuilder:
             "name": name,
             "contentSize": str(size),
             "sha256": sha256,
+            "encodingFormat": media_type(name),
             "contentUrl": self.download_url(file_id),
             "identifier": str(file_id),
         }
+        if not self.holds(file_id):  # a web-based data entity: when its URL was given
+            entity["sdDatePublished"] = self.published_at.isoformat()
         if examples := list(example_of):
             entity["exampleOfWork"] = refs(examples)
         return entity
@@ -169,10 +198,11 @@ class CrateBuilder:
         return {"@id": local_id("person", username), "@type": "Person", "name": username}
 
     def closing_entities(
-        self, *, profiles: list[str], name: str, description: str, main_entity: str | None = None
+        self, *, profiles: list[str], name: str, description: str, author: str, main_entity: str | None = None
     ) -> list[Entity]:
         """The descriptor, the root dataset (its parts and the actions it mentions, gathered while the
         rest was written), the profiles it conforms to, its license and its publisher."""
+        readme = self._readme(name, description, profiles)
         descriptor_conforms = [RO_CRATE] + ([WORKFLOW_RO_CRATE] if WORKFLOW_RO_CRATE in profiles else [])
         root: Entity = {
             "@id": "./",
@@ -181,6 +211,7 @@ class CrateBuilder:
             "name": name,
             "description": description,
             "datePublished": self.published_at.isoformat(),
+            "author": ref(author),
             "license": ref(self.license),
             "publisher": ref(self.publisher_url),
             "hasPart": refs(self.parts),
@@ -214,4 +245,26 @@ class CrateBuilder:
                 "url": self.license,
             },
             {"@id": self.publisher_url, "@type": "Organization", "name": self.publisher, "url": self.publisher_url},
+            readme,
         ]
+
+    def _readme(self, name: str, description: str, profiles: list[str]) -> Entity:
+        """README.md, for a person who opens the zip (Workflow RO-Crate recommends one)."""
+        held = sum(1 for item in self.payload if item.sha256 is not None)
+        text = (
+            f"# {name}\n\n{description}\n\n"
+            f"This is an RO-Crate ({RO_CRATE}) conforming to {', '.join(_PROFILES[p][0] for p in profiles)}: "
+            f"ro-crate-metadata.json describes the run, its tools, inputs, parameters and outputs. It holds "
+            f"{held} data files; the others it describes are listed by their sha256, size and download URL.\n\n"
+            f"Published by {self.publisher} ({self.publisher_url}) on {self.published_at.date()}, "
+            f"under {self.license}.\n"
+        ).encode()
+        entity_id = self.content_entity("README.md", text)
+        return {
+            "@id": entity_id,
+            "@type": "File",
+            "name": "README.md",
+            "about": ref("./"),
+            "encodingFormat": "text/markdown",
+            "contentSize": str(len(text)),
+        }

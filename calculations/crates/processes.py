@@ -13,13 +13,15 @@ import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 from uuid import UUID
 
-from calculations.crates.graph import CrateBuilder, Entity, iso, local_id, ref, refs
+from calculations.crates.graph import CrateBuilder, Entity, iso, local_id, ref, refs, status
 from calculations.provenance import Provenance
 from calculations.states import RunState
 from calculations.tes import TES_TOOL
 from calculations.tools import get_registry
+from emgapiv2.config import get_settings
 
 # the columns of a calculation an action is written from (read with .values(): no model instances)
 CALCULATION_FIELDS = (
@@ -46,6 +48,7 @@ _STATUS = {
     RunState.QUEUED: "PotentialActionStatus",
     RunState.PAUSED: "PotentialActionStatus",
 }
+FAILED = status("FailedActionStatus")
 _DATA_TYPES = {"integer": "Integer", "number": "Float", "boolean": "Boolean", "string": "Text"}
 _UNITS = {  # a usage figure's unit, by the suffix of its name (QUDT)
     "_seconds": "https://qudt.org/vocab/unit/SEC",
@@ -59,7 +62,11 @@ def action_id(calculation_id: UUID) -> str:
 
 
 def tool_id(tool: str, version: str) -> str:
-    return local_id("tool", tool, version)
+    """A tool version's @id: absolute, as the profile recommends; its page in this API, the version its
+    fragment (a TES task's tool is the TES service itself)."""
+    base = get_settings().public_url.rstrip("/")
+    page = f"{base}/ga4gh/tes/v1/service-info" if tool == TES_TOOL else f"{base}/api/v2/tools/{quote(tool, safe='')}"
+    return f"{page}#{quote(version, safe='')}"
 
 
 def input_parameter(tool: str, version: str, role: str) -> str:
@@ -75,7 +82,12 @@ def param_parameter(tool: str, version: str, name: str) -> str:
 
 
 def status_of(state: str) -> str:
-    return _STATUS.get(RunState(state), "ActiveActionStatus")
+    """The action status of a run in `state` (schema.org's, by its URL, as the profiles' checks read it)."""
+    return status(_STATUS.get(RunState(state), "ActiveActionStatus"))
+
+
+def is_failed(state: str) -> bool:
+    return status_of(state) == FAILED
 
 
 def _data_type(value: Any) -> str:
@@ -174,15 +186,16 @@ def action_entities(
         "instrument": ref(tool_id(tool, version)),
         "agent": ref(agent),
         "object": refs([*object_ids, *(value["@id"] for value in values)]),
-        "result": refs(result_ids),
-        "actionStatus": ref(f"http://schema.org/{status_of(calc['state'])}"),
+        "actionStatus": status_of(calc["state"]),
         "identifier": str(calc["id"]),
     }
+    if result_ids:
+        action["result"] = refs(result_ids)
     if (started := iso(calc["started_at"])) is not None:
         action["startTime"] = started
     if (ended := iso(calc["finished_at"])) is not None:
         action["endTime"] = ended
-    if action["actionStatus"]["@id"].endswith("FailedActionStatus"):
+    if is_failed(calc["state"]):
         action["error"] = calc["error"] or f"the calculation ended {calc['state']}"
     images: list[Entity] = []
     usage: list[Entity] = []

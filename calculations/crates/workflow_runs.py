@@ -12,6 +12,7 @@ each step's outputs under steps/<step>/<index>/<role>/<name>."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from importlib.metadata import PackageNotFoundError, version
 from itertools import groupby
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 from uuid import UUID
 
 from django.db.models import Min, Q
@@ -45,6 +47,7 @@ from calculations.crates.processes import (
     action_entities,
     action_id,
     input_parameter,
+    is_failed,
     output_parameter,
     status_of,
     tool_entities,
@@ -152,7 +155,12 @@ def workflow_run_crate(builder: CrateBuilder, workflow_run_id: UUID) -> Iterator
         )
         .distinct()
     )
-    consumed = {(edge["file__produced_by__step"], edge["file__output_role"]) for edge in edges}
+    consumed_by: dict[tuple[str, str], list[str]] = {}  # a step's output -> the inputs it became
+    for edge in edges:
+        consumed_by.setdefault((edge["file__produced_by__step"], edge["file__output_role"]), []).append(
+            input_parameter(edge["calculation__tool"], edge["calculation__tool_version"], edge["role"])
+        )
+    consumed = set(consumed_by)
     connections: dict[str, list[Entity]] = {}  # by receiving step
     for edge in edges:
         connections.setdefault(edge["calculation__step"], []).append(
@@ -290,6 +298,7 @@ def workflow_run_crate(builder: CrateBuilder, workflow_run_id: UUID) -> Iterator
         for row in outputs.take(calc["id"]):
             output_roles.append(row["output_role"])
             examples = [output_parameter(tool, tool_version, row["output_role"])]
+            examples += consumed_by.get((step, row["output_role"]), [])
             if (step, row["output_role"]) not in consumed:
                 slot = _workflow_output(step, row["output_role"])
                 examples.append(slot)
@@ -306,7 +315,7 @@ def workflow_run_crate(builder: CrateBuilder, workflow_run_id: UUID) -> Iterator
                 name=row["name"],
                 size=row["size"],
                 sha256=row["sha256"],
-                example_of=examples,
+                example_of=dict.fromkeys(examples),
             )
             if (step, row["output_role"]) not in consumed:
                 result_ids.append(entity["@id"])
@@ -331,8 +340,8 @@ def workflow_run_crate(builder: CrateBuilder, workflow_run_id: UUID) -> Iterator
             "name": f"orchestrate {step}[{index or 0}]",
             "instrument": ref(local_id("step", step)),
             "object": ref(action_id(calc["id"])),
-            "actionStatus": ref(f"http://schema.org/{status_of(calc['state'])}"),
-            **({"error": calc["error"] or calc["state"]} if status_of(calc["state"]) == "FailedActionStatus" else {}),
+            "actionStatus": status_of(calc["state"]),
+            **({"error": calc["error"] or calc["state"]} if is_failed(calc["state"]) else {}),
         }
 
     yield from tool_entities(builder, shapes)
@@ -381,8 +390,7 @@ def workflow_run_crate(builder: CrateBuilder, workflow_run_id: UUID) -> Iterator
     # the workflow (the mainEntity), its run, and the engine's run of its steps
     is_pipeline = run["workflow"] == PIPELINE
     if is_pipeline:
-        source = json.dumps(run["params"], indent=2, sort_keys=True).encode()
-        main_id = builder.content_entity("pipeline.json", source)
+        main_path, source = "pipeline.json", json.dumps(run["params"], indent=2, sort_keys=True).encode()
         language: Entity = {
             "@id": local_id("language", "emgapi-pipeline"),
             "@type": "ComputerLanguage",
@@ -392,17 +400,18 @@ def workflow_run_crate(builder: CrateBuilder, workflow_run_id: UUID) -> Iterator
     else:
         flow_file = _flow_source(run["workflow"])
         if flow_file is not None:
-            main_id = builder.content_entity(f"workflow/{safe_name(flow_file.name)}", flow_file.read_bytes())
+            main_path, source = f"workflow/{safe_name(flow_file.name)}", flow_file.read_bytes()
         else:  # its code is not on this host: what it was asked, as JSON, stands in for it
-            description = {"workflow": run["workflow"], "parameters": run["params"]}
-            source = json.dumps(description, indent=2, sort_keys=True).encode()
-            main_id = builder.content_entity(f"workflow/{safe_name(run['workflow'])}.json", source)
+            asked = {"workflow": run["workflow"], "parameters": run["params"]}
+            main_path = f"workflow/{safe_name(run['workflow'])}.json"
+            source = json.dumps(asked, indent=2, sort_keys=True).encode()
         language = {
             "@id": local_id("language", "prefect-python"),
             "@type": "ComputerLanguage",
             "name": "Prefect flow (Python)",
             "url": ref("https://docs.prefect.io/"),
         }
+    main_id = builder.content_entity(main_path, source)
     yield language
     params_values: list[Entity] = []
     param_slots: list[Entity] = []
@@ -431,32 +440,36 @@ def workflow_run_crate(builder: CrateBuilder, workflow_run_id: UUID) -> Iterator
         "input": refs([*workflow_inputs, *(slot["@id"] for slot in param_slots)]),
         "output": refs(workflow_outputs),
         "connection": refs(link["@id"] for link in final_links),
-        "encodingFormat": "application/json" if main_id.endswith(".json") else "text/x-python",
+        "encodingFormat": "application/json" if main_path.endswith(".json") else "text/x-python",
+        "version": f"sha256:{hashlib.sha256(source).hexdigest()}",  # as `task deploy-flow` versions a flow
+        "url": f"{builder.public_url}/api/v2/workflows/{quote(run['workflow'], safe='')}",
     }
     run_action = local_id("workflow-run", workflow_run_id)
     action: Entity = {
         "@id": run_action,
         "@type": "CreateAction",
         "name": f"{run['workflow']} run {workflow_run_id}",
+        "description": f"POST /api/v2/workflows/{run['workflow']}/runs with its parameters ({main_path}): "
+        f"{len(controls)} steps",
         "instrument": ref(main_id),
         "agent": ref(person["@id"]),
         "object": refs([*object_ids, *(value["@id"] for value in params_values)]),
         "result": refs(result_ids),
-        "actionStatus": ref(f"http://schema.org/{status_of(run['state'])}"),
+        "actionStatus": status_of(run["state"]),
         "identifier": str(workflow_run_id),
     }
     if (started := iso(run["started_at"])) is not None:
         action["startTime"] = started
     if (ended := iso(run["finished_at"])) is not None:
         action["endTime"] = ended
-    if status_of(run["state"]) == "FailedActionStatus":
+    if is_failed(run["state"]):
         action["error"] = run["error"] or f"the workflow run ended {run['state']}"
     builder.mentions.insert(0, run_action)
     yield action
     profiles = [PROCESS_RUN_CRATE, WORKFLOW_RUN_CRATE, WORKFLOW_RO_CRATE]
     if controls:  # the engine's run of the steps (a run that made none has no step to describe)
         profiles.insert(2, PROVENANCE_RUN_CRATE)
-        engine = local_id("engine")
+        engine = f"{builder.publisher_url}#workflow-engine"
         yield {
             "@id": engine,
             "@type": "SoftwareApplication",
@@ -472,7 +485,7 @@ def workflow_run_crate(builder: CrateBuilder, workflow_run_id: UUID) -> Iterator
             "agent": ref(person["@id"]),
             "object": refs(controls),
             "result": ref(run_action),
-            "actionStatus": ref(f"http://schema.org/{status_of(run['state'])}"),
+            "actionStatus": status_of(run["state"]),
         }
     yield from builder.closing_entities(
         profiles=profiles,
@@ -481,5 +494,6 @@ def workflow_run_crate(builder: CrateBuilder, workflow_run_id: UUID) -> Iterator
             f"The provenance of workflow run {workflow_run_id} of {run['workflow']}: each step's tool, version, "
             f"image, inputs, parameters and outputs, as recorded by {builder.publisher} ({run['state']})."
         ),
+        author=person["@id"],
         main_entity=main_id,
     )

@@ -37,11 +37,11 @@ def test_a_calculations_crate_is_a_zip_with_its_metadata_and_its_files(alice: Ap
 def test_data_none_lists_every_file_with_its_sha256_size_and_download_url(alice: ApiClient, alice_id: int) -> None:
     run = finished_pipeline(alice_id)
     archive = _zip(alice.get(f"/workflow-runs/{run.id}/crate", data="none"))
-    assert sorted(archive.namelist()) == ["pipeline.json", "ro-crate-metadata.json"]
+    assert sorted(archive.namelist()) == ["README.md", "pipeline.json", "ro-crate-metadata.json"]
     files = [
         entity
         for entity in json.loads(archive.read("ro-crate-metadata.json"))["@graph"]
-        if entity["@type"] == "File" and entity["@id"] != "ro-crate-metadata.json"
+        if entity["@type"] == "File" and "sha256" in entity
     ]
     assert len(files) == 2 + 2 + 2  # the genome and the profile; two outputs of each step
     prefix = f"{get_settings().public_url}/api/v2/files/"

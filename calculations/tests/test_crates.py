@@ -91,15 +91,16 @@ def test_a_calculation_is_a_process_run_crate_with_its_tool_inputs_outputs_image
     assert ids(root["mentions"]) == [action["@id"]]
     tool = graph[action["instrument"]["@id"]]
     assert (tool["@type"], tool["name"], tool["softwareVersion"]) == ("SoftwareApplication", "prodigal", "2.6.3")
-    assert tool["url"].endswith("/api/v2/tools/prodigal")
-    assert action["actionStatus"] == {"@id": "http://schema.org/CompletedActionStatus"} and "error" not in action
+    assert tool["url"].endswith("/api/v2/tools/prodigal") and tool["@id"] == f"{tool['url']}#2.6.3"
+    assert action["actionStatus"] == "http://schema.org/CompletedActionStatus" and "error" not in action
     assert action["startTime"] <= action["endTime"]
     assert action["description"].startswith("prodigal")  # the argv
 
     [contigs] = [graph[i] for i in ids(action["object"]) if graph[i]["@type"] == "File"]
     assert (contigs["sha256"], contigs["contentSize"]) == (genome.sha256, str(genome.size))
     assert contigs["@id"] == contigs["contentUrl"] == f"{settings.public_url}/api/v2/files/{genome.id}/content"
-    assert graph[contigs["exampleOfWork"][0]["@id"]]["name"] == "contigs"
+    assert graph[contigs["exampleOfWork"]["@id"]]["name"] == "contigs"
+    assert contigs["encodingFormat"] == "text/x-fasta" and contigs["sdDatePublished"]  # a web-based entity
     values = {graph[i]["name"]: graph[i] for i in ids(action["object"]) if graph[i]["@type"] == "PropertyValue"}
     assert set(values) == set(calc.params) and values["mode"]["value"] == "single"  # defaults too, as it ran
     mode = values["mode"]
@@ -117,7 +118,7 @@ def test_a_calculation_is_a_process_run_crate_with_its_tool_inputs_outputs_image
     assert usage["wall_seconds"]["value"] == 1.5 and usage["wall_seconds"]["propertyID"]
 
     agent = graph[action["agent"]["@id"]]
-    assert (agent["@type"], agent["name"]) == ("Person", "carol")
+    assert (agent["@type"], agent["name"]) == ("Person", "carol") and root["author"] == action["agent"]
     assert b"private.example.org" not in crate_metadata("calculation", calc.id)  # no email leaves
 
 
@@ -125,8 +126,8 @@ def test_a_failed_calculation_says_so_with_its_error(owner_id: int) -> None:
     genome = upload(owner_id, "genome.fna", GENOME)
     calc = finished_tool_calculation(owner_id, "prodigal", {"contigs": genome.id}, {}, state="EXECUTOR_ERROR")
     [action] = typed(graph_of("calculation", calc.id), "CreateAction")
-    assert action["actionStatus"] == {"@id": "http://schema.org/FailedActionStatus"}
-    assert action["error"] == "exit code 1: bad input" and action["result"] == []
+    assert action["actionStatus"] == "http://schema.org/FailedActionStatus"
+    assert action["error"] == "exit code 1: bad input" and "result" not in action
 
 
 def test_a_tes_task_is_a_process_run_crate_of_its_executors_image_and_command(owner_id: int) -> None:
@@ -138,6 +139,7 @@ def test_a_tes_task_is_a_process_run_crate_of_its_executors_image_and_command(ow
     assert {graph[i]["name"] for i in ids(action["containerImage"])} == {"emgapi/prodigal"}
     assert graph["./"]["name"] == "TES task count contigs"
     [count] = [graph[i] for i in ids(action["result"])]
+    assert graph[action["instrument"]["@id"]]["@id"].split("#")[0].endswith("/ga4gh/tes/v1/service-info")
     assert count["name"] == "count.txt"
 
 
@@ -154,6 +156,7 @@ def test_a_pipeline_is_a_workflow_run_crate_whose_steps_and_edge_are_described(o
     assert ids(graph["ro-crate-metadata.json"]["conformsTo"]) == [RO_CRATE, WORKFLOW_RO_CRATE]
     workflow = graph[root["mainEntity"]["@id"]]
     assert workflow["@id"] == "pipeline.json" and "pipeline.json" in ids(root["hasPart"])
+    assert workflow["version"].startswith("sha256:") and workflow["url"].endswith("/api/v2/workflows/pipeline")
     assert set(workflow["@type"]) == {"File", "SoftwareSourceCode", "ComputationalWorkflow", "HowTo"}
     assert graph[workflow["programmingLanguage"]["@id"]]["@type"] == "ComputerLanguage"
     assert {graph[i]["name"] for i in ids(workflow["hasPart"])} == {"prodigal", "hmmsearch"}
@@ -187,8 +190,8 @@ def test_a_failed_step_and_its_run_say_so(owner_id: int) -> None:
     run = finished_pipeline(owner_id, hits_fail=True)
     graph = graph_of("workflow-run", run.id)
     [organize] = typed(graph, "OrganizeAction")
-    assert graph[organize["result"]["@id"]]["actionStatus"]["@id"].endswith("FailedActionStatus")
-    failed = [c for c in typed(graph, "ControlAction") if c["actionStatus"]["@id"].endswith("FailedActionStatus")]
+    assert graph[organize["result"]["@id"]]["actionStatus"] == "http://schema.org/FailedActionStatus"
+    failed = [c for c in typed(graph, "ControlAction") if c["actionStatus"] == "http://schema.org/FailedActionStatus"]
     assert [graph[c["instrument"]["@id"]]["name"] for c in failed] == ["hits"]
 
 
@@ -227,14 +230,14 @@ def test_the_zip_holds_the_files_the_data_option_asks_for(owner_id: int, monkeyp
     assert everything.read("inputs/contigs/genome.fna") == GENOME
     proteins = File.objects.get(produced_by=calc, output_role="proteins")
     assert everything.read("outputs/proteins/proteins.faa").startswith(b">prodigal_proteins")
-    assert len(everything.namelist()) == 4
-    assert _zip_of("calculation", calc.id, "none").namelist() == ["ro-crate-metadata.json"]
+    assert len(everything.namelist()) == 5  # and README.md
+    assert _zip_of("calculation", calc.id, "none").namelist() == ["ro-crate-metadata.json", "README.md"]
 
     # small: the smallest first, while they fit (here the two outputs, not the genome)
     monkeypatch.setattr(get_settings().crate, "max_data_bytes", proteins.size * 2 + 2)
     small = _zip_of("calculation", calc.id, "small")
     assert sorted(small.namelist()) == sorted(
-        ["ro-crate-metadata.json", "outputs/genes/genes.gff", "outputs/proteins/proteins.faa"]
+        ["ro-crate-metadata.json", "README.md", "outputs/genes/genes.gff", "outputs/proteins/proteins.faa"]
     )
     graph = {e["@id"]: e for e in json.loads(small.read("ro-crate-metadata.json"))["@graph"]}
     left_out = graph[f"{get_settings().public_url}/api/v2/files/{genome.id}/content"]
