@@ -20,11 +20,13 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any, TypeVar, cast
 
 import httpx
 
+from emgapi_client.crates import CrateData, CrateKind, CrateSummary, check_crate
 from emgapi_client.errors import ApiError, ApiUnreachable, ChecksumMismatch, EmgapiError, InvalidUrl, WaitTimeout
 from emgapi_client.transfers import (
     CHUNK_BYTES,
@@ -355,6 +357,44 @@ class Client:
                 path = self.download(file, target, progress=progress(file) if progress else None, name=name)
                 saved.append(SavedOutput(step["name"], step["index"], file["output_role"], path))
         return saved
+
+    def download_crate(
+        self,
+        kind: CrateKind,
+        object_id: str,
+        target: Path,
+        *,
+        data: CrateData = "small",
+        progress: ProgressCallback | None = None,
+    ) -> CrateSummary:
+        """Stream a run's RO-Crate (a zip) to `target`, replacing an entry of that name (a rename: a link
+        there is replaced, never followed), then check it (`check_crate`: each file it holds against
+        the sha256 its metadata gives); nothing is left behind if either fails.
+
+        Args:
+            kind: "calculation" (a tool's run or a TES task) or "workflow-run".
+            data: the data files it holds: none, small (up to the server's limit) or all.
+            progress: called with the bytes received so far (the total is unknown: 0).
+        """
+        collection = {"calculation": "calculations", "workflow-run": "workflow-runs"}[kind]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.part")
+        done = 0
+        try:
+            with (
+                self._stream("GET", f"/{collection}/{object_id}/crate?data={data}") as response,
+                open_exclusive(partial) as out,
+            ):
+                for chunk in response.iter_bytes(CHUNK_BYTES):
+                    out.write(chunk)
+                    done += len(chunk)
+                    if progress is not None:
+                        progress(done, 0)
+            summary = check_crate(partial)
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
+        return replace(summary, path=target)
 
     # -- tools and calculations -----------------------------------------------------------------
 

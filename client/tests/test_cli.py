@@ -14,6 +14,8 @@ import stat
 import subprocess
 import sys
 import time
+import uuid
+import zipfile
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -467,3 +469,27 @@ def test_a_pipeline_cannot_make_its_user_upload_a_file_outside_its_directory(idl
             assert refused.returncode == 2 and "pipeline's directory" in refused.stderr, refused.stderr
     files = httpx.get(f"{idle_cli.url}/api/v2/files", headers={"Authorization": f"Bearer {idle_cli.token}"}).json()
     assert files["count"] == 0  # nothing uploaded
+
+
+def test_export_writes_a_runs_crate_and_checks_each_file_it_holds(idle_cli: Cli) -> None:
+    from django.contrib.auth import get_user_model
+
+    from calculations.tests.crate_runs import GENOME, finished_pipeline, finished_tool_calculation, upload
+
+    owner = get_user_model().objects.get(username="cli-user").pk
+    genome = upload(owner, "genome.fna", GENOME)
+    calc = finished_tool_calculation(owner, "prodigal", {"contigs": genome.id}, {})
+    run = finished_pipeline(owner)
+
+    exported = idle_cli.json("export", str(calc.id))  # a calculation: found as `show` finds it
+    assert (exported["kind"], exported["held"], exported["listed"]) == ("calculation", 3, 0)
+    with zipfile.ZipFile(idle_cli.cwd / f"{calc.id}.crate.zip") as archive:
+        assert archive.read("inputs/contigs/genome.fna") == GENOME
+    listed = idle_cli.json("export", str(run.id), "-o", "run.crate.zip", "--data", "none")
+    assert (listed["kind"], listed["held"], listed["listed"]) == ("workflow-run", 0, 6)
+    with zipfile.ZipFile(idle_cli.cwd / "run.crate.zip") as archive:
+        assert sorted(archive.namelist()) == ["README.md", "pipeline.json", "ro-crate-metadata.json"]
+
+    others = idle_cli("export", str(uuid.uuid4()), "-o", "nothing.zip")
+    assert others.returncode == 6 and "no calculation or workflow run" in others.stderr
+    assert not (idle_cli.cwd / "nothing.zip").exists()
