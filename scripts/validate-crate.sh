@@ -11,7 +11,7 @@
 set -euo pipefail
 [ $# -ge 1 ] || { sed -n '2,10p' "$0" >&2; exit 2; }
 root=$(cd "$(dirname "$0")/.." && pwd)
-crate=$(realpath "$1")
+crate=$1
 profile=${2:-process-run-crate-0.5}
 shift $(( $# >= 2 ? 2 : 1 ))
 python=$("$root/scripts/crate-validator-venv.sh")

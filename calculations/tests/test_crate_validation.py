@@ -1,9 +1,10 @@
 """Crates checked by roc-validator, offline (calculations/tests/crate_validation.py). The harness
 itself, on crates made by hand: it accepts a conforming Process Run Crate, as a directory and as a
-zip, names what a broken one lacks, and never reaches the network (a context that is not vendored is
-refused and named). Then every kind of run the platform exports, made through the actions
-(calculations/tests/crate_runs.py), with each `data` choice, against its profile; the same kinds run
-for real through the API are workflows/tests/test_crate_validation.py."""
+zip, and the README's example (docs/crates/prodigal); it names what a broken one lacks; and it never
+reaches the network (a context that is not vendored is refused and named). Then every kind of run
+the platform exports, made through the actions (calculations/tests/crate_runs.py), with each `data`
+choice, against its profile; the same kinds run for real through the API are
+workflows/tests/test_crate_validation.py."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from calculations.tests.crate_runs import (
     upload,
 )
 from calculations.tests.crate_validation import PROCESS_RUN, PROVENANCE_RUN, WORKFLOW_RUN, validate_crates
+from emgapiv2.config import BASE_DIR
 
 # the validator runs in its own virtualenv, which `task test` makes beside the images: in time for
 # the integration tier, not the unit tier
@@ -89,12 +91,14 @@ def test_the_harness_accepts_a_conforming_crate_and_names_what_a_broken_one_lack
     elsewhere["@context"] = ["https://example.org/not-vendored/context"]
     reports = validate_crates([
         (good, PROCESS_RUN),
+        (BASE_DIR / "docs" / "crates" / "prodigal", PROCESS_RUN),  # the README's example
         (_zip(good), PROCESS_RUN),
         (_write(tmp_path / "no-instrument", no_instrument), PROCESS_RUN),
         (_write(tmp_path / "elsewhere", elsewhere), PROCESS_RUN),
     ])  # fmt: skip
-    as_directory, as_zip, broken, unvendored = reports
+    as_directory, example, as_zip, broken, unvendored = reports
     assert as_directory.is_valid, as_directory
+    assert example.is_valid, example
     assert as_zip.is_valid, as_zip
     assert not as_directory.refused and not as_zip.refused  # everything it asked for was vendored
 
