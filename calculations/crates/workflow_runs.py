@@ -59,7 +59,7 @@ from calculations.workflow_params import PIPELINE
 from emgapiv2.config import BASE_DIR, get_settings
 
 logger = logging.getLogger(__name__)
-_CHUNK = 500  # rows per fetch of each stream
+_CHUNK = 100  # rows per fetch of each stream: its rows (provenance included) are what a step costs in memory
 
 
 def step_path(step: str, index: int | None, role: str, name: str) -> str:
