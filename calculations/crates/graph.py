@@ -10,9 +10,10 @@ by entity (the root, which lists every part, comes last: a graph's order means n
 from __future__ import annotations
 
 import mimetypes
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import chain
 from pathlib import PurePosixPath
 from typing import Any, Literal
 from urllib.parse import quote
@@ -111,6 +112,14 @@ def choose_small(files: Iterable[tuple[UUID, int]], limit_bytes: int) -> set[UUI
 
 
 @dataclass(frozen=True)
+class RefStream:
+    """A long list of references (a 1,000-step run's files, its steps), read again from the database
+    when the metadata is written rather than held: what keeps a big crate's memory flat."""
+
+    ids: Callable[[], Iterable[str]]
+
+
+@dataclass(frozen=True)
 class PayloadFile:
     """A file the zip holds: a blob (by sha256), or bytes made for the crate (a pipeline's JSON)."""
 
@@ -131,6 +140,8 @@ class CrateBuilder:
     parts: list[str] = field(default_factory=list)
     mentions: list[str] = field(default_factory=list)
     seen: set[str] = field(default_factory=set)  # contextual entities shared by many actions, written once
+    # False: the files are not gathered as parts; the caller streams them (`closing_entities(more_parts=)`)
+    gathers_files: bool = True
     published_at: datetime = field(default_factory=lambda: timezone.now().replace(microsecond=0))
 
     def __post_init__(self) -> None:
@@ -162,7 +173,8 @@ class CrateBuilder:
         entity_id = self.file_id(file_id, path)
         if self.holds(file_id):
             self.payload.append(PayloadFile(path=path, size=size, sha256=sha256))
-        self.parts.append(entity_id)
+        if self.gathers_files:
+            self.parts.append(entity_id)
         entity: Entity = {
             "@id": entity_id,
             "@type": "File",
@@ -198,7 +210,15 @@ class CrateBuilder:
         return {"@id": local_id("person", username), "@type": "Person", "name": username}
 
     def closing_entities(
-        self, *, profiles: list[str], name: str, description: str, author: str, main_entity: str | None = None
+        self,
+        *,
+        profiles: list[str],
+        name: str,
+        description: str,
+        author: str,
+        main_entity: str | None = None,
+        more_parts: Callable[[], Iterable[str]] | None = None,
+        more_mentions: Callable[[], Iterable[str]] | None = None,
     ) -> list[Entity]:
         """The descriptor, the root dataset (its parts and the actions it mentions, gathered while the
         rest was written), the profiles it conforms to, its license and its publisher."""
@@ -214,8 +234,12 @@ class CrateBuilder:
             "author": ref(author),
             "license": ref(self.license),
             "publisher": ref(self.publisher_url),
-            "hasPart": refs(self.parts),
-            "mentions": refs(self.mentions),
+            "hasPart": refs(self.parts) if more_parts is None else RefStream(lambda: chain(self.parts, more_parts())),
+            "mentions": (
+                refs(self.mentions)
+                if more_mentions is None
+                else RefStream(lambda: chain(self.mentions, more_mentions()))
+            ),
         }
         if main_entity is not None:
             root["mainEntity"] = ref(main_entity)

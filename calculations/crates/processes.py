@@ -157,6 +157,7 @@ def action_entities(
     output_roles: list[str],
     agent: str,
     shapes: ToolShapes,
+    mentioned: bool = True,
 ) -> Iterator[Entity]:
     """A calculation's CreateAction and what only it refers to (its parameters' values, its usage);
     its container image once per crate. The caller writes its files, by the ids it passes here."""
@@ -229,7 +230,8 @@ def action_entities(
         action["containerImage"] = refs(image["@id"] for image in images)
     if usage:
         action["resourceUsage"] = refs(item["@id"] for item in usage)
-    builder.mentions.append(own)
+    if mentioned:  # (a workflow run's crate mentions the run, whose steps its engine's action lists)
+        builder.mentions.append(own)
     yield action
     yield from values
     yield from usage

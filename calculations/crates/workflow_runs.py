@@ -15,9 +15,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Container, Iterator
 from importlib.metadata import PackageNotFoundError, version
-from itertools import groupby
+from itertools import chain, groupby
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -32,6 +32,7 @@ from calculations.crates.graph import (
     WORKFLOW_RUN_CRATE,
     CrateBuilder,
     Entity,
+    RefStream,
     as_row,
     as_rows,
     choose_small,
@@ -97,6 +98,41 @@ def _flow_source(workflow: str) -> Path | None:
         return None
     path = info.source_file if info.source_file.is_absolute() else BASE_DIR / info.source_file
     return path if path.is_file() else None
+
+
+def _input_ids(builder: CrateBuilder, workflow_run_id: UUID) -> Iterator[str]:
+    """The @ids of the run's own inputs (files no step of it produced), in the order they were written."""
+    rows = (
+        CalculationInput.objects.filter(calculation__workflow_run_id=workflow_run_id, file_id__isnull=False)
+        .exclude(file__produced_by__workflow_run_id=workflow_run_id)
+        .order_by("file_id")
+        .values("file_id", "file__name")
+        .distinct()
+    )
+    for row in as_rows(rows.iterator(chunk_size=_CHUNK)):
+        yield builder.file_id(row["file_id"], input_path(row["file_id"], row["file__name"]))
+
+
+def _output_ids(
+    builder: CrateBuilder, workflow_run_id: UUID, leaving_out: Container[tuple[str, str]] = ()
+) -> Iterator[str]:
+    """The @ids of the steps' outputs, but those of the (step, role)s `leaving_out`."""
+    rows = (
+        File.objects.filter(produced_by__workflow_run_id=workflow_run_id)
+        .order_by("produced_by__step", "produced_by__step_index", "produced_by_id", "output_role", "name", "id")
+        .values("id", "name", "output_role", "produced_by__step", "produced_by__step_index")
+    )
+    for row in as_rows(rows.iterator(chunk_size=_CHUNK)):
+        step, role = row["produced_by__step"], row["output_role"]
+        if (step, role) not in leaving_out:
+            yield builder.file_id(row["id"], step_path(step, row["produced_by__step_index"], role, row["name"]))
+
+
+def _step_ids(workflow_run_id: UUID, id_of: Callable[[UUID], str]) -> Iterator[str]:
+    """An @id for each step (its action, its control action), in the order they were written."""
+    steps = Calculation.objects.filter(workflow_run_id=workflow_run_id).order_by("step", "step_index", "id")
+    for calculation_id in steps.values_list("id", flat=True).iterator(chunk_size=_CHUNK):
+        yield id_of(calculation_id)
 
 
 def _grouped(rows: Iterator[dict[str, Any]], key: str) -> Iterator[tuple[Any, list[dict[str, Any]]]]:
@@ -184,8 +220,8 @@ def workflow_run_crate(builder: CrateBuilder, workflow_run_id: UUID) -> Iterator
     shapes = ToolShapes()
 
     # the run's own inputs (files no step of it produced), each written once with every slot it filled
+    builder.gathers_files = False  # the root lists them from the database once the rest is written
     workflow_inputs: dict[str, Entity] = {}
-    object_ids: list[str] = []
     external = (
         CalculationInput.objects.filter(in_run, file_id__isnull=False)
         .exclude(produced_here)
@@ -228,7 +264,6 @@ def workflow_run_crate(builder: CrateBuilder, workflow_run_id: UUID) -> Iterator
             sha256=first["file__sha256"],
             example_of=dict.fromkeys(examples),
         )
-        object_ids.append(entity["@id"])
         yield entity
 
     # each step: its CreateAction, its outputs, and the ControlAction of its step
@@ -259,8 +294,7 @@ def workflow_run_crate(builder: CrateBuilder, workflow_run_id: UUID) -> Iterator
         ),
         "produced_by_id",
     )
-    controls: list[str] = []
-    result_ids: list[str] = []
+    step_count = 0
     workflow_outputs: dict[str, Entity] = {}
     steps = (
         Calculation.objects.filter(workflow_run_id=workflow_run_id)
@@ -317,8 +351,6 @@ def workflow_run_crate(builder: CrateBuilder, workflow_run_id: UUID) -> Iterator
                 sha256=row["sha256"],
                 example_of=dict.fromkeys(examples),
             )
-            if (step, row["output_role"]) not in consumed:
-                result_ids.append(entity["@id"])
             step_files.append(entity)
         yield from action_entities(
             builder,
@@ -329,11 +361,12 @@ def workflow_run_crate(builder: CrateBuilder, workflow_run_id: UUID) -> Iterator
             output_roles=output_roles,
             agent=person["@id"],
             shapes=shapes,
+            mentioned=False,
         )
         yield from deleted
         yield from step_files
         control = local_id("control", calc["id"])
-        controls.append(control)
+        step_count += 1
         yield {
             "@id": control,
             "@type": "ControlAction",
@@ -450,11 +483,11 @@ def workflow_run_crate(builder: CrateBuilder, workflow_run_id: UUID) -> Iterator
         "@type": "CreateAction",
         "name": f"{run['workflow']} run {workflow_run_id}",
         "description": f"POST /api/v2/workflows/{run['workflow']}/runs with its parameters ({main_path}): "
-        f"{len(controls)} steps",
+        f"{step_count} steps",
         "instrument": ref(main_id),
         "agent": ref(person["@id"]),
-        "object": refs([*object_ids, *(value["@id"] for value in params_values)]),
-        "result": refs(result_ids),
+        "object": RefStream(lambda: chain(_input_ids(builder, workflow_run_id), (v["@id"] for v in params_values))),
+        "result": RefStream(lambda: _output_ids(builder, workflow_run_id, leaving_out=consumed)),
         "actionStatus": status_of(run["state"]),
         "identifier": str(workflow_run_id),
     }
@@ -467,7 +500,7 @@ def workflow_run_crate(builder: CrateBuilder, workflow_run_id: UUID) -> Iterator
     builder.mentions.insert(0, run_action)
     yield action
     profiles = [PROCESS_RUN_CRATE, WORKFLOW_RUN_CRATE, WORKFLOW_RO_CRATE]
-    if controls:  # the engine's run of the steps (a run that made none has no step to describe)
+    if step_count:  # the engine's run of the steps (a run that made none has no step to describe)
         profiles.insert(2, PROVENANCE_RUN_CRATE)
         engine = f"{builder.publisher_url}#workflow-engine"
         yield {
@@ -483,7 +516,7 @@ def workflow_run_crate(builder: CrateBuilder, workflow_run_id: UUID) -> Iterator
             "name": f"{builder.publisher} runs the steps of {run['workflow']} run {workflow_run_id}",
             "instrument": ref(engine),
             "agent": ref(person["@id"]),
-            "object": refs(controls),
+            "object": RefStream(lambda: _step_ids(workflow_run_id, lambda step: local_id("control", step))),
             "result": ref(run_action),
             "actionStatus": status_of(run["state"]),
         }
@@ -496,4 +529,6 @@ def workflow_run_crate(builder: CrateBuilder, workflow_run_id: UUID) -> Iterator
         ),
         author=person["@id"],
         main_entity=main_id,
+        more_parts=lambda: chain(_input_ids(builder, workflow_run_id), _output_ids(builder, workflow_run_id)),
+        more_mentions=lambda: _step_ids(workflow_run_id, action_id),
     )

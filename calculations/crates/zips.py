@@ -12,13 +12,14 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from calculations.crates.graph import CONTEXT, METADATA_FILE, CrateBuilder, Entity
+from calculations.crates.graph import CONTEXT, METADATA_FILE, CrateBuilder, Entity, RefStream
 from calculations.storage import get_storage
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
 
 _ZIP64_LIMIT = (1 << 31) - 1
+_REFS_PER_CHUNK = 500
 
 
 class _Sink(io.RawIOBase):
@@ -55,9 +56,31 @@ def metadata_chunks(entities: Iterable[Entity]) -> Iterator[bytes]:
     yield b'{\n  "@context": ' + json.dumps(CONTEXT).encode() + b',\n  "@graph": [\n'
     first = True
     for entity in entities:
-        yield (b"" if first else b",\n") + json.dumps(entity, ensure_ascii=False, indent=None).encode()
+        if not first:
+            yield b",\n"
+        yield from _entity_chunks(entity)
         first = False
     yield b"\n  ]\n}\n"
+
+
+def _entity_chunks(entity: Entity) -> Iterator[bytes]:
+    """One entity's JSON; a RefStream value is read and written a batch of references at a time."""
+    streams = {key: value for key, value in entity.items() if isinstance(value, RefStream)}
+    fixed = json.dumps({key: value for key, value in entity.items() if key not in streams}, ensure_ascii=False)
+    if not streams:
+        yield fixed.encode()
+        return
+    yield fixed[:-1].encode()  # (its closing brace comes after the streamed lists; @id is always there)
+    for key, stream in streams.items():
+        batch = [f", {json.dumps(key)}: ["]
+        for number, entity_id in enumerate(stream.ids()):
+            batch.append(("" if number == 0 else ", ") + json.dumps({"@id": entity_id}, ensure_ascii=False))
+            if len(batch) >= _REFS_PER_CHUNK:
+                yield "".join(batch).encode()
+                batch.clear()
+        batch.append("]")
+        yield "".join(batch).encode()
+    yield b"}"
 
 
 def zip_chunks(builder: CrateBuilder, entities: Iterable[Entity]) -> Iterator[bytes]:
