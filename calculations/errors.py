@@ -9,6 +9,14 @@ class InvalidInput(ValueError):
     """The request is well-formed but its content is wrong (422)."""
 
 
+class ManyInvalidInputs(InvalidInput):
+    """Every problem a check found, not just the first (a crate's import): a 422 listing them all."""
+
+    def __init__(self, summary: str, problems: list[str]) -> None:
+        super().__init__(f"{summary}: " + "; ".join(problems))
+        self.problems = problems
+
+
 class Conflict(RuntimeError):
     """The object's current state does not allow this (409): say what would."""
 

@@ -24,6 +24,24 @@ class ErrorOut(Schema):
     detail: str
 
 
+class ProblemsOut(Schema):
+    """A 422 that lists every problem found, not only the first (a crate's import)."""
+
+    detail: str
+    problems: list[str] = Field([], description="Each problem, one sentence each.")
+
+
+class CrateImportOut(Schema):
+    """The run a crate became here (POST /crates): poll `url` until it ended; its `verdict` then says
+    whether it reproduced the crate's outputs."""
+
+    kind: Literal["calculation", "workflow-run"]
+    id: UUID
+    url: str = Field(description="The new run's API URL.")
+    state: RunState
+    source: str = Field(description="The run the crate records, by its URL where it ran (or the crate's name).")
+
+
 class FileOut(Schema):
     id: UUID
     name: str

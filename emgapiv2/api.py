@@ -10,7 +10,7 @@ from ninja.errors import ValidationError as NinjaValidationError
 from ninja.parser import Parser
 
 from calculations.api.calculations import router as calculations_router
-from calculations.api.crates import calculation_crates_router, workflow_run_crates_router
+from calculations.api.crates import calculation_crates_router, crates_router, workflow_run_crates_router
 from calculations.api.files import router as files_router
 from calculations.api.health import router as health_router
 from calculations.api.tools import router as tools_router
@@ -18,7 +18,15 @@ from calculations.api.uploads import router as uploads_router
 from calculations.api.workflows import runs_router as workflow_runs_router
 from calculations.api.workflows import workflows_router
 from calculations.auth import TokenAuth
-from calculations.errors import Conflict, Forbidden, InvalidInput, NotFound, QuotaExceeded, Unavailable
+from calculations.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    ManyInvalidInputs,
+    NotFound,
+    QuotaExceeded,
+    Unavailable,
+)
 from calculations.storage import StorageError
 from emgapiv2.config import get_settings
 from emgapiv2.middleware import parsed_json
@@ -63,6 +71,8 @@ def install_error_handlers(target: NinjaAPI, *, invalid_status: int = 422) -> No
 
     @target.exception_handler(InvalidInput)
     def _invalid_input(request: HttpRequest, exc: InvalidInput) -> HttpResponse:
+        if isinstance(exc, ManyInvalidInputs):
+            return _error(request, invalid_status, str(exc), problems=exc.problems)
         return _error(request, invalid_status, str(exc))
 
     @target.exception_handler(Conflict)
@@ -135,4 +145,5 @@ api.add_router("/calculations", calculation_crates_router)
 api.add_router("/workflows", workflows_router)
 api.add_router("/workflow-runs", workflow_runs_router)
 api.add_router("/workflow-runs", workflow_run_crates_router)
+api.add_router("/crates", crates_router)
 api.add_router("/health", health_router)

@@ -346,7 +346,8 @@ class DashboardSettings(BaseModel):
 
 
 class CrateSettings(BaseModel):
-    """RO-Crate exports of a run (GET /calculations/{id}/crate, /workflow-runs/{id}/crate)."""
+    """RO-Crate exports of a run (GET /calculations/{id}/crate, /workflow-runs/{id}/crate), and imports of
+    one (POST /crates): a zip, bounded before and while it is read."""
 
     license: str = Field(
         "https://spdx.org/licenses/CC-BY-4.0",
@@ -362,6 +363,30 @@ class CrateSettings(BaseModel):
         ge=0,
         description="Most bytes of data files a crate holds with ?data=small (the default); the files left out are "
         "listed with their sha256, size and download URL.",
+    )
+    import_max_zip_bytes: int = Field(
+        2 * 1024**3,
+        ge=1024,
+        description="Largest crate zip POST /api/v2/crates accepts (413 above it, refused by its Content-Length "
+        "before a byte is read).",
+    )
+    import_max_entries: int = Field(10_000, ge=2, description="Most entries (files and folders) in an imported zip.")
+    import_max_unzipped_bytes: int = Field(
+        8 * 1024**3,
+        ge=1024,
+        description="Most bytes an imported zip's entries hold in all, unzipped: their headers are checked before "
+        "anything is read, and what is unzipped is counted as it is read (a header that lies is caught).",
+    )
+    import_max_ratio: float = Field(
+        200,
+        ge=2,
+        description="Highest compression ratio (unzipped / zipped) of an imported zip's entry larger than 1 MiB, or "
+        "of the whole zip (a zip bomb is refused with a 422).",
+    )
+    import_max_metadata_bytes: int = Field(
+        64 * 1024**2,
+        ge=1024,
+        description="Largest ro-crate-metadata.json of an imported crate (a 1,000-step map's is a few MB).",
     )
 
 

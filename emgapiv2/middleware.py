@@ -1,7 +1,8 @@
 """Bounds and headers every API request and response gets, before any view runs.
 
 - A body is bounded by its declared length: JSON bodies by `max_json_bytes`, uploads by
-  `max_upload_bytes` (checked before Django spools a byte to disk). Past it: a JSON 413.
+  `max_upload_bytes`, a crate's zip (POST /api/v2/crates) by `crate.import_max_zip_bytes` (checked
+  before Django spools a byte to disk). Past it: a JSON 413.
 - A JSON body is parsed here, once, counting its members as it goes: a body that is small but
   holds a huge number of keys (each one a validation error later) is refused before it can grow
   the worker. The parsed value is kept on the request for the API's parser.
@@ -23,6 +24,7 @@ from emgapiv2.config import get_settings
 # the two APIs: /api/v2 and GA4GH TES at /ga4gh/tes/v1
 API_PREFIXES = ("/api/", "/ga4gh/")
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+CRATE_IMPORT_PATH = "/api/v2/crates"
 MULTIPART_OVERHEAD_BYTES = 64 * 1024  # boundaries and part headers around the one file
 PARSED_JSON_ATTRIBUTE = "_emgapi_json"
 SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # the cheap test before the full one
@@ -81,11 +83,12 @@ def _check_body(request: HttpRequest) -> HttpResponse | None:
     if length is None:
         return _refuse(400, "the Content-Length header is not a number")
     if request.content_type == "multipart/form-data":
-        limit = settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES
-        if length > limit:
-            return _refuse(
-                413, f"the upload is {length} bytes; the limit is {settings.max_upload_bytes} bytes per file"
-            )
+        if request.path.rstrip("/") == CRATE_IMPORT_PATH:  # a crate's zip has a limit of its own
+            limit, what = settings.crate.import_max_zip_bytes, "per crate (EMGAPI_CRATE__IMPORT_MAX_ZIP_BYTES)"
+        else:
+            limit, what = settings.max_upload_bytes, "per file"
+        if length > limit + MULTIPART_OVERHEAD_BYTES:
+            return _refuse(413, f"the upload is {length} bytes; the limit is {limit} bytes {what}")
         return None
     if length > settings.max_json_bytes:
         return _refuse(

@@ -13,6 +13,8 @@ then act, `do_*` make one transactional change:
 - `reruns`: a run done again as a new one: an operator's of a failed calculation, whatever its program,
   or a user's that verifies its calculation or workflow run (same version and image, no cache);
 - `verdicts`: a verifying rerun's verdict, recorded by the action that ends it;
+- `imports`: a crate exported by any instance of the platform, run here as a user's calculation or
+  workflow run that verifies the crate's outputs (every problem listed first, nothing made if any);
 - `followers`: identical calculations that follow one in flight;
 - `workflow_runs`: workflow runs submitted, started, resumed, canceled, ended; their steps;
 - `workers`: worker processes registered, heartbeating, ended (their own liveness);

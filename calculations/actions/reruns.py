@@ -78,10 +78,12 @@ def check_verify_calculation(
     expected: dict[str, Any] | None,
     backend: str | None = None,
     rerun: Rerun | None = None,
+    reason: str = "submitted",
 ) -> Calculation:
     """A calculation that runs `tool` at `tool_version` (and `image_digest`, if it had one) again, from
     no cache, and once it ended carries its verdict against `expected` ({role: [{name, sha256, size}]};
-    None: nothing to compare). Conflict if the version or image is gone; else as any submission."""
+    None: nothing to compare). Conflict if the version or image is gone; else as any submission.
+    `reason`: its first event's (where the expectation came from, for a crate's)."""
     check_tool_available(tool, tool_version, image=image, image_digest=image_digest)
     return check_create_calculation(
         owner_id,
@@ -91,6 +93,7 @@ def check_verify_calculation(
         use_cache=False,
         backend=backend,
         rerun=rerun,
+        reason=reason,
         expected_outputs=expected,
     )
 

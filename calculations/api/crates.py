@@ -1,23 +1,32 @@
 """A run's record as an RO-Crate zip (calculations/crates/): GET /calculations/{id}/crate and
-/workflow-runs/{id}/crate, streamed as it is made."""
+/workflow-runs/{id}/crate, streamed as it is made; POST /crates runs one here (actions/imports.py)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from django.core.files.uploadedfile import TemporaryUploadedFile
+from django.core.files.uploadhandler import TemporaryFileUploadHandler
 from django.http import StreamingHttpResponse
 from ninja import Query, Router, Schema
 from pydantic import Field
 
 from calculations.actions import access_calculation_by_id, access_workflow_run_by_id
+from calculations.actions.imports import check_import_crate
 from calculations.api.files import content_disposition
 from calculations.api.requests import AuthedRequest
 from calculations.crates import CrateKind, DataPolicy, crate_chunks, crate_file_name
-from calculations.schemas import ErrorOut
+from calculations.errors import InvalidInput, StorageQuotaExceeded
+from calculations.models import Calculation
+from calculations.schemas import CrateImportOut, ErrorOut, ProblemsOut
+from calculations.states import RunState
+from emgapiv2.config import get_settings
 
 calculation_crates_router = Router(tags=["crates"])
 workflow_run_crates_router = Router(tags=["crates"])
+crates_router = Router(tags=["crates"])
 
 ZIP_RESPONSE: dict[str, Any] = {
     "responses": {
@@ -73,3 +82,73 @@ def export_workflow_run_crate(
     the edges between steps ParameterConnections."""
     run = access_workflow_run_by_id(request.auth.id, workflow_run_id)
     return _zip_response("workflow-run", run.id, query.data)
+
+
+CRATE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"crate": {"type": "string", "format": "binary", "description": "The crate's zip."}},
+                    "required": ["crate"],
+                    "additionalProperties": False,
+                }
+            }
+        },
+    }
+}
+
+
+def _crate_upload(request: AuthedRequest) -> TemporaryUploadedFile:
+    """The one zip of the form, spooled to a file on disk however small (never held in memory); its
+    size was bounded by its Content-Length before a byte was read (emgapiv2/middleware.py)."""
+    if request.content_type != "multipart/form-data":
+        raise InvalidInput(
+            f"send the crate as multipart/form-data with one field named 'crate' (this request's Content-Type is "
+            f"{request.content_type or 'missing'}), e.g. curl -F crate=@run.crate.zip"
+        )
+    if not hasattr(request, "_files"):  # (an Idempotency-Key's fingerprint may have read the form already)
+        request.upload_handlers = [TemporaryFileUploadHandler(request)]
+    files = request.FILES.getlist("crate")
+    others = sorted({*request.FILES, *request.POST} - {"crate"})
+    if len(files) != 1 or others:
+        found = f"; the form has {', '.join(map(repr, others))}" if others else ""
+        raise InvalidInput(f"send one field named 'crate' holding the zip{found}")
+    upload = files[0]
+    limit = get_settings().crate.import_max_zip_bytes
+    if upload.size is not None and upload.size > limit:
+        raise StorageQuotaExceeded(f"the crate is {upload.size} bytes; the limit is {limit} bytes")
+    if not isinstance(upload, TemporaryUploadedFile):
+        raise InvalidInput("the crate could not be spooled to disk")  # (the form was read before: see above)
+    return upload
+
+
+@crates_router.post(
+    "",
+    response={202: CrateImportOut, 413: ErrorOut, 422: ProblemsOut, 429: ErrorOut, 503: ErrorOut},
+    operation_id="import_crate",
+    openapi_extra=CRATE_BODY,
+)
+def import_crate(request: AuthedRequest) -> tuple[int, CrateImportOut]:
+    """Run a crate exported by an instance of this platform (GET …/crate) here, as your calculation or
+    workflow run, and verify it: the same tool versions and image digests (they must be available here),
+    the same parameters, and the inputs from the crate or, by sha256, from your own files; never from the
+    cache. Once it ended, its `verdict` compares its outputs with those the crate records. A crate that
+    cannot be run is a 422 listing every problem (`problems`), and then nothing was created."""
+    upload = _crate_upload(request)
+    try:
+        imported = check_import_crate(request.auth.id, Path(upload.temporary_file_path()))
+    finally:
+        upload.close()  # (its spool file goes with it)
+    run = imported.run
+    kind: CrateKind = "calculation" if isinstance(run, Calculation) else "workflow-run"
+    path = "calculations" if kind == "calculation" else "workflow-runs"
+    return 202, CrateImportOut(
+        kind=kind,
+        id=run.id,
+        url=f"{get_settings().public_url.rstrip('/')}/api/v2/{path}/{run.id}",
+        state=RunState(run.state),
+        source=imported.source,
+    )

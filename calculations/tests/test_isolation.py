@@ -7,6 +7,8 @@ from collections.abc import Callable
 from typing import Any
 from uuid import uuid4
 
+from django.core.files.uploadedfile import SimpleUploadedFile
+
 from conftest import ApiClient
 
 Upload = Callable[[str, bytes], str]
@@ -49,6 +51,14 @@ def test_every_route_answers_a_foreign_object_as_if_it_did_not_exist(
             unknown = set(id_params) - set(alices)
             assert not unknown, f"{method.upper()} {path}: no foreign object for {unknown}; extend this test"
             body_schema = operation.get("requestBody", {}).get("content", {}).get("application/json")
+            if path == "/api/v2/crates":  # alice's run's crate, its input only hers: never bob's to use
+                exported = alice.client.get(f"/api/v2/calculations/{calc_id}/crate?data=none")
+                crate = b"".join(exported.streaming_content)  # type: ignore[attr-defined]
+                as_bob = bob.client.post(path, {"crate": SimpleUploadedFile("run.crate.zip", crate)})
+                assert as_bob.status_code == 422, as_bob.content
+                assert as_bob.json()["problems"][0].startswith("missing input: input 'molecules'")
+                walked.append(f"{method.upper()} {path}")
+                continue
             if not id_params and (body_schema is None or path == "/api/v2/uploads"):
                 continue  # a list, an upload or a tool description: nothing of alice's to name
             workflow = path.startswith("/api/v2/workflows/")
@@ -88,6 +98,7 @@ def test_every_route_answers_a_foreign_object_as_if_it_did_not_exist(
         "GET /api/v2/calculations/{calculation_id}/crate",
         "GET /api/v2/workflow-runs/{workflow_run_id}/crate",
     } <= set(walked)
+    assert "POST /api/v2/crates" in walked
     assert {
         "POST /api/v2/calculations/{calculation_id}/rerun",
         "POST /api/v2/workflow-runs/{workflow_run_id}/rerun",

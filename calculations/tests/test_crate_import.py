@@ -1,0 +1,359 @@
+"""POST /crates: a crate another user exported, run here as the importing user's calculation or
+workflow run that verifies the crate's outputs; and every crate that cannot be run (hostile zips,
+crates that do not conform, tools or inputs not here) a 422 listing each problem, with nothing left
+behind: no file rows, no blobs, no runs, no spooled files. The worker's side is played by the actions."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import warnings
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from uuid import UUID, uuid4
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from calculations import actions
+from calculations.crates import write_crate
+from calculations.images import register_image_lookup
+from calculations.models import Calculation, File, WorkflowRun
+from calculations.policies import AttemptEnd
+from calculations.storage import get_storage
+from calculations.tests.crate_runs import (
+    GENOME,
+    finished_pipeline,
+    finished_tes_task,
+    finished_tool_calculation,
+    upload,
+)
+from conftest import ApiClient
+from emgapiv2.config import get_settings
+
+pytestmark = pytest.mark.django_db
+GENOME_PATH = "inputs/contigs/genome.fna"
+
+
+@pytest.fixture(autouse=True)
+def images() -> Iterator[None]:
+    """The engine holds each tool's image at the digest crate_runs.finish_calculation records."""
+    previous = register_image_lookup(lambda name: "sha256:" + hashlib.sha256(name.encode()).hexdigest())
+    yield
+    register_image_lookup(previous)
+
+
+def _crate(kind: str, run_id: Any, data: str = "all") -> bytes:
+    out = io.BytesIO()
+    write_crate(kind, run_id, data, out)  # type: ignore[arg-type]
+    return out.getvalue()
+
+
+def _import(client: ApiClient, content: bytes) -> Any:
+    return client.client.post("/api/v2/crates", {"crate": SimpleUploadedFile("run.crate.zip", content)})
+
+
+def _prodigal(alice_id: int) -> Calculation:
+    genome = upload(alice_id, "genome.fna", GENOME)
+    return finished_tool_calculation(alice_id, "prodigal", {"contigs": genome.id}, {"mode": "meta"})
+
+
+def _finish_with(calc_id: UUID, outputs: list[tuple[str, str, bytes]]) -> Calculation:
+    """What the worker does: run it in the image the crate names, ending with these outputs."""
+    calc = Calculation.objects.get(id=calc_id)
+    image = f"emgapi/{calc.tool}:{calc.tool_version}"
+    actions.do_start_calculation(calc.id, 1, flow_run_id=uuid4(), backend="container", host="h", workdir="/w")
+    digest = "sha256:" + hashlib.sha256(image.encode()).hexdigest()
+    actions.do_mark_running(calc.id, 1, job_id="1", argv=[calc.tool], executable=calc.tool, image=image,
+                            image_digest=digest)  # fmt: skip
+    blobs = [
+        actions.OutputBlob(role, name, get_storage().put(io.BytesIO(content)).sha256, len(content))
+        for role, name, content in outputs
+    ]
+    outcome = actions.JobOutcome(0, {}, None, None)
+    return actions.do_end_attempt(calc.id, 1, AttemptEnd.SUCCEEDED, outputs=blobs, outcome=outcome)
+
+
+def _outputs_of(calc: Calculation) -> list[tuple[str, str, bytes]]:
+    storage = get_storage()
+    return [
+        (file.output_role, file.name, b"".join(storage.iter_chunks(file.sha256)))
+        for file in calc.output_files.order_by("output_role")
+    ]
+
+
+def test_another_users_calculation_runs_here_as_mine_and_verifies_identical(alice_id: int, bob: ApiClient) -> None:
+    original = _prodigal(alice_id)
+    response = _import(bob, _crate("calculation", original.id))
+    assert response.status_code == 202, response.content
+    body = response.json()
+    assert body["kind"] == "calculation" and body["state"] == "QUEUED"
+    assert body["url"].endswith(f"/api/v2/calculations/{body['id']}")
+    assert body["source"].endswith(f"/api/v2/calculations/{original.id}")
+    new = Calculation.objects.get(id=body["id"])
+    assert new.owner.username == "bob" and new.cached_from_id is None
+    assert (new.tool, new.tool_version, new.params) == (original.tool, original.tool_version, original.params)
+    # the genome came in the crate: now bob's own file, the same bytes
+    genome = new.inputs.values_list("file__owner__username", "file__sha256").get()
+    assert genome == ("bob", original.inputs.values_list("file__sha256", flat=True).get())
+    first = new.events.order_by("id").first()
+    assert first is not None and first.reason == f"imported from the crate of {body['source']}"
+
+    _finish_with(new.id, _outputs_of(original))
+    verdict = bob.get(f"/calculations/{new.id}").json()["verdict"]
+    assert verdict["outcome"] == "identical", verdict
+    assert {(o["role"], o["status"]) for o in verdict["outputs"]} == {("genes", "identical"), ("proteins", "identical")}
+
+
+def test_an_output_that_differs_from_the_crates_is_named(alice_id: int, bob: ApiClient) -> None:
+    original = _prodigal(alice_id)
+    new_id = _import(bob, _crate("calculation", original.id)).json()["id"]
+    outputs = [
+        (role, name, content + b"x" if role == "genes" else content) for role, name, content in _outputs_of(original)
+    ]
+    _finish_with(UUID(new_id), outputs)
+    verdict = bob.get(f"/calculations/{new_id}").json()["verdict"]
+    assert verdict["outcome"] == "different"
+    assert verdict["summary"].startswith("different: genes/") and "proteins" not in verdict["summary"]
+
+
+def test_a_crate_without_data_uses_the_importers_own_file_of_the_same_sha256(alice_id: int, bob: ApiClient) -> None:
+    original = _prodigal(alice_id)
+    crate = _crate("calculation", original.id, data="none")
+    response = _import(bob, crate)  # only alice holds the genome: never used for bob
+    assert response.status_code == 422
+    assert any(problem.startswith("missing input: input 'contigs'") for problem in response.json()["problems"])
+
+    mine = bob.upload("my-genome.fna", GENOME).json()["id"]
+    files = File.objects.count()
+    response = _import(bob, crate)
+    assert response.status_code == 202, response.content
+    assert File.objects.count() == files  # nothing new: bob's own file is the input
+    assert str(Calculation.objects.get(id=response.json()["id"]).inputs.get().file_id) == mine
+
+
+def test_a_pipelines_crate_runs_as_a_workflow_run_expecting_each_steps_outputs(
+    alice_id: int, bob: ApiClient, workflow_catalogue: Any
+) -> None:
+    original = finished_pipeline(alice_id)
+    response = _import(bob, _crate("workflow-run", original.id))
+    assert response.status_code == 202, response.content
+    body = response.json()
+    assert body["kind"] == "workflow-run" and body["source"].endswith(f"/api/v2/workflow-runs/{original.id}")
+    run = WorkflowRun.objects.get(id=body["id"])
+    assert run.owner.username == "bob" and run.workflow == "pipeline"
+    # the pipeline names bob's files now, made from the crate's bytes
+    refs = {step["inputs"]["contigs" if name == "genes" else "profile"] for name, step in run.params["steps"].items()}
+    bobs = {f"file:{file_id}" for file_id in File.objects.filter(owner=run.owner).values_list("id", flat=True)}
+    assert refs <= bobs and len(refs) == 2
+    assert run.params["steps"]["hits"]["inputs"]["sequences"] == "genes.proteins"
+    assert sorted(run.expected_steps or {}) == ["genes[0]", "hits[0]"]
+    genes = original.steps.get(step="genes")
+    expected = run.expected_steps["genes[0]"]["outputs"]  # type: ignore[index]
+    assert {role: [f["sha256"] for f in files] for role, files in expected.items()} == {
+        file.output_role: [file.sha256] for file in genes.output_files.all()
+    }
+
+
+def test_a_tes_tasks_crate_is_refused_saying_why(alice_id: int, bob: ApiClient) -> None:
+    task = finished_tes_task(alice_id)
+    response = _import(bob, _crate("calculation", task.id))
+    assert response.status_code == 422
+    assert "GA4GH TES task: it is not imported" in response.json()["detail"]
+
+
+# --- hostile and wrong crates: a 422 listing every problem, and nothing left behind ---------------
+
+
+def _rebuild(content: bytes, edit: Callable[[dict[str, bytes], dict[str, Any]], None]) -> bytes:
+    """The crate's zip made again after `edit` changed its entries or its metadata's graph (by @id)."""
+    with zipfile.ZipFile(io.BytesIO(content)) as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    document = json.loads(entries["ro-crate-metadata.json"])
+    graph = {entity["@id"]: entity for entity in document["@graph"]}
+    edit(entries, graph)
+    document["@graph"] = list(graph.values())
+    entries["ro-crate-metadata.json"] = json.dumps(document).encode()
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return out.getvalue()
+
+
+def _tool(graph: dict[str, Any]) -> dict[str, Any]:
+    return next(entity for entity in graph.values() if entity["@type"] == "SoftwareApplication")
+
+
+def _with_entry(name: str, data: bytes, mode: int = 0o100644) -> Callable[[bytes], bytes]:
+    def add(content: bytes) -> bytes:
+        out = io.BytesIO(content)
+        with warnings.catch_warnings(), zipfile.ZipFile(out, "a") as archive:
+            warnings.simplefilter("ignore")  # (a name twice is one of the cases)
+            info = zipfile.ZipInfo(name)
+            info.external_attr = mode << 16
+            archive.writestr(info, data)
+        return out.getvalue()
+
+    return add
+
+
+def _replacing(name: str, data: bytes) -> Callable[[bytes], bytes]:
+    def replace(content: bytes) -> bytes:
+        with zipfile.ZipFile(io.BytesIO(content)) as archive:
+            entries = {entry: archive.read(entry) for entry in archive.namelist()}
+        entries[name] = data
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w") as archive:
+            for entry, value in entries.items():
+                archive.writestr(entry, value)
+        return out.getvalue()
+
+    return replace
+
+
+def _bomb(content: bytes) -> bytes:
+    out = io.BytesIO(content)
+    with zipfile.ZipFile(out, "a", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("bomb.bin", b"\0" * (8 * 1024**2))
+    return out.getvalue()
+
+
+def _lying_size(content: bytes) -> bytes:
+    """The genome's entry, its headers (local and central) claiming fewer bytes than it holds."""
+    data = bytearray(content)
+    name = GENOME_PATH.encode()
+    for signature, offset in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
+        start = 0
+        while (start := data.find(signature, start)) != -1:
+            name_at = start + (30 if signature == b"PK\x03\x04" else 46)
+            if data[name_at : name_at + len(name)] == name:
+                data[start + offset : start + offset + 4] = (10).to_bytes(4, "little")
+            start += 4
+    return bytes(data)
+
+
+def _wrong_version(entries: dict[str, bytes], graph: dict[str, Any]) -> None:
+    _tool(graph)["softwareVersion"] = "9.9.9"
+
+
+def _unknown_tool(entries: dict[str, bytes], graph: dict[str, Any]) -> None:
+    _tool(graph)["name"] = "nosuchtool"
+
+
+def _wrong_bytes(entries: dict[str, bytes], graph: dict[str, Any]) -> None:
+    entries[GENOME_PATH] = GENOME.replace(b"ATG", b"TTT")
+
+
+def _no_instrument(entries: dict[str, bytes], graph: dict[str, Any]) -> None:
+    next(entity for entity in graph.values() if entity["@type"] == "CreateAction").pop("instrument")
+
+
+def _no_profile(entries: dict[str, bytes], graph: dict[str, Any]) -> None:
+    graph["./"]["conformsTo"] = {"@id": "https://example.org/some-profile"}
+
+
+def _no_sha256(entries: dict[str, bytes], graph: dict[str, Any]) -> None:
+    next(entity for entity in graph.values() if entity.get("name") == "genes.gff").pop("sha256")
+
+
+def _several(entries: dict[str, bytes], graph: dict[str, Any]) -> None:
+    _wrong_version(entries, graph)
+    _wrong_bytes(entries, graph)
+    entries["../escape.txt"] = b"out"
+
+
+HOSTILE: dict[str, tuple[Callable[[bytes], bytes], list[str]]] = {
+    "not a zip": (lambda content: b"just some text", ["the upload is not a zip file"]),
+    "no metadata": (
+        lambda content: content.replace(b"ro-crate-metadata.json", b"ro-crate-metadata.jsox"),
+        ["the zip has no ro-crate-metadata.json at its root"],
+    ),
+    "metadata not JSON": (
+        _replacing("ro-crate-metadata.json", b'{"@graph": [nope'), ["ro-crate-metadata.json cannot be read"]
+    ),
+    "zip bomb": (_bomb, ["entry 'bomb.bin' unzips to 8388608 bytes from", "(a zip bomb?)"]),
+    "lying size": (_lying_size, [f"entry '{GENOME_PATH}'"]),
+    "../ path": (_with_entry("../../etc/cron.d/evil", b"x"), ["entry '../../etc/cron.d/evil' leaves the crate"]),
+    "absolute path": (_with_entry("/etc/evil", b"x"), ["entry '/etc/evil' is an absolute path"]),
+    "backslash": (_with_entry("..\\evil", b"x"), ["entry '..\\\\evil' has a backslash in its path"]),
+    "symlink": (_with_entry("inputs/link", b"/etc/passwd", 0o120777), ["entry 'inputs/link' is a symbolic link"]),
+    "twice": (_with_entry(GENOME_PATH, GENOME), [f"entry '{GENOME_PATH}' is in the zip twice"]),
+    "unknown tool": (lambda c: _rebuild(c, _unknown_tool), ["nosuchtool 2.6.3 is not registered here (no tool"]),
+    "wrong version": (lambda c: _rebuild(c, _wrong_version), ["prodigal 9.9.9 is not registered here (have 2.6.3)"]),
+    "wrong sha256": (lambda c: _rebuild(c, _wrong_bytes), [f"data file '{GENOME_PATH}': its bytes' sha256 is"]),
+    "no instrument": (lambda c: _rebuild(c, _no_instrument), ["its instrument is not a SoftwareApplication"]),
+    "no profile": (lambda c: _rebuild(c, _no_profile), ["does not conform to the Process Run Crate"]),
+    "no sha256": (lambda c: _rebuild(c, _no_sha256), ["output 'genes': file", "has no sha256"]),
+    "several": (
+        lambda c: _rebuild(c, _several),
+        ["prodigal 9.9.9 is not registered here", f"data file '{GENOME_PATH}': its bytes' sha256",
+         "'../escape.txt' leaves"],
+    ),
+}  # fmt: skip
+
+
+def _left_behind() -> tuple[int, int, int, frozenset[Path], frozenset[Path]]:
+    settings = get_settings()
+    blobs = frozenset(path for path in settings.blob_root.rglob("*") if path.is_file())
+    spooled = frozenset(settings.spool_dir.rglob("*")) if settings.spool_dir.exists() else frozenset()
+    return File.objects.count(), Calculation.objects.count(), WorkflowRun.objects.count(), blobs, spooled
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_a_hostile_or_wrong_crate_is_a_422_listing_each_problem_and_leaves_nothing(
+    case: str, alice_id: int, bob: ApiClient
+) -> None:
+    make, expected = HOSTILE[case]
+    crate = make(_crate("calculation", _prodigal(alice_id).id))
+    before = _left_behind()
+    response = _import(bob, crate)
+    assert response.status_code == 422, response.content
+    body = response.json()
+    assert body["detail"].startswith("the crate cannot be run here: ")
+    for text in expected:
+        assert any(text in problem for problem in body["problems"]), (text, body["problems"])
+    assert _left_behind() == before
+
+
+def test_an_image_digest_not_here_and_too_many_entries_are_422s(
+    alice_id: int, bob: ApiClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    crate = _crate("calculation", _prodigal(alice_id).id)
+    previous = register_image_lookup(lambda name: "sha256:" + "0" * 64)
+    try:
+        response = _import(bob, crate)
+    finally:
+        register_image_lookup(previous)
+    assert response.status_code == 422
+    assert "is not available (the tool's image is now sha256:000" in response.json()["detail"]
+
+    monkeypatch.setattr(get_settings().crate, "import_max_entries", 3)
+    before = _left_behind()
+    response = _import(bob, crate)
+    assert response.status_code == 422
+    assert response.json()["problems"] == [
+        f"the zip has {len(zipfile.ZipFile(io.BytesIO(crate)).namelist())} entries; at most 3 are allowed "
+        "(EMGAPI_CRATE__IMPORT_MAX_ENTRIES)"
+    ]
+    assert _left_behind() == before
+
+
+def test_a_crate_larger_than_the_limit_is_a_413_before_it_is_read(
+    alice_id: int, bob: ApiClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    crate = _crate("calculation", _prodigal(alice_id).id)
+    monkeypatch.setattr(get_settings().crate, "import_max_zip_bytes", 1024)
+    response = _import(bob, crate + b"\0" * (128 * 1024))
+    assert response.status_code == 413
+    assert "EMGAPI_CRATE__IMPORT_MAX_ZIP_BYTES" in response.json()["detail"]
+
+
+def test_a_request_without_the_zip_says_how_to_send_it(bob: ApiClient) -> None:
+    response = bob.post("/crates", {"crate": "x"})
+    assert response.status_code == 422 and "multipart/form-data" in response.json()["detail"]
+    response = bob.client.post("/api/v2/crates", {"file": SimpleUploadedFile("a.zip", b"x")})
+    assert response.status_code == 422 and "one field named 'crate'" in response.json()["detail"]
