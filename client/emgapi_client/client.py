@@ -41,6 +41,7 @@ from emgapi_client.transfers import (
 from emgapi_client.types import (
     TERMINAL_STATES,
     Calculation,
+    CrateImport,
     File,
     LogChunk,
     Logs,
@@ -80,16 +81,21 @@ def normalise_url(url: str) -> str:
 def _error_from(response: httpx.Response) -> ApiError:
     """The API's `{"detail": …}` as an exception; a page that is not the API's JSON is quoted."""
     detail = ""
+    problems: list[str] = []
     try:
         body = response.json()
         if isinstance(body, dict) and body.get("detail"):
             detail = str(body["detail"])
+            if isinstance(body.get("problems"), list):
+                problems = [str(problem) for problem in body["problems"]]
     except ValueError:
         pass
     if not detail:
         text = " ".join(response.text.split())[:300]
         detail = f"{response.status_code} {response.reason_phrase}" + (f": {text}" if text else "")
-    return ApiError(response.status_code, detail, method=response.request.method, url=str(response.request.url))
+    return ApiError(
+        response.status_code, detail, method=response.request.method, url=str(response.request.url), problems=problems
+    )
 
 
 class _PresignedUnavailable(Exception):
@@ -395,6 +401,15 @@ class Client:
         finally:
             partial.unlink(missing_ok=True)
         return replace(summary, path=target)
+
+    def import_crate(self, path: Path) -> CrateImport:
+        """Run a crate (a zip `download_crate` wrote, from any instance of the platform) on this one as
+        yours, verifying it: the new run, whose `verdict`, once it ended, compares its outputs with the
+        crate's. An `ApiError` (422) lists in `problems` every reason it cannot be run here."""
+        with path.open("rb") as reader:
+            return cast(
+                CrateImport, self._json("POST", "/crates", files={"crate": (path.name, reader, "application/zip")})
+            )
 
     # -- tools and calculations -----------------------------------------------------------------
 

@@ -9,14 +9,18 @@ class EmgapiError(Exception):
 
 
 class ApiError(EmgapiError):
-    """The API answered an error status (4xx/5xx); the message is the server's `detail`."""
+    """The API answered an error status (4xx/5xx); the message is the server's `detail`, and
+    `problems` each problem it found when it lists them all (a crate's import)."""
 
-    def __init__(self, status_code: int, detail: str, *, method: str = "", url: str = "") -> None:
+    def __init__(
+        self, status_code: int, detail: str, *, method: str = "", url: str = "", problems: list[str] | None = None
+    ) -> None:
         super().__init__(detail)
         self.status_code = status_code
         self.detail = detail
         self.method = method
         self.url = url
+        self.problems = problems or []
 
 
 class InvalidUrl(EmgapiError, ValueError):

@@ -160,6 +160,17 @@ class WorkflowRun(WorkflowRunSummary):
     verdict: NotRequired[Verdict | None]  # a verifying rerun's, once it ended, step by step
 
 
+class CrateImport(TypedDict):
+    """The run a crate became (POST /crates): poll it; once it ended, its verdict says whether it
+    reproduced the crate's outputs."""
+
+    kind: Literal["calculation", "workflow-run"]
+    id: str
+    url: str
+    state: State
+    source: str  # the run the crate records, by its URL where it ran
+
+
 @dataclass(frozen=True)
 class SavedOutput:
     """A step's output downloaded by `Client.download_run_outputs`."""

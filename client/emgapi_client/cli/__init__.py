@@ -43,7 +43,13 @@ def main() -> None:
     except (EmgapiError, ConfigError) as exc:
         label: Literal["error", "timeout"] = "timeout" if isinstance(exc, WaitTimeout) else "error"
         status = f" ({exc.status_code})" if isinstance(exc, ApiError) else ""
-        err.print(f"[red]{label}{status}[/]: {escape(str(exc))}")
+        if isinstance(exc, ApiError) and exc.problems:  # every problem, one a line
+            summary = exc.detail.split(": ", 1)[0]
+            err.print(f"[red]{label}{status}[/]: {escape(summary)}:")
+            for problem in exc.problems:
+                err.print(f"  - {escape(problem)}")
+        else:
+            err.print(f"[red]{label}{status}[/]: {escape(str(exc))}")
         sys.exit(exit_code_of(exc))
     except OSError as exc:  # a local file or directory that cannot be read or written
         where = f": {exc.filename}" if exc.filename else ""
