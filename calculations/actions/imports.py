@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from calculations.actions.reruns import check_tool_available, check_verify_calcu
 from calculations.actions.transitions import lock_blob
 from calculations.actions.workflow_runs import do_create_workflow_run
 from calculations.crates.imports import (
+    CrateFile,
     CratePlan,
     CrateRefused,
     CrateZip,
@@ -98,15 +100,12 @@ def _check(
         return None, {}
     plan, found = plan_crate(graph, crate)
     problems += found
-    if plan is None:
-        return None, {}
-    runs = [plan.run] if plan.run is not None else plan.steps
-    for run in runs:
-        problems += _tool_problems(run, plan.kind == "calculation")
-    if plan.kind == "workflow-run":
-        problems += _workflow_problems(owner_id, plan)
-    problems += _data_problems(crate, graph)
-    sources = _sources(owner_id, plan, crate, scratch, problems)
+    if plan is not None:
+        for run in [plan.run] if plan.run is not None else plan.steps:
+            problems += _tool_problems(run, plan.kind == "calculation")
+        if plan.kind == "workflow-run":
+            problems += _workflow_problems(owner_id, plan)
+    sources = _sources(owner_id, plan, crate, graph, scratch, problems)
     adding = [(sha256, source.size) for sha256, source in sources.items() if source.path is not None]
     try:
         check_storage_quota(owner_id, new_bytes(owner_id, adding), "the crate's inputs")
@@ -190,56 +189,44 @@ def _decoded(schema: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     return decoded
 
 
-def _data_problems(crate: CrateZip, graph: dict[str, Any]) -> list[str]:
-    """Every data file the zip holds, read once: its bytes must have the sha256 (and size) its entity gives."""
-    problems: list[str] = []
+def _sources(
+    owner_id: int, plan: CratePlan | None, crate: CrateZip, graph: dict[str, Any], scratch: Path, problems: list[str]
+) -> dict[str, _Source]:
+    """Each input by sha256: the user's own file with those bytes, else the crate's, unzipped; a
+    problem naming each that is neither. Every data file the zip holds is read once, here: its bytes
+    must have the sha256 (and size) its entity gives, and an input the user does not hold is unzipped
+    into `scratch` as it is read."""
+    sources: dict[str, _Source] = {}
+    wanted: dict[str, tuple[str, CrateFile]] = {}
+    for where, file in plan.needed() if plan is not None else ():
+        wanted.setdefault(file.sha256, (where, file))
+    own = File.objects.filter(owner_id=owner_id, sha256__in=list(wanted)).order_by("-created_at")
+    for sha256, file_id in own.values_list("sha256", "id"):  # (the oldest last: it wins)
+        sources[sha256] = _Source(wanted[sha256][1].name, file_id=file_id)
     for path in sorted(crate.entries):
         entity = graph.get(quote(path)) or graph.get(path)
         if entity is None or not isinstance(entity.get("sha256"), str):
-            continue
+            continue  # not a data file the crate describes (its README, the pipeline's JSON)
+        expected = entity["sha256"]
+        target = scratch / str(len(sources)) if expected in wanted and expected not in sources else None
         try:
-            sha256, size = crate.read(path)
+            with open(target, "wb") if target is not None else nullcontext() as sink:
+                sha256, size = crate.read(path, sink)
         except ValueError as exc:
             problems.append(str(exc))
             if "EMGAPI_CRATE__IMPORT_MAX_UNZIPPED_BYTES" in str(exc):
                 break
             continue
-        if sha256 != entity["sha256"]:
-            problems.append(
-                f"data file {shown(path)}: its bytes' sha256 is {sha256}, the crate says {entity['sha256']}"
-            )
+        if sha256 != expected:
+            problems.append(f"data file {shown(path)}: its bytes' sha256 is {sha256}, the crate says {expected}")
         elif str(entity.get("contentSize", size)) != str(size):
             problems.append(f"data file {shown(path)}: it holds {size} bytes, the crate says {entity['contentSize']}")
-    return problems
-
-
-def _sources(owner_id: int, plan: CratePlan, crate: CrateZip, scratch: Path, problems: list[str]) -> dict[str, _Source]:
-    """Each input by sha256: the user's own file with those bytes, else the crate's, unzipped (checked
-    again as it is); a problem naming each that is neither."""
-    sources: dict[str, _Source] = {}
-    for where, file in plan.needed():
-        if file.sha256 in sources:
-            continue
-        own = (
-            File.objects.filter(owner_id=owner_id, sha256=file.sha256)
-            .order_by("created_at")
-            .values_list("id", flat=True)
-            .first()
-        )
-        if own is not None:
-            sources[file.sha256] = _Source(file.name, file_id=own)
-        elif file.path is not None:
-            target = scratch / str(len(sources))
-            try:
-                with open(target, "wb") as sink:
-                    sha256, size = crate.read(file.path, sink)
-            except ValueError:
-                continue  # the data check named it
-            if sha256 == file.sha256:
-                sources[file.sha256] = _Source(file.name, path=target, size=size)
-        else:
+        elif target is not None:
+            sources[sha256] = _Source(wanted[sha256][1].name, path=target, size=size)
+    for sha256, (where, file) in sorted(wanted.items()):
+        if sha256 not in sources and file.path is None:  # (one in the zip that did not read is named above)
             problems.append(
-                f"missing input: {where}, sha256 {file.sha256}, is neither in the crate nor one of your files "
+                f"missing input: {where}, sha256 {sha256}, is neither in the crate nor one of your files "
                 "(upload it, then import again)"
             )
     return sources

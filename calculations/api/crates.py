@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from django.core.files.uploadedfile import TemporaryUploadedFile
+from django.core.files.uploadedfile import TemporaryUploadedFile, UploadedFile
 from django.core.files.uploadhandler import TemporaryFileUploadHandler
 from django.http import StreamingHttpResponse
 from ninja import Query, Router, Schema
@@ -101,9 +104,10 @@ CRATE_BODY: dict[str, Any] = {
 }
 
 
-def _crate_upload(request: AuthedRequest) -> TemporaryUploadedFile:
-    """The one zip of the form, spooled to a file on disk however small (never held in memory); its
-    size was bounded by its Content-Length before a byte was read (emgapiv2/middleware.py)."""
+def _crate_upload(request: AuthedRequest) -> UploadedFile[bytes]:
+    """The one zip of the form, spooled to a file on disk however small (not held in memory, unless an
+    Idempotency-Key's fingerprint read the form first); its size was bounded by its Content-Length
+    before a byte was read (emgapiv2/middleware.py)."""
     if request.content_type != "multipart/form-data":
         raise InvalidInput(
             f"send the crate as multipart/form-data with one field named 'crate' (this request's Content-Type is "
@@ -120,9 +124,22 @@ def _crate_upload(request: AuthedRequest) -> TemporaryUploadedFile:
     limit = get_settings().crate.import_max_zip_bytes
     if upload.size is not None and upload.size > limit:
         raise StorageQuotaExceeded(f"the crate is {upload.size} bytes; the limit is {limit} bytes")
-    if not isinstance(upload, TemporaryUploadedFile):
-        raise InvalidInput("the crate could not be spooled to disk")  # (the form was read before: see above)
     return upload
+
+
+@contextmanager
+def _on_disk(upload: UploadedFile[bytes]) -> Iterator[Path]:
+    """The zip's path on disk: its spool file, or (a small one the fingerprint read into memory) a copy."""
+    if isinstance(upload, TemporaryUploadedFile):
+        yield Path(upload.temporary_file_path())
+        return
+    spool = get_settings().spool_dir
+    spool.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=spool, prefix="crate-", suffix=".zip") as copy:
+        for chunk in upload.chunks():
+            copy.write(chunk)
+        copy.flush()
+        yield Path(copy.name)
 
 
 @crates_router.post(
@@ -139,7 +156,8 @@ def import_crate(request: AuthedRequest) -> tuple[int, CrateImportOut]:
     cannot be run is a 422 listing every problem (`problems`), and then nothing was created."""
     upload = _crate_upload(request)
     try:
-        imported = check_import_crate(request.auth.id, Path(upload.temporary_file_path()))
+        with _on_disk(upload) as zip_path:
+            imported = check_import_crate(request.auth.id, zip_path)
     finally:
         upload.close()  # (its spool file goes with it)
     run = imported.run

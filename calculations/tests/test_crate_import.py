@@ -22,13 +22,17 @@ from calculations import actions
 from calculations.crates import write_crate
 from calculations.images import register_image_lookup
 from calculations.models import Calculation, File, WorkflowRun
+from calculations.orchestrator import WorkflowInfo
 from calculations.policies import AttemptEnd
 from calculations.storage import get_storage
 from calculations.tests.crate_runs import (
     GENOME,
+    end_workflow_run,
+    finished_map,
     finished_pipeline,
     finished_tes_task,
     finished_tool_calculation,
+    started_workflow_run,
     upload,
 )
 from conftest import ApiClient
@@ -156,6 +160,53 @@ def test_a_pipelines_crate_runs_as_a_workflow_run_expecting_each_steps_outputs(
     assert {role: [f["sha256"] for f in files] for role, files in expected.items()} == {
         file.output_role: [file.sha256] for file in genes.output_files.all()
     }
+
+
+def test_a_maps_crate_expects_each_element_and_names_the_importers_files(
+    alice_id: int, bob: ApiClient, workflow_catalogue: Any
+) -> None:
+    original = finished_map(alice_id, 3)
+    response = _import(bob, _crate("workflow-run", original.id))
+    assert response.status_code == 202, response.content
+    run = WorkflowRun.objects.get(id=response.json()["id"])
+    each = run.params["steps"]["genes"]["inputs"]["contigs"]["each"]
+    bobs = File.objects.filter(owner=run.owner)
+    assert each == [f"file:{file_id}" for file_id in bobs.order_by("name").values_list("id", flat=True)]
+    assert sorted(run.expected_steps or {}) == ["genes[0]", "genes[1]", "genes[2]"]
+
+
+def test_an_ops_flows_crate_runs_only_where_the_same_source_is_deployed(
+    alice_id: int, bob: ApiClient, workflow_catalogue: list[Any], tmp_path: Path
+) -> None:
+    source = tmp_path / "count.py"
+    source.write_text("def count(n: int, names: list[str]) -> int:\n    return n\n")
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}, "names": {"type": "array"}}}
+    workflow_catalogue.append(WorkflowInfo(name="count", description="", parameters_schema=schema, source_file=source))
+    original = end_workflow_run(started_workflow_run(alice_id, "count", {"n": 3, "names": ["a", "b"]}))
+    crate = _crate("workflow-run", original.id)
+
+    response = _import(bob, crate)
+    assert response.status_code == 202, response.content
+    run = WorkflowRun.objects.get(id=response.json()["id"])
+    assert (run.workflow, run.params, run.expected_steps) == ("count", {"n": 3, "names": ["a", "b"]}, {})
+
+    source.write_text("def count(n: int, names: list[str]) -> int:\n    return n + 1\n")
+    response = _import(bob, crate)
+    assert response.status_code == 422
+    assert "workflow 'count' is deployed here from other source (sha256 " in response.json()["detail"]
+    workflow_catalogue.pop()
+    response = _import(bob, crate)
+    assert response.status_code == 422 and "workflow 'count' not found" in response.json()["detail"]
+
+
+def test_an_import_with_an_idempotency_key_is_answered_once(alice_id: int, bob: ApiClient) -> None:
+    crate = _crate("calculation", _prodigal(alice_id).id)
+    key = {"HTTP_IDEMPOTENCY_KEY": "import-1"}
+    first = bob.client.post("/api/v2/crates", {"crate": SimpleUploadedFile("a.zip", crate)}, **key)  # type: ignore[arg-type]
+    again = bob.client.post("/api/v2/crates", {"crate": SimpleUploadedFile("a.zip", crate)}, **key)  # type: ignore[arg-type]
+    assert first.status_code == again.status_code == 202, first.content
+    assert first.json()["id"] == again.json()["id"]
+    assert Calculation.objects.filter(owner__username="bob").count() == 1
 
 
 def test_a_tes_tasks_crate_is_refused_saying_why(alice_id: int, bob: ApiClient) -> None:
