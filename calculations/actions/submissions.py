@@ -9,7 +9,6 @@ from typing import Any
 from uuid import UUID
 
 from django.db import transaction
-from django.db.models import Count, Q
 from django.utils import timezone
 from pydantic import ValidationError
 
@@ -189,19 +188,23 @@ def active_usage(owner_id: int) -> ActiveUsage:
 
 
 def _usage(owner_id: int, workflow_run_id: UUID | None) -> tuple[ActiveUsage, bool]:
-    """The user's usage, and whether this run has a step in progress: one aggregate over the user's
-    runs in flight (the (owner, state) index) and one count, on every submission and every step."""
-    step = Q(workflow_run__isnull=False, state__in=ATTEMPT_IN_PROGRESS_STATES)
-    alone = Q(workflow_run__isnull=True, state__in=ACTIVE_STATES, cached_from__isnull=True)
-    counts = Calculation.objects.filter(Q(owner_id=owner_id) & (alone | step)).aggregate(
-        calculations=Count("id", filter=alone),
-        steps=Count("id", filter=step),
-        busy_runs=Count("workflow_run", distinct=True, filter=step & Q(workflow_run__state__in=ACTIVE_STATES)),
-        this_run=Count("id", filter=step & Q(workflow_run_id=workflow_run_id)),
+    """The user's usage, and whether this run has a step in progress, on every submission and every
+    step. Two reads of the (owner, state) index that return only the rows in flight: an OR across
+    states would have the database scan the user's whole history instead, once per step."""
+    in_flight = Calculation.objects.filter(owner_id=owner_id, state__in=ACTIVE_STATES)
+    calculations, step_runs = 0, []  # steps whose attempt is in progress, by their run
+    rows: list[tuple[str, UUID | None, UUID | None]] = list(
+        in_flight.values_list("state", "workflow_run_id", "cached_from_id")
     )
-    runs = WorkflowRun.objects.filter(owner_id=owner_id, state__in=ACTIVE_STATES).count()
-    usage = ActiveUsage(counts["calculations"], runs, counts["steps"], runs - counts["busy_runs"])
-    return usage, counts["this_run"] > 0
+    for state, run_id, cached in rows:
+        if run_id is None:
+            calculations += cached is None
+        elif state in ATTEMPT_IN_PROGRESS_STATES:
+            step_runs.append(run_id)
+    runs = set(WorkflowRun.objects.filter(owner_id=owner_id, state__in=ACTIVE_STATES).values_list("id", flat=True))
+    busy_runs = len(runs.intersection(step_runs))
+    usage = ActiveUsage(calculations, len(runs), len(step_runs), len(runs) - busy_runs)
+    return usage, workflow_run_id in step_runs
 
 
 def check_active_quota(owner_id: int) -> None:

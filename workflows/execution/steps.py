@@ -22,6 +22,7 @@ from django.utils import timezone
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
+from prefect.logging.handlers import APILogHandler
 from prefect.logging.loggers import PrefectLogAdapter
 
 from calculations import actions
@@ -40,11 +41,14 @@ from workflows.orchestration.orchestrator import create_flow_run
 S = RunState
 
 # One INFO line per step, at its end, in its task run's logs (state, argv, the calculation's admin
-# page): a child of prefect.task_runs, whose handler sends it to the dashboard, at its own level,
-# while the rest of a step's lines stay at workflow.step_log_level (WARNING: a map of thousands of
-# steps pays for every line in server CPU, bench/README.md).
+# page), at its own level, while the rest of a step's lines stay at workflow.step_log_level (WARNING:
+# a map of thousands of steps pays for every line in server CPU, bench/README.md). It goes to the
+# dashboard only: Prefect's console handler (rich) took 3 ms of the worker's CPU per line, a twentieth
+# of a map step's, to repeat in the worker's own log what the task run's page shows.
 STEP_LOGGER = logging.getLogger("prefect.task_runs.steps")
 STEP_LOGGER.setLevel(logging.INFO)
+STEP_LOGGER.propagate = False
+STEP_LOGGER.addHandler(APILogHandler())
 
 
 class StepFailed(Exception):
