@@ -101,8 +101,11 @@ def _check(
     plan, found = plan_crate(graph, crate)
     problems += found
     if plan is not None:
+        checked: set[tuple[str, str, str | None]] = set()
         for run in [plan.run] if plan.run is not None else plan.steps:
-            problems += _tool_problems(run, plan.kind == "calculation")
+            if (run.tool, run.version, run.image_digest) not in checked:  # (a map's steps: the engine asked once)
+                checked.add((run.tool, run.version, run.image_digest))
+                problems += _tool_problems(run, plan.kind == "calculation")
         if plan.kind == "workflow-run":
             problems += _workflow_problems(owner_id, plan)
     sources = _sources(owner_id, plan, crate, graph, scratch, problems)
