@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tempfile
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -75,23 +76,45 @@ def check_import_crate(owner_id: int, zip_path: Path) -> ImportedCrate:
     """Run the crate at `zip_path` here as `owner_id`'s: the new calculation or workflow run.
     ManyInvalidInputs lists every problem found, and then nothing was made."""
     settings = get_settings()
-    settings.spool_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=settings.spool_dir, prefix="crate-import-") as scratch:
+    scratch = _Scratch(settings.spool_dir)
+    try:
         try:
             crate, problems = open_crate_zip(zip_path, settings.crate)
         except CrateRefused as exc:
             raise ManyInvalidInputs(REFUSED, exc.problems) from None
         try:
-            plan, sources = _check(owner_id, crate, problems, Path(scratch))
+            plan, sources = _check(owner_id, crate, problems, scratch)
         finally:
             crate.close()
         if problems or plan is None:
             raise ManyInvalidInputs(REFUSED, problems)
         return ImportedCrate(_create(owner_id, plan, sources), plan.source)
+    finally:
+        scratch.clear()
+
+
+class _Scratch:
+    """The inputs unzipped from a crate: files in the spool directory (which the sweeper clears of
+    what a killed process left), removed once the import ended either way."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.paths: list[Path] = []
+
+    def new(self) -> Path:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=self.directory, prefix="crate-input-")
+        os.close(fd)
+        self.paths.append(Path(name))
+        return self.paths[-1]
+
+    def clear(self) -> None:
+        for path in self.paths:
+            path.unlink(missing_ok=True)
 
 
 def _check(
-    owner_id: int, crate: CrateZip, problems: list[str], scratch: Path
+    owner_id: int, crate: CrateZip, problems: list[str], scratch: _Scratch
 ) -> tuple[CratePlan | None, dict[str, _Source]]:
     try:
         graph = read_metadata(crate)
@@ -193,7 +216,12 @@ def _decoded(schema: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _sources(
-    owner_id: int, plan: CratePlan | None, crate: CrateZip, graph: dict[str, Any], scratch: Path, problems: list[str]
+    owner_id: int,
+    plan: CratePlan | None,
+    crate: CrateZip,
+    graph: dict[str, Any],
+    scratch: _Scratch,
+    problems: list[str],
 ) -> dict[str, _Source]:
     """Each input by sha256: the user's own file with those bytes, else the crate's, unzipped; a
     problem naming each that is neither. Every data file the zip holds is read once, here: its bytes
@@ -211,7 +239,7 @@ def _sources(
         if entity is None or not isinstance(entity.get("sha256"), str):
             continue  # not a data file the crate describes (its README, the pipeline's JSON)
         expected = entity["sha256"]
-        target = scratch / str(len(sources)) if expected in wanted and expected not in sources else None
+        target = scratch.new() if expected in wanted and expected not in sources else None
         try:
             with open(target, "wb") if target is not None else nullcontext() as sink:
                 sha256, size = crate.read(path, sink)
