@@ -311,6 +311,14 @@ def _no_sha256(entries: dict[str, bytes], graph: dict[str, Any]) -> None:
     next(entity for entity in graph.values() if entity.get("name") == "genes.gff").pop("sha256")
 
 
+def _not_fasta(entries: dict[str, bytes], graph: dict[str, Any]) -> None:
+    """Bytes that match their sha256 but are no FASTA: found only once they are stored (the format check)."""
+    entries[GENOME_PATH] = b"this is not a genome\n"
+    genome = graph[GENOME_PATH]
+    genome["sha256"] = hashlib.sha256(entries[GENOME_PATH]).hexdigest()
+    genome["contentSize"] = str(len(entries[GENOME_PATH]))
+
+
 def _several(entries: dict[str, bytes], graph: dict[str, Any]) -> None:
     _wrong_version(entries, graph)
     _wrong_bytes(entries, graph)
@@ -336,6 +344,7 @@ HOSTILE: dict[str, tuple[Callable[[bytes], bytes], list[str]]] = {
     "unknown tool": (lambda c: _rebuild(c, _unknown_tool), ["nosuchtool 2.6.3 is not registered here (no tool"]),
     "wrong version": (lambda c: _rebuild(c, _wrong_version), ["prodigal 9.9.9 is not registered here (have 2.6.3)"]),
     "wrong sha256": (lambda c: _rebuild(c, _wrong_bytes), [f"data file '{GENOME_PATH}': its bytes' sha256 is"]),
+    "not fasta": (lambda c: _rebuild(c, _not_fasta), ["input 'contigs': file 'genome.fna'"]),
     "no instrument": (lambda c: _rebuild(c, _no_instrument), ["its instrument is not a SoftwareApplication"]),
     "no profile": (lambda c: _rebuild(c, _no_profile), ["does not conform to the Process Run Crate"]),
     "no sha256": (lambda c: _rebuild(c, _no_sha256), ["output 'genes': file", "has no sha256"]),
