@@ -12,9 +12,14 @@ class InvalidInput(ValueError):
 class ManyInvalidInputs(InvalidInput):
     """Every problem a check found, not just the first (a crate's import): a 422 listing them all."""
 
+    LISTED = 100  # a 1,000-genome crate without its data is a thousand "missing input"s: the first say it
+
     def __init__(self, summary: str, problems: list[str]) -> None:
-        super().__init__(f"{summary}: " + "; ".join(problems))
-        self.problems = problems
+        listed = problems[: self.LISTED]
+        if len(problems) > self.LISTED:
+            listed.append(f"and {len(problems) - self.LISTED} more problems like these")
+        super().__init__(f"{summary}: " + "; ".join(listed[:3]) + ("; …" if len(listed) > 3 else ""))
+        self.problems = listed
 
 
 class Conflict(RuntimeError):

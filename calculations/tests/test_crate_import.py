@@ -417,3 +417,14 @@ def test_a_request_without_the_zip_says_how_to_send_it(bob: ApiClient) -> None:
     assert response.status_code == 422 and "multipart/form-data" in response.json()["detail"]
     response = bob.client.post("/api/v2/crates", {"file": SimpleUploadedFile("a.zip", b"x")})
     assert response.status_code == 422 and "one field named 'crate'" in response.json()["detail"]
+
+
+def test_a_crate_with_a_thousand_problems_lists_the_first_hundred_and_counts_the_rest() -> None:
+    """A map's crate without its data names every genome missing: the 422 stays small."""
+    from calculations.errors import ManyInvalidInputs
+
+    refused = ManyInvalidInputs("the crate cannot be run here", [f"missing input: genome {i}" for i in range(1000)])
+    assert len(refused.problems) == 101 and refused.problems[-1] == "and 900 more problems like these"
+    assert (
+        str(refused).startswith("the crate cannot be run here: missing input: genome 0; ") and len(str(refused)) < 200
+    )
