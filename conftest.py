@@ -8,7 +8,9 @@ Tiers, cheapest first (scripts/test.sh runs them in this order, `./taskw test-fa
 - system (marked system): those services under faults, a real browser, the Docker work pool.
 A test that uses the Prefect server, a container engine or Slurm is in the integration tier at
 least, whatever its marks say. Within one session, tests run tier by tier; with
---tier-fail-fast, a failure skips the later tiers."""
+--tier-fail-fast, a failure skips the later tiers. A test marked crate_validator needs roc-validator's
+virtualenv and nothing else: it is in the integration tier too (the virtualenv is made beside the unit
+tier), but scripts/test.sh runs it in a process of its own beside the integration session."""
 
 from __future__ import annotations
 
@@ -51,7 +53,16 @@ def tier_of(item: pytest.Item) -> int:
     """The item's tier, as an index of TIERS."""
     if item.get_closest_marker("system"):
         return 2
-    return 1 if any(item.get_closest_marker(name) for name in ("integration", "container", "slurm")) else 0
+    integration = ("integration", "container", "slurm", "crate_validator")
+    return 1 if any(item.get_closest_marker(name) for name in integration) else 0
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "crate_validator: validates crates with roc-validator (its virtualenv is made in the background) and "
+        "needs no other service: scripts/test.sh runs these beside the integration tier",
+    )
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # The test suite in tiers, cheapest first, so that a cheap failure ends the run before anything
 # costly starts (the tiers are described in conftest.py):
-#   checks       ruff (lint, format) and mypy; nothing else has started yet
+#   checks       ruff (lint, format) and mypy; only the container engine has started, and in the
+#                background it builds the images the later tiers need, or finds them built
+#                (`background images`, below): mostly waiting on downloads, it costs the checks little
 #   unit         the unit tests, one process per core (pytest-xdist), on a throwaway PostgreSQL (the
-#                same cluster serves every tier). Meanwhile the container engine builds the images
-#                the later tiers need, or finds them built (`background images`, below)
+#                same cluster serves every tier), while the images are still made
 #   sqlite       a smoke run on SQLite, the embedded default
 #   integration  the Slurm cluster, a Prefect server and worker: the integration tests, then in the
 #                same session the system tier (faults, a real browser, the Docker work pool), skipped
 #                once an integration test failed
 #   podman       the container backend on Podman's Docker-compatible API, the images copied over
 #                from the Docker engine: in the background, beside the integration tier
+#   crates       the crates checked by roc-validator that need no service but its virtualenv (marked
+#                crate_validator): CPU-bound, in the background beside the integration tier, which
+#                mostly waits
 # Usage: scripts/test.sh [--fast | --soak] [pytest arguments, given to every pytest run]
 #   (none)   every tier: ./taskw test, and CI
 #   --fast   the unit tier alone: ./taskw test-fast
@@ -86,7 +90,7 @@ unit_tier() {
   tier unit
   # the test settings give each process its own data dir, Prefect port and S3 server; PostgreSQL
   # gives each its own test database
-  on_postgres -n logical -m "not integration and not container and not slurm and not system" "$@"
+  on_postgres -n logical -m "not integration and not container and not slurm and not system and not crate_validator" "$@"
 }
 
 docker_engine() {
@@ -101,10 +105,12 @@ docker_engine() {
 # Work in the background, in a session of its own (so that a failure elsewhere stops it all), its
 # output kept for when it is awaited:
 #   images  what the next tiers need from the engine (scripts/test-images.sh: cold, mostly waiting on
-#           package downloads), made while the unit and SQLite tiers run
+#           package downloads), made while the checks, the unit and the SQLite tiers run
 #   podman  the container backend's tests (and a Slurm job's container), the same code unchanged, on
 #           Podman's Docker-compatible API with the Docker engine's images copied over; it shares
 #           nothing with the integration tier but the CPU (its containers mostly wait), so it runs beside it
+#   crates  the crate_validator tests, in a database of their own on the same cluster, beside the
+#           integration tier too (which then mostly waits on its services and tools)
 declare -A bg_pid=() bg_log=() bg_started=()
 background() {  # name command…
   local name=$1; shift
@@ -149,14 +155,14 @@ case "$mode" in
     exit 0 ;;
 esac
 
+docker_engine
+background images scripts/test-images.sh  # from the start: it waits on downloads, the checks on the CPU
 tier checks
 ruff check .
 ruff format --check .
 echo "mypy (task typecheck): 0 errors is the bar"
 python -m mypy  # pyproject.toml's [tool.mypy] says what is checked
 
-docker_engine
-background images scripts/test-images.sh
 postgres
 unit_tier "$@"
 
@@ -181,8 +187,11 @@ background podman env DOCKER_HOST="$podman_host" bash -c '
   scripts/images.sh --from "$0" && python -m pytest -p no:cacheprovider -q -m container \
     workflows/tests/backends/test_container.py workflows/tests/backends/test_slurm.py "$@"
 ' "$DOCKER_HOST" "$@"
-on_postgres --tier-fail-fast -m "integration or container or slurm or system" "$@"
+background crates env EMGAPI_DB__URL="${pg_url}_crates" python -m pytest -p no:cacheprovider --reuse-db -q \
+  -m crate_validator "$@"
+on_postgres --tier-fail-fast -m "(integration or container or slurm or system) and not crate_validator" "$@"
 
-tier podman
+tier podman  # and the crates: whatever of the background work is still running
+await_background crates
 await_background podman
 

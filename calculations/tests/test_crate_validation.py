@@ -31,8 +31,8 @@ from calculations.tests.crate_validation import PROCESS_RUN, PROVENANCE_RUN, WOR
 from emgapiv2.config import BASE_DIR
 
 # the validator runs in its own virtualenv, which `task test` makes beside the images: in time for
-# the integration tier, not the unit tier
-pytestmark = pytest.mark.integration
+# the integration tier, not the unit tier; these need nothing else, and run beside that tier
+pytestmark = pytest.mark.crate_validator
 
 CC_BY = "https://spdx.org/licenses/CC-BY-4.0"
 FILES = {"genome.fna": b">c1\nATGAAATAG\n", "proteins.faa": b">c1_1\nMK*\n"}
