@@ -17,6 +17,7 @@ import pytest
 import tes
 
 from calculations.actions import do_create_api_token, do_set_user_quota
+from calculations.tests.crate_validation import PROCESS_RUN, validate_crate
 from calculations.workdirs import attempt_dir
 from demo.synthetic import fasta, genome_with_genes, protein_family
 from emgapiv2.config import get_settings
@@ -65,7 +66,7 @@ def _genome() -> bytes:
     return fasta({"c1": genome_with_genes(rng, family, length=30_000)}).encode()
 
 
-def test_prodigal_task_runs_its_executors_in_turn_and_stores_its_outputs(client: Client) -> None:
+def test_prodigal_task_runs_its_executors_in_turn_and_stores_its_outputs(client: Client, tmp_path: Path) -> None:
     genome_url = client.upload("genome.fna", _genome())
     task = tes.Task(
         name="call-genes",
@@ -131,6 +132,11 @@ def test_prodigal_task_runs_its_executors_in_turn_and_stores_its_outputs(client:
     assert client.http.get("/ga4gh/tes/v1/tasks", params={"tag_key": "project", "tag_value": "x"}).json() == {
         "tasks": []
     }
+    # its RO-Crate, exported as a user would, is a Process Run Crate the validator accepts (issue 20)
+    crate = tmp_path / "task.crate.zip"
+    crate.write_bytes(client.http.get(f"/api/v2/calculations/{task_id}/crate").raise_for_status().content)
+    report = validate_crate(crate, PROCESS_RUN)
+    assert report.is_valid and not report.refused, str(report)
 
 
 def test_a_failing_executor_is_an_executor_error_without_outputs(client: Client) -> None:
