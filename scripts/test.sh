@@ -111,6 +111,7 @@ docker_engine() {
 #           nothing with the integration tier but the CPU (its containers mostly wait), so it runs beside it
 #   crates  the crate_validator tests, in a database of their own on the same cluster, beside the
 #           integration tier too (which then mostly waits on its services and tools)
+#   slurm   the dev cluster's start, unless it runs already, while the unit and SQLite tiers run
 declare -A bg_pid=() bg_log=() bg_started=()
 background() {  # name command…
   local name=$1; shift
@@ -135,11 +136,14 @@ podman_engine() {
   fi
 }
 
-slurm_cluster() {
+slurm_cluster_start() {  # in the background: its daemons mostly wait for each other (~8 s)
   if ! slurm-dev-environment/slurm.sh status >/dev/null 2>&1; then
     started+=(slurm)
-    slurm-dev-environment/slurm.sh up
+    background slurm slurm-dev-environment/slurm.sh up
   fi
+}
+slurm_cluster() {
+  [ -z "${bg_pid[slurm]:-}" ] || await_background slurm
   eval "$(slurm-dev-environment/slurm.sh env)"
 }
 
@@ -164,6 +168,7 @@ echo "mypy (task typecheck): 0 errors is the bar"
 python -m mypy  # pyproject.toml's [tool.mypy] says what is checked
 
 postgres
+slurm_cluster_start
 unit_tier "$@"
 
 tier sqlite  # the embedded default: a smoke run, a test or two of each layer that writes
