@@ -19,7 +19,7 @@ from pydantic import Field
 from calculations.actions import access_calculation_by_id, access_workflow_run_by_id
 from calculations.actions.imports import check_import_crate
 from calculations.api.files import content_disposition
-from calculations.api.requests import AuthedRequest
+from calculations.api.requests import AuthedRequest, one_file_body
 from calculations.crates import CrateKind, DataPolicy, crate_chunks, crate_file_name
 from calculations.errors import InvalidInput, StorageQuotaExceeded
 from calculations.models import Calculation
@@ -87,21 +87,7 @@ def export_workflow_run_crate(
     return _zip_response("workflow-run", run.id, query.data)
 
 
-CRATE_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {"crate": {"type": "string", "format": "binary", "description": "The crate's zip."}},
-                    "required": ["crate"],
-                    "additionalProperties": False,
-                }
-            }
-        },
-    }
-}
+CRATE_BODY = one_file_body("crate", "The crate's zip.")
 
 
 def _crate_upload(request: AuthedRequest) -> UploadedFile[bytes]:

@@ -1,5 +1,5 @@
 from itertools import chain
-from typing import Any, BinaryIO, cast
+from typing import BinaryIO, cast
 from urllib.parse import quote
 from uuid import UUID
 
@@ -10,7 +10,7 @@ from ninja.pagination import paginate
 
 from calculations.actions import access_file_by_id, check_upload_size, do_create_file, do_delete_file
 from calculations.api.pagination import BoundedLimitOffsetPagination
-from calculations.api.requests import AuthedRequest
+from calculations.api.requests import AuthedRequest, one_file_body
 from calculations.errors import InvalidInput
 from calculations.models import File
 from calculations.schemas import ErrorOut, FileOut
@@ -21,23 +21,7 @@ from emgapiv2.config import get_settings
 router = Router(tags=["files"])
 
 
-# The body is read here rather than declared as a ninja File parameter, so that each way of
-# getting it wrong has its own message (a ninja parameter answers all of them "file: Field required").
-UPLOAD_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {"file": {"type": "string", "format": "binary", "description": "The file."}},
-                    "required": ["file"],
-                    "additionalProperties": False,
-                }
-            }
-        },
-    }
-}
+UPLOAD_BODY = one_file_body("file", "The file.")
 
 
 @router.post(
