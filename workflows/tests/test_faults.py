@@ -3,7 +3,7 @@ Prints its figures.
 
 `./taskw test` runs each fault a few times; `./taskw soak` (EMGAPI_TEST_SOAK=1) runs the long soak:
 20 kill rounds, a 60 s Prefect outage with 100 submissions during it, 10 kills in a map of 100 steps
-(CI: 3 rounds, 10 s with 30, 3 kills in 40). The assertions are the same. Each figure can be set on its
+(CI: 3 rounds, 6 s with 20, 3 kills in 40). The assertions are the same. Each figure can be set on its
 own: EMGAPI_FAULT_ROUNDS, EMGAPI_PREFECT_DOWN_SECONDS, EMGAPI_FAULT_OUTAGE_SUBMISSIONS,
 EMGAPI_FAULT_MAP_KILLS, EMGAPI_FAULT_MAP_WIDTH."""
 
@@ -24,8 +24,8 @@ from workflows.tests.test_integration import TERMINAL, Api
 pytestmark = [pytest.mark.integration, pytest.mark.system, pytest.mark.django_db(transaction=True)]
 SOAK = os.environ.get("EMGAPI_TEST_SOAK") == "1"
 ROUNDS = int(os.environ.get("EMGAPI_FAULT_ROUNDS", "20" if SOAK else "3"))
-PREFECT_DOWN_SECONDS = float(os.environ.get("EMGAPI_PREFECT_DOWN_SECONDS", "60" if SOAK else "10"))
-OUTAGE_SUBMISSIONS = int(os.environ.get("EMGAPI_FAULT_OUTAGE_SUBMISSIONS", "100" if SOAK else "30"))
+PREFECT_DOWN_SECONDS = float(os.environ.get("EMGAPI_PREFECT_DOWN_SECONDS", "60" if SOAK else "6"))
+OUTAGE_SUBMISSIONS = int(os.environ.get("EMGAPI_FAULT_OUTAGE_SUBMISSIONS", "100" if SOAK else "20"))
 MAP_KILLS = int(os.environ.get("EMGAPI_FAULT_MAP_KILLS", "10" if SOAK else "3"))
 MAP_WIDTH = int(os.environ.get("EMGAPI_FAULT_MAP_WIDTH", "100" if SOAK else "40"))
 
