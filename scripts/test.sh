@@ -194,7 +194,9 @@ background podman env DOCKER_HOST="$podman_host" bash -c '
 ' "$DOCKER_HOST" "$@"
 background crates env EMGAPI_DB__URL="${pg_url}_crates" python -m pytest -p no:cacheprovider --reuse-db -q \
   -m crate_validator "$@"
-on_postgres --tier-fail-fast -m "(integration or container or slurm or system) and not crate_validator" "$@"
+# its Prefect server boots while the tests are collected (workflows/tests/services.py)
+EMGAPI_TEST_PREFECT_EARLY=1 on_postgres --tier-fail-fast \
+  -m "(integration or container or slurm or system) and not crate_validator" "$@"
 
 tier podman  # and the crates: whatever of the background work is still running
 await_background crates

@@ -52,10 +52,8 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-@pytest.fixture(scope="session")
-def prefect_server_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
-    if django_settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
-        pytest.skip("integration tests run on PostgreSQL (task test starts one)")
+def _new_prefect_server(home: Path) -> PrefectServer:
+    """A Prefect server on a database of its own on the test PostgreSQL, not started yet."""
     import psycopg
 
     database = f"prefect_test_{os.getpid()}"
@@ -64,7 +62,6 @@ def prefect_server_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator
         connection.execute(f'CREATE DATABASE "{database}"')
     api_url = os.environ["PREFECT_API_URL"]
     port = api_url.rsplit(":", 1)[1].split("/")[0]
-    home = tmp_path_factory.mktemp("prefect")
     env = {
         **os.environ,
         "PREFECT_HOME": str(home),
@@ -76,8 +73,39 @@ def prefect_server_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator
         "PREFECT_UI_ENABLED": "true",  # the browser test opens the dashboard
         "DO_NOT_TRACK": "1",
     }
-    server = PrefectServer(api_url, env, home / "server.log")
-    server.start()
+    return PrefectServer(api_url, env, home / "server.log")
+
+
+# EMGAPI_TEST_PREFECT_EARLY=1 (scripts/test.sh's integration session): the server starts booting when
+# the session starts, while the tests are collected, and the fixture then waits for it to answer
+_early_server: list[PrefectServer] = []
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if os.environ.get("EMGAPI_TEST_PREFECT_EARLY") != "1":
+        return
+    if django_settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        return
+    server = _new_prefect_server(session.config._tmp_path_factory.mktemp("prefect"))  # type: ignore[attr-defined]
+    server.spawn()
+    _early_server.append(server)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    while _early_server:  # started early, and no test asked for it
+        _early_server.pop().stop()
+
+
+@pytest.fixture(scope="session")
+def prefect_server_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
+    if django_settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        pytest.skip("integration tests run on PostgreSQL (task test starts one)")
+    if _early_server:
+        server = _early_server.pop()
+        server.wait_ready(0)
+    else:
+        server = _new_prefect_server(tmp_path_factory.mktemp("prefect"))
+        server.start()
     try:
         from workflows.orchestration.deployments import deploy
 
@@ -108,12 +136,16 @@ class ServiceProcess:
         return self.process.pid
 
     def start(self) -> None:
+        self.wait_ready(self.spawn())
+
+    def spawn(self) -> int:
+        """Started, not waited for: the offset in its log where this start's lines begin."""
         offset = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 self.argv, cwd=BASE_DIR, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
-        self.wait_ready(offset)
+        return offset
 
     def wait_ready(self, log_offset: int) -> None:
         raise NotImplementedError
