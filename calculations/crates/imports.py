@@ -7,7 +7,9 @@ them all. Nothing here writes anything but the files it is handed.
 A zip's entries must be plain files and folders at relative paths (no absolute path, no `..`, no
 backslash, no link, no name twice), as many and as big as the settings allow; an entry's ratio of
 unzipped to zipped bytes is bounded (entries over 1 MiB, and the zip as a whole), and the bytes read
-are counted against the sizes the headers declare, so a header that lies is caught as it is read."""
+are counted against the sizes the headers declare, so a header that lies is caught as it is read.
+Its table of entries (the central directory) is measured and counted before `zipfile` parses it,
+which makes an object of every entry listed: a small zip may list millions."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import io
 import json
 import re
 import stat
+import struct
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -30,6 +33,7 @@ from calculations.verdicts import ExpectedStep, expected_outputs, step_key
 from calculations.workflow_params import PIPELINE
 from emgapiv2.config import CrateSettings
 
+CENTRAL_ENTRY_BYTES = 4096  # the table's bytes allowed per entry: a path as long as Linux allows (PATH_MAX)
 RATIO_FLOOR_BYTES = 1024**2  # a smaller entry may compress as well as it likes (a run of one letter)
 _CHUNK = 1024**2
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -111,10 +115,68 @@ class CrateZip:
         return digest.hexdigest(), size
 
 
+_END = struct.Struct("<4s4H2LH")  # the end of central directory record: the table's size is [5]
+_END64_LOCATOR = 20  # bytes of the zip64 end record's locator, just before the end record
+_END64 = struct.Struct("<4sQ2H2L4Q")  # the zip64 end record, before its locator: the size is [8]
+_CENTRAL = struct.Struct("<4s4B4HL2L5H2L")  # an entry in the table: its name, extra and comment lengths [12:15]
+
+
+def _central_directory(stream: IO[bytes]) -> tuple[int, int] | None:
+    """(offset, size) of the zip's table of entries as its end record says (where `zipfile` reads it);
+    None if there is no end record (then `zipfile` says what is wrong)."""
+    end = stream.seek(0, io.SEEK_END)
+    start = max(0, end - _END.size - (1 << 16))  # (the record ends with a comment of up to 64 KiB)
+    stream.seek(start)
+    tail = stream.read()
+    at = len(tail) - _END.size  # where a record without a comment is, as `zipfile` looks first
+    if not (at >= 0 and tail[at : at + 4] == b"PK\x05\x06" and tail[-2:] == b"\0\0"):
+        at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) - at < _END.size:
+        return None
+    size, location = _END.unpack_from(tail, at)[5], start + at
+    if location >= _END64_LOCATOR + _END64.size:
+        stream.seek(location - _END64_LOCATOR - _END64.size)
+        record = stream.read(_END64.size + 4)
+        if record[:4] == b"PK\x06\x06" and record[_END64.size :] == b"PK\x06\x07":
+            size, location = _END64.unpack_from(record)[8], location - _END64_LOCATOR - _END64.size
+    return location - size, size
+
+
+def _count_entries(path: Path, limits: CrateSettings) -> None:
+    """CrateRefused if the zip's table of entries is larger, or lists more entries, than the limits allow:
+    looked at one entry's header at a time, before `zipfile` reads the whole table and makes an object
+    of each entry (a 50 MB zip of nothing but a table lists a million: 12 s and 400 MB to parse)."""
+    most = limits.import_max_entries
+    with path.open("rb") as stream:
+        found = _central_directory(stream)
+        if found is None or found[0] < 0:
+            return
+        offset, size = found
+        if size > most * CENTRAL_ENTRY_BYTES:
+            raise CrateRefused(
+                [f"the zip's table of entries is {size} bytes; at most {most * CENTRAL_ENTRY_BYTES} are allowed "
+                 f"({CENTRAL_ENTRY_BYTES} for each of EMGAPI_CRATE__IMPORT_MAX_ENTRIES, {most})"]
+            )  # fmt: skip
+        stream.seek(offset)
+        count = read = 0
+        while read + _CENTRAL.size <= size:
+            header = stream.read(_CENTRAL.size)
+            if len(header) < _CENTRAL.size or header[:4] != b"PK\x01\x02":
+                return  # (`zipfile` says what is wrong)
+            skip = sum(_CENTRAL.unpack(header)[12:15])
+            stream.seek(skip, io.SEEK_CUR)
+            read += _CENTRAL.size + skip
+            count += 1
+            if count > most:
+                what = f"the zip has more than {most} entries; at most {most} are allowed"
+                raise CrateRefused([f"{what} (EMGAPI_CRATE__IMPORT_MAX_ENTRIES)"])
+
+
 def open_crate_zip(path: Path, limits: CrateSettings) -> tuple[CrateZip, list[str]]:
     """The zip and every problem its headers show; CrateRefused if it is no zip at all, or its
     entries are too many to look at."""
     try:
+        _count_entries(path, limits)
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         raise CrateRefused([f"the upload is not a zip file ({exc})"]) from None

@@ -8,6 +8,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import struct
+import tracemalloc
 import warnings
 import zipfile
 from collections.abc import Callable, Iterator
@@ -20,6 +22,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from calculations import actions
 from calculations.crates import write_crate
+from calculations.crates.imports import CrateRefused, open_crate_zip
 from calculations.images import register_image_lookup
 from calculations.models import Calculation, File, WorkflowRun
 from calculations.orchestrator import WorkflowInfo
@@ -36,7 +39,7 @@ from calculations.tests.crate_runs import (
     upload,
 )
 from conftest import ApiClient
-from emgapiv2.config import get_settings
+from emgapiv2.config import CrateSettings, get_settings
 
 pytestmark = pytest.mark.django_db
 GENOME_PATH = "inputs/contigs/genome.fna"
@@ -396,10 +399,46 @@ def test_an_image_digest_not_here_and_too_many_entries_are_422s(
     response = _import(bob, crate)
     assert response.status_code == 422
     assert response.json()["problems"] == [
-        f"the zip has {len(zipfile.ZipFile(io.BytesIO(crate)).namelist())} entries; at most 3 are allowed "
-        "(EMGAPI_CRATE__IMPORT_MAX_ENTRIES)"
+        "the zip has more than 3 entries; at most 3 are allowed (EMGAPI_CRATE__IMPORT_MAX_ENTRIES)"
     ]
     assert _left_behind() == before
+
+
+def _table_only(names: list[bytes]) -> bytes:
+    """A zip of nothing but its table of entries (all `zipfile` reads to list them), whose end record
+    claims one entry."""
+    table = b"".join(
+        struct.pack("<4s4B4HL2L5H2L", b"PK\x01\x02", 20, 3, 20, 0, 0, 0, 0, 0, 0, 0, 0, len(name), 0, 0,
+                    0, 0, 0, 0) + name
+        for name in names
+    )  # fmt: skip
+    return table + struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 1, 1, len(table), 0, 0)
+
+
+def test_a_zip_listing_too_many_entries_is_refused_before_they_are_parsed(tmp_path: Path) -> None:
+    """A 5 MB zip can list 100,000 entries: `zipfile` would make an object of each (a 50 MB one: a
+    million, 12 s and 400 MB) before their count is checked; the table is counted first."""
+    crate = tmp_path / "table.zip"
+    crate.write_bytes(_table_only([b"a"] * 100_000))
+    tracemalloc.start()
+    try:
+        with pytest.raises(CrateRefused) as refused:
+            open_crate_zip(crate, CrateSettings(import_max_entries=10_000))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert refused.value.problems == [
+        "the zip has more than 10000 entries; at most 10000 are allowed (EMGAPI_CRATE__IMPORT_MAX_ENTRIES)"
+    ]
+    assert peak < 1024**2
+    # a few entries, with names of 60,000 bytes: the table is bounded by the bytes it may hold too
+    crate.write_bytes(_table_only([b"a" * 60_000] * 3))
+    with pytest.raises(CrateRefused) as refused:
+        open_crate_zip(crate, CrateSettings(import_max_entries=10))
+    assert refused.value.problems == [
+        "the zip's table of entries is 180138 bytes; at most 40960 are allowed (4096 for each of "
+        "EMGAPI_CRATE__IMPORT_MAX_ENTRIES, 10)"
+    ]
 
 
 def test_a_crate_larger_than_the_limit_is_a_413_before_it_is_read(
