@@ -8,7 +8,8 @@ metadata (`calculations/crates/imports.py`), each tool at its version and image 
 against its sha256, and each input: in the crate, or already a file of the importing user with the
 same sha256 (never another user's). Then, in one transaction, the inputs the user does not hold
 become their files and the run is created; if that fails, the blobs it stored for nothing are
-deleted again, so a refused import leaves nothing behind.
+deleted again, so a refused import leaves nothing behind. A blob collected before its row
+committed (the orphan sweep, another import undone) is stored again, as an upload's is.
 
 A GA4GH TES task's crate is refused (a task names its own images and commands: submit it again); an
 ops flow's run is run only where that flow is deployed with the very source the crate records."""
@@ -280,6 +281,9 @@ def _create(owner_id: int, plan: CratePlan, sources: dict[str, _Source]) -> Calc
                 if not existed:
                     stored.append(sha256)
                 file_ids[sha256] = do_register_blob(owner_id, source.name, info).id
+                if not storage.exists(sha256):  # collected before its row existed: stored again, as an upload is
+                    storage.put_path(source.path)
+                    stored += [sha256] if sha256 not in stored else []
             reason = f"imported from the crate of {plan.source}"
             if plan.run is not None:
                 return _create_calculation(owner_id, plan.run, file_ids, reason)

@@ -142,6 +142,27 @@ def test_a_crate_without_data_uses_the_importers_own_file_of_the_same_sha256(ali
     assert str(Calculation.objects.get(id=response.json()["id"]).inputs.get().file_id) == mine
 
 
+def test_an_input_collected_before_its_row_committed_is_stored_again(
+    alice_id: int, bob: ApiClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The orphan sweep, or another import of the same crate undone, may delete a blob between its
+    storing and its row: the imported file must still have its bytes, as an upload's does."""
+    from calculations.actions import imports
+
+    register = actions.do_register_blob
+
+    def collected_first(owner_id: int, name: str, info: Any, **kwargs: Any) -> File:
+        get_storage().delete(info.sha256)
+        return register(owner_id, name, info, **kwargs)
+
+    monkeypatch.setattr(imports, "do_register_blob", collected_first)
+    response = _import(bob, _crate("calculation", _prodigal(alice_id).id))
+    assert response.status_code == 202, response.content
+    genome = File.objects.get(used_by__calculation_id=response.json()["id"])
+    assert genome.owner.username == "bob" and get_storage().exists(genome.sha256)
+    assert b"".join(get_storage().iter_chunks(genome.sha256)) == GENOME
+
+
 def test_a_pipelines_crate_runs_as_a_workflow_run_expecting_each_steps_outputs(
     alice_id: int, bob: ApiClient, workflow_catalogue: Any
 ) -> None:
