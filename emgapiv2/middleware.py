@@ -1,6 +1,7 @@
 """Bounds and headers every API request and response gets, before any view runs.
 
-- A body is bounded by its declared length: JSON bodies by `max_json_bytes`, uploads by
+- A body must declare its length (a chunked one is a 411: WSGI would read it as empty), and is
+  bounded by it: JSON bodies by `max_json_bytes`, uploads by
   `max_upload_bytes`, a crate's zip (POST /api/v2/crates) by `crate.import_max_zip_bytes` (checked
   before Django spools a byte to disk). Past it: a JSON 413.
 - A JSON body is parsed here, once, counting its members as it goes: a body that is small but
@@ -79,6 +80,9 @@ def _refuse(status: int, detail: str) -> JsonResponse:
 
 def _check_body(request: HttpRequest) -> HttpResponse | None:
     settings = get_settings()
+    if not request.META.get("CONTENT_LENGTH") and "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
+        # WSGI reads a body of no declared length as empty: answered as if nothing had been sent
+        return _refuse(411, "send the body with a Content-Length header: a chunked body is not read")
     length = _declared_length(request)
     if length is None:
         return _refuse(400, "the Content-Length header is not a number")

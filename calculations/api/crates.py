@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from django.core.exceptions import SuspiciousOperation
 from django.core.files.uploadedfile import TemporaryUploadedFile, UploadedFile
 from django.core.files.uploadhandler import TemporaryFileUploadHandler
 from django.http import StreamingHttpResponse
+from django.http.multipartparser import MultiPartParserError
 from ninja import Query, Router, Schema
 from pydantic import Field
 
@@ -101,7 +103,12 @@ def _crate_upload(request: AuthedRequest) -> UploadedFile[bytes]:
         )
     if not hasattr(request, "_files"):  # (an Idempotency-Key's fingerprint may have read the form already)
         request.upload_handlers = [TemporaryFileUploadHandler(request)]
-    files = request.FILES.getlist("crate")
+    try:
+        files = request.FILES.getlist("crate")
+    except (MultiPartParserError, SuspiciousOperation) as exc:  # (no boundary, too many parts: else an HTML 400)
+        raise InvalidInput(
+            f"the multipart form cannot be read ({exc or type(exc).__name__}); send one field named 'crate'"
+        ) from None
     others = sorted({*request.FILES, *request.POST} - {"crate"})
     if len(files) != 1 or others:
         found = f"; the form has {', '.join(map(repr, others))}" if others else ""

@@ -479,6 +479,23 @@ def test_a_request_without_the_zip_says_how_to_send_it(bob: ApiClient) -> None:
     assert response.status_code == 422 and "one field named 'crate'" in response.json()["detail"]
 
 
+def test_a_chunked_or_unreadable_form_is_answered_in_json_saying_so(bob: ApiClient) -> None:
+    """A chunked body has no Content-Length, and WSGI reads it as empty (it was answered "send one
+    field named 'crate'"); a form without a boundary, or of too many parts, was Django's HTML 400."""
+    chunked = bob.client.generic(
+        "POST", "/api/v2/crates", b"", "multipart/form-data; boundary=x", HTTP_TRANSFER_ENCODING="chunked"
+    )
+    assert chunked.status_code == 411
+    assert chunked.json()["detail"] == "send the body with a Content-Length header: a chunked body is not read"
+    no_boundary = bob.client.generic("POST", "/api/v2/crates", b"PK\x03\x04", "multipart/form-data")
+    assert no_boundary.status_code == 422
+    assert no_boundary.json()["detail"].startswith("the multipart form cannot be read (Invalid boundary")
+    parts = {f"crate{i}": SimpleUploadedFile(f"{i}.zip", b"x") for i in range(200)}
+    too_many = bob.client.post("/api/v2/crates", parts)
+    assert too_many.status_code == 422
+    assert "the multipart form cannot be read (The number of files exceeded" in too_many.json()["detail"]
+
+
 def test_a_crate_with_a_thousand_problems_lists_the_first_hundred_and_counts_the_rest() -> None:
     """A map's crate without its data names every genome missing: the 422 stays small."""
     from calculations.errors import ManyInvalidInputs
