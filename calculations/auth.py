@@ -53,4 +53,5 @@ class TokenAuth(HttpBearer):
         if request.method not in READ_METHODS and not found.can_write:
             raise Forbidden("this token is read-only: create one with write access to upload, submit or cancel")
         do_record_token_use(found)
+        request.api_token = found  # type: ignore[attr-defined]  # (what it may do: GET /users/me/webhook-secret)
         return found.user

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
+from django.db.models import Q
 from ninja import FilterSchema, Schema
 from pydantic import ConfigDict, Field, field_validator
 
 from calculations.actors import CancelRequest, cancel_requests
 from calculations.errors import InvalidInput
-from calculations.models import Calculation, File, UploadState, WorkflowRun
+from calculations.models import Calculation, File, Notification, NotificationStatus, UploadState, WorkflowRun
 from calculations.pipelines import plan
 from calculations.programs import program_names
 from calculations.run_kinds import CALCULATION, WORKFLOW_RUN
@@ -164,6 +166,36 @@ class ToolOut(ToolSummaryOut):
     )
 
 
+class NotifyIn(Schema):
+    """Where to POST a signed JSON event when the run reaches one of `events` (GET /notifications shows
+    each delivery)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(
+        min_length=1,
+        max_length=2048,
+        description="An http(s) URL with a public host (private, loopback and link-local addresses are refused "
+        "unless the deployment allows them). Each POST carries X-Emgapi-Signature: sha256=<HMAC-SHA256 of the "
+        "body with your webhook secret> (GET /users/me/webhook-secret).",
+    )
+    events: list[str] | None = Field(
+        None,
+        min_length=1,
+        max_length=16,
+        description="The states to be told of. Unset: the terminal ones (COMPLETE, EXECUTOR_ERROR, SYSTEM_ERROR, "
+        "CANCELED).",
+    )
+
+    @field_validator("events")
+    @classmethod
+    def _known_states(cls, events: list[str] | None) -> list[str] | None:
+        for state in events or ():
+            if state not in RunState.values:
+                raise ValueError(f"unknown state {state!r} (known: {', '.join(RunState.values)})")
+        return events
+
+
 class CalculationIn(Schema):
     model_config = ConfigDict(extra="forbid")  # a misspelled key is a 422 that names it
 
@@ -173,6 +205,7 @@ class CalculationIn(Schema):
     backend: str | None = Field(
         None, description="local, container or slurm; one the tool lists. Unset: the tool's default."
     )
+    notify: NotifyIn | None = Field(None, description="Tell this URL when the calculation reaches these states.")
 
 
 class CalculationOut(Schema):
@@ -302,6 +335,7 @@ class WorkflowRunIn(Schema):
     model_config = ConfigDict(extra="forbid")
 
     params: dict[str, Any] = Field(default_factory=dict, description="The workflow's parameters.")
+    notify: NotifyIn | None = Field(None, description="Tell this URL when the run reaches these states.")
 
 
 class ResumeIn(Schema):
@@ -447,6 +481,59 @@ def _cancel_request(run: WorkflowRun | Calculation) -> CancelRequest | None:
 class WorkflowRunFilters(FilterSchema):
     state: RunState | None = None
     workflow: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,128}$", description="A workflow's name.")
+
+
+class NotificationOut(Schema):
+    """One notification: its delivery's every attempt is recorded here; one given up says why."""
+
+    id: UUID = Field(description="The delivery id (the X-Emgapi-Delivery header, the body's `delivery`).")
+    kind: Literal["calculation", "workflow-run"]
+    run: UUID = Field(description="The calculation or workflow run it tells of.")
+    state: RunState = Field(description="The state the run reached.")
+    url: str
+    status: NotificationStatus = Field(
+        description="pending (not delivered yet: retried with backoff), delivered (the receiver answered 2xx), "
+        "failed (given up: `error` says why)."
+    )
+    attempts: int
+    last_status_code: int | None = Field(description="What the receiver answered last (null: no answer).")
+    error: str = Field(description="Why the last attempt failed; once failed, why it was given up.")
+    created_at: datetime = Field(description="When the run reached the state.")
+    last_attempt_at: datetime | None
+    next_attempt_at: datetime | None = Field(description="When it is tried next, while pending.")
+    delivered_at: datetime | None
+    payload: dict[str, Any] | None = Field(
+        description="The JSON body sent (every attempt sends the same bytes); null before the first attempt."
+    )
+
+    @staticmethod
+    def resolve_run(notification: Notification) -> UUID:
+        return notification.run_id
+
+    @staticmethod
+    def resolve_next_attempt_at(notification: Notification) -> datetime | None:
+        return notification.next_attempt_at if notification.status == NotificationStatus.PENDING else None
+
+    @staticmethod
+    def resolve_payload(notification: Notification) -> dict[str, Any] | None:
+        return json.loads(bytes(notification.payload)) if notification.payload is not None else None
+
+
+class NotificationFilters(FilterSchema):
+    run: UUID | None = Field(None, description="Only those of this calculation or workflow run.")
+    status: NotificationStatus | None = None
+
+    def filter_run(self, value: UUID | None) -> Q:
+        return Q(run_id=value) if value else Q()
+
+
+class WebhookSecretOut(Schema):
+    secret: str = Field(
+        description="Your notifications' signing key: X-Emgapi-Signature is sha256=<hex HMAC-SHA256 of the raw body "
+        "with it>. Never shown to anyone else."
+    )
+    created_at: datetime
+    rotated_at: datetime | None = Field(description="When it was last replaced (POST /users/me/webhook-secret).")
 
 
 class LogsOut(Schema):

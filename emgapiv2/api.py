@@ -13,6 +13,7 @@ from calculations.api.calculations import router as calculations_router
 from calculations.api.crates import calculation_crates_router, crates_router, workflow_run_crates_router
 from calculations.api.files import router as files_router
 from calculations.api.health import router as health_router
+from calculations.api.notifications import notifications_router, users_router
 from calculations.api.tools import router as tools_router
 from calculations.api.uploads import router as uploads_router
 from calculations.api.workflows import runs_router as workflow_runs_router
@@ -146,4 +147,6 @@ api.add_router("/workflows", workflows_router)
 api.add_router("/workflow-runs", workflow_runs_router)
 api.add_router("/workflow-runs", workflow_run_crates_router)
 api.add_router("/crates", crates_router)
+api.add_router("/notifications", notifications_router)
+api.add_router("/users", users_router)
 api.add_router("/health", health_router)

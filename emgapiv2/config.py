@@ -399,6 +399,36 @@ class RetrySettings(BaseModel):
     max_backoff_seconds: float = Field(600, ge=0, description="Longest wait before a retry.")
 
 
+class NotifySettings(BaseModel):
+    """Notifications (webhooks) a run asks for: checked when asked, sent by every worker's notifier."""
+
+    allowed_private_hosts: list[str] = Field(
+        [],
+        description='Hosts (names) and networks (CIDRs, e.g. "127.0.0.1" or "10.1.0.0/16") a notification URL may '
+        "name although they are loopback, link-local, private or reserved addresses (JSON list). Empty: only public "
+        "addresses, so that a webhook cannot probe the platform's own network.",
+    )
+    max_url_length: int = Field(2048, ge=16, le=2048, description="Longest notification URL (422 above it).")
+    poll_seconds: float = Field(1, gt=0, description="How often the notifier looks for deliveries due.")
+    batch: int = Field(100, ge=1, description="Deliveries one notifier pass claims at most (and sends at once).")
+    lease_seconds: float = Field(
+        60,
+        gt=0,
+        description="A claimed delivery is another worker's to send after this (its worker died mid-send): more "
+        "than timeout_seconds.",
+    )
+    timeout_seconds: float = Field(10, gt=0, description="Connect, write and read timeout of one delivery.")
+    backoff_seconds: float = Field(10, gt=0, description="Wait before the first retry of a delivery that failed.")
+    backoff_factor: float = Field(2, ge=1, description="Each further retry waits this much longer.")
+    max_backoff_seconds: float = Field(3600, gt=0, description="Longest wait between two attempts.")
+    give_up_after_hours: float = Field(
+        24, gt=0, description="A delivery still failing this long after its run's change is given up (failed)."
+    )
+    response_bytes: int = Field(
+        1024, ge=0, description="Most bytes of a receiver's response read (its error shows their start)."
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EMGAPI_", env_nested_delimiter="__", env_file=".env", extra="ignore")
 
@@ -448,6 +478,7 @@ class Settings(BaseSettings):
     slurm: SlurmSettings = SlurmSettings()
     tes: TesSettings = TesSettings()
     crate: CrateSettings = CrateSettings()
+    notify: NotifySettings = NotifySettings()
 
     @property
     def blob_root(self) -> Path:

@@ -41,6 +41,12 @@ _test_defaults = {
     "EMGAPI_WORKER__DEAD_AFTER_SECONDS": "3",
     "EMGAPI_RETRY__BACKOFF_SECONDS": "0.5",
     "EMGAPI_CONTAINER__POLL_SECONDS": "5",
+    # notifications: the tests' receivers listen on 127.0.0.1 (allowed explicitly), and retry fast
+    "EMGAPI_NOTIFY__ALLOWED_PRIVATE_HOSTS": '["127.0.0.1"]',
+    "EMGAPI_NOTIFY__POLL_SECONDS": "0.2",
+    "EMGAPI_NOTIFY__BACKOFF_SECONDS": "0.5",
+    "EMGAPI_NOTIFY__MAX_BACKOFF_SECONDS": "1",
+    "EMGAPI_NOTIFY__TIMEOUT_SECONDS": "2",
     # the API reads the list of deployed workflows afresh: a test that deploys a flow sees it at once
     "EMGAPI_WORKFLOW__DEPLOYMENTS_CACHE_SECONDS": "0",
 }

@@ -18,6 +18,8 @@ then act, `do_*` make one transactional change:
 - `followers`: identical calculations that follow one in flight;
 - `workflow_runs`: workflow runs submitted, started, resumed, canceled, ended; their steps;
 - `workers`: worker processes registered, heartbeating, ended (their own liveness);
+- `notifications`: what a run asks to be told (its URL checked), the outbox row its transition inserts,
+  the user's webhook secret, the notifier's claims and each delivery attempt's record;
 - `transitions`: the guarded, fenced UPDATE and its event row that every state change of every kind
   of run goes through, and the record of the flow run that serves an attempt.
 
@@ -50,6 +52,14 @@ from calculations.actions.files import (
     do_register_blob,
     do_release_outputs,
     held_bytes,
+)
+from calculations.actions.notifications import (
+    check_notify,
+    do_claim_notifications,
+    do_ensure_webhook_secret,
+    do_give_up_notification,
+    do_record_delivery,
+    do_rotate_webhook_secret,
 )
 from calculations.actions.quotas import do_set_user_quota
 from calculations.actions.reruns import (
@@ -97,6 +107,12 @@ __all__ = [
     "do_resume_workflow_run",
     "do_start_workflow_run",
     "check_create_calculation",
+    "check_notify",
+    "do_claim_notifications",
+    "do_ensure_webhook_secret",
+    "do_give_up_notification",
+    "do_record_delivery",
+    "do_rotate_webhook_secret",
     "check_rerun_calculation",
     "check_verify_calculation",
     "check_verify_rerun",

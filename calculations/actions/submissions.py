@@ -13,6 +13,7 @@ from django.utils import timezone
 from pydantic import ValidationError
 
 from calculations.actions.followers import copy_outputs, shared_provenance
+from calculations.actions.notifications import check_notify
 from calculations.actions.quotas import active_limit
 from calculations.actions.transitions import lock_cache_key, record_event, user_actor
 from calculations.actions.users import lock_user
@@ -56,6 +57,7 @@ class NewCalculation:
     actor: str | None = None  # its first event's, when not its owner (an operator's dashboard launch)
     # a rerun that verifies: the outputs it should reproduce (`calculations.verdicts`), JSON
     expected_outputs: dict[str, Any] | None = None
+    notify: dict[str, Any] | None = None  # checked by `check_notify`: {url, events}
 
 
 @dataclass(frozen=True)
@@ -91,10 +93,12 @@ def check_create_calculation(
     actor: str | None = None,
     reason: str = "submitted",
     expected_outputs: dict[str, Any] | None = None,
+    notify: Mapping[str, Any] | None = None,
 ) -> Calculation:
     """Validate a submission (tool, backend, parameters, input roles, files and their formats), then create it.
     `actor` and `reason` are its first event's, when someone other than its owner launched it;
-    `expected_outputs`, what a verifying rerun should reproduce (its verdict compares them)."""
+    `expected_outputs`, what a verifying rerun should reproduce (its verdict compares them);
+    `notify`, {url, events} to POST an event to when it reaches one of those states."""
     try:
         spec = get_tool(tool_name)
     except UnknownTool as exc:
@@ -136,6 +140,7 @@ def check_create_calculation(
             spec.check_inputs(validated, {role: file.name for role, file in files.items()})
         except ValueError as exc:
             raise InvalidInput(str(exc)) from None
+    checked_notify = check_notify(owner_id, notify["url"], notify.get("events")) if notify else None
 
     new = NewCalculation(
         program=spec.name,
@@ -149,6 +154,7 @@ def check_create_calculation(
         actor=actor,
         reason=reason,
         expected_outputs=expected_outputs,
+        notify=checked_notify,
     )
     return do_create_calculation(owner_id, new)
 
@@ -253,6 +259,7 @@ def do_create_calculation(owner_id: int, new: NewCalculation) -> Calculation:
         backend=new.backend,
         provenance=provenance.model_dump(mode="json"),
         expected_outputs=new.expected_outputs,
+        notify=new.notify,
     )
     if step is not None:
         calc.workflow_run_id, calc.step, calc.step_index = step.workflow_run_id, step.name, step.index

@@ -3,7 +3,8 @@ fenced UPDATE plus an event row.
 
 Every change is `UPDATE … WHERE state IN (sources of the target) AND attempt = N`, so a stale
 worker or a duplicate delivery matches no row and is refused (InvalidTransition) instead of
-overwriting newer state; each applied change appends an event row of the run's kind (who, from, to, why).
+overwriting newer state; each applied change appends an event row of the run's kind (who, from, to, why),
+and the outbox row of the notification the run asked for when it reaches that state.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from uuid import UUID
 from django.db import connection, transaction
 from django.utils import timezone
 
+from calculations.actions.notifications import enqueue_notification
 from calculations.errors import InvalidTransition, NotFound
 from calculations.models import Calculation
 from calculations.run_kinds import CALCULATION, Run, RunKind, kind_of
@@ -78,7 +80,7 @@ def lock_blob(sha256: str) -> None:
 def record_event(run: Run, from_state: str, to_state: str, actor: str, reason: str) -> None:
     """Append the event row of a change of `run` (of any kind) to `to_state`."""
     kind = kind_of(run)
-    kind.event_model.objects.create(
+    event = kind.event_model.objects.create(
         **{kind.event_field: run},
         attempt=run.attempt,
         from_state=from_state,
@@ -86,6 +88,9 @@ def record_event(run: Run, from_state: str, to_state: str, actor: str, reason: s
         actor=actor,
         reason=reason,
     )
+    # the notification the run asked for, if any: one insert in this transaction, sent by the worker
+    # after commit, so it never delays the change (its event's id orders a run's notifications)
+    enqueue_notification(run, to_state, event.id, event.created_at)
 
 
 def apply_transition(

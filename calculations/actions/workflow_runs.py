@@ -59,15 +59,21 @@ def do_create_workflow_run(
     expected_steps: dict[str, Any] | None = None,
     actor: str | None = None,
     reason: str | None = None,
+    notify: dict[str, Any] | None = None,
 ) -> WorkflowRun:
     """QUEUED, counted once against the active quota, launched as a flow run once committed.
     (The caller has checked the parameters against the workflow's schema.) With `expected_steps`
     (`calculations.verdicts.ExpectedStep` by step key), a run that verifies: its steps never come
     from the cache, and once it ended it carries its verdict. `reason`: its first event's (a crate's
-    import names the run it came from)."""
+    import names the run it came from); `notify`, what `check_notify` made of the request's {url, events}."""
     check_active_quota(owner_id)
     run = WorkflowRun.objects.create(
-        owner_id=owner_id, workflow=workflow, params=dict(params), rerun_of_id=rerun_of, expected_steps=expected_steps
+        owner_id=owner_id,
+        workflow=workflow,
+        params=dict(params),
+        rerun_of_id=rerun_of,
+        expected_steps=expected_steps,
+        notify=notify,
     )
     if reason is None:
         reason = "submitted" if rerun_of is None else f"rerun of workflow run {rerun_of} to verify it"

@@ -18,6 +18,7 @@ from calculations.schemas import (
     CalculationOut,
     ErrorOut,
     InputRoleOut,
+    NotifyIn,
     OutputRoleOut,
     ResourcesOut,
     ToolOut,
@@ -103,6 +104,7 @@ class _Submission(Schema):
     params: ToolParams
     use_cache: bool
     backend: str | None
+    notify: NotifyIn | None = Field(None, description="Tell this URL when the calculation reaches these states.")
 
 
 def _submission_schema(spec: ToolSpec) -> type[_Submission]:
@@ -138,6 +140,7 @@ def _add_submission_route(spec: ToolSpec) -> None:
                 params=payload.params.model_dump(mode="json"),
                 use_cache=payload.use_cache,
                 backend=payload.backend,
+                notify=payload.notify.model_dump() if payload.notify else None,
             )
         )
 
@@ -169,5 +172,6 @@ def submit_calculation(request: AuthedRequest, name: str, payload: CalculationIn
             params=payload.params,
             use_cache=payload.use_cache,
             backend=payload.backend,
+            notify=payload.notify.model_dump() if payload.notify else None,
         )
     )

@@ -9,6 +9,7 @@ from ninja.pagination import paginate
 
 from calculations.actions import (
     access_workflow_run_by_id,
+    check_notify,
     check_resume_workflow_run,
     check_verify_workflow_run_rerun,
     do_create_workflow_run,
@@ -61,10 +62,12 @@ def get_workflow(request: AuthedRequest, name: str) -> WorkflowOut:
 )
 def run_workflow(request: AuthedRequest, name: str, payload: WorkflowRunIn) -> tuple[int, WorkflowRun]:
     """Launch a run: its parameters are checked against the workflow's schema (422 naming the field),
-    files they name must be yours (404), and a pipeline's DAG must hold together (422 naming the step)."""
+    files they name must be yours (404), and a pipeline's DAG must hold together (422 naming the step).
+    With `notify`, a signed event is POSTed to its URL when the run reaches one of its states."""
     workflow = find_workflow(name)
     check_workflow_params(request.auth.id, workflow, payload.params)
-    return 202, do_create_workflow_run(request.auth.id, workflow.name, payload.params)
+    notify = check_notify(request.auth.id, payload.notify.url, payload.notify.events) if payload.notify else None
+    return 202, do_create_workflow_run(request.auth.id, workflow.name, payload.params, notify=notify)
 
 
 def _visible(request: AuthedRequest) -> QuerySet[WorkflowRun]:

@@ -1,6 +1,7 @@
 from calculations.models.calculations import Calculation, CalculationEvent, CalculationInput
 from calculations.models.files import File, OrphanBlob
 from calculations.models.idempotency import IdempotentRequest
+from calculations.models.notifications import Notification, NotificationStatus, WebhookSecret
 from calculations.models.tes import TesTag, TesTask
 from calculations.models.tokens import ApiToken, UserQuota
 from calculations.models.uploads import Upload, UploadState
@@ -14,12 +15,15 @@ __all__ = [
     "CalculationInput",
     "File",
     "IdempotentRequest",
+    "Notification",
+    "NotificationStatus",
     "OrphanBlob",
     "Upload",
     "UploadState",
     "TesTag",
     "TesTask",
     "UserQuota",
+    "WebhookSecret",
     "WorkerProcess",
     "WorkflowRun",
     "WorkflowRunEvent",

@@ -51,6 +51,8 @@ class Calculation(models.Model):
     # (both validated by calculations.verdicts)
     expected_outputs = models.JSONField(null=True, blank=True)
     verdict = models.JSONField(null=True, blank=True)
+    # where to POST an event when it reaches one of the states named ({"url", "events"}; null: nowhere)
+    notify = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "id"]

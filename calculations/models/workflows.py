@@ -30,6 +30,8 @@ class WorkflowRun(models.Model):
     rerun_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns")
     expected_steps = models.JSONField(null=True, blank=True)
     verdict = models.JSONField(null=True, blank=True)
+    # where to POST an event when it reaches one of the states named ({"url", "events"}; null: nowhere)
+    notify = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     started_at = models.DateTimeField(null=True, blank=True)

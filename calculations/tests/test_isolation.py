@@ -30,7 +30,9 @@ def test_every_route_answers_a_foreign_object_as_if_it_did_not_exist(
 ) -> None:
     # on S3 storage, so that alice can have a presigned upload too
     file_id = uploaded("m.smi", b"CCO\n")
-    calc_id = alice.post("/tools/obabel/calculations", {"inputs": {"molecules": file_id}, "params": {}}).json()["id"]
+    notify = {"url": "http://93.184.216.34/hook", "events": ["QUEUED"]}  # a notification of hers at once
+    submitted = {"inputs": {"molecules": file_id}, "params": {}, "notify": notify}
+    calc_id = alice.post("/tools/obabel/calculations", submitted).json()["id"]
     run = alice.post("/workflows/pipeline/runs", _pipeline(file_id))
     assert run.status_code == 202, run.content
     upload = alice.post("/uploads", {"name": "big.fastq", "size": 10})
@@ -40,6 +42,7 @@ def test_every_route_answers_a_foreign_object_as_if_it_did_not_exist(
         "calculation_id": calc_id,
         "workflow_run_id": run.json()["id"],
         "upload_id": upload.json()["id"],
+        "notification_id": alice.get("/notifications").json()["items"][0]["id"],
     }
     schema = alice.client.get("/api/v2/openapi.json").json()
     walked = []
@@ -89,7 +92,7 @@ def test_every_route_answers_a_foreign_object_as_if_it_did_not_exist(
     assert alice.get(f"/calculations/{calc_id}").json()["state"] == "QUEUED"
     assert alice.get(f"/workflow-runs/{alices['workflow_run_id']}").json()["state"] == "QUEUED"
     assert bob.get("/files").json()["count"] == bob.get("/calculations").json()["count"] == 0
-    assert bob.get("/workflow-runs").json()["count"] == 0
+    assert bob.get("/workflow-runs").json()["count"] == bob.get("/notifications").json()["count"] == 0
     assert alice.get(f"/uploads/{alices['upload_id']}").json()["state"] == "OPEN"
     # files/{id}, files/{id}/content, calculations/{id}, …/cancel, …/logs, submissions, workflow runs, uploads
     assert len(walked) >= 14, walked
@@ -99,6 +102,7 @@ def test_every_route_answers_a_foreign_object_as_if_it_did_not_exist(
         "GET /api/v2/workflow-runs/{workflow_run_id}/crate",
     } <= set(walked)
     assert "POST /api/v2/crates" in walked
+    assert "GET /api/v2/notifications/{notification_id}" in walked
     assert {
         "POST /api/v2/calculations/{calculation_id}/rerun",
         "POST /api/v2/workflow-runs/{workflow_run_id}/rerun",

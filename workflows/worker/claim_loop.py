@@ -7,8 +7,8 @@ the run is tracked in Prefect like any other, its logs go to the dashboard, and 
 per calculation is the tool itself. An ops flow runs the code deployed last: a redeploy is loaded
 for the next run, with no restart, and a file that is not the deployed one fails the run in one
 line (`workflows/flow_code.py`). Beside the loop run the worker's services, one module each:
-its heartbeat into the work pool, its liveness, the sweeper, the reconciler, and the watch for
-cancels asked of Prefect.
+its heartbeat into the work pool, its liveness, the sweeper, the reconciler, the watch for
+cancels asked of Prefect, and the notifier (webhooks runs asked for).
 
 Run it with `task worker` (python -m workflows.worker).
 """
@@ -46,7 +46,7 @@ from workflows.identity import this_worker
 from workflows.orchestration.catalogue import WORKFLOW_TAG
 from workflows.orchestration.orchestrator import workflow_run_tags
 from workflows.orchestration.work_pools import ensure_calculation_work_pool
-from workflows.worker import liveness, pool_heartbeat, prefect_cancels, reconciler, sweeper
+from workflows.worker import liveness, notifier, pool_heartbeat, prefect_cancels, reconciler, sweeper
 from workflows.worker.adoption import adopt_flow_run
 from workflows.worker.prefect_patch import disable_suspension_observer
 
@@ -96,6 +96,7 @@ class CalculationWorker:
                     sweeper.serve(),
                     prefect_cancels.serve(client, lambda: list(self._running)),
                     reconciler.serve(me.name),
+                    notifier.serve(me.name),
                 )
             ]
             logger.info("worker %s serving work pool %r", self.name, self.work_pool)
