@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
@@ -143,3 +144,64 @@ def test_it_connects_to_the_address_it_checked_not_to_a_second_dns_answer(
     assert receiver.received[0].headers["Host"] == f"hooks.example.test:{receiver.port}"
     assert Notification.objects.get().status == "delivered"
     assert UUID(receiver.received[0].event["delivery"])
+
+
+def _until(condition: Any, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"not {what} after {seconds} s"
+        time.sleep(0.1)
+
+
+@pytest.mark.integration
+def test_the_real_worker_sends_one_signed_event_per_state_asked_for_and_catches_up_with_a_receiver_that_was_down(
+    live_server: Any, calculation_worker: Any, dispatching: None
+) -> None:
+    from workflows.tests.test_integration import TERMINAL, Api
+
+    api = Api(live_server.url, user="notified")
+    secret = api.http.get("/users/me/webhook-secret").json()["secret"]
+    up = Receiver(secret=secret).start()
+    with socket.socket() as probe:  # a port nothing listens on yet: the receiver is down
+        probe.bind(("127.0.0.1", 0))
+        down = Receiver(secret=secret, port=probe.getsockname()[1])
+    try:
+        text = api.upload("t.txt", b"hello\n")
+
+        def submit(seconds: float, notify: dict[str, Any]) -> str:
+            response = api.submit("sleep", {"text": text}, {"seconds": seconds}, backend="local", notify=notify)
+            assert response.status_code == 202, response.text
+            return str(response.json()["id"])
+
+        completes = submit(0, {"url": up.url})
+        canceled = submit(30, {"url": up.url})
+        later = submit(0.5, {"url": down.url, "events": ["RUNNING", "COMPLETE"]})
+        api.wait_for(canceled, {"RUNNING"})
+        api.http.post(f"/calculations/{canceled}/cancel")
+        for calc in (completes, canceled, later):
+            api.wait_for(calc, TERMINAL)
+        _until(lambda: len(up.received) >= 2, 10, "both events at the receiver")
+        # one event per terminal state asked for, signed with the user's secret
+        got = {(r.event["id"], r.event["state"], r.verified) for r in up.received}
+        assert got == {(completes, "COMPLETE", True), (canceled, "CANCELED", True)} and len(up.received) == 2
+
+        # the receiver that is down: the run's change is not delayed, and its first event is retried
+        pending = api.http.get("/notifications", params={"run": later}).json()["items"]
+        assert {item["status"] for item in pending} == {"pending"}
+        _until(
+            lambda: api.http.get("/notifications", params={"run": later}).json()["items"][-1]["attempts"] >= 2,
+            10,
+            "retried",
+        )
+        first = api.http.get("/notifications", params={"run": later}).json()["items"][-1]
+        assert first["state"] == "RUNNING" and "ConnectError" in first["error"]
+        down.start()  # back after a few seconds: it gets every event, in order
+        _until(lambda: len(down.received) >= 2, 10, "both events after the receiver came back")
+        assert [(r.event["state"], r.verified) for r in down.received] == [("RUNNING", True), ("COMPLETE", True)]
+        time.sleep(0.5)  # and nothing twice
+        assert len(down.received) == 2 and len(up.received) == 2
+        statuses = [item["status"] for item in api.http.get("/notifications", params={"run": later}).json()["items"]]
+        assert statuses == ["delivered", "delivered"]
+    finally:
+        up.stop()
+        down.stop()
