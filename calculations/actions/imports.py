@@ -227,9 +227,10 @@ def _sources(
     """Each input by sha256: the user's own file with those bytes, else the crate's, unzipped; a
     problem naming each that is neither. Every data file the zip holds is read once, here: its bytes
     must have the sha256 (and size) its entity gives, and an input the user does not hold is unzipped
-    into `scratch` as it is read."""
+    into `scratch` as it is read (no larger than a file they could upload)."""
     sources: dict[str, _Source] = {}
     wanted: dict[str, tuple[str, CrateFile]] = {}
+    max_file = get_settings().max_upload_bytes
     for where, file in plan.needed() if plan is not None else ():
         wanted.setdefault(file.sha256, (where, file))
     own = File.objects.filter(owner_id=owner_id, sha256__in=list(wanted)).order_by("-created_at")
@@ -240,7 +241,14 @@ def _sources(
         if entity is None or not isinstance(entity.get("sha256"), str):
             continue  # not a data file the crate describes (its README, the pipeline's JSON)
         expected = entity["sha256"]
-        target = scratch.new() if expected in wanted and expected not in sources else None
+        becomes_file = expected in wanted and expected not in sources
+        if becomes_file and crate.entries[path].file_size > max_file:  # (as an upload of it would be)
+            problems.append(
+                f"data file {shown(path)} is {crate.entries[path].file_size} bytes; the limit is {max_file} bytes "
+                "per file (EMGAPI_MAX_UPLOAD_BYTES)"
+            )
+            continue
+        target = scratch.new() if becomes_file else None
         try:
             with open(target, "wb") if target is not None else nullcontext() as sink:
                 sha256, size = crate.read(path, sink)

@@ -462,6 +462,22 @@ def test_a_zip_listing_too_many_entries_is_refused_before_they_are_parsed(tmp_pa
     ]
 
 
+def test_an_input_larger_than_an_upload_may_be_is_refused(
+    alice_id: int, bob: ApiClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crate is one more way to send a file: none of its inputs may be larger than an upload may."""
+    crate = _crate("calculation", _prodigal(alice_id).id)
+    monkeypatch.setattr(get_settings(), "max_upload_bytes", len(GENOME) - 1)
+    before = _left_behind()
+    response = _import(bob, crate)
+    assert response.status_code == 422, response.content
+    assert response.json()["problems"] == [
+        f"data file '{GENOME_PATH}' is {len(GENOME)} bytes; the limit is {len(GENOME) - 1} bytes per file "
+        "(EMGAPI_MAX_UPLOAD_BYTES)"
+    ]
+    assert _left_behind() == before
+
+
 def test_a_crate_larger_than_the_limit_is_a_413_before_it_is_read(
     alice_id: int, bob: ApiClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
