@@ -18,8 +18,10 @@ import json
 from collections.abc import Callable
 from datetime import timedelta
 
+from django.core.exceptions import SuspiciousOperation
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.multipartparser import MultiPartParserError
 from django.utils import timezone
 
 from calculations.auth import TokenAuth
@@ -75,7 +77,10 @@ class IdempotencyMiddleware:
             user = None
         if user is None:
             return self.get_response(request)  # the route answers 401 or 403
-        fingerprint = _fingerprint(request)
+        try:
+            fingerprint = _fingerprint(request)
+        except (MultiPartParserError, SuspiciousOperation) as exc:  # (no boundary, too many parts: else an HTML 400)
+            return _error(400, f"the multipart form cannot be read ({exc or type(exc).__name__})")
         try:
             with transaction.atomic():
                 record = IdempotentRequest.objects.create(owner=user, key=key, fingerprint=fingerprint)

@@ -510,6 +510,10 @@ def test_a_chunked_or_unreadable_form_is_answered_in_json_saying_so(bob: ApiClie
     too_many = bob.client.post("/api/v2/crates", parts)
     assert too_many.status_code == 422
     assert "the multipart form cannot be read (The number of files exceeded" in too_many.json()["detail"]
+    # with an Idempotency-Key, its fingerprint reads the form first
+    keyed = bob.client.post("/api/v2/crates", parts, HTTP_IDEMPOTENCY_KEY="many")
+    assert keyed.status_code == 400
+    assert keyed.json()["detail"].startswith("the multipart form cannot be read (The number of files exceeded")
 
 
 def test_a_crate_with_a_thousand_problems_lists_the_first_hundred_and_counts_the_rest() -> None:
