@@ -8,16 +8,20 @@ from emgapi_client.types import (
     File,
     LogChunk,
     Logs,
+    Notification,
+    Notify,
     PendingStep,
     SavedOutput,
     Step,
     Tool,
     ToolSummary,
     Verdict,
+    WebhookSecret,
     Workflow,
     WorkflowRun,
     WorkflowRunSummary,
 )
+from emgapi_client.webhooks import verify_signature
 
 __all__ = [
     "DEFAULT_PRESIGNED_THRESHOLD_BYTES",
@@ -31,6 +35,8 @@ __all__ = [
     "File",
     "LogChunk",
     "Logs",
+    "Notification",
+    "Notify",
     "PendingStep",
     "SavedOutput",
     "Step",
@@ -38,9 +44,11 @@ __all__ = [
     "ToolSummary",
     "UnsafeFileName",
     "Verdict",
+    "WebhookSecret",
     "WaitTimeout",
     "Workflow",
     "WorkflowRun",
     "WorkflowRunSummary",
     "__version__",
+    "verify_signature",
 ]

@@ -46,10 +46,13 @@ from emgapi_client.types import (
     LogChunk,
     Logs,
     LogStream,
+    Notification,
+    Notify,
     ProgressCallback,
     SavedOutput,
     Tool,
     ToolSummary,
+    WebhookSecret,
     Workflow,
     WorkflowRun,
     WorkflowRunSummary,
@@ -428,12 +431,16 @@ class Client:
         backend: str | None = None,
         use_cache: bool = True,
         idempotency_key: str | None = None,
+        notify: Notify | None = None,
     ) -> Calculation:
         """Run a tool on your files (`inputs`: file id per input role). Answered at once (COMPLETE) when
-        an identical calculation exists, unless `use_cache` is false."""
+        an identical calculation exists, unless `use_cache` is false. With `notify`, a signed event is
+        POSTed to its URL when the calculation reaches one of its states."""
         body: dict[str, Any] = {"inputs": dict(inputs), "params": dict(params or {}), "use_cache": use_cache}
         if backend is not None:
             body["backend"] = backend
+        if notify is not None:
+            body["notify"] = dict(notify)
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         return cast(Calculation, self._json("POST", f"/tools/{tool}/calculations", json=body, headers=headers))
 
@@ -577,15 +584,46 @@ class Client:
         return cast(Workflow, self._json("GET", f"/workflows/{name}"))
 
     def run_workflow(
-        self, name: str, params: Mapping[str, Any] | None = None, *, idempotency_key: str | None = None
+        self,
+        name: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+        notify: Notify | None = None,
     ) -> WorkflowRun:
+        """Launch a workflow run; with `notify`, a signed event is POSTed to its URL at each of its states."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        body = {"params": dict(params or {})}
+        body: dict[str, Any] = {"params": dict(params or {})}
+        if notify is not None:
+            body["notify"] = dict(notify)
         return cast(WorkflowRun, self._json("POST", f"/workflows/{name}/runs", json=body, headers=headers))
 
-    def run_pipeline(self, steps: Mapping[str, Any], *, idempotency_key: str | None = None) -> WorkflowRun:
+    def run_pipeline(
+        self, steps: Mapping[str, Any], *, idempotency_key: str | None = None, notify: Notify | None = None
+    ) -> WorkflowRun:
         """Launch the built-in `pipeline` workflow: a DAG of tools (`{"genes": {"tool": …, "inputs": …}}`)."""
-        return self.run_workflow("pipeline", {"steps": dict(steps)}, idempotency_key=idempotency_key)
+        return self.run_workflow("pipeline", {"steps": dict(steps)}, idempotency_key=idempotency_key, notify=notify)
+
+    # -- notifications ----------------------------------------------------------------------------
+
+    def list_notifications(
+        self, *, run: str | None = None, status: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[Notification]:
+        """Your notifications, newest first: of one run (`run`), or only `pending`, `delivered`, `failed`."""
+        return cast(
+            list[Notification], self._items("/notifications", limit=limit, offset=offset, run=run, status=status)
+        )
+
+    def get_notification(self, notification_id: str) -> Notification:
+        return cast(Notification, self._json("GET", f"/notifications/{notification_id}"))
+
+    def get_webhook_secret(self) -> WebhookSecret:
+        """Your webhook secret (made on first need): verify each notification's X-Emgapi-Signature with it."""
+        return cast(WebhookSecret, self._json("GET", "/users/me/webhook-secret"))
+
+    def rotate_webhook_secret(self) -> WebhookSecret:
+        """A new webhook secret: every delivery from now on, retries too, is signed with it."""
+        return cast(WebhookSecret, self._json("POST", "/users/me/webhook-secret"))
 
     def get_workflow_run(self, run_id: str) -> WorkflowRun:
         return cast(WorkflowRun, self._json("GET", f"/workflow-runs/{run_id}"))

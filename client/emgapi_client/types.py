@@ -160,6 +160,41 @@ class WorkflowRun(WorkflowRunSummary):
     verdict: NotRequired[Verdict | None]  # a verifying rerun's, once it ended, step by step
 
 
+class Notify(TypedDict):
+    """What a run asks to be told: a signed JSON event POSTed to `url` when it reaches one of `events`
+    (default: the terminal states)."""
+
+    url: str
+    events: NotRequired[list[State]]
+
+
+class Notification(TypedDict):
+    """One notification (GET /notifications): its delivery's record; one given up says why in `error`."""
+
+    id: str  # the delivery id (the X-Emgapi-Delivery header)
+    kind: Literal["calculation", "workflow-run"]
+    run: str
+    state: State
+    url: str
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    last_status_code: int | None
+    error: str
+    created_at: str
+    last_attempt_at: str | None
+    next_attempt_at: str | None
+    delivered_at: str | None
+    payload: dict[str, Any] | None  # the body sent, once tried
+
+
+class WebhookSecret(TypedDict):
+    """The key your notifications are signed with: X-Emgapi-Signature is sha256=<hex HMAC-SHA256 of the body>."""
+
+    secret: str
+    created_at: str
+    rotated_at: str | None
+
+
 class CrateImport(TypedDict):
     """The run a crate became (POST /crates): poll it; once it ended, its verdict says whether it
     reproduced the crate's outputs."""

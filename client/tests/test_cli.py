@@ -493,3 +493,16 @@ def test_export_writes_a_runs_crate_and_checks_each_file_it_holds(idle_cli: Cli)
     others = idle_cli("export", str(uuid.uuid4()), "-o", "nothing.zip")
     assert others.returncode == 6 and "no calculation or workflow run" in others.stderr
     assert not (idle_cli.cwd / "nothing.zip").exists()
+
+
+def test_run_notify_asks_for_signed_events_and_the_user_sees_their_record_and_their_secret(idle_cli: Cli) -> None:
+    idle_cli.write("m.smi", b"CCO\n")
+    refused = idle_cli("run", "obabel", "-i", "molecules=m.smi", "--notify", "http://10.0.0.1/hook")
+    assert refused.returncode == 6 and "10.0.0.1, a private address, is refused" in refused.stderr
+    hook = "http://127.0.0.1:9/hook"  # allowed by the tests' settings; nothing is sent without a worker
+    calc = idle_cli.json("run", "obabel", "-i", "molecules=m.smi", "--notify", hook, "--notify-on", "queued")
+    [notification] = idle_cli.json("notifications", "--run", calc["id"])
+    assert (notification["state"], notification["status"], notification["url"]) == ("QUEUED", "pending", hook)
+    secret = idle_cli("webhook-secret").stdout.strip()
+    rotated = idle_cli.json("webhook-secret", "--rotate")["secret"]
+    assert secret.startswith("whsec_") and rotated != secret

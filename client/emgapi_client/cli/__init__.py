@@ -9,7 +9,7 @@ from typing import Literal
 
 from rich.markup import escape
 
-from emgapi_client.cli import calculations, crates, reruns, workflows  # noqa: F401 (they register the commands)
+from emgapi_client.cli import calculations, crates, notifications, reruns, workflows  # noqa: F401 (they register the commands)
 from emgapi_client.cli.app import ExitCode, app, err
 from emgapi_client.cli.common import parse_params
 from emgapi_client.cli.workflows import upload_marked_files, upload_pipeline_files

@@ -100,6 +100,24 @@ ParamOption = Annotated[
     ),
 ]
 
+NotifyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--notify",
+        metavar="URL",
+        help="POST a signed JSON event to URL when the run ends (or at each --notify-on state); "
+        "`emgapi webhook-secret` shows the key that signs it.",
+    ),
+]
+NotifyOnOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--notify-on",
+        metavar="STATE",
+        help="A state to be notified of (repeat it; default: COMPLETE, EXECUTOR_ERROR, SYSTEM_ERROR, CANCELED).",
+    ),
+]
+
 
 def _version(value: bool) -> None:
     if value:

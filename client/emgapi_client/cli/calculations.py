@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 from emgapi_client.cli.app import (
     ExitCode,
     JsonOption,
+    NotifyOnOption,
+    NotifyOption,
     ParamOption,
     TimeoutOption,
     app,
@@ -43,6 +45,7 @@ from emgapi_client.cli.common import (
     is_run,
     local_file,
     logged_in_client,
+    notify_of,
     parse_params,
     print_json,
     progress_of,
@@ -158,6 +161,8 @@ def run(
         typer.Option(metavar="DIR", file_okay=False, help="Wait, then download its outputs into DIR."),
     ] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Run it even if an identical one exists.")] = False,
+    notify_url: NotifyOption = None,
+    notify_on: NotifyOnOption = None,
     timeout: TimeoutOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -178,6 +183,7 @@ def run(
         else:
             raise typer.BadParameter(f"{pair!r}: {value!r} is neither a local file nor a file id", param_hint="--input")
     submitted_params = parse_params(params)
+    notify = notify_of(notify_url, notify_on)
     if download is not None:
         writable_directory(download, "--download")
     with logged_in_client() as api:
@@ -191,7 +197,7 @@ def run(
         roles = list(local)
         for role, file in zip(roles, upload_paths(api, [local[role] for role in roles], quiet=as_json), strict=True):
             file_ids[role] = file["id"]
-        calc = api.submit(tool, file_ids, submitted_params, backend=backend, use_cache=not no_cache)
+        calc = api.submit(tool, file_ids, submitted_params, backend=backend, use_cache=not no_cache, notify=notify)
         if not as_json:
             cached = " (answered from an identical calculation)" if calc["cache_hit"] else ""
             err.print(f"submitted [bold]{tool}[/] {calc['id']}: {styled(calc['state'])}{cached}")

@@ -27,7 +27,7 @@ from emgapi_client.config import (
     current_credentials,
 )
 from emgapi_client.errors import ApiError
-from emgapi_client.types import TERMINAL_STATES, Calculation, File, ProgressCallback, Step, WorkflowRun
+from emgapi_client.types import TERMINAL_STATES, Calculation, File, Notify, ProgressCallback, Step, WorkflowRun
 
 if TYPE_CHECKING:
     from typing_extensions import TypeIs
@@ -144,6 +144,18 @@ def upload_paths(api: Client, paths: list[Path], quiet: bool) -> list[File]:
             if key not in uploaded:
                 uploaded[key] = api.upload(path, progress=progress_of(progress, path.name, path.stat().st_size))
     return [uploaded[path.resolve()] for path in paths]
+
+
+def notify_of(url: str | None, states: list[str] | None) -> Notify | None:
+    """The request's `notify` from --notify and --notify-on (the server checks both: a 422 says why)."""
+    if url is None:
+        if states:
+            raise typer.BadParameter("--notify-on needs --notify URL", param_hint="--notify-on")
+        return None
+    notify: Notify = {"url": url}
+    if states:
+        notify["events"] = [state.upper() for state in states]  # type: ignore[misc]
+    return notify
 
 
 def writable_directory(directory: Path, option: str) -> None:

@@ -16,6 +16,8 @@ from emgapi_client.cli.app import (
     FILE_MARK,
     ExitCode,
     JsonOption,
+    NotifyOnOption,
+    NotifyOption,
     ParamOption,
     TimeoutOption,
     err,
@@ -29,6 +31,7 @@ from emgapi_client.cli.common import (
     is_file_id,
     local_file,
     logged_in_client,
+    notify_of,
     parse_params,
     print_json,
     progress_of,
@@ -178,6 +181,8 @@ def run_workflow(
     params: ParamOption = None,
     wait: WaitOption = False,
     download: DownloadOption = None,
+    notify_url: NotifyOption = None,
+    notify_on: NotifyOnOption = None,
     timeout: TimeoutOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -187,6 +192,7 @@ def run_workflow(
     Exit code with --wait or --download: 0 COMPLETE, 3 EXECUTOR_ERROR, 4 SYSTEM_ERROR, 5 CANCELED.
     """
     values = parse_params(params)
+    notify = notify_of(notify_url, notify_on)
     if download is not None:
         writable_directory(download, "--download")
     with logged_in_client() as api:
@@ -196,7 +202,7 @@ def run_workflow(
             if node.get("type") == "array" and not isinstance(value, list):
                 values[key] = [value]
         values = upload_marked_files(schema, values, schema, _uploader(api, as_json))
-        _launched(api, api.run_workflow(name, values), wait, timeout, as_json, download)
+        _launched(api, api.run_workflow(name, values, notify=notify), wait, timeout, as_json, download)
 
 
 def _pipeline_file(target: str, base: Path, where: str) -> Path:
@@ -258,6 +264,8 @@ def run_pipeline(
     file: Annotated[str, typer.Argument(metavar="FILE.json", help='The pipeline: {"steps": {…}} ("-": stdin).')],
     wait: WaitOption = False,
     download: DownloadOption = None,
+    notify_url: NotifyOption = None,
+    notify_on: NotifyOnOption = None,
     timeout: TimeoutOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -278,8 +286,9 @@ def run_pipeline(
         pipeline = pipeline["params"]  # the whole request body, as posted with curl
     if not isinstance(pipeline, dict):
         raise typer.BadParameter(f"{file} holds no JSON object", param_hint="FILE")
+    notify = notify_of(notify_url, notify_on)
     if download is not None:
         writable_directory(download, "--download")
     with logged_in_client() as api:
         params = upload_pipeline_files(pipeline, base, _uploader(api, as_json))
-        _launched(api, api.run_workflow("pipeline", params), wait, timeout, as_json, download)
+        _launched(api, api.run_workflow("pipeline", params, notify=notify), wait, timeout, as_json, download)
