@@ -6,10 +6,11 @@ them all. Nothing here writes anything but the files it is handed.
 
 A zip's entries must be plain files and folders at relative paths (no absolute path, no `..`, no
 backslash, no link, no name twice), as many and as big as the settings allow; an entry's ratio of
-unzipped to zipped bytes is bounded (entries over 1 MiB, and the zip as a whole), and the bytes read
-are counted against the sizes the headers declare, so a header that lies is caught as it is read.
-Its table of entries (the central directory) is measured and counted before `zipfile` parses it,
-which makes an object of every entry listed: a small zip may list millions."""
+unzipped to zipped bytes is bounded (entries over 1 MiB, and the zip as a whole by its own size: its
+entries may share their compressed bytes), and the bytes read are counted against the sizes the
+headers declare, so a header that lies is caught as it is read. Its table of entries (the central
+directory) is measured and counted before `zipfile` parses it, which makes an object of every entry
+listed: a small zip may list millions."""
 
 from __future__ import annotations
 
@@ -190,6 +191,7 @@ def open_crate_zip(path: Path, limits: CrateSettings) -> tuple[CrateZip, list[st
     problems: list[str] = []
     entries: dict[str, zipfile.ZipInfo] = {}
     seen: set[str] = set()
+    zipped = max(path.stat().st_size, 1)
     declared = compressed = 0
     for info in infos:
         name = info.filename
@@ -227,8 +229,11 @@ def open_crate_zip(path: Path, limits: CrateSettings) -> tuple[CrateZip, list[st
             f"the zip's entries hold {declared} bytes unzipped; at most {limits.import_max_unzipped_bytes} are "
             "allowed (EMGAPI_CRATE__IMPORT_MAX_UNZIPPED_BYTES)"
         )
-    elif declared > RATIO_FLOOR_BYTES and declared > limits.import_max_ratio * max(compressed, 1):
-        problems.append(f"the zip unzips to {declared} bytes from {compressed}: past the highest ratio allowed")
+    elif declared > RATIO_FLOOR_BYTES and declared > limits.import_max_ratio * min(compressed, zipped):
+        # its own size, not only the sum of its entries': entries may share their bytes (overlap)
+        problems.append(
+            f"the zip unzips to {declared} bytes from {min(compressed, zipped)}: past the highest ratio allowed"
+        )
     return CrateZip(archive, entries, limits), problems
 
 

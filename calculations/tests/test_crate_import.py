@@ -8,10 +8,12 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import random
 import struct
 import tracemalloc
 import warnings
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -476,6 +478,48 @@ def test_an_input_larger_than_an_upload_may_be_is_refused(
         "(EMGAPI_MAX_UPLOAD_BYTES)"
     ]
     assert _left_behind() == before
+
+
+def _overlapping(count: int, kernel: bytes) -> bytes:
+    """A zip whose `count` entries share one compressed kernel (D. Fifield's "better zip bomb"): each
+    entry's data quotes the next entry's local header in a stored block, then runs on into it. Every
+    entry's ratio is the kernel's; the zip unzips to `count` times the kernel from one copy of it."""
+    squeeze = zlib.compressobj(9, zlib.DEFLATED, -15)
+    stream = squeeze.compress(kernel) + squeeze.flush()
+    names = [f"data/{index:03d}".encode() for index in range(count)]
+    headers: list[bytes] = []
+    sizes = [(len(stream), len(kernel))]  # (compressed, unzipped) from the last entry back
+    for index in reversed(range(count)):
+        compressed, unzipped = sizes[-1]
+        headers.insert(0, struct.pack("<4s2B4HL2L2H", b"PK\x03\x04", 20, 0, 0, 8, 0, 0, 0, compressed, unzipped,
+                                      len(names[index]), 0) + names[index])  # fmt: skip
+        sizes.append((compressed + 5 + len(headers[0]), unzipped + len(headers[0])))
+    body, offsets = b"", []
+    for index, header in enumerate(headers):
+        offsets.append(len(body))
+        quoted = len(headers[index + 1]) if index + 1 < count else 0
+        body += header + (bytes([0]) + struct.pack("<HH", quoted, quoted ^ 0xFFFF) if quoted else b"")
+    body += stream
+    table = b"".join(
+        struct.pack("<4s4B4HL2L5H2L", b"PK\x01\x02", 20, 3, 20, 0, 0, 8, 0, 0, 0, *sizes[count - index], len(name),
+                    0, 0, 0, 0, 0o100644 << 16, offset) + name
+        for index, (name, offset) in enumerate(zip(names, offsets, strict=True))
+    )  # fmt: skip
+    return body + table + struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, count, count, len(table), len(body), 0)
+
+
+def test_a_zip_whose_entries_share_their_bytes_is_a_bomb_by_its_size(tmp_path: Path) -> None:
+    """Each entry unzips 1 MiB at a ratio of about 4, all from the one kernel: 60 MiB from a 260 KiB zip.
+    The zip's ratio counts its own size, not the sum of its entries' (which counts the kernel 60 times)."""
+    crate = tmp_path / "overlapping.zip"
+    kernel = random.Random(0).randbytes(1024**2).translate(b"ACGT" * 64)  # (2 bits a byte: a ratio of about 4)
+    crate.write_bytes(_overlapping(60, kernel))
+    zipped, problems = open_crate_zip(crate, CrateSettings())
+    zipped.close()
+    assert problems == [
+        f"the zip unzips to {sum(i.file_size for i in zipped.entries.values())} bytes from "
+        f"{crate.stat().st_size}: past the highest ratio allowed"
+    ]
 
 
 def test_a_crate_larger_than_the_limit_is_a_413_before_it_is_read(
