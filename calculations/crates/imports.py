@@ -41,6 +41,7 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 _CONTROL = re.compile(r"orchestrate (.+)\[(\d+)\]")
 _COMPLETED = status("CompletedActionStatus")
 _SHOWN = 200  # characters of a name from the crate a problem quotes
+_SOURCE_CHARS = 2000  # of the URL of the run a crate records (browsers' limit)
 
 
 def shown(text: object) -> str:
@@ -476,6 +477,14 @@ def _base_url(entity_id: str, marker: str) -> str:
     return entity_id.split(marker, 1)[0] if marker in entity_id else ""
 
 
+def _source(base: str, collection: str, identifier: Any, root: Entity) -> str:
+    """The run the crate records, by its URL where it ran (else the crate's name): as long as a URL may
+    be, since the new run's first event and the answer quote it."""
+    if isinstance(identifier, str) and identifier:
+        return f"{base}/api/v2/{collection}/{identifier}"[:_SOURCE_CHARS]
+    return str(root.get("name", "./"))[:_SOURCE_CHARS]
+
+
 def plan_crate(graph: dict[str, Entity], crate: CrateZip) -> tuple[CratePlan | None, list[str]]:
     """The run the crate describes, and every problem found reading it."""
     reader = _Reader(graph, crate.entries)
@@ -507,9 +516,8 @@ def plan_crate(graph: dict[str, Entity], crate: CrateZip) -> tuple[CratePlan | N
                 "submit it to /ga4gh/tes/v1/tasks); only a tool's calculation or a workflow run is"
             )
             return None, problems
-        identifier = actions[0].get("identifier", "")
         base = _base_url(str(_ids(actions[0].get("instrument"))[0]), "/api/v2/tools/")
-        source = f"{base}/api/v2/calculations/{identifier}" if base and identifier else str(root.get("name", "./"))
+        source = _source(base, "calculations", actions[0].get("identifier") if base else None, root)
         return CratePlan(kind="calculation", source=source, run=run), problems
     return _plan_workflow_run(reader, root, actions, crate)
 
@@ -533,8 +541,7 @@ def _plan_workflow_run(
     if not workflow:
         problems.append("the crate's workflow has no url naming it (…/api/v2/workflows/<name>)")
         return None, problems
-    identifier = run_action.get("identifier", "")
-    source = f"{base}/api/v2/workflow-runs/{identifier}" if identifier else str(root.get("name", "./"))
+    source = _source(base, "workflow-runs", run_action.get("identifier"), root)
     plan = CratePlan(kind="workflow-run", source=source, workflow=workflow)
     if run_action.get("actionStatus") != _COMPLETED:
         problems.append("the crate records a workflow run that did not complete: only a COMPLETE one is run again")

@@ -225,6 +225,28 @@ def test_an_ops_flows_crate_runs_only_where_the_same_source_is_deployed(
     assert response.status_code == 422 and "workflow 'count' not found" in response.json()["detail"]
 
 
+def test_the_run_a_crate_records_is_quoted_no_longer_than_a_url(alice_id: int, bob: ApiClient) -> None:
+    """The crate names it (its URL where it ran): the answer and the new run's first event quote it,
+    so a 2 MB identifier made a 2 MB answer and event; an identifier that is no string is not quoted."""
+    crate = _crate("calculation", _prodigal(alice_id).id)
+
+    def identified(identifier: Any) -> Callable[[dict[str, bytes], dict[str, Any]], None]:
+        def edit(entries: dict[str, bytes], graph: dict[str, Any]) -> None:
+            next(entity for entity in graph.values() if entity["@type"] == "CreateAction")["identifier"] = identifier
+
+        return edit
+
+    long = random.Random(0).randbytes(1024**2).hex()  # (random: the metadata's ratio stays low)
+    response = _import(bob, _rebuild(crate, identified(long)))
+    assert response.status_code == 202, response.content[:300]
+    source = response.json()["source"]
+    assert len(source) == 2000 and long.startswith(source.split("/api/v2/calculations/")[1])
+    reason = Calculation.objects.get(id=response.json()["id"]).events.order_by("id").values_list("reason").first()
+    assert reason == (f"imported from the crate of {source}",)
+    response = _import(bob, _rebuild(crate, identified({"not": "a string"})))
+    assert response.status_code == 202 and response.json()["source"].startswith("prodigal ")
+
+
 def test_an_import_with_an_idempotency_key_is_answered_once(alice_id: int, bob: ApiClient) -> None:
     crate = _crate("calculation", _prodigal(alice_id).id)
     key = {"HTTP_IDEMPOTENCY_KEY": "import-1"}
