@@ -422,6 +422,9 @@ class _Reader:
         if not isinstance(tool, str) or not isinstance(version, str) or not tool or not version:
             self.problems.append(f"{where}: its tool {shown(application['@id'])} has no name or softwareVersion")
             return None
+        if len(tool) > _SHOWN or len(version) > _SHOWN:  # (no tool's is: and each problem would quote it whole)
+            self.problems.append(f"{where}: its tool's name or softwareVersion is longer than {_SHOWN} characters")
+            return None
         run = ToolRun(action_id=action["@id"], tool=tool, version=version)
         run.completed = action.get("actionStatus") == _COMPLETED
         if tool == TES_TOOL:
@@ -538,8 +541,8 @@ def _plan_workflow_run(
     url = str(main.get("url", ""))
     base, _, workflow = url.partition("/api/v2/workflows/")
     workflow = unquote(workflow)
-    if not workflow:
-        problems.append("the crate's workflow has no url naming it (…/api/v2/workflows/<name>)")
+    if not workflow or len(workflow) > _SHOWN:
+        problems.append(f"the crate's workflow has no url naming it (…/api/v2/workflows/<name>, {shown(workflow)})")
         return None, problems
     source = _source(base, "workflow-runs", run_action.get("identifier"), root)
     plan = CratePlan(kind="workflow-run", source=source, workflow=workflow)

@@ -247,6 +247,20 @@ def test_the_run_a_crate_records_is_quoted_no_longer_than_a_url(alice_id: int, b
     assert response.status_code == 202 and response.json()["source"].startswith("prodigal ")
 
 
+def test_a_tool_name_too_long_to_be_one_is_not_quoted_whole(alice_id: int, bob: ApiClient) -> None:
+    """Each problem about a tool quotes its name and version: a 1 MB name made a 422 of megabytes."""
+    long = random.Random(0).randbytes(512 * 1024).hex()  # (random: the metadata's ratio stays low)
+
+    def named(entries: dict[str, bytes], graph: dict[str, Any]) -> None:
+        _tool(graph)["name"] = long
+
+    response = _import(bob, _rebuild(_crate("calculation", _prodigal(alice_id).id), named))
+    assert response.status_code == 422
+    assert response.json()["problems"] == [
+        "the calculation: its tool's name or softwareVersion is longer than 200 characters"
+    ]
+
+
 def test_an_import_with_an_idempotency_key_is_answered_once(alice_id: int, bob: ApiClient) -> None:
     crate = _crate("calculation", _prodigal(alice_id).id)
     key = {"HTTP_IDEMPOTENCY_KEY": "import-1"}
