@@ -10,7 +10,8 @@ A test that uses the Prefect server, a container engine or Slurm is in the integ
 least, whatever its marks say. Within one session, tests run tier by tier; with
 --tier-fail-fast, a failure skips the later tiers. A test marked crate_validator needs roc-validator's
 virtualenv and nothing else: it is in the integration tier too (the virtualenv is made beside the unit
-tier), but scripts/test.sh runs it in a process of its own beside the integration session."""
+tier), but scripts/test.sh runs it in a process of its own beside the integration session; so too a
+test marked own_services, which starts services of its own and none of the session's."""
 
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ def tier_of(item: pytest.Item) -> int:
     """The item's tier, as an index of TIERS."""
     if item.get_closest_marker("system"):
         return 2
-    integration = ("integration", "container", "slurm", "crate_validator")
+    integration = ("integration", "container", "slurm", "crate_validator", "own_services")
     return 1 if any(item.get_closest_marker(name) for name in integration) else 0
 
 
@@ -62,6 +63,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "crate_validator: validates crates with roc-validator (its virtualenv is made in the background) and "
         "needs no other service: scripts/test.sh runs these beside the integration tier",
+    )
+    config.addinivalue_line(
+        "markers",
+        "own_services: starts services of its own (on ports and a data directory of its own), none of the "
+        "session's: scripts/test.sh runs these beside the integration tier",
     )
 
 

@@ -1,20 +1,21 @@
 #!/usr/bin/env bash
 # The test suite in tiers, cheapest first, so that a cheap failure ends the run before anything
 # costly starts (the tiers are described in conftest.py):
-#   checks       ruff (lint, format) and mypy; only the container engine has started, and in the
-#                background it builds the images the later tiers need, or finds them built
-#                (`background images`, below): mostly waiting on downloads, it costs the checks little
+#   checks       ruff (lint, format) and mypy; nothing else has started yet (the images' builds and
+#                virtualenvs, beside them, made them 2-3 times slower)
 #   unit         the unit tests, one process per core (pytest-xdist), on a throwaway PostgreSQL (the
-#                same cluster serves every tier), while the images are still made
+#                same cluster serves every tier). Meanwhile the container engine builds the images
+#                the later tiers need, or finds them built (`background images`, below)
 #   sqlite       a smoke run on SQLite, the embedded default
 #   integration  the Slurm cluster, a Prefect server and worker: the integration tests, then in the
 #                same session the system tier (faults, a real browser, the Docker work pool), skipped
 #                once an integration test failed
 #   podman       the container backend on Podman's Docker-compatible API, the images copied over
 #                from the Docker engine: in the background, beside the integration tier
-#   crates       the crates checked by roc-validator that need no service but its virtualenv (marked
-#                crate_validator): CPU-bound, in the background beside the integration tier, which
-#                mostly waits
+#   beside       the tests that need no service of the integration tier's: the crates checked by
+#                roc-validator, which needs only its virtualenv (marked crate_validator), and the
+#                tests starting services of their own (own_services); in the background beside the
+#                integration tier, which mostly waits
 # Usage: scripts/test.sh [--fast | --soak] [pytest arguments, given to every pytest run]
 #   (none)   every tier: ./taskw test, and CI
 #   --fast   the unit tier alone: ./taskw test-fast
@@ -48,6 +49,7 @@ cleanup() {
     kill -- "-$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
   done
   rm -f "${bg_log[@]}"
+  [ -n "${images_ready:-}" ] && rm -rf "$images_ready"
   [ -n "${pg_dir:-}" ] && { pg_stop "$pg_dir"; rm -rf "$pg_dir"; }
   for service in "${started[@]}"; do
     case "$service" in
@@ -90,7 +92,8 @@ unit_tier() {
   tier unit
   # the test settings give each process its own data dir, Prefect port and S3 server; PostgreSQL
   # gives each its own test database
-  on_postgres -n logical -m "not integration and not container and not slurm and not system and not crate_validator" "$@"
+  on_postgres -n logical \
+    -m "not integration and not container and not slurm and not system and not crate_validator and not own_services" "$@"
 }
 
 docker_engine() {
@@ -105,12 +108,13 @@ docker_engine() {
 # Work in the background, in a session of its own (so that a failure elsewhere stops it all), its
 # output kept for when it is awaited:
 #   images  what the next tiers need from the engine (scripts/test-images.sh: cold, mostly waiting on
-#           package downloads), made while the checks, the unit and the SQLite tiers run
+#           package downloads), made while the unit and SQLite tiers run; the app image (the
+#           slowest) goes on beside the integration tier, whose one test using it waits for it
 #   podman  the container backend's tests (and a Slurm job's container), the same code unchanged, on
 #           Podman's Docker-compatible API with the Docker engine's images copied over; it shares
 #           nothing with the integration tier but the CPU (its containers mostly wait), so it runs beside it
-#   crates  the crate_validator tests, in a database of their own on the same cluster, beside the
-#           integration tier too (which then mostly waits on its services and tools)
+#   beside  the crate_validator and own_services tests, in a database of their own on the same cluster,
+#           beside the integration tier too (which then mostly waits on its services and tools)
 #   slurm   the dev cluster's start, unless it runs already, while the unit and SQLite tiers run
 declare -A bg_pid=() bg_log=() bg_started=()
 background() {  # name command…
@@ -127,6 +131,16 @@ await_background() {  # name: its output, then its exit status (pytest's 5, no t
   cat "${bg_log[$name]}"
   echo "$name: done $(( SECONDS - bg_started[$name] )) s after it was started"
   [ $status -eq 0 ] || { [ $status -eq 5 ] && [ "$filtered" -gt 0 ]; } || { echo "$name: failed ($status)" >&2; exit $status; }
+}
+await_part() {  # name file: until the job has made a part of its work (it writes the file, with that
+  # part's exit status) or ended; a part that failed fails the run, with the job's output
+  local name=$1 file=$2
+  while [ ! -f "$file" ] && kill -0 "${bg_pid[$name]}" 2>/dev/null; do sleep 0.5; done
+  if [ "$(cat "$file" 2>/dev/null)" != 0 ]; then
+    await_background "$name"
+    echo "$name: failed ($(basename "$file") not made)" >&2; exit 1
+  fi
+  echo "$name: $(basename "$file") made $(( SECONDS - bg_started[$name] )) s after it was started"
 }
 podman_engine() {
   podman_host=$(scripts/engines.sh host podman)
@@ -159,14 +173,17 @@ case "$mode" in
     exit 0 ;;
 esac
 
-docker_engine
-background images scripts/test-images.sh  # from the start: it waits on downloads, the checks on the CPU
 tier checks
 ruff check .
 ruff format --check .
 echo "mypy (task typecheck): 0 errors is the bar"
 python -m mypy  # pyproject.toml's [tool.mypy] says what is checked
 
+docker_engine
+# the app image (the slowest) is awaited by the one test that needs it, the Docker work pool's, at
+# the end of the integration session; the rest when that tier starts
+images_ready=$(mktemp -d /tmp/emgapi-test-images.XXXXXX)
+background images env IMAGES_READY_DIR="$images_ready" scripts/test-images.sh
 postgres
 slurm_cluster_start
 unit_tier "$@"
@@ -185,20 +202,21 @@ sqlite_smoke=(
 run_pytest -q -m "not container and not slurm" "${sqlite_smoke[@]}" "$@"
 
 tier integration
-await_background images
+await_part images "$images_ready/tools"
 slurm_cluster
 podman_engine
 background podman env DOCKER_HOST="$podman_host" bash -c '
   scripts/images.sh --from "$0" && python -m pytest -p no:cacheprovider -q -m container \
     workflows/tests/backends/test_container.py workflows/tests/backends/test_slurm.py "$@"
 ' "$DOCKER_HOST" "$@"
-background crates env EMGAPI_DB__URL="${pg_url}_crates" python -m pytest -p no:cacheprovider --reuse-db -q \
-  -m crate_validator "$@"
+background beside env EMGAPI_DB__URL="${pg_url}_beside" python -m pytest -p no:cacheprovider --reuse-db -q \
+  -m "crate_validator or own_services" "$@"
 # its Prefect server boots while the tests are collected (workflows/tests/services.py)
-EMGAPI_TEST_PREFECT_EARLY=1 on_postgres --tier-fail-fast \
-  -m "(integration or container or slurm or system) and not crate_validator" "$@"
+EMGAPI_TEST_PREFECT_EARLY=1 EMGAPI_TEST_APP_IMAGE_READY="$images_ready/app" on_postgres --tier-fail-fast \
+  -m "(integration or container or slurm or system) and not crate_validator and not own_services" "$@"
 
-tier podman  # and the crates: whatever of the background work is still running
-await_background crates
+tier podman  # and the rest beside it, and the app image: whatever of the background work still runs
+await_background images
+await_background beside
 await_background podman
 

@@ -15,7 +15,8 @@ import pytest
 from conftest import free_port
 from emgapiv2.config import BASE_DIR
 
-pytestmark = pytest.mark.integration
+# services of its own, none of the integration session's: run beside that session
+pytestmark = pytest.mark.own_services
 
 
 @pytest.fixture

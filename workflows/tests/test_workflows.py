@@ -351,6 +351,12 @@ def docker_worker(
 ) -> Iterator[DockerWorkerProcess]:
     from workflows.images import LOCAL_BASE, build_app_image
 
+    if ready := os.environ.get("EMGAPI_TEST_APP_IMAGE_READY"):  # scripts/test.sh builds it in the background
+        deadline = time.monotonic() + 600
+        while not Path(ready).exists() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        if Path(ready).exists() and Path(ready).read_text().strip() != "0":
+            pytest.fail("the app image's build failed: scripts/test.sh shows its output at the end")
     build_app_image(os.environ.get("BASE_IMAGE") or LOCAL_BASE)  # minutes cold; kept while its context is unchanged
     worker = DockerWorkerProcess(calculation_worker.env, tmp_path / "docker-worker.log")
     worker.start()
