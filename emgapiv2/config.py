@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -410,12 +410,12 @@ class NotifySettings(BaseModel):
     )
     max_url_length: int = Field(2048, ge=16, le=2048, description="Longest notification URL (422 above it).")
     poll_seconds: float = Field(1, gt=0, description="How often the notifier looks for deliveries due.")
-    batch: int = Field(100, ge=1, description="Deliveries one notifier pass claims at most (and sends at once).")
+    batch: int = Field(100, ge=1, description="Deliveries one worker sends at once, at most.")
     lease_seconds: float = Field(
         60,
         gt=0,
         description="A claimed delivery is another worker's to send after this (its worker died mid-send): more "
-        "than timeout_seconds.",
+        "than 3 × timeout_seconds (a send's longest).",
     )
     timeout_seconds: float = Field(10, gt=0, description="Connect, write and read timeout of one delivery.")
     backoff_seconds: float = Field(10, gt=0, description="Wait before the first retry of a delivery that failed.")
@@ -427,6 +427,13 @@ class NotifySettings(BaseModel):
     response_bytes: int = Field(
         1024, ge=0, description="Most bytes of a receiver's response read (its error shows their start)."
     )
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_send(self) -> NotifySettings:
+        # a send ends within 3 × timeout_seconds; a lease shorter than that lets another worker send it too
+        if self.lease_seconds <= 3 * self.timeout_seconds:
+            raise ValueError("EMGAPI_NOTIFY__LEASE_SECONDS must be more than 3 × EMGAPI_NOTIFY__TIMEOUT_SECONDS")
+        return self
 
 
 class Settings(BaseSettings):

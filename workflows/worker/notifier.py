@@ -4,6 +4,7 @@ transitions inserted, `calculations/actions/notifications.py`), every `notify.po
 - Each pass claims the due rows under a lease (the earliest pending one of each run only: a run's
   later event waits until the earlier one is delivered or given up), so two workers do not send one
   twice, and a worker killed mid-send leaves its rows pending for the next claim after the lease.
+  At most `notify.batch` are in flight at once; a pass fills the room that sends which ended left.
 - Each POST goes to the address its URL's host resolved to when it was checked, now (loopback,
   private… refused unless allowed: `calculations/notifications.py`), never to a second DNS answer; it
   is signed (X-Emgapi-Signature), follows no redirect, has short timeouts and reads at most
@@ -106,22 +107,49 @@ async def send(client: httpx.AsyncClient, worker: str, delivery: Delivery, setti
         logger.info("notification %s to %s: %s (%s)", delivery.id, target.host, error, outcome)
 
 
+class Notifier:
+    """One worker's deliveries in flight, at most `notify.batch`: each pass claims as many due ones
+    as there is room for, so a slow receiver holds its own deliveries back, not everyone's."""
+
+    def __init__(self, worker: str, client: httpx.AsyncClient, settings: NotifySettings) -> None:
+        self.worker, self.client, self.settings = worker, client, settings
+        self.in_flight: set[asyncio.Task[None]] = set()
+
+    async def fill(self) -> int:
+        """Claim due deliveries for the free room and start sending them; how many were claimed."""
+        free = self.settings.batch - len(self.in_flight)
+        if free <= 0:
+            return 0
+        deliveries = await db(do_claim_notifications)(
+            self.worker, batch=free, lease_seconds=self.settings.lease_seconds
+        )
+        for delivery in deliveries:
+            task = asyncio.create_task(send(self.client, self.worker, delivery, self.settings))
+            self.in_flight.add(task)
+            task.add_done_callback(self.in_flight.discard)
+        return len(deliveries)
+
+    async def drain(self) -> None:
+        if self.in_flight:
+            await asyncio.gather(*self.in_flight, return_exceptions=True)
+
+
 async def deliver_once(worker: str, client: httpx.AsyncClient, settings: NotifySettings | None = None) -> int:
-    """Claim the due deliveries and send them at once; how many were claimed."""
-    settings = settings or get_settings().notify
-    deliveries = await db(do_claim_notifications)(worker, batch=settings.batch, lease_seconds=settings.lease_seconds)
-    if deliveries:
-        await asyncio.gather(*(send(client, worker, delivery, settings) for delivery in deliveries))
-    return len(deliveries)
+    """Claim the due deliveries, send them and wait for every outcome; how many were claimed."""
+    notifier = Notifier(worker, client, settings or get_settings().notify)
+    claimed = await notifier.fill()
+    await notifier.drain()
+    return claimed
 
 
 async def serve(worker: str) -> NoReturn:
-    """A pass every `notify.poll_seconds` (at once again while passes fill their batch)."""
+    """A pass every `notify.poll_seconds` (at once again while a pass fills all the room there is)."""
     settings = get_settings().notify
     async with make_client(settings) as client:
+        notifier = Notifier(worker, client, settings)
 
         async def one_pass() -> None:
-            while await deliver_once(worker, client, settings) >= settings.batch:
+            while await notifier.fill() and len(notifier.in_flight) < settings.batch:
                 pass
 
         await every(settings.poll_seconds, one_pass, failed="notification pass failed", logger=logger)
