@@ -13,9 +13,11 @@ class ManyInvalidInputs(InvalidInput):
     """Every problem a check found, not just the first (a crate's import): a 422 listing them all."""
 
     LISTED = 100  # a 1,000-genome crate without its data is a thousand "missing input"s: the first say it
+    LONGEST = 1000  # characters of one problem: one may quote a value from the crate, which may be megabytes
 
     def __init__(self, summary: str, problems: list[str]) -> None:
-        listed = problems[: self.LISTED]
+        listed = [problem if len(problem) <= self.LONGEST else problem[: self.LONGEST - 1] + "…"
+                  for problem in problems[: self.LISTED]]  # fmt: skip
         if len(problems) > self.LISTED:
             listed.append(f"and {len(problems) - self.LISTED} more problems like these")
         super().__init__(f"{summary}: " + "; ".join(listed[:3]) + ("; …" if len(listed) > 3 else ""))

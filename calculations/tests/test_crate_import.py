@@ -605,3 +605,7 @@ def test_a_crate_with_a_thousand_problems_lists_the_first_hundred_and_counts_the
     assert (
         str(refused).startswith("the crate cannot be run here: missing input: genome 0; ") and len(str(refused)) < 200
     )
+    # a problem quoting a value of the crate whole (a parameter's name, in pydantic's words) is cut short
+    refused = ManyInvalidInputs("the crate cannot be run here", [f"parameter {'x' * 10**6}: Extra inputs"] * 2)
+    assert [len(problem) for problem in refused.problems] == [1000, 1000] and refused.problems[0].endswith("x…")
+    assert len(str(refused)) < 2100
