@@ -42,6 +42,7 @@ _CONTROL = re.compile(r"orchestrate (.+)\[(\d+)\]")
 _COMPLETED = status("CompletedActionStatus")
 _SHOWN = 200  # characters of a name from the crate a problem quotes
 _SOURCE_CHARS = 2000  # of the URL of the run a crate records (browsers' limit)
+_BYTES_PER_OBJECT, _BYTES_PER_MEMBER = 64, 24  # the JSON read: half as dense as an exported crate's, at most
 
 
 def shown(text: object) -> str:
@@ -246,7 +247,7 @@ def read_metadata(crate: CrateZip) -> dict[str, Entity]:
     sink = io.BytesIO()
     try:
         crate.read(METADATA_FILE, sink, limit=limit)
-        document = json.loads(sink.getvalue(), parse_constant=_no_constant)
+        document = _parse_json(sink.getvalue(), limit)
     except ValueError as exc:  # (json's errors, UnicodeDecodeError and the read's are ValueErrors)
         raise CrateRefused([f"{METADATA_FILE} cannot be read: {exc}"]) from None
     except RecursionError:
@@ -270,6 +271,27 @@ def read_metadata(crate: CrateZip) -> dict[str, Entity]:
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value")
+
+
+def _parse_json(data: bytes, limit: int) -> Any:
+    """JSON of up to `limit` bytes, refused as it is parsed once it holds more objects or members than
+    that many bytes of an exported crate's metadata do (about one object per 120 bytes, one member per
+    45): 64 MiB of tiny objects ({"@id": "#1"}, one per 17 bytes) took 10 s and 1.3 GB to parse."""
+    most_objects, most_members = limit // _BYTES_PER_OBJECT, limit // _BYTES_PER_MEMBER
+    objects = members = 0
+
+    def counted(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal objects, members
+        objects += 1
+        members += len(pairs)
+        if objects > most_objects or members > most_members:
+            raise ValueError(
+                f"it holds more than {most_objects} objects or {most_members} members, more than an exported "
+                f"crate's {limit} bytes do (EMGAPI_CRATE__IMPORT_MAX_METADATA_BYTES)"
+            )
+        return dict(pairs)
+
+    return json.loads(data, object_pairs_hook=counted, parse_constant=_no_constant)
 
 
 # --- the graph ------------------------------------------------------------------------------------
@@ -601,7 +623,7 @@ def _pipeline(reader: _Reader, main: Entity, crate: CrateZip, files: dict[str, C
     sink = io.BytesIO()
     try:
         crate.read(path, sink, limit=crate.limits.import_max_metadata_bytes)
-        params = json.loads(sink.getvalue(), parse_constant=_no_constant)
+        params = _parse_json(sink.getvalue(), crate.limits.import_max_metadata_bytes)
     except (ValueError, RecursionError) as exc:
         reader.problems.append(f"the pipeline's JSON {shown(path)} cannot be read: {exc}")
         return {}

@@ -558,6 +558,28 @@ def test_a_zip_whose_entries_share_their_bytes_is_a_bomb_by_its_size(tmp_path: P
     ]
 
 
+def test_metadata_denser_than_an_exported_crates_is_refused_as_it_is_parsed(
+    alice_id: int, bob: ApiClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tiny objects ({"@id": "#1"}) parse to 20 times their bytes: 64 MiB of them took 10 s and 1.3 GB.
+    The metadata may hold as many objects and members as twice as much of an exported crate's does."""
+    crate = _crate("calculation", _prodigal(alice_id).id)
+
+    def tiny(entries: dict[str, bytes], graph: dict[str, Any]) -> None:
+        graph.update({f"#{index:x}": {"@id": f"#{index:x}"} for index in range(40_000)})  # (700 KB)
+
+    monkeypatch.setattr(get_settings().crate, "import_max_metadata_bytes", 1024**2)
+    before = _left_behind()
+    response = _import(bob, _rebuild(crate, tiny))
+    assert response.status_code == 422, response.content[:300]
+    assert response.json()["problems"] == [
+        "ro-crate-metadata.json cannot be read: it holds more than 16384 objects or 43690 members, more than an "
+        "exported crate's 1048576 bytes do (EMGAPI_CRATE__IMPORT_MAX_METADATA_BYTES)"
+    ]
+    assert _left_behind() == before
+    assert _import(bob, crate).status_code == 202  # (a crate as exported, by the same bounds)
+
+
 def test_a_crate_larger_than_the_limit_is_a_413_before_it_is_read(
     alice_id: int, bob: ApiClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
