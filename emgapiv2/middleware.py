@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable
 from typing import Any
@@ -64,6 +65,14 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value (give a finite number)")
 
 
+def _finite(text: str) -> float:
+    """A number too large for a float (1e999) would be parsed as infinity: JSON has no such value either."""
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"{text[:40]} is too large a number (give a finite one)")
+    return value
+
+
 def _encodable(value: Any) -> bool:
     """Whether every string in a parsed body is UTF-8 text (JSON escapes can name lone surrogates,
     which nothing downstream can encode, hash or store)."""
@@ -103,7 +112,10 @@ def _check_body(request: HttpRequest) -> HttpResponse | None:
     if length and request.content_type == "application/json":
         try:
             value = json.loads(
-                request.body, object_pairs_hook=_counting_hook(settings.max_json_members), parse_constant=_no_constant
+                request.body,
+                object_pairs_hook=_counting_hook(settings.max_json_members),
+                parse_constant=_no_constant,
+                parse_float=_finite,
             )
         except TooManyMembers as exc:
             return _refuse(413, str(exc))
@@ -120,7 +132,10 @@ def parsed_json(request: HttpRequest) -> Any:
     if hasattr(request, PARSED_JSON_ATTRIBUTE):
         return getattr(request, PARSED_JSON_ATTRIBUTE)
     return json.loads(
-        request.body, object_pairs_hook=_counting_hook(get_settings().max_json_members), parse_constant=_no_constant
+        request.body,
+        object_pairs_hook=_counting_hook(get_settings().max_json_members),
+        parse_constant=_no_constant,
+        parse_float=_finite,
     )
 
 

@@ -72,6 +72,12 @@ def test_malformed_bodies_are_a_4xx(alice: ApiClient, body: bytes) -> None:
     assert answer.json()["detail"]
 
 
+def test_a_number_too_large_for_a_float_is_refused_not_taken_as_infinity(alice: ApiClient) -> None:
+    body = b'{"inputs": {}, "params": {"translation_table": 1e999}}'
+    answer = alice.client.post("/api/v2/tools/prodigal/calculations", body, content_type="application/json")
+    assert answer.status_code == 400 and "1e999 is too large a number" in answer.json()["detail"]
+
+
 def test_a_huge_json_body_is_a_4xx_not_a_crash(alice: ApiClient) -> None:
     body = json.dumps({"inputs": {}, "params": {"mode": "x" * 5_000_000}}).encode()
     answer = alice.client.post("/api/v2/tools/prodigal/calculations", body, content_type="application/json")
