@@ -3,7 +3,8 @@
 The first request with a key runs and its response is stored; a retry with the same key and the
 same request gets that response again (`Idempotent-Replayed: true`) and runs nothing. The same key
 with a different request is a 422; a retry while the first is still running is a 409. A response
-that is a server error is not kept, so a retry runs again. Keys belong to the token's user.
+that is a server error is not kept, so a retry runs again. Keys belong to the token's user. A
+response that holds a secret (`SECRET_PATHS`) is never kept either: a retry does it again.
 
 The fingerprint covers method, path and the whole body: a JSON body as sent; a multipart upload
 by its parts (field names, file names and every byte of each file, read in chunks from Django's
@@ -30,6 +31,7 @@ from calculations.models import IdempotentRequest
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
+SECRET_PATHS = frozenset({"/api/v2/users/me/webhook-secret"})  # a rotated secret, not to lie in a table
 KEEP_FOR = timedelta(hours=24)  # a retry comes within minutes; the reconciler deletes older records
 
 
@@ -91,8 +93,8 @@ class IdempotencyMiddleware:
         except BaseException:
             record.delete()
             raise
-        if response.status_code >= 500 or response.streaming:
-            record.delete()  # not an answer worth repeating: a retry runs again
+        if response.status_code >= 500 or response.streaming or request.path.rstrip("/") in SECRET_PATHS:
+            record.delete()  # not an answer worth repeating, or one not to keep: a retry runs again
             return response
         record.status_code = response.status_code
         record.content_type = response.get("Content-Type", "")

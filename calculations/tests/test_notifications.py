@@ -204,6 +204,19 @@ def test_the_user_reads_and_rotates_their_own_secret_and_no_one_else_sees_it(ali
     assert refused.status_code == 403 and rotated["secret"] not in refused.content.decode()
 
 
+def test_a_rotated_secret_is_not_kept_for_an_idempotent_retry(alice: ApiClient) -> None:
+    """An Idempotency-Key keeps the answer it replays: never one that holds a secret."""
+    from calculations.models import IdempotentRequest
+
+    headers = {"Idempotency-Key": "rotate-1"}
+    first = alice.client.post("/api/v2/users/me/webhook-secret", headers=headers).json()["secret"]
+    again = alice.client.post("/api/v2/users/me/webhook-secret", headers=headers).json()["secret"]
+    assert again != first and again == alice.get("/users/me/webhook-secret").json()["secret"]
+    assert not any(
+        again.encode() in bytes(body or b"") for body in IdempotentRequest.objects.values_list("body", flat=True)
+    )
+
+
 def test_retries_back_off_exponentially_and_stop_after_a_day() -> None:
     settings = NotifySettings(backoff_seconds=10, backoff_factor=2, max_backoff_seconds=3600, give_up_after_hours=24)
     assert [retry_delay(n, settings).total_seconds() for n in range(1, 11)] == [
