@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from calculations.errors import InvalidInput
 from calculations.models import File
 from calculations.names import IDENTIFIER, IDENTIFIER_RULE, is_identifier
+from calculations.resources import ResourcesIn, grant_resources
 from calculations.tools import UnknownTool, get_tool
 
 MAX_CALCULATIONS = 10_000  # in one pipeline, all its maps together
@@ -49,6 +50,7 @@ class PipelineStep(BaseModel):
     )
     backend: str | None = Field(None, description="local, container or slurm; unset: the tool's default.")
     use_cache: bool = Field(True, description="Answer from an identical earlier calculation if there is one.")
+    resources: ResourcesIn | None = Field(None, description="CPUs, memory, time and GPUs to give each call.")
 
 
 class Pipeline(BaseModel):
@@ -72,6 +74,7 @@ class PlannedStep:
     params: dict[str, Any]
     backend: str | None
     use_cache: bool
+    resources: dict[str, int | None] | None  # as asked (each call's submission grants them)
     width: int | None  # elements, if mapped
     inputs: dict[str, list[Ref]]  # per role: one ref, or one per element (an `each`)
     each_roles: frozenset[str]
@@ -171,6 +174,7 @@ def plan(raw: Any) -> list[PlannedStep]:
             params=pipeline.steps[name].params,
             backend=pipeline.steps[name].backend,
             use_cache=pipeline.steps[name].use_cache,
+            resources=_asked(pipeline.steps[name].resources),
             width=widths[name],
             inputs=refs[name],
             each_roles=frozenset(mapped_roles[name]),
@@ -179,15 +183,23 @@ def plan(raw: Any) -> list[PlannedStep]:
     ]
 
 
+def _asked(resources: ResourcesIn | None) -> dict[str, int | None] | None:
+    return resources.model_dump(exclude_none=True) if resources is not None else None
+
+
 def _check_step(name: str, step: PipelineStep, refs: dict[str, dict[str, list[Ref]]], pipeline: Pipeline) -> None:
     try:
         spec = get_tool(step.tool)
     except UnknownTool as exc:
         raise InvalidInput(f"steps.{name}.tool: {exc}") from None
     try:
-        spec.choose_backend(step.backend)
+        backend = spec.choose_backend(step.backend)
     except ValueError as exc:
         raise InvalidInput(f"steps.{name}.backend: {exc}") from None
+    try:
+        grant_resources(spec.name, spec.resources, _asked(step.resources), backend=backend)
+    except InvalidInput as exc:
+        raise InvalidInput(f"steps.{name}.{exc}") from None
     try:
         spec.params_model.model_validate(step.params)
     except ValidationError as exc:

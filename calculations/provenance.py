@@ -22,6 +22,7 @@ class AttemptRecord(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     exit_code: int | None = None
+    resources: dict[str, int] = {}  # what this attempt was given (cpus, memory_mb, time_limit_seconds, gpus)
     resource_usage: dict[str, float] = {}
     stdout_sha256: str | None = None
     stderr_sha256: str | None = None
@@ -38,6 +39,8 @@ class Provenance(BaseModel):
     params: dict[str, Any]
     inputs: dict[str, str]  # role -> sha256
     outputs: dict[str, list[str]] = {}  # role -> sha256s
+    # what the calculation is granted (calculations/resources.py); empty: made before grants were kept
+    resources: dict[str, int] = {}
     attempts: list[AttemptRecord] = []
 
     def current(self, attempt: int) -> AttemptRecord:

@@ -16,6 +16,7 @@ from calculations.errors import InvalidInput
 from calculations.models import Calculation, File, Notification, NotificationStatus, UploadState, WorkflowRun
 from calculations.pipelines import plan
 from calculations.programs import program_names
+from calculations.resources import ResourcesIn
 from calculations.run_kinds import CALCULATION, WORKFLOW_RUN
 from calculations.states import RunState
 from calculations.verdicts import Verdict
@@ -142,9 +143,17 @@ class OutputRoleOut(Schema):
 
 
 class ResourcesOut(Schema):
+    """What a run is given unless it asks otherwise, and the most it may ask for (null: only the
+    deployment's limit)."""
+
     cpus: int
     memory_mb: int
     time_limit_seconds: int
+    gpus: int = 0
+    max_cpus: int | None = None
+    max_memory_mb: int | None = None
+    max_time_limit_seconds: int | None = None
+    max_gpus: int = 0
 
 
 class ToolSummaryOut(Schema):
@@ -206,6 +215,7 @@ class CalculationIn(Schema):
         None, description="local, container or slurm; one the tool lists. Unset: the tool's default."
     )
     notify: NotifyIn | None = Field(None, description="Tell this URL when the calculation reaches these states.")
+    resources: ResourcesIn | None = Field(None, description="CPUs, memory, time and GPUs to give the tool.")
 
 
 class CalculationOut(Schema):
@@ -235,6 +245,14 @@ class CalculationOut(Schema):
     started_at: datetime | None
     finished_at: datetime | None
     provenance: dict[str, Any]
+    resources: dict[str, int] = Field(
+        description="What it was granted: cpus, memory_mb, time_limit_seconds, gpus (each attempt's: provenance)."
+    )
+
+    @staticmethod
+    def resolve_resources(calc: Calculation) -> dict[str, int]:
+        granted: dict[str, int] = calc.provenance.get("resources", {})
+        return granted
 
     @staticmethod
     def resolve_workflow_run(calc: Calculation) -> UUID | None:

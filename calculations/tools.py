@@ -46,9 +46,18 @@ class OutputRole:
 
 @dataclass(frozen=True)
 class Resources:
+    """What each run of the tool is given unless its request asks otherwise (`resources`), and the
+    most a request may ask for (None: only the deployment's EMGAPI_RESOURCES__MAX_… caps). A tool
+    uses no GPU unless it declares `max_gpus`."""
+
     cpus: int = 1
     memory_mb: int = 1024
     time_limit_seconds: int = 3600
+    gpus: int = 0
+    max_cpus: int | None = None
+    max_memory_mb: int | None = None
+    max_time_limit_seconds: int | None = None
+    max_gpus: int = 0
 
 
 @dataclass(frozen=True)

@@ -105,6 +105,9 @@ class ContainerSettings(BaseModel):
     poll_seconds: float = Field(
         30, description="Safety-net inspection interval per container; exits arrive through the events stream."
     )
+    gpus_available: bool = Field(
+        False, description="The engine has GPUs (NVIDIA container toolkit): a request may ask for `gpus`."
+    )
 
 
 class SlurmSettings(BaseModel):
@@ -116,6 +119,9 @@ class SlurmSettings(BaseModel):
         "", description="Run the tool's container inside the job with this CLI; empty: the tool's executable."
     )
     bin_dir: Path | None = Field(None, description="Directory of sbatch/squeue/scancel/scontrol. Unset: PATH.")
+    gpus_available: bool = Field(
+        False, description="The cluster has GPUs (gres gpu): a request may ask for `gpus` (sbatch --gres=gpu:N)."
+    )
 
 
 class TesSettings(BaseModel):
@@ -386,8 +392,18 @@ class CrateSettings(BaseModel):
     import_max_metadata_bytes: int = Field(
         64 * 1024**2,
         ge=1024,
-        description="Largest ro-crate-metadata.json of an imported crate (a 1,000-step map's is a few MB).",
+        description="Largest ro-crate-metadata.json of an imported crate (a 1,000-step map's is a few MB); it "
+        "also bounds the JSON objects and members it may hold, at twice an exported crate's density.",
     )
+
+
+class ResourceSettings(BaseModel):
+    """The most a calculation's `resources` request may ask for, whatever its tool allows."""
+
+    max_cpus: int = Field(16, ge=1, description="CPUs a request may ask for.")
+    max_memory_mb: int = Field(65536, ge=1, description="Memory (MB) a request may ask for.")
+    max_time_limit_seconds: int = Field(7 * 86400, ge=1, description="Time limit (seconds) a request may ask for.")
+    max_gpus: int = Field(4, ge=0, description="GPUs a request may ask for (on a backend that has them).")
 
 
 class RetrySettings(BaseModel):
@@ -474,6 +490,7 @@ class Settings(BaseSettings):
     reconciler: ReconcilerSettings = ReconcilerSettings()
     sweeper: SweeperSettings = SweeperSettings()
     retry: RetrySettings = RetrySettings()
+    resources: ResourceSettings = ResourceSettings()
     workflow: WorkflowSettings = WorkflowSettings()
     dashboard: DashboardSettings = DashboardSettings()
     quota: QuotaSettings = QuotaSettings()

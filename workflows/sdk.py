@@ -80,17 +80,20 @@ async def run_tool(
     step: str | None = None,
     index: int | None = None,
     use_cache: bool = True,
+    resources: Mapping[str, int | None] | None = None,
 ) -> StepResult:
     """Run `tool` as a step of the current workflow run; return its outputs, or raise StepFailed.
 
     `step` names it (default: the tool's name); `index` tells apart calls of one name (default: their
-    order in this run, so keep that order deterministic, as asyncio.gather over a list does)."""
+    order in this run, so keep that order deterministic, as asyncio.gather over a list does).
+    `resources` ({cpus, memory_mb, time_limit_seconds, gpus}, each optional) asks for more or less than
+    the tool's own values, within its and the deployment's limits (else StepFailed saying which)."""
     context = current()
     name = step or tool
     if index is None:
         index = context.next_index(name)
     async with context.steps:
-        return await run_step(context, StepCall(name, index, tool, inputs, params, backend, use_cache))
+        return await run_step(context, StepCall(name, index, tool, inputs, params, backend, use_cache, resources))
 
 
 def _blocking(function: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, R]:

@@ -55,7 +55,10 @@ def do_start_calculation(
     if step_of is not None and step_of[1] is not None:
         check_step_slot(*step_of)  # the user first, then the row: the order every action takes them in
     calc = lock_calculation(calculation_id)
-    provenance = update_attempt(calc.provenance, attempt, backend=backend, host=host, workdir=workdir, worker=worker)
+    provenance = update_attempt(
+        calc.provenance, attempt, backend=backend, host=host, workdir=workdir, worker=worker,
+        resources=calc.provenance.get("resources", {}),  # what this attempt is given
+    )  # fmt: skip
     fields: dict[str, Any] = {
         "backend": backend, "provenance": provenance, "heartbeat_at": timezone.now(), "worker": worker
     }  # fmt: skip

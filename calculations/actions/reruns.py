@@ -79,6 +79,7 @@ def check_verify_calculation(
     backend: str | None = None,
     rerun: Rerun | None = None,
     reason: str = "submitted",
+    resources: Mapping[str, int] | None = None,
 ) -> Calculation:
     """A calculation that runs `tool` at `tool_version` (and `image_digest`, if it had one) again, from
     no cache, and once it ended carries its verdict against `expected` ({role: [{name, sha256, size}]};
@@ -95,6 +96,7 @@ def check_verify_calculation(
         rerun=rerun,
         reason=reason,
         expected_outputs=expected,
+        resources=resources,
     )
 
 
@@ -118,9 +120,17 @@ def _rerun_tool(calc: Calculation, rerun: Rerun) -> Calculation:
         raise Conflict(f"input {names} of calculation {calc.id} was deleted since: upload it again to rerun")
     inputs: dict[str, UUID] = dict(calc.inputs.values_list("role", "file_id"))
     backend = calc.backend or None
+    resources = calc.provenance.get("resources") or None  # given as it was
     if not rerun.verify:
         return check_create_calculation(
-            calc.owner_id, calc.tool, inputs=inputs, params=calc.params, use_cache=False, backend=backend, rerun=rerun
+            calc.owner_id,
+            calc.tool,
+            inputs=inputs,
+            params=calc.params,
+            use_cache=False,
+            backend=backend,
+            rerun=rerun,
+            resources=resources,
         )
     provenance = Provenance.model_validate(calc.provenance)
     completed = calc.state == S.COMPLETE  # a failed one produced nothing to compare with
@@ -136,6 +146,7 @@ def _rerun_tool(calc: Calculation, rerun: Rerun) -> Calculation:
             expected=expected_outputs(calc.output_files.values(*_FILE_FIELDS)) if completed else None,
             backend=backend,
             rerun=rerun,
+            resources=resources,
         )
     except InvalidInput as exc:  # its backend or parameters were accepted then: what changed is here, not the request
         raise Conflict(f"calculation {calc.id} cannot be run again as it ran: {exc}") from None

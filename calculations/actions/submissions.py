@@ -24,6 +24,7 @@ from calculations.models import Calculation, CalculationInput, File, WorkflowRun
 from calculations.orchestrator import launch_after_commit
 from calculations.programs import get_program
 from calculations.provenance import Provenance
+from calculations.resources import grant_resources
 from calculations.states import ACTIVE_STATES, ATTEMPT_IN_PROGRESS_STATES, RunState
 from calculations.storage import get_storage
 from calculations.storage.base import read_head
@@ -58,6 +59,7 @@ class NewCalculation:
     # a rerun that verifies: the outputs it should reproduce (`calculations.verdicts`), JSON
     expected_outputs: dict[str, Any] | None = None
     notify: dict[str, Any] | None = None  # checked by `check_notify`: {url, events}
+    resources: dict[str, int] | None = None  # granted (`grant_resources`); None: the program sets them
 
 
 @dataclass(frozen=True)
@@ -94,11 +96,13 @@ def check_create_calculation(
     reason: str = "submitted",
     expected_outputs: dict[str, Any] | None = None,
     notify: Mapping[str, Any] | None = None,
+    resources: Mapping[str, int | None] | None = None,
 ) -> Calculation:
     """Validate a submission (tool, backend, parameters, input roles, files and their formats), then create it.
     `actor` and `reason` are its first event's, when someone other than its owner launched it;
     `expected_outputs`, what a verifying rerun should reproduce (its verdict compares them);
-    `notify`, {url, events} to POST an event to when it reaches one of those states."""
+    `notify`, {url, events} to POST an event to when it reaches one of those states; `resources`, what
+    the run asks for (`grant_resources`: within the tool's and the deployment's limits)."""
     try:
         spec = get_tool(tool_name)
     except UnknownTool as exc:
@@ -107,6 +111,7 @@ def check_create_calculation(
         chosen_backend = spec.choose_backend(backend)
     except ValueError as exc:
         raise InvalidInput(f"backend: {exc}") from None
+    granted = grant_resources(spec.name, spec.resources, resources, backend=chosen_backend)
     try:
         validated = spec.params_model.model_validate(dict(params))
     except ValidationError as exc:
@@ -155,6 +160,7 @@ def check_create_calculation(
         reason=reason,
         expected_outputs=expected_outputs,
         notify=checked_notify,
+        resources=granted,
     )
     return do_create_calculation(owner_id, new)
 
@@ -248,7 +254,13 @@ def do_create_calculation(owner_id: int, new: NewCalculation) -> Calculation:
     cache_key = compute_cache_key(
         tool=new.program, tool_version=new.version, params=new.params, input_sha256s=input_sha256s
     )
-    provenance = Provenance(tool=new.program, tool_version=new.version, params=new.params, inputs=input_sha256s)
+    provenance = Provenance(
+        tool=new.program,
+        tool_version=new.version,
+        params=new.params,
+        inputs=input_sha256s,
+        resources=new.resources or {},
+    )
     calc = Calculation(
         owner_id=owner_id,
         tool=new.program,

@@ -20,6 +20,7 @@ from calculations.actions.transitions import lock_calculation
 from calculations.errors import Conflict, Forbidden, InvalidInput, InvalidTransition, NotFound
 from calculations.models import Calculation, File, TesTag, TesTask
 from calculations.names import check_environment, check_file_name, check_image_reference
+from calculations.resources import RESOURCE_NAMES
 from calculations.tes import TES_TOOL, TES_VERSION
 from calculations.tes.external import s3_client
 from calculations.tes.paths import plan_mounts
@@ -289,6 +290,7 @@ def do_create_tes_task(
     new = NewCalculation(
         program=TES_TOOL, version=TES_VERSION, params=params, files=files, backend=backend, use_cache=False,
         reason=f"TES task {task.name or ''}".strip(), rerun=rerun,
+        resources={name: resources.get(name, 0) for name in RESOURCE_NAMES},  # provenance keeps the grant
     )  # fmt: skip
     calc = do_create_calculation(owner_id, new)
     external = {

@@ -2,6 +2,7 @@
 from the registry (its OpenAPI schema names the tool's input roles and parameters), plus a generic
 `{name}` route that answers unknown tools with a clear 404."""
 
+import dataclasses
 from typing import Any, Literal
 from uuid import UUID
 
@@ -13,6 +14,7 @@ from calculations.actions import check_create_calculation
 from calculations.api.requests import AuthedRequest
 from calculations.errors import NotFound
 from calculations.models import Calculation
+from calculations.resources import ResourcesIn
 from calculations.schemas import (
     CalculationIn,
     CalculationOut,
@@ -55,11 +57,7 @@ def _tool_out(spec: ToolSpec) -> ToolOut:
             )
             for r in spec.outputs
         ],
-        resources=ResourcesOut(
-            cpus=spec.resources.cpus,
-            memory_mb=spec.resources.memory_mb,
-            time_limit_seconds=spec.resources.time_limit_seconds,
-        ),
+        resources=ResourcesOut(**dataclasses.asdict(spec.resources)),
         backends=spec.available_backends(),
         default_backend=_default_backend(spec),
         image=spec.image.name if spec.image else None,
@@ -105,6 +103,7 @@ class _Submission(Schema):
     use_cache: bool
     backend: str | None
     notify: NotifyIn | None = Field(None, description="Tell this URL when the calculation reaches these states.")
+    resources: ResourcesIn | None = Field(None, description="CPUs, memory, time and GPUs to give the tool.")
 
 
 def _submission_schema(spec: ToolSpec) -> type[_Submission]:
@@ -141,6 +140,7 @@ def _add_submission_route(spec: ToolSpec) -> None:
                 use_cache=payload.use_cache,
                 backend=payload.backend,
                 notify=payload.notify.model_dump() if payload.notify else None,
+                resources=payload.resources.model_dump() if payload.resources else None,
             )
         )
 
@@ -173,5 +173,6 @@ def submit_calculation(request: AuthedRequest, name: str, payload: CalculationIn
             use_cache=payload.use_cache,
             backend=payload.backend,
             notify=payload.notify.model_dump() if payload.notify else None,
+            resources=payload.resources.model_dump() if payload.resources else None,
         )
     )

@@ -40,5 +40,6 @@ TOOL = ToolSpec(
     build_argv=build_argv,
     executable="hmmsearch",
     image=ContainerImage("emgapi/hmmsearch:3.3.2", Path(__file__).parent),
-    resources=Resources(cpus=1, memory_mb=2048, time_limit_seconds=3600),
+    # run with --cpu 1 (its threads barely help a single search): more CPUs would idle
+    resources=Resources(cpus=1, memory_mb=2048, time_limit_seconds=3600, max_cpus=1, max_memory_mb=16384),
 )

@@ -64,6 +64,7 @@ TOOL = ToolSpec(
     build_argv=build_argv,
     executable="obabel",
     image=ContainerImage("emgapi/obabel:3.1.1", Path(__file__).parent),
-    resources=Resources(cpus=1, memory_mb=1024, time_limit_seconds=600),
+    # single-threaded: more CPUs would idle
+    resources=Resources(cpus=1, memory_mb=1024, time_limit_seconds=600, max_cpus=1, max_memory_mb=8192),
     check_inputs=check_inputs,
 )

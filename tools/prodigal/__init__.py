@@ -51,5 +51,6 @@ TOOL = ToolSpec(
     build_argv=build_argv,
     executable="prodigal",
     image=ContainerImage("emgapi/prodigal:2.6.3", Path(__file__).parent),
-    resources=Resources(cpus=1, memory_mb=1024, time_limit_seconds=3600),
+    # single-threaded: more CPUs would idle
+    resources=Resources(cpus=1, memory_mb=1024, time_limit_seconds=3600, max_cpus=1, max_memory_mb=8192),
 )

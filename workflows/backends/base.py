@@ -32,6 +32,7 @@ class JobSpec:
     cpus: int = 1
     memory_mb: int = 1024
     time_limit_seconds: int = 3600
+    gpus: int = 0  # the submission checked that this backend has them (calculations/resources.py)
     env: dict[str, str] = field(default_factory=dict)
     name: str = "job"  # names the container or Slurm job (calc-<id>-a<attempt>)
     inputs_dir: Path | None = None  # staged inputs: mounted read-only in containers

@@ -62,6 +62,7 @@ class ContainerRun:
     tmpfs: tuple[tuple[str, str], ...] = (("/tmp", "rw,size=1g"),)  # (path, mount options)
     cap_drop: tuple[str, ...] = ("ALL",)
     security_opt: tuple[str, ...] = ("no-new-privileges",)
+    gpus: int = 0  # asked of the engine as a device request (NVIDIA container toolkit)
 
     @classmethod
     def for_job(cls, spec: JobSpec) -> ContainerRun:
@@ -85,6 +86,7 @@ class ContainerRun:
             network=spec.network,
             memory_mb=spec.memory_mb,
             cpus=spec.cpus,
+            gpus=spec.gpus,
             mounts=tuple(mounts),
             labels=((LABEL, spec.name),),
             log_files=LogFiles(str(spec.stdout_path), str(spec.stderr_path)),
@@ -127,6 +129,8 @@ class ContainerRun:
             "cap_drop": list(self.cap_drop),
             "security_opt": list(self.security_opt),
             "labels": dict(self.labels),
+            # docker-py makes each dict a DeviceRequest: N GPUs of any driver with the "gpu" capability
+            **({"device_requests": [{"count": self.gpus, "capabilities": [["gpu"]]}]} if self.gpus else {}),
         }
 
     def cli_words(self, runtime: str) -> list[str]:
@@ -145,6 +149,8 @@ class ContainerRun:
             words += ["--workdir", self.workdir]
         words += ["--network", self.network_mode, "--memory", self.memory, "--memory-swap", self.memory]
         words += ["--cpus", str(self.cpus), "--pids-limit", str(self.pids_limit)]
+        if self.gpus:
+            words += ["--gpus", str(self.gpus)]
         if self.read_only_root:
             words.append("--read-only")
         for path, options in self.tmpfs:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Literal
 
 from emgapiv2.config import get_settings
-from workflows.backends.base import JobHandle, JobLimit, JobSpec, JobState, JobStatus
+from workflows.backends.base import BackendUnavailable, JobHandle, JobLimit, JobSpec, JobState, JobStatus
 from workflows.backends.sandbox import Sandbox
 from workflows.backends.shells import signal_in, signal_name
 from workflows.identity import boot_id, process_start_ticks
@@ -80,6 +80,8 @@ class LocalBackend:
         return [self._prlimit, f"--as={memory_bytes}", f"--cpu={cpu_seconds}", "--", *spec.argv]
 
     async def submit(self, spec: JobSpec) -> JobHandle:
+        if spec.gpus:  # refused at submission (calculations/resources.py); never silently without them
+            raise BackendUnavailable("the local backend cannot give GPUs")
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8", "HOME": str(spec.workdir)}
         env |= {"OMP_NUM_THREADS": str(spec.cpus), **spec.env}
         _check_program(spec.argv[0], env["PATH"], spec.workdir)

@@ -187,6 +187,8 @@ class SlurmBackend:
             f"--time={max(math.ceil(spec.time_limit_seconds / 60), 1)}",
             "--export=NIL",  # the worker's environment (with its secrets) stays out of the job
         ]
+        if spec.gpus:
+            args.append(f"--gres=gpu:{spec.gpus}")
         if self.partition:
             args.append(f"--partition={self.partition}")
         if self.account:

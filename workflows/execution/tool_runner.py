@@ -14,6 +14,7 @@ from calculations.actions import JobOutcome, OutputBlob
 from calculations.logs import tail_of_file
 from calculations.models import Calculation
 from calculations.policies import AttemptEnd
+from calculations.resources import attempt_resources
 from calculations.states import RunState
 from calculations.storage import StorageError, get_storage
 from calculations.tools import ToolSpec
@@ -109,14 +110,16 @@ class ToolRunner:
         params = spec.params_model.model_validate(calc.params)
         argv = spec.build_argv(params, staged)
         stdout_path, stderr_path = log_paths(calc.id, attempt.number)
+        given = attempt_resources(spec.resources, calc.provenance, attempt.number)
         job = JobSpec(
             argv=argv,
             workdir=workdir,
             stdout_path=stdout_path,
             stderr_path=stderr_path,
-            cpus=spec.resources.cpus,
-            memory_mb=spec.resources.memory_mb,
-            time_limit_seconds=spec.resources.time_limit_seconds,
+            cpus=given["cpus"],
+            memory_mb=given["memory_mb"],
+            time_limit_seconds=given["time_limit_seconds"],
+            gpus=given["gpus"],
             name=f"calc-{calc.id}-a{attempt.number}",
             inputs_dir=base / "inputs",
             image=spec.image.name if spec.image else None,

@@ -61,7 +61,14 @@ async def pipeline(steps: dict[str, PipelineStep]) -> dict[str, Any]:
                 raise UpstreamFailed(first_failure[0].step)
             try:
                 result = await run_tool(
-                    step.tool, inputs, step.params, step.backend, step=step.name, index=index, use_cache=step.use_cache
+                    step.tool,
+                    inputs,
+                    step.params,
+                    step.backend,
+                    step=step.name,
+                    index=index,
+                    use_cache=step.use_cache,
+                    resources=step.resources,
                 )
             except StepFailed as exc:
                 raise (exc.as_element() if step.width else exc) from None

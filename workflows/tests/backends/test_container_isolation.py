@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
 
 from workflows.backends import BackendUnavailable, JobSpec
@@ -137,3 +138,16 @@ def test_a_tool_without_an_image_cannot_run_in_a_container(tmp_path: Path) -> No
         container_options(spec)
     with pytest.raises(BackendUnavailable, match="no container image"):
         container_command("podman", spec)
+
+
+def test_gpus_are_a_device_request_of_that_many_and_none_unless_granted(spec: JobSpec) -> None:
+    docker_py, cli = _both(spec)
+    assert "device_requests" not in docker_py and "--gpus" not in cli.options
+    docker_py, cli = _both(replace(spec, gpus=2))
+    assert docker_py["device_requests"] == [{"count": 2, "capabilities": [["gpu"]]}]
+    assert cli.one("--gpus") == "2"
+    # what docker-py sends the engine for it
+    host_config = docker.types.HostConfig(version="1.41", device_requests=docker_py["device_requests"])
+    assert host_config["DeviceRequests"] == [
+        {"Driver": "", "Count": 2, "DeviceIDs": [], "Capabilities": [["gpu"]], "Options": {}}
+    ]

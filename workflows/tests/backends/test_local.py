@@ -9,7 +9,7 @@ from typing import TypedDict, Unpack
 
 import pytest
 
-from workflows.backends import JobLimit, JobSpec, JobStatus, LocalBackend
+from workflows.backends import BackendUnavailable, JobLimit, JobSpec, JobStatus, LocalBackend
 from workflows.tests.backends.jobs import HMMER_ON_DNA, hmmsearch_on_dna, processes_running
 
 
@@ -17,6 +17,7 @@ class _Limits(TypedDict, total=False):
     cpus: int
     memory_mb: int
     time_limit_seconds: int
+    gpus: int
     env: dict[str, str]
 
 
@@ -140,3 +141,11 @@ def test_memory_limit_is_applied(tmp_path: Path) -> None:
         assert "MemoryError" in (tmp_path / "err").read_text()
 
     asyncio.run(run())
+
+
+def test_a_gpu_is_never_silently_dropped(tmp_path: Path) -> None:
+    async def body() -> None:
+        with pytest.raises(BackendUnavailable, match="the local backend cannot give GPUs"):
+            await LocalBackend().submit(_spec(tmp_path, ["true"], gpus=1))
+
+    asyncio.run(body())

@@ -297,3 +297,11 @@ def test_a_tes_executors_environment_reaches_its_container_never_the_nodes_shell
         assert "/nowhere" not in (tmp_path / "job.sh").read_text().split("docker run")[0]
 
     _run(test)
+
+
+def test_sbatch_asks_for_the_granted_cpus_memory_time_and_gpus(tmp_path: Path) -> None:
+    spec = job_spec(tmp_path, ["true"], cpus=4, memory_mb=3000, time_limit_seconds=90, gpus=2)
+    args = SlurmBackend()._sbatch_args(spec)
+    assert {"--cpus-per-task=4", "--mem=3000M", "--time=2", "--gres=gpu:2"} <= set(args)
+    without = SlurmBackend()._sbatch_args(replace(spec, gpus=0))
+    assert not any(arg.startswith("--gres") for arg in without)

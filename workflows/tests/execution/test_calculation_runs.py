@@ -16,7 +16,7 @@ from calculations.storage import get_storage
 from calculations.tools import get_registry, get_tool
 from conftest import ApiClient
 from emgapiv2.config import get_settings
-from workflows.backends import BACKENDS
+from workflows.backends import BACKENDS, BackendUnavailable, JobSpec
 from workflows.execution.calculation_runs import CalculationRun
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -254,3 +254,31 @@ def test_an_s3_outage_while_storing_outputs_is_retried_and_leaves_no_partial_out
         s3.stop()
         monkeypatch.undo()
         get_storage.cache_clear()
+
+
+class _Recorder:
+    """A backend that keeps the job it is asked to run, and runs nothing."""
+
+    kind = "local"
+
+    def __init__(self) -> None:
+        self.jobs: list[JobSpec] = []
+
+    async def submit(self, spec: JobSpec) -> None:
+        self.jobs.append(spec)
+        raise BackendUnavailable("recorded, not run")
+
+
+def test_the_backend_is_asked_for_what_the_calculation_was_granted(
+    alice: ApiClient, uploaded: Callable[[str, bytes], str]
+) -> None:
+    body = {
+        "inputs": {"molecules": uploaded("m.smi", b"CCO\n")},
+        "use_cache": False,
+        "resources": {"memory_mb": 2048, "time_limit_seconds": 120},
+    }
+    calc_id = alice.post("/tools/obabel/calculations", body).json()["id"]
+    backend = _Recorder()
+    asyncio.run(CalculationRun(calc_id, logger, backend_for=lambda _: backend).execute())  # type: ignore[arg-type,return-value]
+    [job] = backend.jobs
+    assert (job.cpus, job.memory_mb, job.time_limit_seconds, job.gpus) == (1, 2048, 120, 0)
