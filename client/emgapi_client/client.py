@@ -49,6 +49,7 @@ from emgapi_client.types import (
     Notification,
     Notify,
     ProgressCallback,
+    Resources,
     SavedOutput,
     Tool,
     ToolSummary,
@@ -432,15 +433,19 @@ class Client:
         use_cache: bool = True,
         idempotency_key: str | None = None,
         notify: Notify | None = None,
+        resources: Resources | None = None,
     ) -> Calculation:
         """Run a tool on your files (`inputs`: file id per input role). Answered at once (COMPLETE) when
         an identical calculation exists, unless `use_cache` is false. With `notify`, a signed event is
-        POSTed to its URL when the calculation reaches one of its states."""
+        POSTed to its URL when the calculation reaches one of its states. `resources` asks for more or
+        less than the tool's own CPUs, memory, time or GPUs (they never change the cache's answer)."""
         body: dict[str, Any] = {"inputs": dict(inputs), "params": dict(params or {}), "use_cache": use_cache}
         if backend is not None:
             body["backend"] = backend
         if notify is not None:
             body["notify"] = dict(notify)
+        if resources:
+            body["resources"] = dict(resources)
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         return cast(Calculation, self._json("POST", f"/tools/{tool}/calculations", json=body, headers=headers))
 

@@ -100,6 +100,7 @@ class Calculation(TypedDict):
     started_at: str | None
     finished_at: str | None
     provenance: dict[str, Any]
+    resources: NotRequired[dict[str, int]]  # what it was granted (a server that has them)
     # GET /calculations/{id} only (and a server that has them): who asked it to stop, and when
     canceled_by: NotRequired[str | None]
     canceled_at: NotRequired[str | None]
@@ -158,6 +159,16 @@ class WorkflowRun(WorkflowRunSummary):
     canceled_at: NotRequired[str | None]
     rerun_of: NotRequired[str | None]  # the workflow run a rerun repeats
     verdict: NotRequired[Verdict | None]  # a verifying rerun's, once it ended, step by step
+
+
+class Resources(TypedDict, total=False):
+    """What a calculation asks for; each one left out is the tool's own (GET /tools/{name} shows them
+    and the tool's maxima). Above the tool's or the deployment's maximum is a 422 naming it."""
+
+    cpus: int
+    memory_mb: int
+    time_limit_seconds: int
+    gpus: int
 
 
 class Notify(TypedDict):

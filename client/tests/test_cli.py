@@ -506,3 +506,13 @@ def test_run_notify_asks_for_signed_events_and_the_user_sees_their_record_and_th
     secret = idle_cli("webhook-secret").stdout.strip()
     rotated = idle_cli.json("webhook-secret", "--rotate")["secret"]
     assert secret.startswith("whsec_") and rotated != secret
+
+
+def test_run_asks_for_resources_and_a_request_above_a_limit_is_refused_naming_it(idle_cli: Cli) -> None:
+    idle_cli.write("m.smi", b"CCO\n")
+    refused = idle_cli("run", "obabel", "-i", "molecules=m.smi", "--cpus", "2")
+    assert (
+        refused.returncode == 6 and "resources.cpus: 2 is above the maximum of 1 that tool 'obabel'" in refused.stderr
+    )
+    calc = idle_cli.json("run", "obabel", "-i", "molecules=m.smi", "--memory-mb", "2048", "--time-limit", "90")
+    assert calc["resources"] == {"cpus": 1, "memory_mb": 2048, "time_limit_seconds": 90, "gpus": 0}

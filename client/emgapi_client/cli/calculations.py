@@ -18,7 +18,7 @@ from emgapi_client.config import (
     stored_credentials,
 )
 from emgapi_client.errors import ApiError
-from emgapi_client.types import Calculation, LogStream, WorkflowRun
+from emgapi_client.types import Calculation, LogStream, Resources, WorkflowRun
 
 if TYPE_CHECKING:
     pass
@@ -163,10 +163,23 @@ def run(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Run it even if an identical one exists.")] = False,
     notify_url: NotifyOption = None,
     notify_on: NotifyOnOption = None,
+    cpus: Annotated[int | None, typer.Option(metavar="N", min=1, help="CPUs (default: the tool's).")] = None,
+    memory_mb: Annotated[
+        int | None, typer.Option("--memory-mb", metavar="MB", min=1, help="Memory (default: the tool's).")
+    ] = None,
+    time_limit: Annotated[
+        int | None,
+        typer.Option("--time-limit", metavar="SECONDS", min=1, help="Wall time limit (default: the tool's)."),
+    ] = None,
+    gpus: Annotated[
+        int | None, typer.Option(metavar="N", min=0, help="GPUs (container or slurm, where the deployment has them).")
+    ] = None,
     timeout: TimeoutOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Run a tool: upload local inputs, submit, and (with --wait or --download) wait for the end.
+    --cpus, --memory-mb, --time-limit and --gpus ask for more or less than the tool's own (the server
+    refuses what is above the tool's or the deployment's maximum, naming it).
 
     Exit code: 0 COMPLETE, 3 EXECUTOR_ERROR, 4 SYSTEM_ERROR, 5 CANCELED (when waiting).
     """
@@ -184,6 +197,8 @@ def run(
             raise typer.BadParameter(f"{pair!r}: {value!r} is neither a local file nor a file id", param_hint="--input")
     submitted_params = parse_params(params)
     notify = notify_of(notify_url, notify_on)
+    asked = {"cpus": cpus, "memory_mb": memory_mb, "time_limit_seconds": time_limit, "gpus": gpus}
+    resources = cast(Resources, {name: value for name, value in asked.items() if value is not None})
     if download is not None:
         writable_directory(download, "--download")
     with logged_in_client() as api:
@@ -197,7 +212,15 @@ def run(
         roles = list(local)
         for role, file in zip(roles, upload_paths(api, [local[role] for role in roles], quiet=as_json), strict=True):
             file_ids[role] = file["id"]
-        calc = api.submit(tool, file_ids, submitted_params, backend=backend, use_cache=not no_cache, notify=notify)
+        calc = api.submit(
+            tool,
+            file_ids,
+            submitted_params,
+            backend=backend,
+            use_cache=not no_cache,
+            notify=notify,
+            resources=resources,
+        )
         if not as_json:
             cached = " (answered from an identical calculation)" if calc["cache_hit"] else ""
             err.print(f"submitted [bold]{tool}[/] {calc['id']}: {styled(calc['state'])}{cached}")
