@@ -113,7 +113,8 @@ def test_a_long_chain_in_reverse_order_is_ordered_in_linear_time() -> None:
     }
     started = time.perf_counter()
     assert _order(chain) == [f"s{i}" for i in range(count)]
-    assert time.perf_counter() - started < 1.0  # ~20 ms here; quadratic would take seconds
+    # ~20 ms on a quiet machine, 1.5 s seen on a loaded one; quadratic (10^8 steps) would take minutes
+    assert time.perf_counter() - started < 5.0
 
 
 def test_the_longest_pipeline_listed_in_reverse_order_is_accepted(alice: ApiClient, files: dict[str, str]) -> None:
