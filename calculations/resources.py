@@ -87,3 +87,14 @@ def attempt_resources(resources: Resources, provenance: Mapping[str, Any], attem
         if record.get("attempt") == attempt and record.get("resources"):
             granted = record["resources"]
     return {**default_grant(resources), **granted}
+
+
+def most_asked(resources: Resources) -> dict[str, int]:
+    """The most a request for the tool may ask for here: the lower of its maximum and the deployment's."""
+    caps = get_settings().resources
+    most: dict[str, int] = {}
+    for name in RESOURCE_NAMES:
+        tool_max: int | None = getattr(resources, f"max_{name}")
+        cap: int = getattr(caps, f"max_{name}")
+        most[f"max_{name}"] = cap if tool_max is None else min(tool_max, cap)
+    return most

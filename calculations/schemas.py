@@ -143,17 +143,17 @@ class OutputRoleOut(Schema):
 
 
 class ResourcesOut(Schema):
-    """What a run is given unless it asks otherwise, and the most it may ask for (null: only the
-    deployment's limit)."""
+    """What a run is given unless it asks otherwise (`resources`), and the most it may ask for here:
+    the lower of the tool's maximum and the deployment's. (GPUs also need a backend that has them.)"""
 
     cpus: int
     memory_mb: int
     time_limit_seconds: int
-    gpus: int = 0
-    max_cpus: int | None = None
-    max_memory_mb: int | None = None
-    max_time_limit_seconds: int | None = None
-    max_gpus: int = 0
+    gpus: int
+    max_cpus: int
+    max_memory_mb: int
+    max_time_limit_seconds: int
+    max_gpus: int
 
 
 class ToolSummaryOut(Schema):

@@ -2,7 +2,6 @@
 from the registry (its OpenAPI schema names the tool's input roles and parameters), plus a generic
 `{name}` route that answers unknown tools with a clear 404."""
 
-import dataclasses
 from typing import Any, Literal
 from uuid import UUID
 
@@ -14,7 +13,7 @@ from calculations.actions import check_create_calculation
 from calculations.api.requests import AuthedRequest
 from calculations.errors import NotFound
 from calculations.models import Calculation
-from calculations.resources import ResourcesIn
+from calculations.resources import ResourcesIn, default_grant, most_asked
 from calculations.schemas import (
     CalculationIn,
     CalculationOut,
@@ -57,7 +56,7 @@ def _tool_out(spec: ToolSpec) -> ToolOut:
             )
             for r in spec.outputs
         ],
-        resources=ResourcesOut(**dataclasses.asdict(spec.resources)),
+        resources=ResourcesOut(**default_grant(spec.resources), **most_asked(spec.resources)),
         backends=spec.available_backends(),
         default_backend=_default_backend(spec),
         image=spec.image.name if spec.image else None,

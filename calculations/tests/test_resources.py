@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from calculations.actions import do_start_calculation
+from calculations.actions import check_rerun_calculation, do_start_calculation
 from calculations.errors import InvalidInput
 from calculations.models import Calculation
 from calculations.resources import attempt_resources, grant_resources
@@ -166,3 +166,21 @@ def test_requests_that_differ_only_in_resources_share_the_cache(alice: ApiClient
     assert hit["cache_hit"] and hit["cached_from"] == first["id"] and hit["state"] == "COMPLETE"
     # what it shows is what produced its outputs: the first calculation's grant
     assert hit["resources"]["memory_mb"] == 2048
+
+
+def test_an_operators_rerun_is_given_what_the_calculation_was(alice: ApiClient, molecule: str) -> None:
+    failed = submit(alice, molecule, {"memory_mb": 3072}).json()
+    finish_calculation(Calculation.objects.get(id=failed["id"]), state="EXECUTOR_ERROR")
+    again = check_rerun_calculation(failed["id"], actor="staff:ops")
+    assert again.provenance["resources"]["memory_mb"] == 3072
+
+
+def test_the_tool_shows_its_own_values_and_the_most_a_request_may_ask(alice: ApiClient) -> None:
+    resources = alice.get("/tools/obabel").json()["resources"]
+    assert resources == {
+        **OBABEL_OWN,
+        "max_cpus": 1,
+        "max_memory_mb": 8192,
+        "max_time_limit_seconds": 7 * 86400,  # the tool sets none: the deployment's
+        "max_gpus": 0,
+    }
