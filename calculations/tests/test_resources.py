@@ -13,7 +13,7 @@ from calculations.actions import check_rerun_calculation, do_start_calculation
 from calculations.errors import InvalidInput
 from calculations.models import Calculation
 from calculations.resources import attempt_resources, grant_resources
-from calculations.tests.crate_runs import finish_calculation
+from calculations.tests.crate_runs import finish_calculation, finished_tes_task
 from calculations.tools import Resources, ToolSpec, get_registry, get_tool
 from conftest import ApiClient
 from emgapiv2.config import get_settings
@@ -184,3 +184,10 @@ def test_the_tool_shows_its_own_values_and_the_most_a_request_may_ask(alice: Api
         "max_time_limit_seconds": 7 * 86400,  # the tool sets none: the deployment's
         "max_gpus": 0,
     }
+
+
+def test_a_tes_tasks_grant_is_kept_as_a_tools_is(alice_id: int) -> None:
+    task = finished_tes_task(alice_id)
+    # what its executors were given (resources.cpu_cores, ram_gb, backend_parameters.time_limit_seconds)
+    assert task.provenance["resources"] == {"cpus": 1, "memory_mb": 1024, "time_limit_seconds": 60, "gpus": 0}
+    assert task.provenance["attempts"][0]["resources"] == task.provenance["resources"]
