@@ -282,3 +282,21 @@ def test_the_backend_is_asked_for_what_the_calculation_was_granted(
     asyncio.run(CalculationRun(calc_id, logger, backend_for=lambda _: backend).execute())  # type: ignore[arg-type,return-value]
     [job] = backend.jobs
     assert (job.cpus, job.memory_mb, job.time_limit_seconds, job.gpus) == (1, 2048, 120, 0)
+
+
+def test_a_tool_given_less_memory_than_it_needs_fails_and_given_enough_completes(
+    alice: ApiClient, uploaded: Callable[[str, bytes], str]
+) -> None:
+    """The local backend enforces the grant, not the tool's own value (512 MB, enough for 200)."""
+
+    def allocate(resources: dict[str, int]) -> Calculation:
+        inputs = {"text": uploaded("t.txt", b"x\n")}
+        body = {"inputs": inputs, "params": {"mb": 200}, "use_cache": False, "backend": "local", "resources": resources}
+        response = alice.post("/tools/allocate/calculations", body)
+        assert response.status_code == 202, response.content
+        return run(response.json()["id"])
+
+    starved = allocate({"memory_mb": 100})
+    assert starved.state == "EXECUTOR_ERROR" and "memory exhausted" in starved.error
+    assert starved.provenance["attempts"][0]["resources"]["memory_mb"] == 100
+    assert allocate({}).state == "COMPLETE"
