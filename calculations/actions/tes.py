@@ -231,8 +231,26 @@ def _check_resources(task: TaskIn) -> tuple[list[str], dict[str, Any]]:
             raise InvalidInput(
                 f"resources.backend_parameters.time_limit_seconds: must be 1 to {limits.time_limit_seconds}"
             )
-    return notes, {"cpus": cpus, "memory_mb": max(int(ram_gb * 1024), 16), "time_limit_seconds": time_limit,
+    memory_mb = max(int(ram_gb * 1024), 16)
+    _check_deployment_caps(cpus, memory_mb, time_limit)
+    return notes, {"cpus": cpus, "memory_mb": memory_mb, "time_limit_seconds": time_limit,
                    "disk_bytes": int(disk_gb * 1024**3)}  # fmt: skip
+
+
+def _check_deployment_caps(cpus: int, memory_mb: int, time_limit: int) -> None:
+    """A task is bound by what any calculation may ask for here too (EMGAPI_RESOURCES__MAX_*)."""
+    caps = get_settings().resources
+    for field, value, cap, setting in (
+        ("cpu_cores", cpus, caps.max_cpus, "CPUS"),
+        ("ram_gb", memory_mb, caps.max_memory_mb, "MEMORY_MB"),
+        ("backend_parameters.time_limit_seconds", time_limit, caps.max_time_limit_seconds, "TIME_LIMIT_SECONDS"),
+    ):
+        if value > cap:
+            unit = " MB" if field == "ram_gb" else ""
+            raise InvalidInput(
+                f"resources.{field}: {value}{unit} is above this deployment's maximum of {cap}{unit} "
+                f"(EMGAPI_RESOURCES__MAX_{setting})"
+            )
 
 
 def check_create_tes_task(owner_id: int, task: TaskIn, *, hosts: set[str], rerun: Rerun | None = None) -> Calculation:

@@ -364,3 +364,13 @@ def test_every_tes_state_is_a_filter(tes: Tes) -> None:
     tes.post("/tasks", task())
     assert tes.get("/tasks", state="PREEMPTED").json() == {"tasks": []}
     assert len(tes.get("/tasks", state="QUEUED").json()["tasks"]) == 1
+
+
+def test_a_task_is_bound_by_what_any_calculation_may_ask_for_here(tes: Tes, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(get_settings().resources, "max_memory_mb", 2048)
+    refused = tes.post("/tasks", task(resources={"ram_gb": 3}))
+    assert refused.status_code == 400, refused.content
+    assert refused.json()["detail"] == (
+        "resources.ram_gb: 3072 MB is above this deployment's maximum of 2048 MB (EMGAPI_RESOURCES__MAX_MEMORY_MB)"
+    )
+    assert tes.post("/tasks", task(resources={"ram_gb": 2})).status_code == 200
