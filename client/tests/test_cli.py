@@ -516,3 +516,6 @@ def test_run_asks_for_resources_and_a_request_above_a_limit_is_refused_naming_it
     )
     calc = idle_cli.json("run", "obabel", "-i", "molecules=m.smi", "--memory-mb", "2048", "--time-limit", "90")
     assert calc["resources"] == {"cpus": 1, "memory_mb": 2048, "time_limit_seconds": 90, "gpus": 0}
+    assert re.search(r"resources +1 CPU, 2048 MB, 90 s", idle_cli("show", calc["id"]).stdout)
+    tool = idle_cli("tools", "obabel").stdout
+    assert "resources: 1 CPU, 1024 MB, 600 s unless asked; at most 1 CPU, 8192 MB, 604800 s, no GPU" in tool

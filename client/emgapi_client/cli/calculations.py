@@ -39,6 +39,7 @@ from emgapi_client.cli.app import (
 from emgapi_client.cli.common import (
     calculation_or_run,
     check_id,
+    described_resources,
     finish,
     id_table,
     is_file_id,
@@ -112,6 +113,9 @@ def tools(
         return print_json(tool)
     out.print(f"[bold]{tool['name']}[/] {tool['version']}: {escape(tool['description'])}")
     out.print(f"backends: {', '.join(tool['backends'])} (default {tool['default_backend']})")
+    resources = tool["resources"]
+    most = described_resources(resources, "max_") + ("" if resources.get("max_gpus") else ", no GPU")
+    out.print(f"resources: {described_resources(resources)} unless asked; at most {most}")
     for role in tool["inputs"]:
         out.print(f"input  {role['name']}: {escape(role['description'])} ({', '.join(role['formats'])})")
     for role in tool["outputs"]:

@@ -8,7 +8,7 @@ import re
 import shlex
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path, PurePosixPath
@@ -342,6 +342,19 @@ def _times(grid: Table, item: Calculation | WorkflowRun) -> None:
         grid.add_row("canceled", f"[yellow]{escape(note)}[/]")
 
 
+def described_resources(resources: Mapping[str, int | None], prefix: str = "") -> str:
+    """ "2 CPUs, 4096 MB, 600 s, 1 GPU": the values named `<prefix>cpus`, … (a GPU only if any)."""
+    cpus, gpus = resources.get(f"{prefix}cpus"), resources.get(f"{prefix}gpus") or 0
+    words = [
+        f"{cpus} CPU{'s' * (cpus != 1)}",
+        f"{resources.get(f'{prefix}memory_mb')} MB",
+        f"{resources.get(f'{prefix}time_limit_seconds')} s",
+    ]
+    if gpus:
+        words.append(f"{gpus} GPU{'s' * (gpus != 1)}")
+    return ", ".join(words)
+
+
 def show_calculation(calc: Calculation) -> None:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
@@ -353,6 +366,8 @@ def show_calculation(calc: Calculation) -> None:
     if calc["workflow_run"]:
         grid.add_row("workflow run", f"{calc['workflow_run']} (step {calc['step']}[{calc['step_index'] or 0}])")
     grid.add_row("attempts", str(calc["attempts"]))
+    if granted := calc.get("resources"):
+        grid.add_row("resources", described_resources(granted))
     grid.add_row("params", escape(json.dumps(calc["params"])))
     for role, file_id in sorted(calc["inputs"].items()):
         grid.add_row(f"input {role}", file_id or "(deleted)")
