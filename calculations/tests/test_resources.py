@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from calculations.actions import check_rerun_calculation, do_start_calculation
+from calculations.actions import check_rerun_calculation, do_create_step, do_start_calculation
 from calculations.errors import InvalidInput
 from calculations.models import Calculation
 from calculations.resources import attempt_resources, grant_resources
-from calculations.tests.crate_runs import finish_calculation, finished_tes_task
+from calculations.tests.crate_runs import GENOME, finish_calculation, finished_tes_task, started_workflow_run, upload
 from calculations.tools import Resources, ToolSpec, get_registry, get_tool
 from conftest import ApiClient
 from emgapiv2.config import get_settings
@@ -129,6 +129,18 @@ def test_a_pipeline_step_asks_as_a_calculation_does(alice: ApiClient, molecule: 
     assert refusal(refused) == "steps.convert.resources.cpus: 4 is above the maximum of 1 that tool 'obabel' allows"
     step["resources"] = {"memory_mb": 2048}
     assert alice.post("/workflows/pipeline/runs", {"params": {"steps": {"convert": step}}}).status_code == 202
+
+
+def test_a_step_of_a_running_pipeline_is_given_what_it_asks(alice_id: int, workflow_catalogue: Any) -> None:
+    genome = upload(alice_id, "genome.fna", GENOME)
+    step = {"tool": "prodigal", "inputs": {"contigs": f"file:{genome.id}"}, "resources": {"memory_mb": 2048}}
+    run = started_workflow_run(alice_id, "pipeline", {"steps": {"genes": step}})
+    # what the flow's run_tool(..., resources=step.resources) asks the platform for
+    calc = do_create_step(
+        run.id, 1, step="genes", index=0, tool="prodigal", inputs={"contigs": genome.id}, params={},
+        resources={"memory_mb": 2048},
+    )  # fmt: skip
+    assert calc.provenance["resources"]["memory_mb"] == 2048
 
 
 # --- provenance and the cache ----------------------------------------------------------------
