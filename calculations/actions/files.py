@@ -71,7 +71,10 @@ def reserved_scratch_bytes(owner_id: int, *, excluding: UUID | None = None) -> i
     """Scratch space the user's GA4GH TES tasks in flight reserved (`resources.disk_gb`): counted as
     held from submission until each task ends, so that no task's directories, which the worker keeps
     within that space, can take the user past their quota."""
-    tasks = TesTask.objects.filter(calculation__owner_id=owner_id, calculation__state__in=ACTIVE_STATES)
+    # a task is never a workflow's step: saying so keeps the read off a map's queued steps
+    tasks = TesTask.objects.filter(
+        calculation__owner_id=owner_id, calculation__state__in=ACTIVE_STATES, calculation__workflow_run__isnull=True
+    )
     if excluding is not None:
         tasks = tasks.exclude(calculation_id=excluding)
     return sum(int(size or 0) for size in tasks.values_list("spec__resources__disk_bytes", flat=True))

@@ -201,18 +201,15 @@ def active_usage(owner_id: int) -> ActiveUsage:
 
 def _usage(owner_id: int, workflow_run_id: UUID | None) -> tuple[ActiveUsage, bool]:
     """The user's usage, and whether this run has a step in progress, on every submission and every
-    step. Two reads of the (owner, state) index that return only the rows in flight: an OR across
-    states would have the database scan the user's whole history instead, once per step."""
-    in_flight = Calculation.objects.filter(owner_id=owner_id, state__in=ACTIVE_STATES)
-    calculations, step_runs = 0, []  # steps whose attempt is in progress, by their run
-    rows: list[tuple[str, UUID | None, UUID | None]] = list(
-        in_flight.values_list("state", "workflow_run_id", "cached_from_id")
+    step. Each read is narrow on the (owner, state, workflow_run) index: a map's steps waiting for a
+    slot are QUEUED rows too, and reading them all on every step made a map's steps cost O(steps)."""
+    mine = Calculation.objects.filter(owner_id=owner_id)
+    calculations = mine.filter(state__in=ACTIVE_STATES, workflow_run__isnull=True, cached_from__isnull=True).count()
+    step_runs = list(
+        mine.filter(state__in=ATTEMPT_IN_PROGRESS_STATES, workflow_run__isnull=False).values_list(
+            "workflow_run_id", flat=True
+        )
     )
-    for state, run_id, cached in rows:
-        if run_id is None:
-            calculations += cached is None
-        elif state in ATTEMPT_IN_PROGRESS_STATES:
-            step_runs.append(run_id)
     runs = set(WorkflowRun.objects.filter(owner_id=owner_id, state__in=ACTIVE_STATES).values_list("id", flat=True))
     busy_runs = len(runs.intersection(step_runs))
     usage = ActiveUsage(calculations, len(runs), len(step_runs), len(runs) - busy_runs)

@@ -59,8 +59,9 @@ class Calculation(models.Model):
         indexes = [
             models.Index(fields=["owner", "-created_at"]),
             models.Index(fields=["cache_key", "state"]),
-            # a user's quota counts their runs in flight, on every submission and every step
-            models.Index(fields=["owner", "state"]),
+            # a user's quota counts their runs in flight, on every submission and every step: the run
+            # column lets it count calculations outside workflow runs without reading a map's queued steps
+            models.Index(fields=["owner", "state", "workflow_run"]),
         ]
         constraints = [
             # a resumed workflow run finds each step it already created by this
