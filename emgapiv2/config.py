@@ -440,6 +440,12 @@ class NotifySettings(BaseModel):
     give_up_after_hours: float = Field(
         24, gt=0, description="A delivery still failing this long after its run's change is given up (failed)."
     )
+    keep_days: float = Field(
+        30,
+        gt=0,
+        description="Delivered and given-up notifications are deleted this long after their run's change "
+        "(the sweeper); pending ones never are.",
+    )
     response_bytes: int = Field(
         1024, ge=0, description="Most bytes of a receiver's response read (its error shows their start)."
     )

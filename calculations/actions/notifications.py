@@ -207,3 +207,12 @@ def do_give_up_notification(notification_id: UUID, worker: str, reason: str) -> 
         claimed_by="",
         claimed_until=None,
     )
+
+
+def do_expire_notifications() -> int:
+    """Delete the notifications delivered or given up more than `notify.keep_days` after their run's
+    change (the sweeper): their record has been readable that long. A pending one is never deleted."""
+    before = timezone.now() - timedelta(days=get_settings().notify.keep_days)
+    ended = (NotificationStatus.DELIVERED, NotificationStatus.FAILED)
+    deleted, _ = Notification.objects.filter(status__in=ended, created_at__lt=before).delete()
+    return deleted

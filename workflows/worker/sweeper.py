@@ -13,6 +13,7 @@ is safe to run on several workers at once.
 - Presigned uploads left unfinished past their expiry (`EMGAPI_UPLOADS__EXPIRY_HOURS`): aborted in
   S3, their parts discarded (`do_expire_uploads`).
 - Expired idempotency records.
+- Notifications delivered or given up, after `notify.keep_days` (`do_expire_notifications`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from uuid import UUID
 
 from django.utils import timezone
 
-from calculations.actions import do_collect_orphan_blobs, do_expire_uploads
+from calculations.actions import do_collect_orphan_blobs, do_expire_notifications, do_expire_uploads
 from calculations.idempotency import expire_records
 from calculations.models import Calculation
 from calculations.programs import get_program
@@ -52,6 +53,7 @@ class SweepCounts:
     orphan_blobs: int = 0
     idempotency_records: int = 0
     expired_uploads: int = 0
+    notifications: int = 0
 
     def any(self) -> bool:
         return bool(
@@ -60,6 +62,7 @@ class SweepCounts:
             or self.orphan_blobs
             or self.idempotency_records
             or self.expired_uploads
+            or self.notifications
         )
 
 
@@ -169,6 +172,7 @@ async def sweep_once() -> SweepCounts:
     counts.spool_files = await asyncio.to_thread(remove_stale_spools)
     counts.orphan_blobs, counts.idempotency_records = await db(collect_orphans_and_records)()
     counts.expired_uploads = await db(do_expire_uploads)()
+    counts.notifications = await db(do_expire_notifications)()
     return counts
 
 

@@ -132,3 +132,24 @@ def test_unfinished_uploads_expire_and_s3_discards_their_parts(s3_storage: Any) 
     assert [u["Key"] for u in in_s3] == [fresh.key]
     assert httpx.put(part.url, content=b"0123456789").status_code == 404  # its parts are gone for good
     assert asyncio.run(sweep_once()).expired_uploads == 0
+
+
+def test_ended_notifications_go_after_their_retention_and_pending_ones_stay() -> None:
+    from calculations.models import Notification, NotificationStatus
+
+    calc = make_calculation(S.COMPLETE)
+    long_ago = timezone.now() - timedelta(days=get_settings().notify.keep_days + 1)
+
+    def notification(status: str, created_at: Any) -> Notification:
+        return Notification.objects.create(
+            owner_id=calc.owner_id, kind="calculation", run_id=calc.id, sequence=1, state="COMPLETE",
+            url="https://example.org/hook", created_at=created_at, next_attempt_at=created_at, status=status,
+        )  # fmt: skip
+
+    old_delivered = notification(NotificationStatus.DELIVERED, long_ago)
+    old_failed = notification(NotificationStatus.FAILED, long_ago)
+    old_pending = notification(NotificationStatus.PENDING, long_ago)
+    recent = notification(NotificationStatus.DELIVERED, timezone.now())
+    assert asyncio.run(sweep_once()).notifications == 2
+    left = set(Notification.objects.values_list("id", flat=True))
+    assert left == {old_pending.id, recent.id} and not {old_delivered.id, old_failed.id} & left
