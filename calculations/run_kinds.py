@@ -27,6 +27,11 @@ class RunKind(Generic[Run]):
     event_field: str  # the event model's foreign key to the run
     transitions: dict[RunState, frozenset[RunState]]
 
+    @property
+    def states(self) -> frozenset[RunState]:
+        """Every state a run of this kind can be in (a calculation is never PAUSED)."""
+        return frozenset(self.transitions).union(*self.transitions.values())
+
     def sources_of(self, target: RunState) -> frozenset[RunState]:
         """States from which `target` may be entered."""
         return frozenset(source for source, targets in self.transitions.items() if target in targets)

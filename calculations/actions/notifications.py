@@ -22,6 +22,7 @@ from django.utils import timezone
 from calculations.errors import InvalidInput
 from calculations.models import Calculation, Notification, NotificationStatus, WebhookSecret, WorkflowRun
 from calculations.notifications import UrlRefused, check_url, next_attempt_at
+from calculations.run_kinds import RunKind
 from calculations.states import TERMINAL_STATES, RunState
 from emgapiv2.config import get_settings
 
@@ -30,9 +31,10 @@ KINDS = {Calculation: "calculation", WorkflowRun: "workflow-run"}
 PENDING, DELIVERED, FAILED = NotificationStatus.PENDING, NotificationStatus.DELIVERED, NotificationStatus.FAILED
 
 
-def check_notify(owner_id: int, url: str, events: Sequence[str] | None) -> dict[str, Any]:
+def check_notify(owner_id: int, url: str, events: Sequence[str] | None, kind: RunKind[Any]) -> dict[str, Any]:
     """What a run stores in `notify`: the URL checked (422 saying why it is refused) and its states
-    (default: the terminal ones). The owner's webhook secret is made now, so they can read it at once."""
+    (default: the terminal ones), each one a run of this kind can reach. The owner's webhook secret is
+    made now, so they can read it at once."""
     try:
         check_url(url)
     except UrlRefused as exc:
@@ -40,6 +42,10 @@ def check_notify(owner_id: int, url: str, events: Sequence[str] | None) -> dict[
     chosen = list(dict.fromkeys(events)) if events else DEFAULT_EVENTS
     if unknown := [state for state in chosen if state not in RunState.values]:
         raise InvalidInput(f"notify.events: unknown state {unknown[0]!r} (known: {', '.join(RunState.values)})")
+    if never := [state for state in chosen if state not in kind.states]:
+        raise InvalidInput(
+            f"notify.events: a {kind.name} is never {never[0]} (it can be {', '.join(sorted(kind.states))})"
+        )
     do_ensure_webhook_secret(owner_id)
     return {"url": url, "events": chosen}
 

@@ -25,6 +25,7 @@ from calculations.orchestrator import launch_after_commit
 from calculations.programs import get_program
 from calculations.provenance import Provenance
 from calculations.resources import grant_resources
+from calculations.run_kinds import CALCULATION
 from calculations.states import ACTIVE_STATES, ATTEMPT_IN_PROGRESS_STATES, RunState
 from calculations.storage import get_storage
 from calculations.storage.base import read_head
@@ -145,7 +146,7 @@ def check_create_calculation(
             spec.check_inputs(validated, {role: file.name for role, file in files.items()})
         except ValueError as exc:
             raise InvalidInput(str(exc)) from None
-    checked_notify = check_notify(owner_id, notify["url"], notify.get("events")) if notify else None
+    checked_notify = check_notify(owner_id, notify["url"], notify.get("events"), CALCULATION) if notify else None
 
     new = NewCalculation(
         program=spec.name,

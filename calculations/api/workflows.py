@@ -20,6 +20,7 @@ from calculations.api.pagination import BoundedLimitOffsetPagination
 from calculations.api.requests import AuthedRequest
 from calculations.models import WorkflowRun
 from calculations.orchestrator import get_orchestrator
+from calculations.run_kinds import WORKFLOW_RUN
 from calculations.schemas import (
     ErrorOut,
     ResumeIn,
@@ -66,7 +67,11 @@ def run_workflow(request: AuthedRequest, name: str, payload: WorkflowRunIn) -> t
     With `notify`, a signed event is POSTed to its URL when the run reaches one of its states."""
     workflow = find_workflow(name)
     check_workflow_params(request.auth.id, workflow, payload.params)
-    notify = check_notify(request.auth.id, payload.notify.url, payload.notify.events) if payload.notify else None
+    notify = (
+        check_notify(request.auth.id, payload.notify.url, payload.notify.events, WORKFLOW_RUN)
+        if payload.notify
+        else None
+    )
     return 202, do_create_workflow_run(request.auth.id, workflow.name, payload.params, notify=notify)
 
 

@@ -85,6 +85,14 @@ def test_an_unknown_state_is_a_422_that_names_it(alice: ApiClient, molecule: str
     assert not Calculation.objects.exists()
 
 
+def test_a_state_a_calculation_never_reaches_is_a_422(alice: ApiClient, molecule: str) -> None:
+    """Only a workflow run pauses: a calculation asking to hear of PAUSED would wait for nothing."""
+    response = submit(alice, molecule, {"url": HOOK, "events": ["PAUSED"]})
+    assert response.status_code == 422
+    assert "a calculation is never PAUSED" in response.json()["detail"]
+    assert not Calculation.objects.exists()
+
+
 @pytest.mark.parametrize(
     ("url", "why"),
     [
