@@ -71,6 +71,11 @@ def input_path(file_id: UUID, name: str) -> str:
     return f"inputs/{file_id}/{safe_name(name)}"
 
 
+def _file_parameter(slot: str, name: str) -> dict[str, Any]:
+    """The workflow's own input or output slot: a FormalParameter of a file, named `step.role`."""
+    return {"@id": slot, "@type": "FormalParameter", "name": name, "additionalType": "File"}
+
+
 def _workflow_input(step: str, role: str) -> str:
     return local_id("workflow", "inputs", f"{step}.{role}")
 
@@ -245,12 +250,7 @@ def workflow_run_crate(builder: CrateBuilder, workflow_run_id: UUID) -> Iterator
             slot = _workflow_input(step, role)
             target = input_parameter(use["calculation__tool"], use["calculation__tool_version"], role)
             if slot not in workflow_inputs:
-                workflow_inputs[slot] = {
-                    "@id": slot,
-                    "@type": "FormalParameter",
-                    "name": f"{step}.{role}",
-                    "additionalType": "File",
-                }
+                workflow_inputs[slot] = _file_parameter(slot, f"{step}.{role}")
                 connections.setdefault(step, []).append(
                     {"@type": "ParameterConnection", "sourceParameter": ref(slot), "targetParameter": ref(target)}
                 )
@@ -337,12 +337,7 @@ def workflow_run_crate(builder: CrateBuilder, workflow_run_id: UUID) -> Iterator
                 slot = _workflow_output(step, row["output_role"])
                 examples.append(slot)
                 if slot not in workflow_outputs:
-                    workflow_outputs[slot] = {
-                        "@id": slot,
-                        "@type": "FormalParameter",
-                        "name": f"{step}.{row['output_role']}",
-                        "additionalType": "File",
-                    }
+                    workflow_outputs[slot] = _file_parameter(slot, f"{step}.{row['output_role']}")
             entity = builder.file_entity(
                 row["id"],
                 path=step_path(step, index, row["output_role"], row["name"]),
