@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from calculations.errors import InvalidInput
 from calculations.models import File
 from calculations.names import IDENTIFIER, IDENTIFIER_RULE, is_identifier
-from calculations.resources import ResourcesIn, grant_resources
+from calculations.resources import ResourcesIn, RetryIn, escalation_plan, grant_resources
 from calculations.tools import UnknownTool, get_tool
 
 MAX_CALCULATIONS = 10_000  # in one pipeline, all its maps together
@@ -51,6 +51,7 @@ class PipelineStep(BaseModel):
     backend: str | None = Field(None, description="local, container or slurm; unset: the tool's default.")
     use_cache: bool = Field(True, description="Answer from an identical earlier calculation if there is one.")
     resources: ResourcesIn | None = Field(None, description="CPUs, memory, time and GPUs to give each call.")
+    retry: RetryIn | None = Field(None, description="Whether to retry a call with more memory or time, and up to what.")
 
 
 class Pipeline(BaseModel):
@@ -75,6 +76,7 @@ class PlannedStep:
     backend: str | None
     use_cache: bool
     resources: dict[str, int | None] | None  # as asked (each call's submission grants them)
+    retry: dict[str, Any] | None  # as asked
     width: int | None  # elements, if mapped
     inputs: dict[str, list[Ref]]  # per role: one ref, or one per element (an `each`)
     each_roles: frozenset[str]
@@ -175,6 +177,7 @@ def plan(raw: Any) -> list[PlannedStep]:
             backend=pipeline.steps[name].backend,
             use_cache=pipeline.steps[name].use_cache,
             resources=_asked(pipeline.steps[name].resources),
+            retry=_asked(pipeline.steps[name].retry),
             width=widths[name],
             inputs=refs[name],
             each_roles=frozenset(mapped_roles[name]),
@@ -183,8 +186,8 @@ def plan(raw: Any) -> list[PlannedStep]:
     ]
 
 
-def _asked(resources: ResourcesIn | None) -> dict[str, int | None] | None:
-    return resources.model_dump(exclude_none=True) if resources is not None else None
+def _asked(asked: BaseModel | None) -> dict[str, Any] | None:
+    return asked.model_dump(exclude_none=True) if asked is not None else None
 
 
 def _check_step(name: str, step: PipelineStep, refs: dict[str, dict[str, list[Ref]]], pipeline: Pipeline) -> None:
@@ -197,7 +200,8 @@ def _check_step(name: str, step: PipelineStep, refs: dict[str, dict[str, list[Re
     except ValueError as exc:
         raise InvalidInput(f"steps.{name}.backend: {exc}") from None
     try:
-        grant_resources(spec.name, spec.resources, _asked(step.resources), backend=backend)
+        granted = grant_resources(spec.name, spec.resources, _asked(step.resources), backend=backend)
+        escalation_plan(spec.resources, spec.escalation, granted, _asked(step.retry))
     except InvalidInput as exc:
         raise InvalidInput(f"steps.{name}.{exc}") from None
     try:

@@ -45,14 +45,18 @@ class AttemptEnd(enum.StrEnum):
 class Policy:
     state: RunState  # where the calculation ends when no new attempt is queued
     retried: bool  # a platform fault: queue a new attempt while attempts are left
+    # a limit the run was given: queue a new attempt at once with more of it, while it may have more
+    # (calculations/resources.py: the run's plan and its cap) and attempts are left
+    escalates: str | None = None
 
 
 POLICIES: Mapping[AttemptEnd, Policy] = {
     AttemptEnd.SUCCEEDED: Policy(S.COMPLETE, retried=False),
     # the tool's own failures are never retried: the same inputs would fail the same way
     AttemptEnd.TOOL_FAILED: Policy(S.EXECUTOR_ERROR, retried=False),
-    AttemptEnd.OUT_OF_MEMORY: Policy(S.EXECUTOR_ERROR, retried=False),
-    AttemptEnd.TIME_LIMIT: Policy(S.EXECUTOR_ERROR, retried=False),
+    # the same inputs need the same memory and time: only more of it can change the outcome
+    AttemptEnd.OUT_OF_MEMORY: Policy(S.EXECUTOR_ERROR, retried=False, escalates="memory_mb"),
+    AttemptEnd.TIME_LIMIT: Policy(S.EXECUTOR_ERROR, retried=False, escalates="time_limit_seconds"),
     AttemptEnd.SCRATCH_EXCEEDED: Policy(S.EXECUTOR_ERROR, retried=False),
     AttemptEnd.TOOL_NOT_STARTED: Policy(S.EXECUTOR_ERROR, retried=False),
     AttemptEnd.OUTPUTS_INVALID: Policy(S.EXECUTOR_ERROR, retried=False),
@@ -79,6 +83,7 @@ class Decision:
     state: RunState  # QUEUED means: attempt + 1 is queued
     retry_in_seconds: float | None = None
     outputs_discarded: bool = False  # the tool succeeded, but a cancel came first
+    escalated: bool = False  # the attempt queued is given more of the limit the last one exceeded
 
 
 def retry_delay_seconds(next_attempt: int, retry: RetrySettings | None = None) -> float:
@@ -87,13 +92,24 @@ def retry_delay_seconds(next_attempt: int, retry: RetrySettings | None = None) -
     return min(retry.backoff_seconds * retry.backoff_factor ** max(next_attempt - 2, 0), retry.max_backoff_seconds)
 
 
-def decide(end: AttemptEnd, *, current_state: RunState, attempt: int, max_attempts: int | None = None) -> Decision:
+def decide(
+    end: AttemptEnd,
+    *,
+    current_state: RunState,
+    attempt: int,
+    max_attempts: int | None = None,
+    can_escalate: bool = False,
+) -> Decision:
     """The calculation's next state when its attempt `attempt`, now `current_state`, ended with `end`.
-    (A workflow run, resumed rather than rerun, passes its own `max_attempts`.)"""
+    (A workflow run, resumed rather than rerun, passes its own `max_attempts`.) `can_escalate`: the run
+    may still be given more of the limit `end` names (`calculations.resources.next_grant`)."""
     if current_state == S.CANCELING:
         # a requested cancel wins over whatever the attempt did: nothing is kept, nothing retried
         return Decision(S.CANCELED, outputs_discarded=end is AttemptEnd.SUCCEEDED)
     policy = POLICIES[end]
-    if policy.retried and attempt < (max_attempts or get_settings().retry.max_attempts):
+    attempts_left = attempt < (max_attempts or get_settings().retry.max_attempts)
+    if policy.retried and attempts_left:
         return Decision(S.QUEUED, retry_in_seconds=retry_delay_seconds(attempt + 1))
+    if policy.escalates and can_escalate and attempts_left:
+        return Decision(S.QUEUED, retry_in_seconds=0, escalated=True)  # no fault to wait out
     return Decision(policy.state)

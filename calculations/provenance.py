@@ -41,6 +41,8 @@ class Provenance(BaseModel):
     outputs: dict[str, list[str]] = {}  # role -> sha256s
     # what the calculation is granted (calculations/resources.py); empty: made before grants were kept
     resources: dict[str, int] = {}
+    # each limit an attempt killed for it is retried with more of: {"memory_mb": {"factor": 2, "cap": 8192}}
+    escalation: dict[str, dict[str, float]] = {}
     attempts: list[AttemptRecord] = []
 
     def current(self, attempt: int) -> AttemptRecord:

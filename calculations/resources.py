@@ -1,7 +1,12 @@
 """What a calculation's attempts are given (issue 21): its request's `resources` within its tool's
 maxima and the deployment's caps (EMGAPI_RESOURCES__MAX_…), each value it does not ask for the tool's
 own. The grant is kept in provenance (`Provenance.resources`, and each attempt's record) and read by
-the backends; it is not part of the cache key: resources do not change a deterministic result."""
+the backends; it is not part of the cache key: resources do not change a deterministic result.
+
+An attempt killed for exceeding its memory or its time is retried with more (`escalation_plan`,
+`next_grant`): the value multiplied by a factor, up to a cap (the tool's or the deployment's maximum,
+or the request's own `retry.max_…`), while attempts are left. The plan is fixed when the calculation is
+made and kept in provenance (`Provenance.escalation`), so that what each attempt may get is on record."""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from calculations.errors import InvalidInput
-from calculations.tools import Resources
+from calculations.tools import Escalation, Resources
 from emgapiv2.config import get_settings
 
 RESOURCE_NAMES = ("cpus", "memory_mb", "time_limit_seconds", "gpus")
@@ -98,3 +103,93 @@ def most_asked(resources: Resources) -> dict[str, int]:
         cap: int = getattr(caps, f"max_{name}")
         most[f"max_{name}"] = cap if tool_max is None else min(tool_max, cap)
     return most
+
+
+# each limit a retry gives more of: (the request's and the tool's switch, the factor's setting, unit, what)
+ESCALATED = {
+    "memory_mb": ("on_oom", "memory_factor", "MB", "out of memory"),
+    "time_limit_seconds": ("on_time_limit", "time_factor", "s", "time limit exceeded"),
+}
+
+
+class RetryIn(BaseModel):
+    """Whether an attempt killed for exceeding its memory (or time) is retried with more, and the most
+    a retry may be given. Unset: the tool's choice, else the deployment's (EMGAPI_RETRY__ON_OOM, …)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    on_oom: bool | None = Field(None, description="Retry an attempt killed for its memory with more memory.")
+    on_time_limit: bool | None = Field(None, description="Retry an attempt killed for its time limit with more time.")
+    max_memory_mb: int | None = Field(
+        None, ge=1, description="The most memory a retry may be given (unset: the tool's or deployment's maximum)."
+    )
+    max_time_limit_seconds: int | None = Field(
+        None, ge=1, description="The longest time limit a retry may be given (unset: the tool's or deployment's)."
+    )
+
+
+def escalation_plan(
+    resources: Resources, escalation: Escalation, granted: Mapping[str, int], asked: Mapping[str, Any] | None
+) -> dict[str, dict[str, float]]:
+    """For each limit retried with more: its factor and its cap. InvalidInput (a 422) for a `retry.max_…`
+    above what the tool and the deployment allow, or below what the first attempt is given."""
+    settings, asked = get_settings().retry, asked or {}
+    most = most_asked(resources)
+    plan: dict[str, dict[str, float]] = {}
+    for name, (switch, factor_setting, unit, _) in ESCALATED.items():
+        chosen = [asked.get(switch), getattr(escalation, switch), getattr(settings, switch)]
+        if not next(on for on in chosen if on is not None):
+            continue
+        cap, wanted = most[f"max_{name}"], asked.get(f"max_{name}")
+        if wanted is not None:
+            if wanted > cap:
+                raise InvalidInput(
+                    f"retry.max_{name}: {wanted} is above the most a run may be given here ({cap} {unit})"
+                )
+            if wanted < granted[name]:
+                raise InvalidInput(
+                    f"retry.max_{name}: {wanted} is below what the run is given ({granted[name]} {unit})"
+                )
+            cap = wanted
+        factor = getattr(escalation, factor_setting) or getattr(settings, factor_setting)
+        plan[name] = {"factor": factor, "cap": cap}
+    return plan
+
+
+def next_grant(provenance: Mapping[str, Any], attempt: int, name: str) -> tuple[int | None, dict[str, int] | None]:
+    """What attempt `attempt` was given of resource `name`, and the grant of the next attempt with more
+    of it: None when the run does not retry this limit with more, or it already had its cap."""
+    plan = (provenance.get("escalation") or {}).get(name)
+    given = _given(provenance, attempt)
+    value = given.get(name)
+    if plan is None or value is None or value >= plan["cap"]:
+        return value, None
+    more = min(max(int(value * plan["factor"]), value + 1), int(plan["cap"]))
+    return value, {**given, name: more}
+
+
+def _given(provenance: Mapping[str, Any], attempt: int) -> dict[str, int]:
+    granted: dict[str, int] = dict(provenance.get("resources") or {})
+    for record in provenance.get("attempts", ()):
+        if record.get("attempt") == attempt and record.get("resources"):
+            granted = dict(record["resources"])
+    return granted
+
+
+def limit_summary(
+    provenance: Mapping[str, Any], name: str, value: int | None, *, attempt: int, max_attempts: int
+) -> str:
+    """Why an attempt killed for a limit ended the run: "out of memory at 8,192 MB (the cap); attempt 3 of 3"."""
+    _, _, unit, what = ESCALATED[name]
+    plan = (provenance.get("escalation") or {}).get(name)
+    at = f" at {value:,} {unit}" if value is not None else ""
+    if plan is None:
+        return f"{what}{at} (this run is not retried with more)"
+    cap = " (the cap)" if value is not None and value >= plan["cap"] else ""
+    return f"{what}{at}{cap}; attempt {attempt} of {max_attempts}"
+
+
+def retry_reason(name: str, value: int, more: int, *, attempt: int) -> str:
+    """The event of a retry with more: "out of memory at 1,024 MB on attempt 1; retrying as attempt 2 with 2,048 MB"."""
+    _, _, unit, what = ESCALATED[name]
+    return f"{what} at {value:,} {unit} on attempt {attempt}; retrying as attempt {attempt + 1} with {more:,} {unit}"

@@ -16,7 +16,7 @@ from calculations.errors import InvalidInput
 from calculations.models import Calculation, File, Notification, NotificationStatus, UploadState, WorkflowRun
 from calculations.pipelines import plan
 from calculations.programs import program_names
-from calculations.resources import ResourcesIn
+from calculations.resources import ResourcesIn, RetryIn
 from calculations.run_kinds import CALCULATION, WORKFLOW_RUN
 from calculations.states import RunState
 from calculations.verdicts import Verdict
@@ -216,6 +216,7 @@ class CalculationIn(Schema):
     )
     notify: NotifyIn | None = Field(None, description="Tell this URL when the calculation reaches these states.")
     resources: ResourcesIn | None = Field(None, description="CPUs, memory, time and GPUs to give the tool.")
+    retry: RetryIn | None = Field(None, description="Whether to retry with more memory or time, and up to what.")
 
 
 class CalculationOut(Schema):

@@ -61,6 +61,18 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class Escalation:
+    """How the tool's attempts killed for exceeding their memory or time are retried with more: each
+    unset value is the deployment's (EMGAPI_RETRY__ON_OOM, __MEMORY_FACTOR, …). A request may still
+    turn a retry off (`retry`)."""
+
+    on_oom: bool | None = None
+    on_time_limit: bool | None = None
+    memory_factor: float | None = None
+    time_factor: float | None = None
+
+
+@dataclass(frozen=True)
 class ContainerImage:
     """The tool's image: `name` is the tag `task images` builds from `context`/Dockerfile, whose
     base image is the build argument BASE_IMAGE (a public image, or a locally built one)."""
@@ -87,6 +99,7 @@ class ToolSpec:
     default_backend: str = "local"
     network: bool = False  # containers of tools that need none get no network
     resources: Resources = field(default_factory=Resources)
+    escalation: Escalation = field(default_factory=Escalation)  # retried with more memory or time
     # Optional extra submission check: (params, input file names by role); raises ValueError.
     check_inputs: InputCheck | None = None
     # the same inputs may give other bytes (random seeds, threads): a rerun's verdict says "differs",

@@ -94,6 +94,12 @@ class ExecutionSettings(BaseModel):
         None,
         description="Backend used when a request names none and the tool supports it. Unset: each tool's own default.",
     )
+    cgroups: bool = Field(
+        True,
+        description="Put each local job in a cgroup of its own where the worker can make one (v1, or a delegated v2 "
+        "subtree): memory and CPUs enforced by the kernel, out of memory detected, the tool's usage measured. Off, or "
+        "where none is writable: memory is an address-space rlimit and only wall time is measured.",
+    )
 
 
 class ContainerSettings(BaseModel):
@@ -413,6 +419,17 @@ class RetrySettings(BaseModel):
     backoff_seconds: float = Field(10, ge=0, description="Wait before the first retry.")
     backoff_factor: float = Field(2, ge=1, description="Each further retry waits this much longer.")
     max_backoff_seconds: float = Field(600, ge=0, description="Longest wait before a retry.")
+    on_oom: bool = Field(
+        True,
+        description="An attempt killed for exceeding its memory is retried at once with memory_factor times the "
+        "memory, up to the tool's or the request's cap, while attempts are left (a tool or a request may say "
+        "otherwise).",
+    )
+    on_time_limit: bool = Field(
+        True, description="Likewise, an attempt killed for its time limit is retried with time_factor times the time."
+    )
+    memory_factor: float = Field(2, gt=1, description="Memory of the next attempt after an out-of-memory kill.")
+    time_factor: float = Field(2, gt=1, description="Time limit of the next attempt after a time-limit kill.")
 
 
 class NotifySettings(BaseModel):

@@ -154,8 +154,8 @@ def build_images(
     target, source_engine = engine(), engine(source) if source else None
     built: dict[str, str] = {}
     for spec in sorted(get_registry().values(), key=lambda s: s.name):
-        if spec.image is None or (names and spec.name not in names):
-            continue
+        if spec.image is None or (names and spec.name not in names) or spec.image.name in built:
+            continue  # (tools may share an image)
         built[spec.image.name] = ensure_image(
             target, spec.image.name, spec.image.context, base_image, force=force, source=source_engine
         )

@@ -81,19 +81,24 @@ async def run_tool(
     index: int | None = None,
     use_cache: bool = True,
     resources: Mapping[str, int | None] | None = None,
+    retry: Mapping[str, Any] | None = None,
 ) -> StepResult:
     """Run `tool` as a step of the current workflow run; return its outputs, or raise StepFailed.
 
     `step` names it (default: the tool's name); `index` tells apart calls of one name (default: their
     order in this run, so keep that order deterministic, as asyncio.gather over a list does).
     `resources` ({cpus, memory_mb, time_limit_seconds, gpus}, each optional) asks for more or less than
-    the tool's own values, within its and the deployment's limits (else StepFailed saying which)."""
+    the tool's own values, within its and the deployment's limits (else StepFailed saying which);
+    `retry` ({on_oom, on_time_limit, max_memory_mb, max_time_limit_seconds}) whether an attempt killed for
+    its memory or time is retried with more, and up to what."""
     context = current()
     name = step or tool
     if index is None:
         index = context.next_index(name)
     async with context.steps:
-        return await run_step(context, StepCall(name, index, tool, inputs, params, backend, use_cache, resources))
+        return await run_step(
+            context, StepCall(name, index, tool, inputs, params, backend, use_cache, resources, retry)
+        )
 
 
 def _blocking(function: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, R]:

@@ -21,9 +21,11 @@ from calculations.actions.transitions import WORKER_ACTOR, apply_transition, che
 from calculations.actions.verdicts import record_calculation_verdict
 from calculations.models import Calculation
 from calculations.orchestrator import launch_after_commit
-from calculations.policies import AttemptEnd, decide
+from calculations.policies import POLICIES, AttemptEnd, decide
 from calculations.provenance import Provenance, update_attempt
+from calculations.resources import limit_summary, next_grant, retry_reason
 from calculations.states import ATTEMPT_IN_PROGRESS_STATES, RunState
+from emgapiv2.config import get_settings
 
 S = RunState
 
@@ -151,13 +153,24 @@ def do_end_attempt(
     check_attempt(calc, attempt)
     if end is AttemptEnd.SUCCEEDED and (too_much := _outputs_over_quota(calc, outputs)):
         end, message = AttemptEnd.OUTPUTS_TOO_LARGE, too_much
-    decision = decide(end, current_state=S(calc.state), attempt=attempt)
+    limit = POLICIES[end].escalates
+    given, more = next_grant(calc.provenance, attempt, limit) if limit else (None, None)
+    decision = decide(end, current_state=S(calc.state), attempt=attempt, can_escalate=more is not None)
     if decision.state == S.COMPLETE:
         return _complete(calc, attempt, outputs, outcome, actor)
     do_release_outputs(outputs)  # stored by the worker, kept by no one
     fields = _finish_fields(calc, attempt, outcome)
+    if decision.escalated and limit and given and more:
+        provenance = {**(fields.get("provenance") or calc.provenance), "resources": more}  # the next attempt's
+        reason = retry_reason(limit, given, more[limit], attempt=attempt)
+        return _queue_next_attempt(
+            calc, attempt, message, actor, {**fields, "provenance": provenance}, 0, reason=reason
+        )
     if decision.state == S.QUEUED:
         return _queue_next_attempt(calc, attempt, message, actor, fields, decision.retry_in_seconds or 0)
+    if limit and decision.state != S.CANCELED:
+        max_attempts = get_settings().retry.max_attempts
+        message = limit_summary(calc.provenance, limit, given, attempt=attempt, max_attempts=max_attempts)
     if decision.state == S.CANCELED:
         if end is AttemptEnd.CANCELED:
             reason = message or "canceled"
@@ -196,13 +209,20 @@ def _complete(
 
 
 def _queue_next_attempt(
-    calc: Calculation, attempt: int, error: str, actor: str, fields: dict[str, Any], delay_seconds: float
+    calc: Calculation,
+    attempt: int,
+    error: str,
+    actor: str,
+    fields: dict[str, Any],
+    delay_seconds: float,
+    *,
+    reason: str = "",
 ) -> Calculation:
     """Attempt + 1 of a calculation the platform failed, launched after its backoff; its followers
     keep following it."""
     # the failed attempt keeps its record: when it ended, and its exit code, usage and logs if known
     provenance = fields.get("provenance") or update_attempt(calc.provenance, attempt, finished_at=timezone.now())
-    reason = (
+    reason = reason or (
         f"system error on attempt {attempt}: {error[:1800]}; retrying as attempt {attempt + 1} in {delay_seconds:.0f} s"
     )
     calc = apply_transition(

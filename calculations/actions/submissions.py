@@ -24,7 +24,7 @@ from calculations.models import Calculation, CalculationInput, File, WorkflowRun
 from calculations.orchestrator import launch_after_commit
 from calculations.programs import get_program
 from calculations.provenance import Provenance
-from calculations.resources import grant_resources
+from calculations.resources import escalation_plan, grant_resources
 from calculations.run_kinds import CALCULATION
 from calculations.states import ACTIVE_STATES, ATTEMPT_IN_PROGRESS_STATES, RunState
 from calculations.storage import get_storage
@@ -61,6 +61,7 @@ class NewCalculation:
     expected_outputs: dict[str, Any] | None = None
     notify: dict[str, Any] | None = None  # checked by `check_notify`: {url, events}
     resources: dict[str, int] | None = None  # granted (`grant_resources`); None: the program sets them
+    escalation: dict[str, dict[str, float]] | None = None  # the limits retried with more (`escalation_plan`)
 
 
 @dataclass(frozen=True)
@@ -98,12 +99,14 @@ def check_create_calculation(
     expected_outputs: dict[str, Any] | None = None,
     notify: Mapping[str, Any] | None = None,
     resources: Mapping[str, int | None] | None = None,
+    retry: Mapping[str, Any] | None = None,
 ) -> Calculation:
     """Validate a submission (tool, backend, parameters, input roles, files and their formats), then create it.
     `actor` and `reason` are its first event's, when someone other than its owner launched it;
     `expected_outputs`, what a verifying rerun should reproduce (its verdict compares them);
     `notify`, {url, events} to POST an event to when it reaches one of those states; `resources`, what
-    the run asks for (`grant_resources`: within the tool's and the deployment's limits)."""
+    the run asks for (`grant_resources`: within the tool's and the deployment's limits); `retry`, whether
+    and how far an attempt killed for its memory or time is retried with more (`escalation_plan`)."""
     try:
         spec = get_tool(tool_name)
     except UnknownTool as exc:
@@ -113,6 +116,7 @@ def check_create_calculation(
     except ValueError as exc:
         raise InvalidInput(f"backend: {exc}") from None
     granted = grant_resources(spec.name, spec.resources, resources, backend=chosen_backend)
+    escalation = escalation_plan(spec.resources, spec.escalation, granted, retry)
     try:
         validated = spec.params_model.model_validate(dict(params))
     except ValidationError as exc:
@@ -162,6 +166,7 @@ def check_create_calculation(
         expected_outputs=expected_outputs,
         notify=checked_notify,
         resources=granted,
+        escalation=escalation,
     )
     return do_create_calculation(owner_id, new)
 
@@ -258,6 +263,7 @@ def do_create_calculation(owner_id: int, new: NewCalculation) -> Calculation:
         params=new.params,
         inputs=input_sha256s,
         resources=new.resources or {},
+        escalation=new.escalation or {},
     )
     calc = Calculation(
         owner_id=owner_id,

@@ -265,6 +265,7 @@ def do_create_step(
     backend: str | None = None,
     use_cache: bool = True,
     resources: Mapping[str, int | None] | None = None,
+    retry: Mapping[str, Any] | None = None,
 ) -> Calculation:
     """The calculation of step (`step`, `index`) of the workflow run: the one an earlier attempt
     created (a resumed run finds its steps), or a new one, validated and created as any submission
@@ -290,4 +291,5 @@ def do_create_step(
         step=StepRef(workflow_run_id=run.id, name=step, index=index),
         expected_outputs=expected_step_of(run, step, index) if verifying else None,
         resources=resources,
+        retry=retry,
     )

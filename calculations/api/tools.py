@@ -13,7 +13,7 @@ from calculations.actions import check_create_calculation
 from calculations.api.requests import AuthedRequest
 from calculations.errors import NotFound
 from calculations.models import Calculation
-from calculations.resources import ResourcesIn, default_grant, most_asked
+from calculations.resources import ResourcesIn, RetryIn, default_grant, most_asked
 from calculations.schemas import (
     CalculationIn,
     CalculationOut,
@@ -103,6 +103,7 @@ class _Submission(Schema):
     backend: str | None
     notify: NotifyIn | None = Field(None, description="Tell this URL when the calculation reaches these states.")
     resources: ResourcesIn | None = Field(None, description="CPUs, memory, time and GPUs to give the tool.")
+    retry: RetryIn | None = Field(None, description="Whether to retry with more memory or time, and up to what.")
 
 
 def _submission_schema(spec: ToolSpec) -> type[_Submission]:
@@ -140,6 +141,7 @@ def _add_submission_route(spec: ToolSpec) -> None:
                 backend=payload.backend,
                 notify=payload.notify.model_dump() if payload.notify else None,
                 resources=payload.resources.model_dump() if payload.resources else None,
+                retry=payload.retry.model_dump() if payload.retry else None,
             )
         )
 
@@ -173,5 +175,6 @@ def submit_calculation(request: AuthedRequest, name: str, payload: CalculationIn
             backend=payload.backend,
             notify=payload.notify.model_dump() if payload.notify else None,
             resources=payload.resources.model_dump() if payload.resources else None,
+            retry=payload.retry.model_dump() if payload.retry else None,
         )
     )

@@ -12,7 +12,7 @@ import pytest
 from calculations.actions import check_rerun_calculation, do_create_step, do_start_calculation
 from calculations.errors import InvalidInput
 from calculations.models import Calculation
-from calculations.resources import attempt_resources, grant_resources
+from calculations.resources import attempt_resources, grant_resources, most_asked
 from calculations.tests.crate_runs import GENOME, finish_calculation, finished_tes_task, started_workflow_run, upload
 from calculations.tools import Resources, ToolSpec, get_registry, get_tool
 from conftest import ApiClient
@@ -203,3 +203,30 @@ def test_a_tes_tasks_grant_is_kept_as_a_tools_is(alice_id: int) -> None:
     # what its executors were given (resources.cpu_cores, ram_gb, backend_parameters.time_limit_seconds)
     assert task.provenance["resources"] == {"cpus": 1, "memory_mb": 1024, "time_limit_seconds": 60, "gpus": 0}
     assert task.provenance["attempts"][0]["resources"] == task.provenance["resources"]
+
+
+# --- retry with more (the plan is fixed at submission; the policy applies it: test_retries.py) ----
+
+
+def test_a_run_is_retried_with_twice_its_memory_and_time_up_to_the_most_it_may_have(
+    alice: ApiClient, molecule: str
+) -> None:
+    most = most_asked(get_tool("obabel").resources)  # the tool's maximum, or the deployment's if lower
+    calc = submit(alice, molecule).json()
+    plan = alice.get(f"/calculations/{calc['id']}").json()["provenance"]["escalation"]
+    assert plan == {
+        "memory_mb": {"factor": 2, "cap": most["max_memory_mb"]},
+        "time_limit_seconds": {"factor": 2, "cap": most["max_time_limit_seconds"]},
+    }
+    mine = submit(alice, molecule, retry={"on_time_limit": False, "max_memory_mb": 4096}).json()
+    plan = alice.get(f"/calculations/{mine['id']}").json()["provenance"]["escalation"]
+    assert plan == {"memory_mb": {"factor": 2, "cap": 4096}}
+
+
+def test_a_retry_cap_outside_what_the_run_may_have_is_refused_naming_it(alice: ApiClient, molecule: str) -> None:
+    most = most_asked(get_tool("obabel").resources)["max_memory_mb"]
+    above = refusal(submit(alice, molecule, retry={"max_memory_mb": most + 1}))
+    assert above == f"retry.max_memory_mb: {most + 1} is above the most a run may be given here ({most} MB)"
+    below = refusal(submit(alice, molecule, {"memory_mb": 2048}, retry={"max_memory_mb": 1024}))
+    assert below == "retry.max_memory_mb: 1024 is below what the run is given (2048 MB)"
+    assert "retry.on_om" in refusal(submit(alice, molecule, retry={"on_om": False}))  # misspelled: never ignored

@@ -73,3 +73,69 @@ def test_a_worker_on_an_older_attempt_can_change_neither_state_nor_outputs() -> 
     calc.refresh_from_db()
     assert (calc.state, calc.attempt) == (S.QUEUED, 2)
     assert not File.objects.filter(produced_by=calc).exists()
+
+
+# --- a limit exceeded: retried at once with more of it, up to the run's cap -----------------------
+
+
+def _given(memory_mb: int, time_limit_seconds: int, cap_memory: int, cap_time: int) -> Calculation:
+    calc = _running()
+    granted = {"cpus": 1, "memory_mb": memory_mb, "time_limit_seconds": time_limit_seconds, "gpus": 0}
+    calc.provenance = {
+        **update_attempt(calc.provenance, 1, resources=granted),
+        "resources": granted,
+        "escalation": {
+            "memory_mb": {"factor": 2, "cap": cap_memory},
+            "time_limit_seconds": {"factor": 3, "cap": cap_time},
+        },
+    }
+    calc.save()
+    return calc
+
+
+def _next_attempt(calc: Calculation, attempt: int, end: AttemptEnd) -> Calculation:
+    """End `attempt` with `end`; if a next one is queued (its `not_before` tells when), start it as the
+    worker would, with what the calculation is now given."""
+    with transaction.atomic():
+        queued = do_end_attempt(calc.id, attempt, end, message="killed")
+    if queued.state == S.QUEUED:
+        queued.state = S.RUNNING
+        queued.provenance = update_attempt(queued.provenance, attempt + 1, resources=queued.provenance["resources"])
+        queued.save()
+    return queued
+
+
+def test_out_of_memory_is_retried_at_once_with_twice_the_memory_until_the_cap() -> None:
+    calc = _given(100, 60, cap_memory=300, cap_time=600)
+    before = timezone.now()
+    second = _next_attempt(calc, 1, AttemptEnd.OUT_OF_MEMORY)
+    assert (second.attempt, second.provenance["resources"]["memory_mb"]) == (2, 200)
+    assert second.not_before is not None and (second.not_before - before).total_seconds() < 1  # no backoff
+    third = _next_attempt(second, 2, AttemptEnd.OUT_OF_MEMORY)
+    assert third.provenance["resources"]["memory_mb"] == 300  # not 400: the cap
+    last = _next_attempt(third, 3, AttemptEnd.OUT_OF_MEMORY)
+    assert (last.state, last.error) == (S.EXECUTOR_ERROR, "out of memory at 300 MB (the cap); attempt 3 of 3")
+    assert [r["resources"]["memory_mb"] for r in last.provenance["attempts"]] == [100, 200, 300]
+    reasons = list(
+        CalculationEvent.objects.filter(calculation=calc, to_state=S.QUEUED).values_list("reason", flat=True)
+    )
+    assert "out of memory at 100 MB on attempt 1; retrying as attempt 2 with 200 MB" in reasons
+
+
+def test_a_time_limit_is_retried_with_more_time_and_runs_out_of_attempts_below_the_cap() -> None:
+    calc = _given(100, 60, cap_memory=300, cap_time=10_000)
+    second = _next_attempt(calc, 1, AttemptEnd.TIME_LIMIT)
+    assert (second.provenance["resources"]["time_limit_seconds"], second.provenance["resources"]["memory_mb"]) == (
+        180, 100,
+    )  # fmt: skip
+    third = _next_attempt(second, 2, AttemptEnd.TIME_LIMIT)
+    last = _next_attempt(third, 3, AttemptEnd.TIME_LIMIT)
+    assert (last.state, last.error) == (S.EXECUTOR_ERROR, "time limit exceeded at 540 s; attempt 3 of 3")
+
+
+def test_a_cancel_requested_meanwhile_wins_over_a_retry_with_more() -> None:
+    calc = _given(100, 60, cap_memory=300, cap_time=600)
+    Calculation.objects.filter(id=calc.id).update(state=S.CANCELING)
+    with transaction.atomic():
+        ended = do_end_attempt(calc.id, 1, AttemptEnd.OUT_OF_MEMORY, message="killed")
+    assert (ended.state, ended.attempt) == (S.CANCELED, 1)

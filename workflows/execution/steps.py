@@ -230,6 +230,7 @@ class StepCall:
     backend: str | None
     use_cache: bool
     resources: Mapping[str, int | None] | None = None
+    retry: Mapping[str, Any] | None = None
 
 
 def _create_step(context: WorkflowContext, call: StepCall) -> Calculation:
@@ -239,7 +240,7 @@ def _create_step(context: WorkflowContext, call: StepCall) -> Calculation:
         return actions.do_create_step(
             context.workflow_run_id, context.attempt, step=call.name, index=call.index, tool=call.tool,
             inputs=file_ids, params=dict(call.params or {}), backend=call.backend, use_cache=call.use_cache,
-            resources=call.resources,
+            resources=call.resources, retry=call.retry,
         )  # fmt: skip
     except (InvalidInput, NotFound, ValueError, InvalidTransition) as exc:
         raise StepFailed(call.name, call.index, call.tool, "not started", str(exc), None) from None

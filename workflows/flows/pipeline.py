@@ -69,6 +69,7 @@ async def pipeline(steps: dict[str, PipelineStep]) -> dict[str, Any]:
                     index=index,
                     use_cache=step.use_cache,
                     resources=step.resources,
+                    retry=step.retry,
                 )
             except StepFailed as exc:
                 raise (exc.as_element() if step.width else exc) from None

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 from pathlib import Path
 from typing import TypedDict, Unpack
 
 import pytest
 
 from workflows.backends import BackendUnavailable, JobLimit, JobSpec, JobStatus, LocalBackend
+from workflows.backends.job_cgroups import JobCgroups
 from workflows.tests.backends.jobs import HMMER_ON_DNA, hmmsearch_on_dna, processes_running
 
 
@@ -132,15 +134,68 @@ def test_time_limit_kills_the_job(tmp_path: Path) -> None:
     asyncio.run(run())
 
 
-def test_memory_limit_is_applied(tmp_path: Path) -> None:
+ALLOCATE_400_MB = ["python3", "-c", "x = bytearray(400 * 1024 * 1024)"]
+
+
+@pytest.fixture
+def cgroups() -> JobCgroups:
+    found = JobCgroups.detect()
+    if not found.available:
+        pytest.skip("no writable memory cgroup on this machine (the worker is not root, or none is delegated)")
+    return found
+
+
+def test_a_tool_over_its_memory_is_killed_and_told_apart(tmp_path: Path, cgroups: JobCgroups) -> None:
     async def run() -> None:
-        backend = LocalBackend()
-        allocate = ["python3", "-c", "x = bytearray(400 * 1024 * 1024)"]
-        state = await backend.wait(await backend.submit(_spec(tmp_path, allocate, memory_mb=100)), 30)
-        assert state.status is JobStatus.FAILED
-        assert "MemoryError" in (tmp_path / "err").read_text()
+        backend = LocalBackend(cgroups=cgroups)
+        state = await backend.wait(await backend.submit(_spec(tmp_path, ALLOCATE_400_MB, memory_mb=100)), 30)
+        assert (state.status, state.limit, state.exit_code) == (JobStatus.FAILED, JobLimit.MEMORY, 137)
+        assert state.message == "killed: out of memory (limit of 100 MB)"
+        assert 90 <= state.resource_usage["max_rss_mb"] <= 100  # it reached its limit, and no further
 
     asyncio.run(run())
+
+
+def test_without_cgroups_memory_is_an_address_space_limit(tmp_path: Path) -> None:
+    async def run() -> None:
+        backend = LocalBackend(cgroups=JobCgroups([]))
+        state = await backend.wait(await backend.submit(_spec(tmp_path, ALLOCATE_400_MB, memory_mb=100)), 30)
+        assert (state.status, state.limit) == (JobStatus.FAILED, None)  # the tool's own failure, in its words
+        assert "MemoryError" in (tmp_path / "err").read_text()
+        assert set(state.resource_usage) == {"wall_seconds"}  # nothing it cannot measure of the tool itself
+
+    asyncio.run(run())
+
+
+def _bare(argv: list[str], cwd: Path) -> tuple[float, float]:
+    """Peak memory (MiB) and user + system CPU seconds of `argv` run bare under /usr/bin/time."""
+    report = cwd / "time.txt"
+    subprocess.run(["/usr/bin/time", "-f", "%M %U %S", "-o", str(report), *argv], cwd=cwd, check=True,
+                   capture_output=True)  # fmt: skip
+    peak_kb, user, system = report.read_text().split()[-3:]
+    return int(peak_kb) / 1024, float(user) + float(system)
+
+
+def test_usage_is_the_tools_own_as_usr_bin_time_measures_it(tmp_path: Path, cgroups: JobCgroups, genome: bytes) -> None:
+    """Peak memory of a tool that takes 300 MiB, and CPU time of prodigal, within a few % of a bare run's."""
+    (tmp_path / "g.fna").write_bytes(genome * 5)
+    dd = ["dd", "if=/dev/zero", "of=/dev/null", "bs=300M", "count=2"]
+    prodigal = ["prodigal", "-q", "-p", "meta", "-i", "g.fna", "-o", "/dev/null"]
+
+    async def measured(argv: list[str]) -> dict[str, float]:
+        backend = LocalBackend(cgroups=cgroups)
+        state = await backend.wait(await backend.submit(_spec(tmp_path, argv, memory_mb=1024)), 60)
+        assert state.status is JobStatus.SUCCEEDED, (tmp_path / "err").read_text()
+        return state.resource_usage
+
+    usage = asyncio.run(measured(dd))
+    bare_peak, _ = _bare(dd, tmp_path)
+    assert abs(usage["max_rss_mb"] - bare_peak) <= 0.05 * bare_peak, (usage, bare_peak)
+    usage = asyncio.run(measured(prodigal))
+    _, bare_cpu = _bare(prodigal, tmp_path)
+    cpu = usage["user_cpu_seconds"] + usage["system_cpu_seconds"]
+    assert abs(cpu - bare_cpu) <= 0.2 * bare_cpu + 0.05, (usage, bare_cpu)
+    assert usage["max_rss_mb"] < 100  # prodigal's own few MB, never the worker's (it was 152 MB)
 
 
 def test_a_gpu_is_never_silently_dropped(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -284,19 +285,47 @@ def test_the_backend_is_asked_for_what_the_calculation_was_granted(
     assert (job.cpus, job.memory_mb, job.time_limit_seconds, job.gpus) == (1, 2048, 120, 0)
 
 
-def test_a_tool_given_less_memory_than_it_needs_fails_and_given_enough_completes(
-    alice: ApiClient, uploaded: Callable[[str, bytes], str]
+def _allocate(client: ApiClient, uploaded: Callable[[str, bytes], str], mb: int, backend: str, **asked: Any) -> str:
+    inputs = {"text": uploaded("t.txt", f"{mb} {asked}\n".encode())}
+    body = {"inputs": inputs, "params": {"mb": mb}, "use_cache": False, "backend": backend, **asked}
+    response = client.post("/tools/allocate/calculations", body)
+    assert response.status_code == 202, response.content
+    return str(response.json()["id"])
+
+
+def run_attempts(calculation_id: str) -> Calculation:
+    """Every attempt in turn, as the worker would (a retry with more is queued at once)."""
+    calc = run(calculation_id)
+    while calc.state == "QUEUED":
+        calc = run(calculation_id)
+    return calc
+
+
+def test_a_tool_out_of_memory_is_retried_with_twice_the_memory_until_it_completes(
+    alice: ApiClient, uploaded: Callable[[str, bytes], str], backend: str
 ) -> None:
-    """The local backend enforces the grant, not the tool's own value (512 MB, enough for 200)."""
+    """Killed for its memory (truly detected: the kernel's OOM kill, the engine's OOMKilled, Slurm's
+    OUT_OF_MEMORY), retried with twice as much: 48 and 96 MB are too little for 120, 192 is enough."""
+    calc_id = _allocate(alice, uploaded, 120, backend, resources={"memory_mb": 48})
+    calc = run_attempts(calc_id)
+    assert calc.state == "COMPLETE", calc.error
+    attempts = alice.get(f"/calculations/{calc_id}").json()["provenance"]["attempts"]
+    assert [a["resources"]["memory_mb"] for a in attempts] == [48, 96, 192]
+    measured = [a["resource_usage"].get("max_rss_mb", 0) for a in attempts]
+    assert measured[-1] >= 120 and all(peak >= 40 for peak in measured[:2]), measured  # the tool's own peak
+    reasons = [e.reason for e in calc.events.filter(to_state="QUEUED").order_by("id")][1:]
+    assert reasons == [
+        "out of memory at 48 MB on attempt 1; retrying as attempt 2 with 96 MB",
+        "out of memory at 96 MB on attempt 2; retrying as attempt 3 with 192 MB",
+    ]
 
-    def allocate(resources: dict[str, int]) -> Calculation:
-        inputs = {"text": uploaded("t.txt", b"x\n")}
-        body = {"inputs": inputs, "params": {"mb": 200}, "use_cache": False, "backend": "local", "resources": resources}
-        response = alice.post("/tools/allocate/calculations", body)
-        assert response.status_code == 202, response.content
-        return run(response.json()["id"])
 
-    starved = allocate({"memory_mb": 100})
-    assert starved.state == "EXECUTOR_ERROR" and "memory exhausted" in starved.error
-    assert starved.provenance["attempts"][0]["resources"]["memory_mb"] == 100
-    assert allocate({}).state == "COMPLETE"
+def test_a_run_out_of_memory_at_its_cap_ends_saying_so(alice: ApiClient, uploaded: Callable[[str, bytes], str]) -> None:
+    retry = {"max_memory_mb": 80}
+    calc = run_attempts(_allocate(alice, uploaded, 120, "local", resources={"memory_mb": 40}, retry=retry))
+    assert (calc.state, calc.attempt) == ("EXECUTOR_ERROR", 2)
+    assert calc.error == "out of memory at 80 MB (the cap); attempt 2 of 3"
+    off = run_attempts(_allocate(alice, uploaded, 120, "local", resources={"memory_mb": 40}, retry={"on_oom": False}))
+    assert (off.state, off.attempt, off.error) == (
+        "EXECUTOR_ERROR", 1, "out of memory at 40 MB (this run is not retried with more)"
+    )  # fmt: skip

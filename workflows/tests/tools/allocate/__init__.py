@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from calculations.tools import InputRole, Resources, ToolParams, ToolSpec
+from calculations.tools import ContainerImage, InputRole, Resources, ToolParams, ToolSpec
 
 
 class AllocateParams(ToolParams):
@@ -27,5 +27,6 @@ TOOL = ToolSpec(
     outputs=(),
     build_argv=build_argv,
     executable="dd",
+    image=ContainerImage("emgapi/test-sleep:1", Path(__file__).parent.parent / "sleep"),  # (Debian's dd)
     resources=Resources(cpus=1, memory_mb=512, time_limit_seconds=60, max_memory_mb=2048),
 )
