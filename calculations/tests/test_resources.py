@@ -128,6 +128,10 @@ def test_a_pipeline_step_asks_as_a_calculation_does(alice: ApiClient, molecule: 
     refused = alice.post("/workflows/pipeline/runs", {"params": {"steps": {"convert": step}}})
     assert refusal(refused) == "steps.convert.resources.cpus: 4 is above the maximum of 1 that tool 'obabel' allows"
     step["resources"] = {"memory_mb": 2048}
+    step["retry"] = {"max_memory_mb": 1024}
+    refused = alice.post("/workflows/pipeline/runs", {"params": {"steps": {"convert": step}}})
+    assert refusal(refused) == "steps.convert.retry.max_memory_mb: 1024 is below what the run is given (2048 MB)"
+    step["retry"] = {"max_memory_mb": 4096, "on_time_limit": False}
     assert alice.post("/workflows/pipeline/runs", {"params": {"steps": {"convert": step}}}).status_code == 202
 
 

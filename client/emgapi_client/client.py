@@ -50,6 +50,7 @@ from emgapi_client.types import (
     Notify,
     ProgressCallback,
     Resources,
+    Retry,
     SavedOutput,
     Tool,
     ToolSummary,
@@ -434,11 +435,13 @@ class Client:
         idempotency_key: str | None = None,
         notify: Notify | None = None,
         resources: Resources | None = None,
+        retry: Retry | None = None,
     ) -> Calculation:
         """Run a tool on your files (`inputs`: file id per input role). Answered at once (COMPLETE) when
         an identical calculation exists, unless `use_cache` is false. With `notify`, a signed event is
         POSTed to its URL when the calculation reaches one of its states. `resources` asks for more or
-        less than the tool's own CPUs, memory, time or GPUs (they never change the cache's answer)."""
+        less than the tool's own CPUs, memory, time or GPUs (they never change the cache's answer);
+        `retry` says whether an attempt killed for its memory or time is retried with more, up to what."""
         body: dict[str, Any] = {"inputs": dict(inputs), "params": dict(params or {}), "use_cache": use_cache}
         if backend is not None:
             body["backend"] = backend
@@ -446,6 +449,8 @@ class Client:
             body["notify"] = dict(notify)
         if resources:
             body["resources"] = dict(resources)
+        if retry:
+            body["retry"] = dict(retry)
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         return cast(Calculation, self._json("POST", f"/tools/{tool}/calculations", json=body, headers=headers))
 

@@ -171,6 +171,16 @@ class Resources(TypedDict, total=False):
     gpus: int
 
 
+class Retry(TypedDict, total=False):
+    """Whether an attempt killed for exceeding its memory (time limit) is retried with twice as much
+    (the deployment's default: yes), and the most a retry may be given."""
+
+    on_oom: bool
+    on_time_limit: bool
+    max_memory_mb: int
+    max_time_limit_seconds: int
+
+
 class Notify(TypedDict):
     """What a run asks to be told: a signed JSON event POSTed to `url` when it reaches one of `events`
     (default: the terminal states)."""

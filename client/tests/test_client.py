@@ -85,3 +85,17 @@ def test_the_apis_refusals_are_api_errors_with_its_detail(live_server: Any) -> N
     with Client(live_server.url, "wrong-token") as api, pytest.raises(ApiError) as unauthenticated:
         api.check_token()
     assert unauthenticated.value.status_code == 401 and "authentication required" in str(unauthenticated.value)
+
+
+def test_a_submission_carries_its_resources_and_its_retry_with_more(live_server: Any, tmp_path: Path) -> None:
+    token = do_create_api_token("sizer")
+    (tmp_path / "m.smi").write_text("CCO\n")
+    with Client(live_server.url, token) as api:
+        molecules = api.upload(tmp_path / "m.smi")["id"]
+        calc = api.submit(
+            "obabel", {"molecules": molecules}, resources={"memory_mb": 256}, retry={"on_time_limit": False,
+            "max_memory_mb": 1024}, use_cache=False,
+        )  # fmt: skip
+        provenance = api.get_calculation(calc["id"])["provenance"]
+    assert provenance["resources"]["memory_mb"] == 256
+    assert provenance["escalation"] == {"memory_mb": {"factor": 2, "cap": 1024}}
