@@ -45,9 +45,10 @@ from calculations.models import (
     WorkflowRunEvent,
 )
 from calculations.programs import TES_RUNNER, get_program
-from calculations.provenance import Provenance
+from calculations.provenance import AttemptRecord, Provenance
 from calculations.storage import get_storage
 from calculations.tools import UnknownTool
+from calculations.usage import requested_vs_used
 from calculations.verdicts import Verdict
 from emgapiv2.config import get_settings
 
@@ -149,6 +150,7 @@ def provenance_context(calc: Calculation) -> dict[str, Any]:
             "argv": shlex.join(record.argv) if record.argv else "-",
             "job_details": sorted(record.job_details.items()),
             "usage": sorted(record.resource_usage.items()),
+            "given_used": requested_vs_used(record),
             "duration": _duration(record),
         }
         for record in sorted(provenance.attempts, key=lambda r: r.attempt)
@@ -208,7 +210,9 @@ def log_tail_html(calc: Calculation, stream: Stream) -> str:
 
 @admin.register(Calculation)
 class CalculationAdmin(admin.ModelAdmin):
-    list_display = ["id", "tool", "state", "owner", "attempt", "cached_from", "flow_run", "created_at", "finished_at"]
+    list_display = [
+        "id", "tool", "state", "owner", "attempt", "memory_use", "cached_from", "flow_run", "created_at", "finished_at",
+    ]  # fmt: skip
     list_filter = ["state", "tool", "backend"]
     search_fields = ["id", "flow_run_id", "cache_key"]
     fieldsets = [
@@ -254,6 +258,16 @@ class CalculationAdmin(admin.ModelAdmin):
         """The TES task's section only on a TES task."""
         inlines: list[type[admin.options.InlineModelAdmin]] = [CalculationInputInline, CalculationEventInline]
         return inlines + [TesTaskInline] if obj is not None and _is_tes_task(obj) else inlines
+
+    @admin.display(description="memory used / given")
+    def memory_use(self, calc: Calculation) -> str:
+        """The current attempt's peak against its grant: a run that asks for far more than it uses shows it."""
+        record = next((r for r in calc.provenance.get("attempts", ()) if r.get("attempt") == calc.attempt), None)
+        try:
+            memory = requested_vs_used(AttemptRecord.model_validate(record))[0]
+        except ValidationError:  # no attempt yet
+            return "-"
+        return f"{memory.used} / {memory.granted}"
 
     @admin.display(description="flow run (Prefect dashboard)")
     def flow_run(self, calc: Calculation) -> str:

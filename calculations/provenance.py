@@ -38,6 +38,7 @@ class Provenance(BaseModel):
     image_digest: str | None = None
     params: dict[str, Any]
     inputs: dict[str, str]  # role -> sha256
+    input_bytes: int | None = None  # the inputs' total size, against which usage is measured (calculations/usage.py)
     outputs: dict[str, list[str]] = {}  # role -> sha256s
     # what the calculation is granted (calculations/resources.py); empty: made before grants were kept
     resources: dict[str, int] = {}

@@ -156,6 +156,47 @@ class ResourcesOut(Schema):
     max_gpus: int
 
 
+class RecommendationOut(Schema):
+    """What a band of input sizes' measured runs suggest (calculations/usage.py)."""
+
+    memory_mb: int = Field(description="The band's p95 peak memory rounded up: 95 % of its runs peaked under it.")
+    basis: str = Field(description='In words: "95 % of 24 runs with inputs of 1–10 MB peaked under 310 MB".')
+    runs: int
+    default_memory_mb: int = Field(
+        description="What a request of such inputs that asks for no memory is given on the backends in "
+        "usage.defaults_on: memory_mb × EMGAPI_RESOURCES__RECOMMEND_MARGIN, within the floor and the maximum."
+    )
+
+
+class UsageBandOut(Schema):
+    """Peak memory (MB) and wall time (s) of the measured runs whose inputs total more than
+    inputs_over_mb and at most inputs_up_to_mb (MB = MiB; p50 and p95 are nearest-rank)."""
+
+    inputs_over_mb: int
+    inputs_up_to_mb: int | None = Field(description="null: no upper bound.")
+    runs: int
+    memory_mb_p50: float
+    memory_mb_p95: float
+    wall_seconds_p50: float | None
+    wall_seconds_p95: float | None
+    recommendation: RecommendationOut | None = Field(
+        description="null: fewer runs than min_runs (EMGAPI_RESOURCES__RECOMMEND_MIN_RUNS)."
+    )
+
+
+class UsageOut(Schema):
+    """What the tool's last complete runs measured (cache hits aside), by band of input size."""
+
+    runs: int = Field(description="Measured runs read: the last `window` complete ones at most.")
+    window: int
+    min_runs: int = Field(description="Runs a band needs before it makes a recommendation.")
+    defaults_on: list[str] = Field(
+        description="Backends where a request that asks for no memory is given its band's default_memory_mb "
+        "(empty: EMGAPI_RESOURCES__RECOMMEND_DEFAULTS is off; the tool's memory_mb then)."
+    )
+    bands: list[UsageBandOut] = Field(description="Only bands with runs, smallest inputs first.")
+
+
 class ToolSummaryOut(Schema):
     name: str
     version: str
@@ -167,6 +208,7 @@ class ToolOut(ToolSummaryOut):
     inputs: list[InputRoleOut]
     outputs: list[OutputRoleOut]
     resources: ResourcesOut
+    usage: UsageOut = Field(description="Measured peak memory and wall time of its runs, and recommendations.")
     backends: list[str] = Field(description="Backends this deployment can run the tool on.")
     default_backend: str | None = Field(description="The backend a submission naming none runs on.")
     image: str | None = Field(description="The tool's container image (container backend, Slurm with containers).")

@@ -404,12 +404,41 @@ class CrateSettings(BaseModel):
 
 
 class ResourceSettings(BaseModel):
-    """The most a calculation's `resources` request may ask for, whatever its tool allows."""
+    """The most a calculation's `resources` request may ask for, whatever its tool allows; and what its
+    tool's measured runs suggest it be given when it asks for no memory (recommend_*: calculations/usage.py)."""
 
     max_cpus: int = Field(16, ge=1, description="CPUs a request may ask for.")
     max_memory_mb: int = Field(65536, ge=1, description="Memory (MB) a request may ask for.")
     max_time_limit_seconds: int = Field(7 * 86400, ge=1, description="Time limit (seconds) a request may ask for.")
     max_gpus: int = Field(4, ge=0, description="GPUs a request may ask for (on a backend that has them).")
+    # measured usage (calculations/usage.py): GET /tools/{name} shows it; RECOMMEND_DEFAULTS makes it the default
+    recommend_defaults: bool = Field(
+        False,
+        description="Give a request that does not ask for memory what its tool's runs of inputs of that size "
+        "measured (their p95 peak, × recommend_margin), once recommend_min_runs of them completed. Off: the tool's "
+        "own memory_mb.",
+    )
+    recommend_margin: float = Field(
+        1.25, ge=1, description="The measured p95 peak memory is multiplied by this to make a default request."
+    )
+    recommend_min_runs: int = Field(
+        20, ge=1, description="Complete runs of inputs of a size band before their figures make a recommendation."
+    )
+    recommend_floor_mb: int = Field(
+        64, ge=1, description="A default request from measured usage is never less memory than this (MB)."
+    )
+    recommend_backends: list[BackendName] = Field(
+        ["container", "slurm"],
+        description="Backends whose requests take the recommended memory (JSON list): those that limit resident "
+        "memory, as the peak is measured. The local backend limits address space unless it has cgroups "
+        "(EMGAPI_EXECUTION__CGROUPS), far above a tool's resident peak.",
+    )
+    recommend_window: int = Field(
+        500, ge=1, description="The statistics are of each tool's last this many complete, measured runs."
+    )
+    recommend_cache_seconds: float = Field(
+        60, ge=0, description="How long a process reuses a tool's statistics before reading them again."
+    )
 
 
 class RetrySettings(BaseModel):

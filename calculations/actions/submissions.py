@@ -30,6 +30,7 @@ from calculations.states import ACTIVE_STATES, ATTEMPT_IN_PROGRESS_STATES, RunSt
 from calculations.storage import get_storage
 from calculations.storage.base import read_head
 from calculations.tools import UnknownTool, get_tool
+from calculations.usage import recommended_grant
 
 S = RunState
 
@@ -151,6 +152,8 @@ def check_create_calculation(
         except ValueError as exc:
             raise InvalidInput(str(exc)) from None
     checked_notify = check_notify(owner_id, notify["url"], notify.get("events"), CALCULATION) if notify else None
+    input_bytes = sum(file.size for file in files.values())  # the request's band of measured runs
+    granted = recommended_grant(spec, granted, resources, backend=chosen_backend, input_bytes=input_bytes)
 
     new = NewCalculation(
         program=spec.name,
@@ -262,6 +265,7 @@ def do_create_calculation(owner_id: int, new: NewCalculation) -> Calculation:
         tool_version=new.version,
         params=new.params,
         inputs=input_sha256s,
+        input_bytes=sum(file.size for file in files.values()),
         resources=new.resources or {},
         escalation=new.escalation or {},
     )

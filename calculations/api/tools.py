@@ -21,12 +21,17 @@ from calculations.schemas import (
     InputRoleOut,
     NotifyIn,
     OutputRoleOut,
+    RecommendationOut,
     ResourcesOut,
     ToolOut,
     ToolSummaryOut,
+    UsageBandOut,
+    UsageOut,
 )
 from calculations.states import RunState
 from calculations.tools import ToolParams, ToolSpec, UnknownTool, get_registry, get_tool
+from calculations.usage import default_memory_mb, tool_usage
+from emgapiv2.config import get_settings
 
 router = Router(tags=["tools"])
 SUBMIT_RESPONSES: dict[int, Any] = {
@@ -57,11 +62,27 @@ def _tool_out(spec: ToolSpec) -> ToolOut:
             for r in spec.outputs
         ],
         resources=ResourcesOut(**default_grant(spec.resources), **most_asked(spec.resources)),
+        usage=_usage_out(spec),
         backends=spec.available_backends(),
         default_backend=_default_backend(spec),
         image=spec.image.name if spec.image else None,
         nondeterministic=spec.nondeterministic,
     )
+
+
+def _usage_out(spec: ToolSpec) -> UsageOut:
+    settings = get_settings().resources
+    usage = tool_usage(spec.name)
+    bands = []
+    for band in usage.bands:
+        rec = band.recommendation
+        shown = RecommendationOut(**vars(rec), default_memory_mb=default_memory_mb(spec, rec)) if rec else None
+        figures = {name: value for name, value in vars(band).items() if name != "recommendation"}
+        bands.append(UsageBandOut(**figures, recommendation=shown))
+    defaults_on: list[str] = []
+    if settings.recommend_defaults:
+        defaults_on = [backend for backend in settings.recommend_backends if backend in spec.available_backends()]
+    return UsageOut(runs=usage.runs, window=usage.window, min_runs=usage.min_runs, defaults_on=defaults_on, bands=bands)
 
 
 def _default_backend(spec: ToolSpec) -> str | None:

@@ -62,6 +62,12 @@ class Calculation(models.Model):
             # a user's quota counts their runs in flight, on every submission and every step: the run
             # column lets it count calculations outside workflow runs without reading a map's queued steps
             models.Index(fields=["owner", "state", "workflow_run"]),
+            # a tool's measured runs, newest first: calculations/usage.py reads the last few hundred
+            models.Index(
+                fields=["tool", "-finished_at"],
+                condition=models.Q(state="COMPLETE", cached_from__isnull=True),
+                name="measured_runs",
+            ),
         ]
         constraints = [
             # a resumed workflow run finds each step it already created by this

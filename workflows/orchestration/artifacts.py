@@ -1,5 +1,6 @@
 """What a flow run shows on its page in the Prefect dashboard, beyond its logs: a table artifact of
-a calculation (its inputs, parameters, state, outputs with their size and sha256), or of a workflow
+a calculation (its inputs, parameters, state, outputs with their size and sha256, and each attempt's
+memory, time and CPUs given against used), or of a workflow
 run (each step, its state and its calculation), a verifying rerun's verdict (one line, and each
 step's beside it), and a map's progress as its steps finish ("N of M
 steps done"). Its links open in an operator's browser: the admin pages of the calculation and of each
@@ -18,9 +19,12 @@ from uuid import UUID
 from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import ArtifactCreate
+from pydantic import ValidationError
 
 from calculations.admin_links import admin_url, file_download_url
 from calculations.models import Calculation, File, WorkflowRun
+from calculations.provenance import Provenance
+from calculations.usage import requested_vs_used
 from workflows.db import db
 
 logger = logging.getLogger(__name__)
@@ -59,6 +63,7 @@ def calculation_table(calculation_id: UUID) -> tuple[list[dict[str, Any]], str]:
     outputs = File.objects.filter(produced_by_id=calculation_id).order_by("output_role", "name")
     for output in outputs.values("output_role", "name", "size", "sha256", "id"):
         rows.append(_file_row("output", output["output_role"], output))
+    rows.extend(_usage_rows(calc))
     description = (
         f"**{calc.tool} {calc.tool_version}**: {calc.state} (attempt {calc.attempt}, {calc.backend or 'local'})  \n"
         f"Calculation: {_link(calc.id, admin_url('calculation', calc.id))} (its provenance, outputs and logs)"
@@ -67,6 +72,26 @@ def calculation_table(calculation_id: UUID) -> tuple[list[dict[str, Any]], str]:
         description += f"  \nError: {calc.error.strip().splitlines()[0][:300]}"
     description += _verdict_line(calc.verdict)
     return rows, description
+
+
+def _usage_rows(calc: Calculation) -> list[dict[str, Any]]:
+    """Each attempt's memory, time and CPUs: what it was given against what it used."""
+    try:
+        attempts = Provenance.model_validate(calc.provenance).attempts
+    except ValidationError:
+        return []
+    return [
+        {
+            "kind": "usage",
+            "name": f"attempt {record.attempt} {row.resource}",
+            "value": f"given {row.granted}, used {row.used}" + (f" ({row.share})" if row.share else ""),
+            "size": "",
+            "sha256": "",
+            "link": "",
+        }  # fmt: skip
+        for record in sorted(attempts, key=lambda r: r.attempt)
+        for row in requested_vs_used(record)
+    ]
 
 
 def _verdict_line(verdict: Mapping[str, Any] | None) -> str:
