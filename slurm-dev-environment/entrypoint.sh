@@ -74,18 +74,22 @@ memory="${SLURM_MEMORY_MB:-$(( mem_total - margin ))}"
 [ "$memory" -ge 256 ] || memory=256
 def_mem=$(( memory / cpus )); [ "$def_mem" -le 1024 ] || def_mem=1024
 
+# how --mem is enforced: a memory cgroup per job if this container may make cgroups, else OverMemoryKill
+# shellcheck source=enforcement.sh
+. "$(dirname "$template")/enforcement.sh"
+slurm_dev_enforcement "$(dirname "$conf")"
 sed -e "s#@GENERATOR@#slurm-dev-environment/entrypoint.sh#g" -e "s#@HOST@#$host#g" \
     -e "s#@NODE_ADDR@#$host#g" -e "s#@STATE_DIR@#$state#g" \
     -e "s#@SLURMCTLD_PORT@#${SLURMCTLD_PORT:-6817}#g" -e "s#@SLURMD_PORT@#${SLURMD_PORT:-6818}#g" \
     -e "s#@CPUS@#$cpus#g" -e "s#@REAL_MEMORY@#$memory#g" -e "s#@DEF_MEM_PER_CPU@#$def_mem#g" \
-    "$template" >"$conf.tmp"
+    "${ENFORCEMENT_SED[@]}" "$template" >"$conf.tmp"
 chmod 0644 "$conf.tmp"
 mv -f "$conf.tmp" "$conf"
 # rename into place: a client polling for the file never sees it half written
 cp "$conf" "$conf_shared.tmp.$$"
 chmod 0644 "$conf_shared.tmp.$$"
 mv -f "$conf_shared.tmp.$$" "$conf_shared"
-log "node $host: CPUs=$cpus RealMemory=${memory}M; slurm.conf at $conf and $conf_shared"
+log "node $host: CPUs=$cpus RealMemory=${memory}M, memory enforced by $ENFORCEMENT; slurm.conf at $conf and $conf_shared"
 
 # --- 3. daemons -----------------------------------------------------------------------------------
 pids=()

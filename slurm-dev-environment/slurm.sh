@@ -221,6 +221,10 @@ _ensure_munge() {
   die "munged did not start (see $LOG/munged.console.log and /var/log/munge/munged.log)"
 }
 
+# How --mem is enforced (enforcement.sh): sets ENFORCEMENT and ENFORCEMENT_SED, writes cgroup.conf
+# shellcheck source=enforcement.sh
+. "$HERE/enforcement.sh"
+
 _write_conf() {
   local cpus mem_total mem real defmem
   cpus="${SLURM_DEV_CPUS:-$(nproc)}"
@@ -229,13 +233,14 @@ _write_conf() {
   real="${SLURM_DEV_MEMORY_MB:-$(( mem_total - mem ))}"
   [ "$real" -ge 256 ] || real=256
   defmem=$(( real / cpus )); [ "$defmem" -le 1024 ] || defmem=1024
+  slurm_dev_enforcement "$STATE_DIR"
   sed -e "s#@GENERATOR@#slurm-dev-environment/slurm.sh#g" -e "s#@HOST@#localhost#g" \
       -e "s#@NODE_ADDR@#127.0.0.1#g" -e "s#@STATE_DIR@#$STATE_DIR#g" -e "s#@SLURMCTLD_PORT@#$SLURMCTLD_PORT#g" \
       -e "s#@SLURMD_PORT@#$SLURMD_PORT#g" -e "s#@CPUS@#$cpus#g" -e "s#@REAL_MEMORY@#$real#g" \
-      -e "s#@DEF_MEM_PER_CPU@#$defmem#g" "$HERE/slurm.conf.in" >"$CONF.tmp"
+      -e "s#@DEF_MEM_PER_CPU@#$defmem#g" "${ENFORCEMENT_SED[@]}" "$HERE/slurm.conf.in" >"$CONF.tmp"
   chmod 0644 "$CONF.tmp"
   mv -f "$CONF.tmp" "$CONF"
-  say "wrote $CONF (CPUs=$cpus RealMemory=${real}M, ports $SLURMCTLD_PORT/$SLURMD_PORT)"
+  say "wrote $CONF (CPUs=$cpus RealMemory=${real}M, ports $SLURMCTLD_PORT/$SLURMD_PORT, memory enforced by $ENFORCEMENT)"
 }
 
 _spawn() {  # name command...

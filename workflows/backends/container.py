@@ -8,6 +8,13 @@ unchanged). Two `/bin/sh` shells start the tool (`shells.in_container`: it is ne
 container's PID 1 nor PID 1's child) and send its output to the attempt's log files, which are live
 while it runs (the images are Debian-based; a shell is there).
 
+What the tool used is measured in the container, since an engine says nothing of an exited
+container but its times: PID 1 writes its children's CPU times and the container cgroup's peak memory
+to the attempt's usage file once the tool has ended (`shells.usage_report`, bound at
+`isolation.USAGE_IN_CONTAINER`), and the final state reads them with the engine's start and finish
+times (`wall_seconds`). The memory limit is also the memory+swap limit, so a tool over it is killed
+by the kernel (`OOMKilled`), never slowed into swap.
+
 Waiting costs no thread per job: one thread follows the engine's event stream and wakes the job
 whose container died; an inspection every `poll_seconds` is the safety net for a missed event.
 docker-py is synchronous, so each call runs in a worker thread.
@@ -24,14 +31,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import docker
 
 from emgapiv2.config import get_settings
 from workflows.backends.base import BackendUnavailable, JobHandle, JobLimit, JobSpec, JobState, JobStatus, filtered
-from workflows.backends.isolation import ContainerRun
-from workflows.backends.shells import signal_in, signal_name
+from workflows.backends.isolation import USAGE_IN_CONTAINER, ContainerRun
+from workflows.backends.shells import USAGE_FILE, oom_killed, read_usage, signal_in, signal_name
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +82,15 @@ def _wall_seconds(state: dict[str, Any]) -> float | None:
         return None
     # Podman may stamp a container that exits at once as finished a few µs before it started
     return round(max((finished - started).total_seconds(), 0.0), 3)
+
+
+def _usage_file(attrs: dict[str, Any]) -> Path | None:
+    """The usage file bound in the container, where its PID 1 recorded what the tool used (found by
+    the container's own mounts, so a container another worker process started is read too)."""
+    for mount in attrs.get("Mounts") or ():
+        if mount.get("Destination") == USAGE_IN_CONTAINER and mount.get("Source"):
+            return Path(mount["Source"])
+    return None
 
 
 def container_options(spec: JobSpec) -> dict[str, Any]:
@@ -154,6 +171,7 @@ class ContainerBackend:
             raise BackendUnavailable(filtered("the container engine could not inspect the image", exc, ())) from None
         for path in (spec.stdout_path, spec.stderr_path):
             path.touch()  # bind-mounted files must exist
+        (spec.job_dir / USAGE_FILE).write_text("")  # and this one empty: an earlier executor's is not this one's
         try:
             container = client.containers.create(**options)
         except docker.errors.APIError as exc:
@@ -189,7 +207,8 @@ class ContainerBackend:
     def _final_state(self, job: _Job | None, attrs: dict[str, Any]) -> JobState:
         state = attrs.get("State", {})
         exit_code = int(state.get("ExitCode", -1))
-        usage: dict[str, float] = {}
+        usage_file = _usage_file(attrs)
+        usage = read_usage(usage_file) if usage_file else {}
         if (wall := _wall_seconds(state)) is not None:
             usage["wall_seconds"] = wall
         if job is not None and job.canceled:
@@ -197,7 +216,8 @@ class ContainerBackend:
         if job is not None and job.timed_out:
             message = f"time limit of {job.time_limit_seconds} s exceeded"
             return JobState(JobStatus.FAILED, exit_code, message, usage, limit=JobLimit.TIME)
-        if state.get("OOMKilled"):
+        # the engine's flag, or the kernel's count in the container's cgroup (Podman sets no flag)
+        if state.get("OOMKilled") or (exit_code != 0 and usage_file and oom_killed(usage_file)):
             limit = f" of {job.memory_mb} MB" if job else ""
             message = f"killed: out of memory (limit{limit})"
             return JobState(JobStatus.FAILED, exit_code, message, usage, limit=JobLimit.MEMORY)

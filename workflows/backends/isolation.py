@@ -12,6 +12,10 @@ itself for a daemon. Two renderers apply the very same description:
 - `docker_py_options()`: docker-py `containers.create` options (the container backend);
 - `cli_words(runtime)`: a `docker run`/`podman run` command (a Slurm job running the tool's image),
   and `cli_remove_words(runtime)`, which the job runs after it.
+
+Both bind the attempt's usage file (`shells.USAGE_FILE`) at `USAGE_IN_CONTAINER`, where PID 1 writes
+what the tool used once it has ended (`shells.usage_report`): the container's cgroup is visible only
+from inside, and an engine says nothing of an exited container's CPU or peak memory.
 """
 
 from __future__ import annotations
@@ -22,11 +26,12 @@ from typing import Any, NamedTuple
 
 from calculations.names import is_image_reference
 from workflows.backends.base import BackendUnavailable, JobSpec, Mount
-from workflows.backends.shells import in_container
+from workflows.backends.shells import USAGE_FILE, in_container
 
 LABEL = "org.emgapi.job"  # every container the platform starts carries it, valued with the job's name
 STDOUT_IN_CONTAINER = "/emgapi/stdout"
 STDERR_IN_CONTAINER = "/emgapi/stderr"
+USAGE_IN_CONTAINER = "/emgapi/usage"
 
 
 def tool_environment(spec: JobSpec) -> dict[str, str]:
@@ -57,6 +62,7 @@ class ContainerRun:
     mounts: tuple[Mount, ...]  # the data directories
     labels: tuple[tuple[str, str], ...]
     log_files: LogFiles | None = None
+    usage_file: str | None = None  # host file bound at USAGE_IN_CONTAINER: what the tool used
     pids_limit: int = 4096
     read_only_root: bool = True
     tmpfs: tuple[tuple[str, str], ...] = (("/tmp", "rw,size=1g"),)  # (path, mount options)
@@ -90,6 +96,7 @@ class ContainerRun:
             mounts=tuple(mounts),
             labels=((LABEL, spec.name),),
             log_files=LogFiles(str(spec.stdout_path), str(spec.stderr_path)),
+            usage_file=str(spec.job_dir / USAGE_FILE),
             # a TES task that binds /tmp itself gets that, not the scratch tmpfs (two mounts at one path)
             tmpfs=() if any(mount.container_path == "/tmp" for mount in mounts) else (("/tmp", "rw,size=1g"),),
         )
@@ -111,6 +118,9 @@ class ContainerRun:
             volumes[self.log_files.stderr] = {"bind": STDERR_IN_CONTAINER, "mode": "rw"}
             # (appended to: a TES task's executors run in turn into one pair of log files)
             logs = {"stdout": STDOUT_IN_CONTAINER, "stderr": STDERR_IN_CONTAINER}
+        if self.usage_file is not None:
+            volumes[self.usage_file] = {"bind": USAGE_IN_CONTAINER, "mode": "rw"}
+            logs["usage"] = USAGE_IN_CONTAINER
         return {
             "image": self.image,
             "command": in_container(self.argv, **logs),
@@ -165,7 +175,10 @@ class ContainerRun:
             words += ["--label", f"{name}={value}"]
         for mount in self.mounts:
             words += ["--volume", f"{mount.host_path}:{mount.container_path}:{mount.mode}"]
-        return [*words, self.image, *in_container(self.argv)]
+        if self.usage_file is None:
+            return [*words, self.image, *in_container(self.argv)]
+        words += ["--volume", f"{self.usage_file}:{USAGE_IN_CONTAINER}:rw"]
+        return [*words, self.image, *in_container(self.argv, usage=USAGE_IN_CONTAINER)]
 
     def cli_remove_words(self, runtime: str) -> list[str]:
         return [runtime, "rm", "--force", self.name]

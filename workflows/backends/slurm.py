@@ -14,6 +14,14 @@ thousands of jobs in flight cost a few kilobytes each. A job missing from `squeu
 a success: its final state comes from the exit-code file the script wrote, then `scontrol`, then
 (with accounting) `sacct` as text (its JSON misreports exit codes on Slurm 22.05); with none of
 them it is LOST. A job cancelled from outside the platform is reported as such.
+
+A job killed for exceeding its `--mem` ends OUT_OF_MEMORY (the cluster enforces it: task/cgroup,
+or jobacct_gather's OverMemoryKill; see deployment/README.md), read as `JobLimit.MEMORY`. What the
+tool used is measured in the job: after the tool, the batch script writes its children's CPU times
+and the peak memory of the job's own cgroup to the attempt's usage file (`shells.usage_report`; in
+the tool's container, its PID 1 does, as on the container backend); `wall_seconds` is Slurm's
+RunTime. Where the final state comes from `sacct` anyway, the same call gives the batch step's
+MaxRSS, UserCPU and SystemCPU for what the file lacks.
 """
 
 from __future__ import annotations
@@ -34,7 +42,15 @@ from calculations.names import is_env_name
 from emgapiv2.config import get_settings
 from workflows.backends.base import BackendUnavailable, JobHandle, JobLimit, JobSpec, JobState, JobStatus, filtered
 from workflows.backends.isolation import ContainerRun, tool_environment
-from workflows.backends.shells import run_as_child, signal_in, signal_name
+from workflows.backends.shells import (
+    USAGE_FILE,
+    oom_killed,
+    read_usage,
+    run_as_child,
+    signal_in,
+    signal_name,
+    usage_report,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -87,10 +103,14 @@ def container_command(runtime: str, spec: JobSpec) -> tuple[list[str], list[str]
     return run.cli_words(runtime), run.cli_remove_words(runtime)
 
 
-def batch_script(command: list[str], spec: JobSpec, env: dict[str, str], *, then: list[str] | None = None) -> str:
+def batch_script(
+    command: list[str], spec: JobSpec, env: dict[str, str], *, then: list[str] | None = None, measure: bool = False
+) -> str:
     """The job's shell script: every word of it quoted, and variable names only by their grammar
     (the API refuses others; this keeps a name that slipped past it from ever being shell code).
-    `then` runs after the command, its exit code recorded, and also when the job is cancelled."""
+    `then` runs after the command, its exit code recorded, and also when the job is cancelled.
+    `measure`: the script writes what the command used to the usage file (a tool run on the node;
+    a container's PID 1 measures its own)."""
     if bad := [name for name in env if not is_env_name(name)]:
         raise BackendUnavailable(f"{bad[0][:80]!r} is not a variable name a job may be given")
     exit_file = spec.job_dir / EXIT_FILE
@@ -101,6 +121,7 @@ def batch_script(command: list[str], spec: JobSpec, env: dict[str, str], *, then
         *([f"trap {shlex.quote(shlex.join(then) + ' >/dev/null 2>&1; exit 143')} TERM INT"] if then else []),
         shlex.join(command),
         "code=$?",
+        *([usage_report(str(spec.job_dir / USAGE_FILE), cgroup="slurm-job")] if measure else []),
         *([f"{shlex.join(then)} >/dev/null 2>&1"] if then else []),
         f'echo "$code" > {shlex.quote(str(exit_file))}.tmp && mv {shlex.quote(str(exit_file))}.tmp '
         f"{shlex.quote(str(exit_file))}",
@@ -116,6 +137,36 @@ def _read_exit_file(job_dir: Path | None) -> int | None:
         return int((job_dir / EXIT_FILE).read_text().strip())
     except (OSError, ValueError):
         return None
+
+
+SACCT_FIELDS = "JobID,State,ExitCode,Elapsed,MaxRSS,UserCPU,SystemCPU"
+_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def _sacct_seconds(text: str) -> float | None:
+    """sacct's [DD-[HH:]]MM:SS[.mmm] as seconds."""
+    match = re.fullmatch(r"(?:(\d+)-)?(?:(\d+):)?(\d+):(\d+(?:\.\d+)?)", text.strip())
+    if match is None:
+        return None
+    days, hours, minutes = (int(part or 0) for part in match.groups()[:3])
+    return round(((days * 24 + hours) * 60 + minutes) * 60 + float(match.group(4)), 3)
+
+
+def sacct_usage(job: list[str], batch: list[str] | None) -> dict[str, float]:
+    """The canonical usage keys from `sacct -o SACCT_FIELDS` rows: wall_seconds from the job's
+    Elapsed; MaxRSS, UserCPU and SystemCPU from its batch step, where the tool ran (the job's own
+    row has no MaxRSS). A field accounting left empty is left out."""
+    usage: dict[str, float] = {}
+    if (wall := _sacct_seconds(job[3])) is not None:
+        usage["wall_seconds"] = wall
+    if batch is None:
+        return usage
+    if match := re.fullmatch(r"(\d+(?:\.\d+)?)([KMGT]?)", batch[4].strip()):
+        usage["max_rss_mb"] = round(float(match.group(1)) * _UNITS[match.group(2)] / 1048576, 3)
+    for key, text in (("user_cpu_seconds", batch[5]), ("system_cpu_seconds", batch[6])):
+        if (seconds := _sacct_seconds(text)) is not None:
+            usage[key] = seconds
+    return usage
 
 
 def _parse_exit_code(text: str) -> tuple[int, int] | None:
@@ -217,8 +268,11 @@ class SlurmBackend:
         if self.container_runtime:
             command, then = container_command(self.container_runtime, spec)
         script = spec.job_dir / SCRIPT_FILE
-        script.write_text(batch_script(command, spec, self._job_env(spec), then=then))
+        script.write_text(
+            batch_script(command, spec, self._job_env(spec), then=then, measure=not self.container_runtime)
+        )
         (spec.job_dir / EXIT_FILE).unlink(missing_ok=True)
+        (spec.job_dir / USAGE_FILE).write_text("")  # empty (a container binds it: it must exist)
         try:
             output = await self._run("sbatch", *self._sbatch_args(spec), str(script))
         except SlurmCommandError as exc:
@@ -310,33 +364,41 @@ class SlurmBackend:
         except SlurmCommandError:
             return ""
 
-    async def _sacct(self, job_id: str) -> tuple[str, tuple[int, int] | None] | None:
-        """State and exit code from accounting, as text (not --json: it misreports exit codes)."""
+    async def _sacct(self, job_id: str) -> tuple[str, tuple[int, int] | None, dict[str, float]] | None:
+        """State and exit code from accounting, as text (not --json: it misreports exit codes), and
+        in the same call the batch step's usage (`sacct_usage`)."""
         try:
-            output = await self._run("sacct", "-X", "-P", "-n", "-j", job_id, "-o", "State,ExitCode")
+            output = await self._run("sacct", "-P", "-n", "-j", job_id, "-o", SACCT_FIELDS)
         except (SlurmCommandError, BackendUnavailable):
             return None
-        line = output.strip().splitlines()[0] if output.strip() else ""
-        if "|" not in line:
+        rows = [line.split("|") for line in output.strip().splitlines() if line.count("|") == SACCT_FIELDS.count(",")]
+        job = next((row for row in rows if row[0] == job_id), None)
+        if job is None:
             return None
-        state, exit_code = line.split("|", 1)
-        return state.split()[0], _parse_exit_code(exit_code)
+        batch = next((row for row in rows if row[0] == f"{job_id}.batch"), None)
+        return job[1].split()[0], _parse_exit_code(job[2]), sacct_usage(job, batch)
 
     async def _final_state(self, job_id: str, job: _Job, state: str | None) -> JobState:
         details = await self._details(job_id)
         if state is None and (match := re.search(r"JobState=(\S+)", details)):
             state = match.group(1)
         exit_pair = _parse_exit_code(details)
+        accounted_usage: dict[str, float] = {}
         if state is None and (accounted := await self._sacct(job_id)):
-            state, exit_pair = accounted
+            state, exit_pair, accounted_usage = accounted
         usage: dict[str, float] = {}
         if match := re.search(r"RunTime=(?:(\d+)-)?(\d+):(\d+):(\d+)", details):
             days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
             usage["wall_seconds"] = float(((days * 24 + hours) * 60 + minutes) * 60 + seconds)
+        if job.job_dir is not None:
+            usage |= read_usage(job.job_dir / USAGE_FILE)  # measured in the job: the truest figures
+        usage = accounted_usage | usage
         exit_code = _read_exit_file(job.job_dir)
         if exit_code is None and exit_pair is not None:
             exit_code = exit_pair[0]
-        return self._interpret(job_id, job, state, exit_code, exit_pair, usage)
+        # a tool in its container is killed by the container's limit, which Slurm never sees
+        in_container_oom = job.job_dir is not None and oom_killed(job.job_dir / USAGE_FILE)
+        return self._interpret(job_id, job, state, exit_code, exit_pair, usage, oom_killed=in_container_oom)
 
     @staticmethod
     def _interpret(
@@ -346,6 +408,8 @@ class SlurmBackend:
         exit_code: int | None,
         exit_pair: tuple[int, int] | None,
         usage: dict[str, float],
+        *,
+        oom_killed: bool = False,
     ) -> JobState:
         if state and state.startswith("CANCELLED"):
             if job.canceled:
@@ -360,9 +424,10 @@ class SlurmBackend:
             limit = f" of {job.time_limit_seconds} s" if job.time_limit_seconds else ""
             message = f"time limit{limit} exceeded (Slurm TIMEOUT)"
             return JobState(JobStatus.FAILED, exit_code, message, usage, limit=JobLimit.TIME)
-        if state == "OUT_OF_MEMORY":
+        in_container = oom_killed and exit_code != 0 and state in (None, "COMPLETED", "FAILED")
+        if state == "OUT_OF_MEMORY" or in_container:
             limit = f" of {job.memory_mb} MB" if job.memory_mb else ""
-            message = f"killed: out of memory (limit{limit}; Slurm)"
+            message = f"killed: out of memory (limit{limit}; {'in its container' if in_container else 'Slurm'})"
             return JobState(JobStatus.FAILED, exit_code, message, usage, limit=JobLimit.MEMORY)
         if state in (None, "COMPLETED", "FAILED") and exit_code is not None:
             if exit_code == 0 and state != "FAILED":

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 import shutil
+import statistics
+import subprocess
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -14,6 +16,12 @@ from demo.synthetic import fasta
 from emgapiv2.config import BASE_DIR
 from workflows.backends import ExecutionBackend, JobSpec, JobState
 
+# A tool that uses CPU (a shell's loop: user time) and memory (dd's one 150 MiB buffer, filled three
+# times: mostly system time), the same on every backend's node or image (sh, dd)
+MEASURED_TOOL = [
+    "sh", "-c",
+    "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; dd if=/dev/zero of=/dev/null bs=150M count=3 2>/dev/null",
+]  # fmt: skip
 HMMER_ON_DNA = "Target sequence length > 100K, over comparison pipeline limit.\n(Did you mean to use nhmmer/nhmmscan?)"
 
 
@@ -71,3 +79,31 @@ def processes_running(argument: str) -> list[int]:
         except OSError:
             continue
     return found
+
+
+def bare_usage(argv: list[str], runs: int = 3) -> dict[str, float]:
+    """`argv` run bare under GNU time (/usr/bin/time), the median of `runs`: what a backend should
+    measure of it."""
+    measured: dict[str, list[float]] = {"user_cpu_seconds": [], "system_cpu_seconds": [], "max_rss_mb": []}
+    for _ in range(runs):
+        result = subprocess.run(["/usr/bin/time", "-f", "%U %S %M", *argv], capture_output=True, text=True, check=True)
+        user, system, max_rss_kb = result.stderr.split()[-3:]
+        measured["user_cpu_seconds"].append(float(user))
+        measured["system_cpu_seconds"].append(float(system))
+        measured["max_rss_mb"].append(int(max_rss_kb) / 1024)
+    return {key: statistics.median(values) for key, values in measured.items()}
+
+
+def assert_measured_as_bare(measured: dict[str, float], argv: list[str]) -> None:
+    """A backend's measure of `argv` agrees with /usr/bin/time's of it run bare: peak memory within
+    25 % (or 8 MiB: the shells and the page cache a cgroup counts besides). CPU times within a
+    factor of 1.75 (or 0.06 s: clock ticks): on this 2-core machine, shared with other work, the
+    same run's CPU time varies by up to 60 %; measuring the wrong process is off by 100 times."""
+    bare = bare_usage(argv)
+    print(f"measured {measured}, bare under /usr/bin/time {bare}")  # the figures, with -s
+    assert measured.keys() >= {"wall_seconds", "user_cpu_seconds", "system_cpu_seconds", "max_rss_mb"}
+    assert abs(measured["max_rss_mb"] - bare["max_rss_mb"]) <= max(0.25 * bare["max_rss_mb"], 8), (measured, bare)
+    for key in ("user_cpu_seconds", "system_cpu_seconds"):
+        assert bare[key] / 1.75 - 0.06 <= measured[key] <= bare[key] * 1.75 + 0.06, (key, measured, bare)
+    cpu = measured["user_cpu_seconds"] + measured["system_cpu_seconds"]
+    assert cpu <= measured["wall_seconds"] + 1  # one thread: never more CPU than time (Slurm: whole seconds)

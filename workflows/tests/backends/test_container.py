@@ -16,7 +16,14 @@ import pytest
 
 from calculations.tools import get_tool
 from workflows.backends import BackendUnavailable, ContainerBackend, JobLimit, JobSpec, JobStatus
-from workflows.tests.backends.jobs import HMMER_ON_DNA, hmmsearch_on_dna, job_spec, until_final
+from workflows.tests.backends.jobs import (
+    HMMER_ON_DNA,
+    MEASURED_TOOL,
+    assert_measured_as_bare,
+    hmmsearch_on_dna,
+    job_spec,
+    until_final,
+)
 
 pytestmark = pytest.mark.container
 IMAGE = "emgapi/test-sleep:1"  # the test tool's image: a Debian base with sh, sleep, cp
@@ -92,14 +99,27 @@ def test_no_network_unless_the_tool_declares_it(tmp_path: Path) -> None:
     _run(test)
 
 
-def test_memory_limit_kills_a_tool_that_exceeds_it(tmp_path: Path) -> None:
-    # 200 MB of zeros held in a shell variable, in a 64 MB container
-    script = "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo ${#x}"
+def test_a_tool_over_its_memory_is_killed_out_of_memory(tmp_path: Path) -> None:
+    """allocate asking for 300 MB in a 100 MB container (no swap beyond it): the kernel kills it,
+    and the engine's OOMKilled names the limit, for the retry policy."""
+    tool = get_tool("allocate")
+    argv = tool.build_argv(tool.params_model.model_validate({"mb": 300}), {})
 
     async def test(backend: ContainerBackend) -> None:
-        state = await until_final(backend, await backend.submit(_spec(tmp_path, ["sh", "-c", script], memory_mb=64)))
-        assert state.status is JobStatus.FAILED
-        assert "out of memory" in state.message or "SIGKILL" in state.message
+        state = await until_final(backend, await backend.submit(_spec(tmp_path, argv, memory_mb=100)))
+        assert (state.status, state.limit) == (JobStatus.FAILED, JobLimit.MEMORY)
+        assert state.message == "killed: out of memory (limit of 100 MB)"
+        assert 90 <= state.resource_usage["max_rss_mb"] <= 101  # it reached the limit
+
+    _run(test)
+
+
+def test_usage_is_the_tools_own_as_usr_bin_time_measures_it(tmp_path: Path) -> None:
+    async def test(backend: ContainerBackend) -> None:
+        state = await until_final(backend, await backend.submit(_spec(tmp_path, MEASURED_TOOL, memory_mb=512)))
+        assert state.status is JobStatus.SUCCEEDED
+        assert (tmp_path / "stdout.txt").read_text() == (tmp_path / "stderr.txt").read_text() == ""
+        assert_measured_as_bare(state.resource_usage, MEASURED_TOOL)
 
     _run(test)
 

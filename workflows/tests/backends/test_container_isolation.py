@@ -14,7 +14,7 @@ import pytest
 
 from workflows.backends import BackendUnavailable, JobSpec
 from workflows.backends.container import container_options
-from workflows.backends.isolation import STDERR_IN_CONTAINER, STDOUT_IN_CONTAINER
+from workflows.backends.isolation import STDERR_IN_CONTAINER, STDOUT_IN_CONTAINER, USAGE_IN_CONTAINER
 from workflows.backends.shells import in_container
 from workflows.backends.slurm import container_command
 from workflows.tests.backends.jobs import job_spec
@@ -115,10 +115,13 @@ def test_inputs_are_read_only_and_the_working_directory_writable_at_their_host_p
     inputs, workdir = str(spec.inputs_dir), str(spec.workdir)
     assert docker_py["volumes"][inputs] == cli_mounts[inputs] == {"bind": inputs, "mode": "ro"}
     assert docker_py["volumes"][workdir] == cli_mounts[workdir] == {"bind": workdir, "mode": "rw"}
+    # both bind the usage file, where PID 1 writes what the tool used
+    usage = str(spec.job_dir / "usage")
+    assert docker_py["volumes"][usage] == cli_mounts[usage] == {"bind": USAGE_IN_CONTAINER, "mode": "rw"}
     # the one difference: only docker-py mounts the log files, for its shells' redirection; under
     # Slurm the CLI's output is the job's, which sbatch already writes to those files
     assert set(docker_py["volumes"]) - set(cli_mounts) == {str(spec.stdout_path), str(spec.stderr_path)}
-    assert set(cli_mounts) == {inputs, workdir}
+    assert set(cli_mounts) == {inputs, workdir, usage}
 
 
 def test_both_run_the_tools_argv_in_its_image(spec: JobSpec) -> None:
@@ -126,8 +129,9 @@ def test_both_run_the_tools_argv_in_its_image(spec: JobSpec) -> None:
     assert docker_py["image"] == cli.image == IMAGE
     # under the same shells (the tool is neither PID 1 nor its child); only docker-py's send the
     # tool's output to the log files, which are the job's own output under Slurm
-    assert docker_py["command"] == in_container(ARGV, stdout=STDOUT_IN_CONTAINER, stderr=STDERR_IN_CONTAINER)
-    assert cli.argv == in_container(ARGV)
+    logs = {"stdout": STDOUT_IN_CONTAINER, "stderr": STDERR_IN_CONTAINER}
+    assert docker_py["command"] == in_container(ARGV, **logs, usage=USAGE_IN_CONTAINER)
+    assert cli.argv == in_container(ARGV, usage=USAGE_IN_CONTAINER)
     assert docker_py["name"] == cli.one("--name") == spec.name
     assert docker_py["labels"] == _split(cli.options["--label"], "=")
 

@@ -15,12 +15,19 @@ import pytest
 from calculations.tools import get_tool
 from workflows.backends import BackendUnavailable, JobLimit, JobSpec, JobStatus, SlurmBackend
 from workflows.backends.base import Mount
-from workflows.backends.slurm import _Job, batch_script, container_command
-from workflows.tests.backends.jobs import HMMER_ON_DNA, hmmsearch_on_dna, job_spec, until_final
+from workflows.backends.slurm import SACCT_FIELDS, _Job, batch_script, container_command, sacct_usage
+from workflows.tests.backends.jobs import (
+    HMMER_ON_DNA,
+    MEASURED_TOOL,
+    assert_measured_as_bare,
+    hmmsearch_on_dna,
+    job_spec,
+    until_final,
+)
 
 
 def _spec(tmp_path: Path, argv: list[str], **options: Any) -> JobSpec:
-    return job_spec(tmp_path, argv, memory_mb=100, **options)
+    return job_spec(tmp_path, argv, **{"memory_mb": 100, **options})
 
 
 # --- no cluster needed ----------------------------------------------------------------------
@@ -74,6 +81,35 @@ def test_final_states_are_read_without_guessing(
     assert result.status is status and message in result.message
     # a limit is named, so the policy table can tell it from the tool's own failure
     assert result.limit is {"TIMEOUT": JobLimit.TIME, "OUT_OF_MEMORY": JobLimit.MEMORY}.get(state or "")
+
+
+@pytest.mark.parametrize(
+    ("exit_code", "status", "limit"), [(137, JobStatus.FAILED, JobLimit.MEMORY), (0, JobStatus.SUCCEEDED, None)]
+)
+def test_a_tool_its_container_killed_for_memory_is_out_of_memory(
+    exit_code: int, status: JobStatus, limit: JobLimit | None
+) -> None:
+    """A job that runs the tool's container: the container's limit kills it, and Slurm only sees
+    the exit code; the container's shell recorded the kernel's kill (a tool that survived the
+    loss of a child to it and succeeded is a success)."""
+    slurm_state = "COMPLETED" if exit_code == 0 else "FAILED"
+    state = SlurmBackend._interpret("42", _Job(None, 60, 100), slurm_state, exit_code, None, {}, oom_killed=True)
+    assert (state.status, state.limit) == (status, limit)
+    assert limit is None or state.message == "killed: out of memory (limit of 100 MB; in its container)"
+
+
+def test_accounting_gives_the_batch_steps_usage() -> None:
+    """A cluster with slurmdbd: `sacct -P -n -o SACCT_FIELDS` rows of a job (the tool ran in its
+    batch step; the allocation's own row has no MaxRSS)."""
+    rows = [line.split("|") for line in ("42|OUT_OF_MEMORY|0:125|00:01:05|||", "42.batch|OUT_OF_MEMORY|0:125|"
+            "00:01:05|1536K|01:02.500|00:00.250", "42.extern|COMPLETED|0:0|00:01:05|0||")]  # fmt: skip
+    assert all(len(row) == len(SACCT_FIELDS.split(",")) for row in rows)
+    usage = sacct_usage(rows[0], rows[1])
+    assert usage == {"wall_seconds": 65.0, "max_rss_mb": 1.5, "user_cpu_seconds": 62.5, "system_cpu_seconds": 0.25}
+    assert sacct_usage(rows[0], None) == {"wall_seconds": 65.0}  # never a made-up 0
+    assert sacct_usage("7|COMPLETED|0:0|1-02:00:00|||".split("|"), "7.batch|COMPLETED|0:0|x|2G|x|".split("|")) == {
+        "wall_seconds": 93600.0, "max_rss_mb": 2048.0,
+    }  # fmt: skip
 
 
 # --- on the dev cluster ---------------------------------------------------------------------
@@ -305,3 +341,31 @@ def test_sbatch_asks_for_the_granted_cpus_memory_time_and_gpus(tmp_path: Path) -
     assert {"--cpus-per-task=4", "--mem=3000M", "--time=2", "--gres=gpu:2"} <= set(args)
     without = SlurmBackend()._sbatch_args(replace(spec, gpus=0))
     assert not any(arg.startswith("--gres") for arg in without)
+
+
+@slurm
+def test_a_tool_over_its_memory_ends_out_of_memory(cluster: None, tmp_path: Path) -> None:
+    """allocate asking for 300 MB of a job given 100 MB: the cluster kills it (the dev cluster: the
+    job's memory cgroup) and Slurm's OUT_OF_MEMORY names the limit, for the retry policy."""
+    tool = get_tool("allocate")
+    argv = tool.build_argv(tool.params_model.model_validate({"mb": 300}), {})
+
+    async def test(backend: SlurmBackend) -> None:
+        handle = await backend.submit(_spec(tmp_path, argv))
+        state = await until_final(backend, handle)
+        assert (state.status, state.limit) == (JobStatus.FAILED, JobLimit.MEMORY)
+        assert state.message == "killed: out of memory (limit of 100 MB; Slurm)"
+        assert "OUT_OF_MEMORY" in _slurm_state(handle.job_id)
+
+    _run(test)
+
+
+@slurm
+def test_usage_is_the_tools_own_as_usr_bin_time_measures_it(cluster: None, tmp_path: Path) -> None:
+    async def test(backend: SlurmBackend) -> None:
+        state = await until_final(backend, await backend.submit(_spec(tmp_path, MEASURED_TOOL, memory_mb=512)))
+        assert state.status is JobStatus.SUCCEEDED
+        assert (tmp_path / "stdout.txt").read_text() == (tmp_path / "stderr.txt").read_text() == ""
+        assert_measured_as_bare(state.resource_usage, MEASURED_TOOL)
+
+    _run(test)
