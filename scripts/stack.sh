@@ -40,6 +40,9 @@ export STACK_SECRET_KEY=${STACK_SECRET_KEY:-$(secret stack-django-secret-key)}
 export STACK_PREFECT_PASSWORD=${STACK_PREFECT_PASSWORD:-$(secret stack-prefect-password)}
 
 log() { echo "stack: $*" >&2; }
+# the stack's Prefect server requires its credentials on every call (PREFECT_SERVER_API_AUTH_STRING);
+# curl reads them from a config on stdin, never from its argv (which `ps` shows)
+prefect_api() { printf 'user = "emgapi:%s"\n' "$STACK_PREFECT_PASSWORD" | curl -sf -K - "$@"; }
 now() { date +%s.%N; }
 since() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$1" "$(now)"; }
 json() { python3 -c "import json, sys; d = json.load(sys.stdin); print(eval(sys.argv[1], {}, {'d': d}))" "$1"; }
@@ -105,8 +108,8 @@ wait_worker() {
   local deployment; deployment=$(sed -n 's/^EMGAPI_PREFECT__DEPLOYMENT=//p' deployment/stack.env)
   local deadline=$(( SECONDS + TIMEOUT ))
   while [ "$SECONDS" -lt "$deadline" ]; do
-    if curl -sf -o /dev/null "$prefect/deployments/name/${deployment:-run-calculation/run-calculation}" \
-      && curl -sf -X POST -H 'Content-Type: application/json' -d '{}' \
+    if prefect_api -o /dev/null "$prefect/deployments/name/${deployment:-run-calculation/run-calculation}" \
+      && prefect_api -X POST -H 'Content-Type: application/json' -d '{}' \
            "$prefect/work_pools/${pool:-calculations}/workers/filter" | grep -q '"status": *"ONLINE"'; then
       log "worker serving work pool ${pool:-calculations} after $(since "$started") s"
       return 0
