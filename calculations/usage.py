@@ -24,6 +24,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from django.db import connection
+from django.db.models import QuerySet
+from django.db.models.fields.json import KT
+
 from calculations.models import Calculation
 from calculations.provenance import AttemptRecord
 from calculations.resources import most_asked
@@ -136,13 +140,29 @@ def _current_record(attempts: Any, attempt: int) -> Mapping[str, Any] | None:
 
 def measured_runs(tool: str, window: int) -> list[MeasuredRun]:
     """The last `window` complete calculations of `tool` that ran it and measured their peak memory."""
-    rows = (
-        Calculation.objects.filter(tool=tool, state=RunState.COMPLETE, cached_from__isnull=True)
-        .order_by("-finished_at")
-        .values_list("attempt", "provenance__input_bytes", "provenance__attempts")[:window]
-    )
+    done = Calculation.objects.filter(tool=tool, state=RunState.COMPLETE, cached_from__isnull=True)
+    done = done.order_by("-finished_at")[:window]
+    return _figures_postgresql(done) if connection.vendor == "postgresql" else _figures(done)
+
+
+def _figures_postgresql(done: QuerySet[Calculation]) -> list[MeasuredRun]:
+    """The three figures only, of each run's last attempt (its current one): decoding every attempt's
+    record made a read of 500 runs take 30 to 60 ms, where the query itself takes under 1 ms."""
+    current = "provenance__attempts__-1__resource_usage__"
+    figures = done.values_list(KT("provenance__input_bytes"), KT(f"{current}max_rss_mb"), KT(f"{current}wall_seconds"))
+    return [
+        MeasuredRun(int(size), float(peak), float(wall) if wall is not None else None)
+        for size, peak, wall in figures
+        if size is not None and peak is not None
+    ]
+
+
+def _figures(done: QuerySet[Calculation]) -> list[MeasuredRun]:
+    """The figures of each run's current attempt, from its whole record (SQLite cannot index from the end)."""
     runs = []
-    for attempt, input_bytes, attempts in rows:
+    for attempt, input_bytes, attempts in done.values_list(
+        "attempt", "provenance__input_bytes", "provenance__attempts"
+    ):
         usage = (_current_record(attempts, attempt) or {}).get("resource_usage") or {}
         if not isinstance(input_bytes, int) or not isinstance(usage.get("max_rss_mb"), int | float):
             continue  # made before input sizes were kept, or its backend did not measure memory

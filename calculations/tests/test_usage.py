@@ -28,6 +28,8 @@ from calculations.storage import get_storage
 from calculations.tools import get_tool
 from calculations.usage import (
     MeasuredRun,
+    _figures,
+    _figures_postgresql,
     clear_usage_cache,
     measured_runs,
     requested_vs_used,
@@ -122,8 +124,9 @@ def test_fewer_runs_than_the_minimum_make_no_recommendation(alice: ApiClient, al
     assert band["runs"] == 2 and band["memory_mb_p95"] == 41.0 and band["recommendation"] is None
 
 
+@pytest.mark.parametrize("read", [_figures_postgresql, _figures])  # its figures only, or each attempt's record
 def test_cache_hits_and_runs_without_a_memory_figure_are_not_counted(
-    alice_id: int, big_genome: str, on_slurm: None
+    alice_id: int, big_genome: str, on_slurm: None, read: Callable[[Any], list[MeasuredRun]]
 ) -> None:
     run_prodigal(alice_id, big_genome, 40.0)
     check_create_calculation(alice_id, "prodigal", inputs={"contigs": UUID(big_genome)}, params={}, use_cache=True)
@@ -133,6 +136,7 @@ def test_cache_hits_and_runs_without_a_memory_figure_are_not_counted(
     Calculation.objects.filter(id=unmeasured.id).update(provenance=provenance)
     assert Calculation.objects.filter(state="COMPLETE").count() == 3
     assert measured_runs("prodigal", 500) == [MeasuredRun(len(BIG_GENOME), 40.0, 2.0)]
+    assert read(Calculation.objects.filter(cached_from__isnull=True)) == [MeasuredRun(len(BIG_GENOME), 40.0, 2.0)]
 
 
 def test_each_band_holds_inputs_within_a_factor_of_ten() -> None:
