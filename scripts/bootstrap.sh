@@ -11,6 +11,7 @@ command -v hmmsearch >/dev/null || need_apt+=(hmmer)
 command -v obabel >/dev/null || need_apt+=(openbabel)
 command -v prlimit >/dev/null || need_apt+=(util-linux)
 command -v bwrap >/dev/null || need_apt+=(bubblewrap)  # the local backend's sandbox
+[ -x /usr/bin/time ] || need_apt+=(time)  # GNU time: the backends' measured usage is tested against it
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 command -v chromium >/dev/null || need_apt+=(chromium)  # the dashboard's browser test (Playwright drives it)
 if [ ${#need_apt[@]} -gt 0 ]; then

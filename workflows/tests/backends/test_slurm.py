@@ -344,20 +344,30 @@ def test_sbatch_asks_for_the_granted_cpus_memory_time_and_gpus(tmp_path: Path) -
 
 
 @slurm
-def test_a_tool_over_its_memory_ends_out_of_memory(cluster: None, tmp_path: Path) -> None:
-    """allocate asking for 300 MB of a job given 100 MB: the cluster kills it (the dev cluster: the
-    job's memory cgroup) and Slurm's OUT_OF_MEMORY names the limit, for the retry policy."""
+@pytest.mark.parametrize(
+    "runtime",
+    [pytest.param("", id="on-the-node"), pytest.param("docker", id="in-its-container", marks=pytest.mark.container)],
+)
+def test_a_tool_over_its_memory_ends_out_of_memory(
+    cluster: None, runtime: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """allocate asking for 300 MB of a job given 100 MB: on the node the cluster kills it (the dev
+    cluster: the job's memory cgroup) and Slurm's OUT_OF_MEMORY names the limit, for the retry
+    policy; in its container, the container's limit kills it, as its shell recorded."""
+    if runtime:
+        request.getfixturevalue("container_engine")
     tool = get_tool("allocate")
     argv = tool.build_argv(tool.params_model.model_validate({"mb": 300}), {})
 
     async def test(backend: SlurmBackend) -> None:
-        handle = await backend.submit(_spec(tmp_path, argv))
+        handle = await backend.submit(_spec(tmp_path, argv, image="emgapi/test-sleep:1" if runtime else None))
         state = await until_final(backend, handle)
         assert (state.status, state.limit) == (JobStatus.FAILED, JobLimit.MEMORY)
-        assert state.message == "killed: out of memory (limit of 100 MB; Slurm)"
-        assert "OUT_OF_MEMORY" in _slurm_state(handle.job_id)
+        where = "in its container" if runtime else "Slurm"
+        assert state.message == f"killed: out of memory (limit of 100 MB; {where})"
+        assert ("FAILED" if runtime else "OUT_OF_MEMORY") in _slurm_state(handle.job_id)
 
-    _run(test)
+    asyncio.run(test(SlurmBackend(poll_seconds=0.3, container_runtime=runtime)))
 
 
 @slurm
