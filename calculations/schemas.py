@@ -179,22 +179,21 @@ class UsageBandOut(Schema):
     memory_mb_p95: float
     wall_seconds_p50: float | None
     wall_seconds_p95: float | None
-    recommendation: RecommendationOut | None = Field(
-        description="null: fewer runs than min_runs (EMGAPI_RESOURCES__RECOMMEND_MIN_RUNS)."
-    )
+    recommendation: RecommendationOut
 
 
 class UsageOut(Schema):
-    """What the tool's last complete runs measured (cache hits aside), by band of input size."""
+    """What the tool's last complete runs measured (cache hits aside), by band of input size. Everyone's
+    runs are counted, so a band is shown only once it holds min_runs of them: fewer would tell one
+    user of another's runs."""
 
-    runs: int = Field(description="Measured runs read: the last `window` complete ones at most.")
-    window: int
-    min_runs: int = Field(description="Runs a band needs before it makes a recommendation.")
+    window: int = Field(description="The figures are of the tool's last this many complete, measured runs.")
+    min_runs: int = Field(description="Runs a band needs before it is shown, with its recommendation.")
     defaults_on: list[str] = Field(
         description="Backends where a request that asks for no memory is given its band's default_memory_mb "
         "(empty: EMGAPI_RESOURCES__RECOMMEND_DEFAULTS is off; the tool's memory_mb then)."
     )
-    bands: list[UsageBandOut] = Field(description="Only bands with runs, smallest inputs first.")
+    bands: list[UsageBandOut] = Field(description="Bands with min_runs runs or more, smallest inputs first.")
 
 
 class ToolSummaryOut(Schema):

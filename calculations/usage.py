@@ -7,7 +7,8 @@ submission: a deleted input file still counts). They fall into decades of input 
 1–10 MB, 10–100 MB, …; MB = MiB, as memory), because peak memory follows input size, and a band
 holds sizes within a factor of 10. p50 and p95 are nearest-rank: "95 % of runs peaked at or under"
 is then exactly true of the runs read. A band with RECOMMEND_MIN_RUNS runs gives a recommendation:
-the p95 rounded up to the next whole MB.
+the p95 rounded up to the next whole MB. (GET /tools/{name} shows only such bands: every user's runs
+are counted, and the figures of a few would tell one user of another's.)
 
 The figures are read at most every RECOMMEND_CACHE_SECONDS per process and tool (one indexed,
 bounded query: migration 0016's partial index), so neither GET /tools/{name} nor a calculation's

@@ -73,16 +73,18 @@ def _tool_out(spec: ToolSpec) -> ToolOut:
 def _usage_out(spec: ToolSpec) -> UsageOut:
     settings = get_settings().resources
     usage = tool_usage(spec.name)
-    bands = []
-    for band in usage.bands:
-        rec = band.recommendation
-        shown = RecommendationOut(**vars(rec), default_memory_mb=default_memory_mb(spec, rec)) if rec else None
-        figures = {name: value for name, value in vars(band).items() if name != "recommendation"}
-        bands.append(UsageBandOut(**figures, recommendation=shown))
+    bands = [
+        UsageBandOut(
+            **{name: value for name, value in vars(band).items() if name != "recommendation"},
+            recommendation=RecommendationOut(**vars(rec), default_memory_mb=default_memory_mb(spec, rec)),
+        )
+        for band in usage.bands
+        if (rec := band.recommendation) is not None  # fewer runs: one user's figures, shown to another
+    ]
     defaults_on: list[str] = []
     if settings.recommend_defaults:
         defaults_on = [backend for backend in settings.recommend_backends if backend in spec.available_backends()]
-    return UsageOut(runs=usage.runs, window=usage.window, min_runs=usage.min_runs, defaults_on=defaults_on, bands=bands)
+    return UsageOut(window=usage.window, min_runs=usage.min_runs, defaults_on=defaults_on, bands=bands)
 
 
 def _default_backend(spec: ToolSpec) -> str | None:

@@ -34,6 +34,7 @@ from calculations.usage import (
     measured_runs,
     requested_vs_used,
     summarize,
+    tool_usage,
 )
 from conftest import ApiClient
 from emgapiv2.config import get_settings
@@ -101,7 +102,7 @@ def usage_of(client: ApiClient, tool: str = "prodigal") -> dict[str, Any]:
 
 def test_twenty_runs_make_a_recommendation_in_the_tool(alice: ApiClient, twenty_runs: list[float]) -> None:
     usage = usage_of(alice)
-    assert usage["runs"] == 20 and usage["min_runs"] == 20 and usage["defaults_on"] == []
+    assert usage["min_runs"] == 20 and usage["defaults_on"] == []
     [band] = usage["bands"]
     assert (band["inputs_over_mb"], band["inputs_up_to_mb"], band["runs"]) == (1, 10, 20)
     # nearest rank: the 10th and 19th of 20 peaks
@@ -115,13 +116,17 @@ def test_twenty_runs_make_a_recommendation_in_the_tool(alice: ApiClient, twenty_
     }
 
 
-def test_fewer_runs_than_the_minimum_make_no_recommendation(alice: ApiClient, alice_id: int, big_genome: str) -> None:
-    assert usage_of(alice)["bands"] == []  # nothing measured yet
-    clear_usage_cache()
+def test_fewer_runs_than_the_minimum_are_not_shown(
+    alice_id: int, bob: ApiClient, big_genome: str, on_slurm: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for peak in (40.0, 41.0):
         run_prodigal(alice_id, big_genome, peak)
-    [band] = usage_of(alice)["bands"]
-    assert band["runs"] == 2 and band["memory_mb_p95"] == 41.0 and band["recommendation"] is None
+    # two of alice's runs: their figures would be hers, shown to bob
+    assert usage_of(bob)["bands"] == []
+    assert [band.runs for band in tool_usage("prodigal").bands] == [2]  # (measured all the same)
+    monkeypatch.setattr(get_settings().resources, "recommend_min_runs", 2)
+    [band] = usage_of(bob)["bands"]
+    assert band["runs"] == 2 and band["memory_mb_p95"] == 41.0 and band["recommendation"]["memory_mb"] == 42
 
 
 @pytest.mark.parametrize("read", [_figures_postgresql, _figures])  # its figures only, or each attempt's record
