@@ -15,6 +15,7 @@
 #   SLURM_DEV_CPUS              node CPUs (default: nproc)
 #   SLURM_DEV_MEMORY_MB         node RealMemory in MB (default: MemTotal minus max(512 MB, 10 %))
 #   SLURM_DEV_TIMEOUT           seconds `up` waits for the node to be usable (default 30)
+#   SLURM_DEV_ENFORCEMENT       cgroup | OverMemoryKill: how --mem is enforced (default: cgroup where it can be)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

@@ -94,6 +94,7 @@ class _Job:
     state: JobState = field(default_factory=lambda: JobState(JobStatus.RUNNING))
     canceled: bool = False
     missing_polls: int = 0
+    stderr_path: Path | None = None  # where slurmstepd says it killed the job for memory
 
 
 def container_command(runtime: str, spec: JobSpec) -> tuple[list[str], list[str]]:
@@ -167,6 +168,30 @@ def sacct_usage(job: list[str], batch: list[str] | None) -> dict[str, float]:
         if (seconds := _sacct_seconds(text)) is not None:
             usage[key] = seconds
     return usage
+
+
+def _memory_kill(job: _Job, state: str | None) -> str:
+    """Who, besides Slurm's OUT_OF_MEMORY, says the job was killed for memory, or ""."""
+    if job.job_dir is not None and oom_killed(job.job_dir / USAGE_FILE):
+        return "in its container"  # killed by the container's limit, which Slurm never sees
+    if state in ("FAILED", "CANCELLED") and _stepd_killed_for_memory(job.stderr_path):
+        return "Slurm"  # OverMemoryKill: the job ends FAILED (22.05) or CANCELLED, by SIGKILL
+    return ""
+
+
+def _stepd_killed_for_memory(stderr_path: Path | None) -> bool:
+    """Whether slurmstepd wrote, at the end of the job's stderr, that it killed the job for exceeding
+    its memory (JobAcctGatherParams=OverMemoryKill: "slurmstepd-<node>: error: Exceeded job memory
+    limit"); Slurm 22.05 then ends the job FAILED with SIGKILL, not OUT_OF_MEMORY."""
+    if stderr_path is None:
+        return False
+    try:
+        with stderr_path.open("rb") as stderr:
+            stderr.seek(max(stderr.seek(0, os.SEEK_END) - 4096, 0))
+            tail = stderr.read().decode(errors="replace")
+    except OSError:
+        return False
+    return re.search(r"^slurmstepd[^:\n]*: error: Exceeded (job|step) memory limit", tail, re.MULTILINE) is not None
 
 
 def _parse_exit_code(text: str) -> tuple[int, int] | None:
@@ -280,7 +305,7 @@ class SlurmBackend:
         job_id = output.strip().split(";")[0]
         if not job_id.isdigit():
             raise BackendUnavailable(filtered("sbatch printed no job id", output.strip(), ()))
-        self._track(job_id, _Job(spec.job_dir, spec.time_limit_seconds, spec.memory_mb))
+        self._track(job_id, _Job(spec.job_dir, spec.time_limit_seconds, spec.memory_mb, stderr_path=spec.stderr_path))
         details = {"image": spec.image or ""} if self.container_runtime else {}
         return JobHandle(backend=self.kind, job_id=job_id, host=self._host, details=details)
 
@@ -396,9 +421,7 @@ class SlurmBackend:
         exit_code = _read_exit_file(job.job_dir)
         if exit_code is None and exit_pair is not None:
             exit_code = exit_pair[0]
-        # a tool in its container is killed by the container's limit, which Slurm never sees
-        in_container_oom = job.job_dir is not None and oom_killed(job.job_dir / USAGE_FILE)
-        return self._interpret(job_id, job, state, exit_code, exit_pair, usage, oom_killed=in_container_oom)
+        return self._interpret(job_id, job, state, exit_code, exit_pair, usage, memory_kill=_memory_kill(job, state))
 
     @staticmethod
     def _interpret(
@@ -409,8 +432,15 @@ class SlurmBackend:
         exit_pair: tuple[int, int] | None,
         usage: dict[str, float],
         *,
-        oom_killed: bool = False,
+        memory_kill: str = "",
     ) -> JobState:
+        """`memory_kill`: who else said the job was killed for memory ("in its container": its
+        shell's record; "Slurm": slurmstepd's words on its stderr), if it failed."""
+        failed = exit_code != 0 or bool(exit_pair and exit_pair[1])
+        if memory_kill and failed and not job.canceled:
+            limit = f" of {job.memory_mb} MB" if job.memory_mb else ""
+            message = f"killed: out of memory (limit{limit}; {memory_kill})"
+            return JobState(JobStatus.FAILED, exit_code, message, usage, limit=JobLimit.MEMORY)
         if state and state.startswith("CANCELLED"):
             if job.canceled:
                 return JobState(JobStatus.CANCELED, exit_code, "canceled", usage)
@@ -424,10 +454,9 @@ class SlurmBackend:
             limit = f" of {job.time_limit_seconds} s" if job.time_limit_seconds else ""
             message = f"time limit{limit} exceeded (Slurm TIMEOUT)"
             return JobState(JobStatus.FAILED, exit_code, message, usage, limit=JobLimit.TIME)
-        in_container = oom_killed and exit_code != 0 and state in (None, "COMPLETED", "FAILED")
-        if state == "OUT_OF_MEMORY" or in_container:
+        if state == "OUT_OF_MEMORY":
             limit = f" of {job.memory_mb} MB" if job.memory_mb else ""
-            message = f"killed: out of memory (limit{limit}; {'in its container' if in_container else 'Slurm'})"
+            message = f"killed: out of memory (limit{limit}; Slurm)"
             return JobState(JobStatus.FAILED, exit_code, message, usage, limit=JobLimit.MEMORY)
         if state in (None, "COMPLETED", "FAILED") and exit_code is not None:
             if exit_code == 0 and state != "FAILED":

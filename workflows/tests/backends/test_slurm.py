@@ -15,7 +15,7 @@ import pytest
 from calculations.tools import get_tool
 from workflows.backends import BackendUnavailable, JobLimit, JobSpec, JobStatus, SlurmBackend
 from workflows.backends.base import Mount
-from workflows.backends.slurm import SACCT_FIELDS, _Job, batch_script, container_command, sacct_usage
+from workflows.backends.slurm import SACCT_FIELDS, _Job, _memory_kill, batch_script, container_command, sacct_usage
 from workflows.tests.backends.jobs import (
     HMMER_ON_DNA,
     MEASURED_TOOL,
@@ -93,9 +93,27 @@ def test_a_tool_its_container_killed_for_memory_is_out_of_memory(
     the exit code; the container's shell recorded the kernel's kill (a tool that survived the
     loss of a child to it and succeeded is a success)."""
     slurm_state = "COMPLETED" if exit_code == 0 else "FAILED"
-    state = SlurmBackend._interpret("42", _Job(None, 60, 100), slurm_state, exit_code, None, {}, oom_killed=True)
+    kill = "in its container"
+    state = SlurmBackend._interpret("42", _Job(None, 60, 100), slurm_state, exit_code, None, {}, memory_kill=kill)
     assert (state.status, state.limit) == (status, limit)
     assert limit is None or state.message == "killed: out of memory (limit of 100 MB; in its container)"
+
+
+def test_a_job_slurmstepd_killed_for_memory_is_out_of_memory(tmp_path: Path) -> None:
+    """JobAcctGatherParams=OverMemoryKill (no cgroups): Slurm 22.05 ends the job FAILED, ExitCode
+    0:9, reason JobLaunchFailure; only slurmstepd's words on the job's stderr say why."""
+    stderr = tmp_path / "stderr.txt"
+    stderr.write_text(
+        "tool's own words\nslurmstepd-localhost: error: StepId=1.batch exceeded memory limit (117329920 > "
+        "104857600), being killed\nslurmstepd-localhost: error: Exceeded job memory limit\n"
+        "slurmstepd-localhost: error: *** JOB 1 ON localhost CANCELLED AT 2026-12-04T17:28:14 ***\n"
+    )
+    job = _Job(tmp_path, 60, 100, stderr_path=stderr)
+    state = SlurmBackend._interpret("1", job, "FAILED", 0, (0, 9), {}, memory_kill=_memory_kill(job, "FAILED"))
+    assert (state.status, state.limit) == (JobStatus.FAILED, JobLimit.MEMORY)
+    assert state.message == "killed: out of memory (limit of 100 MB; Slurm)"
+    stderr.write_text("Exceeded job memory limit\n")  # the tool's own words are not slurmstepd's
+    assert _memory_kill(job, "FAILED") == ""
 
 
 def test_accounting_gives_the_batch_steps_usage() -> None:
