@@ -15,8 +15,9 @@ a success: its final state comes from the exit-code file the script wrote, then 
 (with accounting) `sacct` as text (its JSON misreports exit codes on Slurm 22.05); with none of
 them it is LOST. A job cancelled from outside the platform is reported as such.
 
-A job killed for exceeding its `--mem` ends OUT_OF_MEMORY (the cluster enforces it: task/cgroup,
-or jobacct_gather's OverMemoryKill; see deployment/README.md), read as `JobLimit.MEMORY`. What the
+A job killed for exceeding its `--mem` (the cluster must enforce it; see deployment/README.md) is
+read as `JobLimit.MEMORY`: it ends OUT_OF_MEMORY under task/cgroup, and FAILED by SIGKILL with
+slurmstepd's "Exceeded job memory limit" on its stderr under jobacct_gather's OverMemoryKill. What the
 tool used is measured in the job: after the tool, the batch script writes its children's CPU times
 and the peak memory of the job's own cgroup to the attempt's usage file (`shells.usage_report`; in
 the tool's container, its PID 1 does, as on the container backend); `wall_seconds` is Slurm's
