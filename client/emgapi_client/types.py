@@ -36,11 +36,42 @@ class ToolSummary(TypedDict):
     description: str
 
 
+class Recommendation(TypedDict):
+    memory_mb: int  # the band's p95 peak memory, rounded up
+    basis: str  # "95 % of 24 runs with inputs of 1–10 MB peaked under 310 MB"
+    runs: int
+    default_memory_mb: int  # what a request asking for no memory is given on usage.defaults_on
+
+
+class UsageBand(TypedDict):
+    """The measured runs whose inputs total more than inputs_over_mb and at most inputs_up_to_mb."""
+
+    inputs_over_mb: int
+    inputs_up_to_mb: int | None
+    runs: int
+    memory_mb_p50: float
+    memory_mb_p95: float
+    wall_seconds_p50: float | None
+    wall_seconds_p95: float | None
+    recommendation: Recommendation
+
+
+class ToolUsage(TypedDict):
+    """What the tool's last `window` complete runs measured, by band of input size (a band once it
+    holds `min_runs` runs); `defaults_on`, the backends where the recommendation is the default."""
+
+    window: int
+    min_runs: int
+    defaults_on: list[str]
+    bands: list[UsageBand]
+
+
 class Tool(ToolSummary):
     params_schema: dict[str, Any]
     inputs: list[dict[str, Any]]
     outputs: list[dict[str, Any]]
     resources: dict[str, int]
+    usage: NotRequired[ToolUsage]  # (a server that measures them)
     backends: list[str]
     default_backend: str | None
     image: str | None

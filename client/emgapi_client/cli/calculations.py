@@ -116,6 +116,15 @@ def tools(
     resources = tool["resources"]
     most = described_resources(resources, "max_") + ("" if resources.get("max_gpus") else ", no GPU")
     out.print(f"resources: {described_resources(resources)} unless asked; at most {most}")
+    usage = tool.get("usage")
+    for band in usage["bands"] if usage else []:
+        recommendation = band["recommendation"]
+        line = f"measured: {recommendation['basis']}"
+        if usage and usage["defaults_on"]:
+            line += (
+                f" (given {recommendation['default_memory_mb']} MB unless asked, on {', '.join(usage['defaults_on'])})"
+            )
+        out.print(escape(line))
     for role in tool["inputs"]:
         out.print(f"input  {role['name']}: {escape(role['description'])} ({', '.join(role['formats'])})")
     for role in tool["outputs"]:
