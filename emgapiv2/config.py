@@ -51,6 +51,10 @@ class PrefectSettings(BaseModel):
     docker_work_pool: str = Field(
         "docker", description="Work pool of the workflows that may block, served by Prefect's Docker worker."
     )
+    kubernetes_work_pool: str = Field(
+        "kubernetes",
+        description="Work pool of the workflows run as Kubernetes Jobs, served by Prefect's Kubernetes worker.",
+    )
     deployment: str = Field(
         "run-calculation/run-calculation", description="Deployment (flow/deployment) that runs one calculation."
     )
@@ -341,6 +345,13 @@ class WorkflowSettings(BaseModel):
     )
     docker_mount_source: bool = Field(
         True, description="Mount this checkout into the Docker-pool containers (false: the image carries the code)."
+    )
+    kubernetes_image: str = Field(
+        "emgapi/app:latest",
+        description="The platform's image, which each Kubernetes-pool flow run's Job gets (it carries the code).",
+    )
+    kubernetes_namespace: str = Field(
+        "emgapi", description="Namespace of the Kubernetes-pool Jobs: the platform's own (deployment/kubernetes/)."
     )
     deployments_cache_seconds: float = Field(
         5, ge=0, description="How long the API keeps the list of deployed workflows it read from Prefect."

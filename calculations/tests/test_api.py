@@ -294,6 +294,14 @@ def test_health_reports_each_dependency(anonymous: ApiClient) -> None:
     assert response.status_code == 503 and body["status"] == "degraded" and not body["checks"]["prefect"]["ok"]
 
 
+def test_liveness_answers_while_a_dependency_is_down(anonymous: ApiClient) -> None:
+    """The liveness probe asks no dependency: with Prefect down the API is not ready (503), but alive,
+    so Kubernetes takes it out of the load balancer instead of restarting it."""
+    assert anonymous.get("/health").status_code == 503
+    response = anonymous.get("/health/live")
+    assert response.status_code == 200 and response.json() == {"status": "ok", "checks": {}}
+
+
 def test_health_says_what_fails_but_never_how(anonymous: ApiClient, monkeypatch: pytest.MonkeyPatch) -> None:
     """Anyone may ask: an error's text (hosts, accounts, paths) stays in the API's log."""
     from calculations.storage import get_storage

@@ -1,4 +1,4 @@
-"""Flows registered as deployments (`task deploy-flow FLOW=<name|all> [FILE=<file>] [POOL=docker]`,
+"""Flows registered as deployments (`task deploy-flow FLOW=<name|all> [FILE=<file>] [POOL=docker|kubernetes]`,
 whose command is `workflows/deploy.py`).
 
 A flow of your own lives in `workflows/flows/<name>.py` as the function `<name>` (or FILE=<file>
@@ -9,7 +9,9 @@ reconcile-calculations) are deployed untagged. The calculation work pool runs fl
 event loop, so only async flows go there: a sync one would stall every calculation the worker runs.
 Such a flow goes to the Docker work pool (POOL=docker), served by Prefect's own Docker worker
 (prefect-docker, `task worker-docker`): each of its runs gets a container of the platform's image
-(`task images -- --app`), whose steps the calculation worker runs (`container_runner.py`).
+(`task images -- --app`), whose steps the calculation worker runs (`container_runner.py`). On
+Kubernetes (`deployment/kubernetes/`), POOL=kubernetes does the same with a Job per flow run, served by
+Prefect's Kubernetes worker (prefect-kubernetes, `python -m workflows.kubernetes_worker`).
 
 An ops flow's deployment records the sha256 of its file as its version (`flow_code.py`): the worker
 runs the code deployed last, and refuses a file that differs. `task undeploy-flow FLOW=<name>`
@@ -40,9 +42,16 @@ from workflows.flows.reconcile_calculations import reconcile_calculations_flow
 from workflows.flows.run_calculation import run_calculation_flow
 from workflows.flows.tools import TOOL_FLOWS
 from workflows.orchestration.catalogue import WORKFLOW_TAG
-from workflows.orchestration.work_pools import ensure_calculation_work_pool, ensure_docker_work_pool
+from workflows.orchestration.work_pools import (
+    ensure_calculation_work_pool,
+    ensure_docker_work_pool,
+    ensure_kubernetes_work_pool,
+)
 
 INTERNAL = ("run-calculation", "reconcile-calculations")
+POOLS = ("calculations", "docker", "kubernetes")
+# the pools whose flow runs each get a container of their own: sync flows may block there
+CONTAINER_POOLS = ("docker", "kubernetes")
 FLOWS_PACKAGE = "workflows.flows"
 # the platform's own flows' modules: part of the worker's code (upgraded by a restart), never undeployed
 PLATFORM_MODULES = ("run_calculation", "reconcile_calculations", "tools", "pipeline")
@@ -121,8 +130,8 @@ def find_all() -> dict[str, Deployable]:
 
 
 def check_pool(deployable: Deployable, pool: str) -> None:
-    """The in-process pool takes async flows only; a sync one belongs on the Docker pool."""
-    if pool != "docker" and not deployable.flow.isasync:
+    """The in-process pool takes async flows only; a sync one belongs on the Docker or Kubernetes pool."""
+    if pool not in CONTAINER_POOLS and not deployable.flow.isasync:
         raise DeployError(
             f"flow {deployable.flow.name!r} is synchronous: the calculation worker runs flows in its event loop, "
             "where it would stall every other calculation. Make it `async def`, or deploy it to the Docker work "
@@ -165,6 +174,32 @@ def docker_job_variables() -> dict[str, Any]:
     }
 
 
+def kubernetes_job_variables() -> dict[str, Any]:
+    """What each Kubernetes-pool Job gets beyond the pool's template (`work_pools.py`: the settings
+    from the manifests' ConfigMap and Secret, the data volume, the security context): the platform's
+    image, which carries the code, and the platform's namespace. No setting is stored with the
+    deployment: the Job reads the cluster's own, as the API and the worker do."""
+    settings = get_settings()
+    return {
+        "image": settings.workflow.kubernetes_image,
+        "namespace": settings.workflow.kubernetes_namespace,
+        "command": "python -m workflows.container_runner",
+    }
+
+
+def _job_variables(pool: str) -> dict[str, Any] | None:
+    if pool == "docker":
+        return docker_job_variables()
+    if pool == "kubernetes":
+        return kubernetes_job_variables()
+    return None
+
+
+def _work_pool_name(pool: str) -> str:
+    prefect = get_settings().prefect
+    return {"docker": prefect.docker_work_pool, "kubernetes": prefect.kubernetes_work_pool}.get(pool, prefect.work_pool)
+
+
 async def _drop_schedules(deployment_id: UUID) -> None:
     async with get_client() as client:
         for schedule in await client.read_deployment_schedules(deployment_id):
@@ -173,17 +208,16 @@ async def _drop_schedules(deployment_id: UUID) -> None:
 
 def deploy(names: list[str], *, file: str | None = None, pool: str = "calculations") -> list[str]:
     """Create or update the deployments; return their full names."""
-    settings = get_settings()
-    if pool not in ("calculations", "docker"):
-        raise DeployError(f"unknown pool {pool!r}: 'calculations' (the default) or 'docker'")
-    docker = pool == "docker"
-    work_pool = settings.prefect.docker_work_pool if docker else settings.prefect.work_pool
+    if pool not in POOLS:
+        raise DeployError(f"unknown pool {pool!r}: 'calculations' (the default), 'docker' or 'kubernetes'")
+    own_container = pool in CONTAINER_POOLS  # a container per flow run: users' workflows only, sync or async
+    work_pool = _work_pool_name(pool)
     if names == ["all"]:  # every flow this pool can run; the others are named, not refused
         chosen = {}
         for name, deployable in find_all().items():
-            if docker and not deployable.workflow:
+            if own_container and not deployable.workflow:
                 continue
-            if not docker and not deployable.flow.isasync:
+            if not own_container and not deployable.flow.isasync:
                 function = name.split(":")[-1]
                 print(f"skipped {deployable.flow.name}: a sync flow (task deploy-flow FLOW={function} POOL=docker)")
                 continue
@@ -192,13 +226,15 @@ def deploy(names: list[str], *, file: str | None = None, pool: str = "calculatio
         chosen = {name: find(name, file) for name in names}
     for deployable in chosen.values():
         check_pool(deployable, pool)
-        if docker and not deployable.workflow:
+        if own_container and not deployable.workflow:
             raise DeployError(f"{deployable.flow.name} is the platform's own: it runs on the calculation work pool")
 
     async def create_pool() -> None:
         async with get_client() as client:
-            if docker:
+            if pool == "docker":
                 await ensure_docker_work_pool(client, work_pool)
+            elif pool == "kubernetes":
+                await ensure_kubernetes_work_pool(client, work_pool)
             else:
                 await ensure_calculation_work_pool(client, work_pool)
 
@@ -212,7 +248,7 @@ def deploy(names: list[str], *, file: str | None = None, pool: str = "calculatio
             entrypoint_type=EntrypointType.MODULE_PATH,
             tags=[WORKFLOW_TAG] if deployable.workflow else [],
             description=flow.description or "",
-            job_variables=docker_job_variables() if docker else None,
+            job_variables=_job_variables(pool),
             version=deployable.version,
             **deployable.options,
         )
@@ -230,7 +266,6 @@ def platform_flow_names() -> set[str]:
 
 def undeploy(name: str) -> str:
     """Remove the deployment of the flow `name` (its flow name, or its function's); return its full name."""
-    settings = get_settings()
     platform = platform_flow_names()
 
     def refuse(flow_name: str) -> None:
@@ -243,9 +278,7 @@ def undeploy(name: str) -> str:
     async def remove() -> str:
         async with get_client() as client:
             deployments = await client.read_deployments(
-                work_pool_filter=WorkPoolFilter(
-                    name=WorkPoolFilterName(any_=[settings.prefect.work_pool, settings.prefect.docker_work_pool])
-                )
+                work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[_work_pool_name(pool) for pool in POOLS]))
             )
             matches = [
                 d
