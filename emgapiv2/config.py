@@ -66,7 +66,16 @@ class PrefectSettings(BaseModel):
 
 
 class WorkerSettings(BaseModel):
-    query_seconds: float = Field(0.25, description="How often the worker asks Prefect for scheduled runs.")
+    query_seconds: float = Field(
+        0.25, gt=0, description="How often the worker asks Prefect for scheduled runs while nothing can wake it."
+    )
+    idle_poll_seconds: float = Field(
+        5,
+        gt=0,
+        description="A notification wakes the worker when a run is launched (PostgreSQL's NOTIFY; on SQLite a socket "
+        "in data_dir/wakeups); it still asks Prefect this often (runs launched from Prefect's dashboard, a "
+        "notification sent while its listener reconnected).",
+    )
     concurrency: int = Field(500, description="Flow runs one worker process executes at once.")
     cancel_check_seconds: float = Field(1.0, description="How often a running calculation checks for a cancel.")
     heartbeat_seconds: float = Field(

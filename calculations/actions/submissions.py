@@ -117,7 +117,6 @@ def check_create_calculation(
     except ValueError as exc:
         raise InvalidInput(f"backend: {exc}") from None
     granted = grant_resources(spec.name, spec.resources, resources, backend=chosen_backend)
-    escalation = escalation_plan(spec.resources, spec.escalation, granted, retry)
     try:
         validated = spec.params_model.model_validate(dict(params))
     except ValidationError as exc:
@@ -154,6 +153,8 @@ def check_create_calculation(
     checked_notify = check_notify(owner_id, notify["url"], notify.get("events"), CALCULATION) if notify else None
     input_bytes = sum(file.size for file in files.values())  # the request's band of measured runs
     granted = recommended_grant(spec, granted, resources, backend=chosen_backend, input_bytes=input_bytes)
+    # (after the recommendation: a retry's cap is checked against what the run is given)
+    escalation = escalation_plan(spec.resources, spec.escalation, granted, retry)
 
     new = NewCalculation(
         program=spec.name,

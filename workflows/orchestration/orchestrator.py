@@ -37,6 +37,7 @@ from calculations.run_kinds import BY_NAME, CALCULATION, WORKFLOW_RUN
 from calculations.states import RunState
 from calculations.workflow_params import check_plain_json
 from emgapiv2.config import get_settings
+from workflows.orchestration.wakeups import notify_work
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
@@ -198,6 +199,7 @@ def create_flow_run(client: SyncPrefectClient, kind_name: str, run_id: UUID) -> 
         request.on_refused(str(refused))
         return None
     do_record_flow_run(kind, run_id, run.attempt, flow_run.id)
+    notify_work(request.scheduled_for)  # the workers wake for it now, or when its backoff ends
     return flow_run.id
 
 
