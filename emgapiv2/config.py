@@ -524,6 +524,25 @@ class NotifySettings(BaseModel):
         return self
 
 
+class MetricsSettings(BaseModel):
+    """Prometheus metrics: GET /metrics on the API, and on each worker's own listener."""
+
+    token: SecretStr | None = Field(
+        None,
+        description="Bearer token a scrape of /metrics must send (the API's and every worker's); without it, 401. "
+        "Unset: generated on first start into data_dir/secrets/metrics-token (0600), which the API and the worker "
+        "share when they share data_dir; set it where they do not.",
+    )
+    worker_host: str = Field(
+        "127.0.0.1",
+        description="Address the worker's /metrics listener binds to: 0.0.0.0 where Prometheus runs on another "
+        "host or container.",
+    )
+    worker_port: int = Field(
+        9464, ge=0, le=65535, description="Port of the worker's /metrics listener; 0: none. One per worker on a host."
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EMGAPI_", env_nested_delimiter="__", env_file=".env", extra="ignore")
 
@@ -575,6 +594,7 @@ class Settings(BaseSettings):
     tes: TesSettings = TesSettings()
     crate: CrateSettings = CrateSettings()
     notify: NotifySettings = NotifySettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @property
     def blob_root(self) -> Path:

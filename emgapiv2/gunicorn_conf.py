@@ -4,6 +4,9 @@ override the defaults."""
 
 import multiprocessing
 import os
+import shutil
+import tempfile
+from typing import Any
 
 import gunicorn.http.wsgi
 
@@ -19,3 +22,23 @@ gunicorn.http.wsgi.SERVER = "emgapi"
 workers = int(os.environ.get("WEB_WORKERS") or 2 * multiprocessing.cpu_count() + 1)
 threads = int(os.environ.get("WEB_THREADS") or 1)
 timeout = int(os.environ.get("WEB_TIMEOUT") or 300)
+
+# Prometheus' multiprocess mode (calculations/metrics.py): each process writes its counters and
+# histograms to files in one directory, and GET /metrics, in whichever process answers, sums them.
+# The master makes it, empty, before the workers fork (they inherit the variable), and removes it at exit.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="emgapi-metrics-")
+    _own_metrics_dir = True
+else:
+    _own_metrics_dir = False
+
+
+def child_exit(server: object, worker: Any) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
+def on_exit(server: object) -> None:
+    if _own_metrics_dir:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

@@ -45,6 +45,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "emgapiv2.metrics.RequestMetricsMiddleware",  # outermost: it times whatever answers, a 413 too
     "emgapiv2.middleware.RequestBoundsMiddleware",  # first: nothing reads a body before it is bounded
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",

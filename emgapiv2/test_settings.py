@@ -49,6 +49,8 @@ _test_defaults = {
     "EMGAPI_NOTIFY__TIMEOUT_SECONDS": "2",
     # the API reads the list of deployed workflows afresh: a test that deploys a flow sees it at once
     "EMGAPI_WORKFLOW__DEPLOYMENTS_CACHE_SECONDS": "0",
+    # no worker /metrics listener on the default port (sessions run side by side); the session's worker gets one
+    "EMGAPI_METRICS__WORKER_PORT": "0",
 }
 for _name, _value in _test_defaults.items():
     os.environ.setdefault(_name, _value)

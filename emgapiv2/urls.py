@@ -4,6 +4,7 @@ from django.urls import path, re_path
 from django.views.decorators.csrf import csrf_exempt
 
 from emgapiv2.api import api
+from emgapiv2.metrics import metrics_view
 from emgapiv2.tes_api import tes_api
 
 
@@ -16,6 +17,7 @@ def api_not_found(request: HttpRequest, *args: object, **kwargs: object) -> Json
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("metrics", metrics_view),  # Prometheus, with the metrics token (emgapiv2/metrics.py)
     # before each API: its root would raise Django's HTML 404 (or, with DEBUG, redirect to its docs)
     path("api/v2/", api_not_found),
     path("api/v2/", api.urls),

@@ -19,6 +19,7 @@ from calculations.actions.followers import complete_followers, release_followers
 from calculations.actions.submissions import check_step_slot
 from calculations.actions.transitions import WORKER_ACTOR, apply_transition, check_attempt, lock_calculation
 from calculations.actions.verdicts import record_calculation_verdict
+from calculations.metrics import observe_attempt_end
 from calculations.models import Calculation
 from calculations.orchestrator import launch_after_commit
 from calculations.policies import POLICIES, AttemptEnd, decide
@@ -156,6 +157,7 @@ def do_end_attempt(
     limit = POLICIES[end].escalates
     given, more = next_grant(calc.provenance, attempt, limit) if limit else (None, None)
     decision = decide(end, current_state=S(calc.state), attempt=attempt, can_escalate=more is not None)
+    observe_attempt_end(calc, end, decision.state)
     if decision.state == S.COMPLETE:
         return _complete(calc, attempt, outputs, outcome, actor)
     do_release_outputs(outputs)  # stored by the worker, kept by no one

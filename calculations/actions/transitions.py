@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from calculations.actions.notifications import enqueue_notification
 from calculations.errors import InvalidTransition, NotFound
+from calculations.metrics import observe_change
 from calculations.models import Calculation
 from calculations.run_kinds import CALCULATION, Run, RunKind, kind_of
 from calculations.states import RunState
@@ -91,6 +92,7 @@ def record_event(run: Run, from_state: str, to_state: str, actor: str, reason: s
     # the notification the run asked for, if any: one insert in this transaction, sent by the worker
     # after commit, so it never delays the change (its event's id orders a run's notifications)
     enqueue_notification(run, to_state, event.id, event.created_at)
+    observe_change(run, from_state, to_state)  # the counters and histograms, once this commits
 
 
 def apply_transition(

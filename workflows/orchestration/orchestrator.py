@@ -30,6 +30,7 @@ from django.utils import timezone
 
 from calculations.actions import do_end_workflow_run, do_record_flow_run
 from calculations.errors import InvalidInput, InvalidTransition, Unavailable
+from calculations.metrics import PREFECT_API_ERRORS
 from calculations.models import Calculation, WorkflowRun
 from calculations.orchestrator import OrchestratorHealth, WorkflowInfo
 from calculations.policies import AttemptEnd
@@ -236,6 +237,7 @@ def _dispatch_forever() -> None:
                     except queue.Empty:
                         break
         except Exception:
+            PREFECT_API_ERRORS.labels("create_flow_run").inc()
             logger.exception("could not dispatch %s %s; the reconciler will retry", kind, run_id)
         finally:
             try:

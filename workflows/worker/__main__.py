@@ -13,7 +13,9 @@ def main() -> None:
     # imported once Django is set up: the worker's modules import its models, and Prefect, which
     # reads the PREFECT_API_URL that the settings give
     from workflows.worker.claim_loop import serve
+    from workflows.worker.metrics_listener import start_metrics_listener
 
+    start_metrics_listener()
     serve()
 
 

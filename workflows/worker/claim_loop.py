@@ -37,6 +37,7 @@ from prefect.types._datetime import now
 from prefect.utilities.engine import propose_state
 
 from calculations import actions
+from calculations.metrics import PREFECT_API_ERRORS
 from emgapiv2.config import get_settings
 from workflows import flow_code
 from workflows.db import db
@@ -121,6 +122,7 @@ class CalculationWorker:
         try:
             responses = await client.get_scheduled_flow_runs_for_work_pool(self.work_pool, scheduled_before=now("UTC"))
         except Exception:
+            PREFECT_API_ERRORS.labels("poll").inc()
             logger.exception("could not poll Prefect; retrying")
             return
         for response in responses[:free]:
@@ -165,6 +167,7 @@ class CalculationWorker:
         except Abort:
             return  # another worker claimed it, or it was cancelled meanwhile
         except Exception:
+            PREFECT_API_ERRORS.labels("claim").inc()
             logger.exception("could not claim flow run %s", flow_run.id)
             return
         if not state.is_pending():
