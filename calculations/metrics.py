@@ -7,8 +7,9 @@ Two sources, so that a scrape never reads a row per run:
   (`emgapiv2/metrics.py`). Each process counts its own: the API's (under gunicorn, its processes
   together: multiprocess mode) and each worker's (its own listener); Prometheus sums them.
 - gauges read from the database at scrape time by `DatabaseCollector`, in a few aggregate queries:
-  runs by kind, state, tool and backend, the queue and its oldest run, workers and their heartbeats,
-  storage held and open uploads. Only the API exports these (once, however many workers run).
+  runs by kind, state, tool and backend, the queue and its oldest run, the oldest flow run no worker
+  started, workers and their heartbeats, storage held and open uploads. Only the API exports these
+  (once, however many workers run). Free disk space (`DiskCollector`) comes from every process.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from functools import lru_cache
 
 from django.db import DatabaseError, connection, transaction
-from django.db.models import Count, Min, Value
+from django.db.models import Count, Min, Q, Value
 from django.db.models.functions import Now
 from django.utils import timezone
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
@@ -161,6 +163,7 @@ class DatabaseCollector:
             depth.add_metric([kind], total)
             oldest.add_metric([kind], max(0.0, (now - earliest).total_seconds()) if earliest else 0.0)
         yield from (runs, depth, oldest)
+        yield _flow_run_waits(now)
         yield from _worker_metrics()
         yield from _storage_metrics()
 
@@ -181,6 +184,55 @@ def _run_counts() -> tuple[list[tuple[str, str, str, str, int, datetime]], datet
     )
     # created_at is the creating API process's clock (auto_now_add), as is this one
     return list(calculations.union(workflow_runs, all=True)), timezone.now()
+
+
+def _flow_run_waits(now: datetime) -> Metric:
+    """How long the oldest QUEUED run has had a flow run that no worker started: stuck in Prefect
+    (no worker serves its pool, or its flow run was lost), not waiting for a retry's backoff."""
+    waits = GaugeMetricFamily(
+        "emgapi_flow_run_wait_oldest_seconds",
+        "Seconds the oldest QUEUED run with a flow run has waited for a worker to start it (0: none).",
+        labels=["kind"],
+    )
+    due = Q(not_before__isnull=True) | Q(not_before__lte=now)
+    waiting = {
+        "calculation": Calculation.objects.filter(due, state=RunState.QUEUED, flow_run_id__isnull=False),
+        "workflow_run": WorkflowRun.objects.filter(state=RunState.QUEUED, flow_run_id__isnull=False),
+    }
+    for kind, queryset in waiting.items():
+        # updated_at: when it entered QUEUED (recording its flow run does not change it)
+        since = queryset.aggregate(since=Min("updated_at"))["since"]
+        waits.add_metric([kind], max(0.0, (now - since).total_seconds()) if since else 0.0)
+    return waits
+
+
+class DiskCollector:
+    """Free and total bytes of the filesystems the platform writes (data, work directories, blobs),
+    in the process that writes them: a statvfs each, no reading of the trees."""
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        free = GaugeMetricFamily("emgapi_disk_free_bytes", "Bytes free to the platform, by what it keeps there.",
+                                 labels=["path"])  # fmt: skip
+        size = GaugeMetricFamily("emgapi_disk_size_bytes", "Size of the filesystem, by what the platform keeps there.",
+                                 labels=["path"])  # fmt: skip
+        settings = get_settings()
+        paths = {"data": settings.data_dir, "work": settings.calculations_dir}
+        if settings.storage.backend == "filesystem":
+            paths["blobs"] = settings.blob_root
+        for name, path in paths.items():
+            while not path.exists() and path != path.parent:
+                path = path.parent  # not made yet: the filesystem it will be made on
+            try:
+                usage = shutil.disk_usage(path)
+            except OSError:
+                continue
+            free.add_metric([name], usage.free)
+            size.add_metric([name], usage.total)
+        yield free
+        yield size
 
 
 def _worker_metrics() -> Iterator[Metric]:
@@ -231,6 +283,7 @@ def _registry(with_database: bool) -> CollectorRegistry:
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # every process's counters and histograms, summed
     else:
         registry.register(REGISTRY)  # this process's, and its CPU and memory
+    registry.register(DiskCollector())
     if with_database:
         registry.register(DatabaseCollector())
     return registry

@@ -14,9 +14,16 @@ command -v bwrap >/dev/null || need_apt+=(bubblewrap)  # the local backend's san
 [ -x /usr/bin/time ] || need_apt+=(time)  # GNU time: the backends' measured usage is tested against it
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 command -v chromium >/dev/null || need_apt+=(chromium)  # the dashboard's browser test (Playwright drives it)
+# Prometheus and promtool (2.42 on bookworm): the metrics tests run a Prometheus of their own, and check
+# deployment/prometheus/ (its config, its alert rules and their unit test)
+command -v promtool >/dev/null || need_apt+=(prometheus)
 if [ ${#need_apt[@]} -gt 0 ]; then
   . scripts/apt.sh
   apt_install bootstrap "${need_apt[@]}"
+  # where systemd runs, the package starts a Prometheus of its own on port 9090: the tests need none
+  if [[ " ${need_apt[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+    systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+  fi
 fi
 
 # Python: a venv with every package pinned (go-task comes from PyPI as go-task-bin). uv installs them

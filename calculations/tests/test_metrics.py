@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import pytest
 from django.db import transaction
@@ -14,7 +15,7 @@ from django.utils import timezone
 from prometheus_client import REGISTRY
 
 from calculations.actions import JobOutcome, OutputBlob, do_end_attempt, do_mark_running, do_start_calculation
-from calculations.metrics import DatabaseCollector
+from calculations.metrics import DatabaseCollector, exposition
 from calculations.models import Calculation, File, WorkerProcess
 from calculations.policies import AttemptEnd
 from calculations.states import RunState
@@ -135,3 +136,21 @@ def test_the_gauges_agree_with_the_rows(alice_id: int, uploaded: Upload) -> None
     assert found[("emgapi_storage_bytes", ())] == len(b"CCO\n") + len(b"CCCO\n")
     assert File.objects.count() == 3
     assert found[("emgapi_uploads_open", ())] == 0
+    assert found[("emgapi_database_up", ())] == 1
+
+
+def test_a_run_whose_flow_run_no_worker_starts_is_seen_waiting() -> None:
+    waiting = make_calculation(S.QUEUED)
+    backing_off = make_calculation(S.QUEUED)
+    an_hour_ago = timezone.now() - timedelta(hours=1)
+    Calculation.objects.filter(id=waiting.id).update(updated_at=an_hour_ago, flow_run_id=uuid4())
+    Calculation.objects.filter(id=backing_off.id).update(
+        updated_at=an_hour_ago - timedelta(hours=1), flow_run_id=uuid4(), not_before=timezone.now() + timedelta(hours=1)
+    )
+    assert 3600 <= gauges()[("emgapi_flow_run_wait_oldest_seconds", (("kind", "calculation"),))] < 3700
+
+
+def test_free_disk_space_is_exported_by_every_process() -> None:
+    text = exposition(with_database=False).decode()
+    assert 'emgapi_disk_free_bytes{path="data"}' in text and 'emgapi_disk_size_bytes{path="work"}' in text
+    assert "emgapi_runs{" not in text and "emgapi_queue_depth" not in text  # the API's alone

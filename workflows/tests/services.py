@@ -8,6 +8,7 @@ defined in two conftest files would be two fixtures, and would start two servers
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -26,6 +27,12 @@ def _postgres_url(database: str, *, driver: str = "postgresql") -> str:
     db = django_settings.DATABASES["default"]
     password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
     return f"{driver}://{db['USER']}{password}@{db['HOST']}:{db['PORT']}/{database}"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def _wait_http(url: str, process: subprocess.Popen[bytes], log: Path, seconds: float) -> None:
@@ -176,9 +183,13 @@ class PrefectServer(ServiceProcess):
 
 
 class WorkerProcess(ServiceProcess):
-    """The real calculation worker on the test database."""
+    """The real calculation worker on the test database, its /metrics on `metrics_port`."""
 
     argv = [sys.executable, "-m", "workflows.worker"]
+
+    @property
+    def metrics_port(self) -> int:
+        return int(self.env["EMGAPI_METRICS__WORKER_PORT"])
 
     def wait_ready(self, log_offset: int) -> None:
         assert self.process is not None
@@ -205,6 +216,7 @@ def calculation_worker(
         "EMGAPI_PUBLIC_URL": live_server.url,
         "EMGAPI_PREFECT__DISPATCH": "background",  # as in production: it dispatches the retries it queues
         "EMGAPI_RECONCILER__INTERVAL_SECONDS": "2",  # its reconciler service, at test speed
+        "EMGAPI_METRICS__WORKER_PORT": str(_free_port()),  # its /metrics (the Prometheus test scrapes it)
     }
     worker = WorkerProcess(env, tmp_path_factory.mktemp("worker") / "worker.log")
     worker.start()
