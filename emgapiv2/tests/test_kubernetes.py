@@ -7,6 +7,7 @@ with the secrets that deployment/kubernetes/secrets.sh writes for it (never in t
 
 from __future__ import annotations
 
+import base64
 import re
 import shutil
 import subprocess
@@ -198,6 +199,27 @@ def test_no_secret_is_in_the_repository() -> None:
         ["git", "ls-files", "deployment/kubernetes"], cwd=BASE_DIR, capture_output=True, text=True, timeout=30
     ).stdout.split()
     assert not [path for path in tracked if "/secrets/" in path]
+
+
+def _secret(objects: list[dict[str, Any]], name: str) -> dict[str, str]:
+    secret = next(obj for obj in objects if obj["kind"] == "Secret" and obj["metadata"]["name"].startswith(name))
+    return {key: base64.b64decode(value).decode() for key, value in secret["data"].items()}
+
+
+def test_the_generated_secrets_agree_with_each_other(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    """secrets.sh for dev: the database URLs carry the database's password, every Prefect client the
+    server's credentials; for production it leaves what only the operator knows marked CHANGE-ME."""
+    dev = rendered["dev"]
+    app, prefect, postgres = (_secret(dev, name) for name in ("emgapi-secrets", "prefect-secrets", "postgres-secrets"))
+    password = postgres["POSTGRES_PASSWORD"]
+    assert len(password) >= 32
+    assert app["EMGAPI_DB__URL"] == f"postgresql://emgapi:{password}@postgres:5432/emgapi"
+    assert prefect["PREFECT_SERVER_DATABASE_CONNECTION_URL"].endswith(f":{password}@postgres:5432/prefect")
+    assert app["PREFECT_API_AUTH_STRING"] == prefect["PREFECT_SERVER_API_AUTH_STRING"]
+    assert _secret(dev, "emgapi-flow-run-secrets") == app
+    production = _secret(rendered["production"], "emgapi-secrets")
+    assert "CHANGE-ME" in production["EMGAPI_DB__URL"] and production["EMGAPI_S3__SECRET_ACCESS_KEY"] == "CHANGE-ME"
+    assert "CHANGE-ME" not in production["EMGAPI_SECRET_KEY"] + production["PREFECT_API_AUTH_STRING"]
 
 
 def test_the_settings_of_the_manifests_are_documented_settings() -> None:
