@@ -17,6 +17,7 @@ command -v chromium >/dev/null || need_apt+=(chromium)  # the dashboard's browse
 # Prometheus and promtool (2.42 on bookworm): the metrics tests run a Prometheus of their own, and check
 # deployment/prometheus/ (its config, its alert rules and their unit test)
 command -v promtool >/dev/null || need_apt+=(prometheus)
+command -v docker-compose >/dev/null || need_apt+=(docker-compose)  # the compose stack's test (scripts/stack.sh)
 if [ ${#need_apt[@]} -gt 0 ]; then
   . scripts/apt.sh
   apt_install bootstrap "${need_apt[@]}"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The containerised, production-like stack (docker-compose.yaml) on the project-local Docker engine.
 #   stack.sh up                      build every image, start the stack, wait until the API is healthy
-#   stack.sh test [--no-up]          up, then one prodigal calculation through the HTTP API; prints timings
+#   stack.sh test [--no-up]          up, then one prodigal calculation through the HTTP API, and one
+#                                    flow on the Docker work pool (docker-worker); prints timings
 #                                    (--no-up: against the stack already running)
 #   stack.sh logs [service…]         the services' logs (last STACK_LOG_LINES lines, default 200)
 #   stack.sh ps                      the stack's containers
@@ -205,15 +206,52 @@ cmd_test() {
   local proteins genes
   proteins=$(json "d['outputs']['proteins'][0]" <<<"$calc")
   genes=$(curl -sf "${auth[@]}" "$API/files/$proteins/content" | grep -c '^>' || true)
+  docker_pool_test "$file_id"
   cat <<MSG
-stack test: PASSED — prodigal calculation $calc_id COMPLETE on backend $(json "d['backend']" <<<"$calc"), $genes proteins
+stack test: PASSED — prodigal calculation $calc_id COMPLETE on backend $(json "d['backend']" <<<"$calc"), $genes proteins;
+  annotate-genomes on the Docker work pool COMPLETE (flow run $DOCKER_FLOW_RUN, its steps on the worker)
   images built        ${BUILD_SECONDS} s
   stack up (healthy)  ${UP_SECONDS} s
   token               ${token_seconds} s
   upload              ${upload_seconds} s
   submit -> COMPLETE  ${calc_seconds} s   (started $(json "d['started_at']" <<<"$calc"), finished $(json "d['finished_at']" <<<"$calc"))
+  Docker work pool    ${DOCKER_SECONDS} s   (deploy, then launch -> COMPLETE in a container of the app image)
   total               $(since "$t_total") s
 MSG
+}
+
+# The docker-worker service: a flow deployed to the Docker work pool runs in a container of the app
+# image on the stack's network, and its steps on the calculation worker.
+docker_pool_test() {  # genome file id
+  local t run run_id state profile_id body
+  t=$(now)
+  compose exec -T worker python -m workflows.deploy annotate_genomes --pool docker >&2
+  profile_id=$(curl -sf "${auth[@]}" -F file=@demo/data/family.hmm "$API/files" | json "d['id']")
+  body="{\"params\": {\"genomes\": [\"$1\"], \"profile\": \"$profile_id\"}}"
+  run=$(curl -sf "${auth[@]}" -H 'Content-Type: application/json' -d "$body" "$API/workflows/annotate-genomes/runs")
+  run_id=$(json "d['id']" <<<"$run")
+  log "launched annotate-genomes on the Docker work pool: workflow run $run_id"
+  local deadline=$(( SECONDS + TIMEOUT )) last=""
+  while :; do
+    run=$(curl -sf "${auth[@]}" "$API/workflow-runs/$run_id")
+    state=$(json "d['state']" <<<"$run")
+    [ "$state" != "$last" ] && log "  $state after $(since "$t") s"
+    last=$state
+    case "$state" in COMPLETE|EXECUTOR_ERROR|SYSTEM_ERROR|CANCELED) break ;; esac
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      log "workflow run $run_id still $state after $TIMEOUT s"
+      compose logs --tail=60 docker-worker >&2
+      exit 1
+    fi
+    sleep 0.5
+  done
+  if [ "$state" != COMPLETE ]; then
+    log "workflow run $run_id ended $state: $(json "d['error']" <<<"$run")"
+    compose logs --tail=80 docker-worker worker >&2
+    exit 1
+  fi
+  DOCKER_FLOW_RUN=$(json "d['flow_run_id']" <<<"$run")
+  DOCKER_SECONDS=$(since "$t")
 }
 
 cmd_down() {

@@ -16,6 +16,10 @@
 #                roc-validator, which needs only its virtualenv (marked crate_validator), and the
 #                tests starting services of their own (own_services); in the background beside the
 #                integration tier, which mostly waits
+#   stack        the production-like compose stack (task stack-test: scripts/stack.sh): its images
+#                (the app image the suite built, PostgreSQL's and the Slurm node's), up, a prodigal
+#                calculation on its Slurm and a flow on its Docker work pool, down; in the background
+#                once the app image is built, beside the integration tier, awaited in the last tier
 # Usage: scripts/test.sh [--fast | --soak] [pytest arguments, given to every pytest run]
 #   (none)   every tier: ./taskw test, and CI
 #   --fast   the unit tier alone: ./taskw test-fast
@@ -48,6 +52,8 @@ cleanup() {
   for pid in "${bg_pid[@]}"; do  # background work still running: stopped
     kill -- "-$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
   done
+  # the compose stack first: it runs on the engine stopped below
+  [[ " ${started[*]} " != *" stack "* ]] || scripts/stack.sh down >/dev/null 2>&1 || true
   rm -f "${bg_log[@]}"
   [ -n "${images_ready:-}" ] && rm -rf "$images_ready"
   [ -n "${pg_dir:-}" ] && { pg_stop "$pg_dir"; rm -rf "$pg_dir"; }
@@ -211,6 +217,16 @@ background podman env DOCKER_HOST="$podman_host" bash -c '
 ' "$DOCKER_HOST" "$@"
 background beside env EMGAPI_DB__URL="${pg_url}_beside" python -m pytest -p no:cacheprovider --reuse-db -q \
   -m "crate_validator or own_services" "$@"
+if [ "$filtered" -eq 0 ]; then  # (a filtered run selects tests; the stack is none of them)
+  # its own project and ports on the suite's engine; stopped at the end whatever happens (cleanup)
+  export STACK_PROJECT="emgapi-test-$$" STACK_DOCKER_HOST="$DOCKER_HOST" STACK_TIMEOUT=300
+  STACK_WEB_PORT=$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  STACK_PREFECT_PORT=$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  export STACK_WEB_PORT STACK_PREFECT_PORT
+  started+=(stack)
+  background stack bash -c 'while [ ! -f "$0/app" ]; do sleep 1; done; [ "$(cat "$0/app")" = 0 ] && scripts/stack.sh test' \
+    "$images_ready"
+fi
 # its Prefect server boots while the tests are collected (workflows/tests/services.py)
 EMGAPI_TEST_PREFECT_EARLY=1 EMGAPI_TEST_APP_IMAGE_READY="$images_ready/app" on_postgres --tier-fail-fast \
   -m "(integration or container or slurm or system) and not crate_validator and not own_services" "$@"
@@ -219,4 +235,8 @@ tier podman  # and the rest beside it, and the app image: whatever of the backgr
 await_background images
 await_background beside
 await_background podman
+if [ -n "${bg_pid[stack]:-}" ]; then
+  tier stack  # what the stack's test adds beyond the tiers it ran beside
+  await_background stack
+fi
 
