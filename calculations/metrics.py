@@ -135,7 +135,13 @@ class DatabaseCollector:
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("emgapi_database_up", "Whether the scrape could read the database's gauges.")
         try:
-            gauges = list(self._gauges())
+            with transaction.atomic():
+                if connection.vendor == "postgresql":
+                    # a parallel plan's workers cost more to start (~15 ms) than they save counting the
+                    # runs_by_state index (100,000 runs: 18 ms serial)
+                    with connection.cursor() as cursor:
+                        cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+                gauges = list(self._gauges())
         except DatabaseError:
             logger.warning("metrics: the database's gauges could not be read", exc_info=True)
             up.add_metric([], 0)
@@ -173,13 +179,14 @@ def _run_counts() -> tuple[list[tuple[str, str, str, str, int, datetime]], datet
     calculations = (
         Calculation.objects.order_by()
         .values("state", "tool", "backend")
-        .annotate(kind=Value("calculation"), n=Count("id"), first=Min("created_at"))
+        # COUNT(*), not of a column the index lacks: the runs_by_state index alone answers it
+        .annotate(kind=Value("calculation"), n=Count("*"), first=Min("created_at"))
         .values_list("kind", "state", "tool", "backend", "n", "first")
     )
     workflow_runs = (
         WorkflowRun.objects.order_by()
         .values("state", "workflow")
-        .annotate(kind=Value("workflow_run"), backend=Value(""), n=Count("id"), first=Min("created_at"))
+        .annotate(kind=Value("workflow_run"), backend=Value(""), n=Count("*"), first=Min("created_at"))
         .values_list("kind", "state", "workflow", "backend", "n", "first")
     )
     # created_at is the creating API process's clock (auto_now_add), as is this one

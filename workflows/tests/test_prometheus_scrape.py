@@ -3,12 +3,13 @@ during a burst of calculations, with the scrape config deployment/prometheus/ sh
 token file pointed at this session's API and worker), and its queries agree with what the API reports:
 runs by state, the queue's depth, and the p95 of dispatch latency (histogram_quantile over the burst).
 
-The burst is small (the session's one worker, 2 cores shared): `bench/bench_metrics.py --burst 100`
-runs the same comparison at 100 against a running platform."""
+The burst is small here (20: the session's one worker, on 2 cores shared); the issue's acceptance burst
+of 100 is this test with EMGAPI_TEST_PROMETHEUS_BURST=100 (bench/README.md)."""
 
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import socket
 import subprocess
@@ -24,7 +25,7 @@ import yaml
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from calculations.actions import do_create_api_token
+from calculations.actions import do_create_api_token, do_set_user_quota
 from calculations.metrics import metrics_token
 from calculations.models import Calculation
 from emgapiv2.config import BASE_DIR
@@ -32,7 +33,7 @@ from workflows.tests.services import WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 TERMINAL = {"COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED"}
-BURST = 20
+BURST = int(os.environ.get("EMGAPI_TEST_PROMETHEUS_BURST", "20"))
 HELD = 3  # QUEUED runs waiting out a retry's backoff: a queue that stays while Prometheus is asked
 
 
@@ -125,6 +126,7 @@ def _p95(values: list[float]) -> float:
 def test_prometheus_agrees_with_the_api_after_a_burst(
     prometheus: Prometheus, live_server: Any, dispatching: None, tmp_path: Path
 ) -> None:
+    do_set_user_quota("scraped", max_active_calculations=BURST + HELD)  # (100 in flight is the default's limit)
     http = httpx.Client(
         base_url=f"{live_server.url}/api/v2", headers={"Authorization": f"Bearer {do_create_api_token('scraped')}"},
         timeout=30,
@@ -146,7 +148,7 @@ def test_prometheus_agrees_with_the_api_after_a_burst(
                                                               "use_cache": False})  # fmt: skip
         assert answer.status_code == 202, answer.text
         ids.append(answer.json()["id"])
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 60 + 3 * BURST
     while True:
         runs = [http.get(f"/calculations/{calc_id}").json() for calc_id in ids]
         if all(run["state"] in TERMINAL for run in runs):
@@ -166,7 +168,7 @@ def test_prometheus_agrees_with_the_api_after_a_burst(
     _until(lambda: prometheus.by("state", by_state) == listed, 10, lambda: (prometheus.by("state", by_state), listed))
     assert prometheus.scalar('emgapi_queue_depth{kind="calculation"}') == HELD
     # the burst was seen queued while it was (a scrape a second)
-    queued_most = prometheus.scalar('max_over_time(emgapi_queue_depth{kind="calculation"}[2m])')
+    queued_most = prometheus.scalar('max_over_time(emgapi_queue_depth{kind="calculation"}[10m])')
     assert queued_most is not None and HELD < queued_most <= HELD + BURST
 
     # dispatch latency: the burst's share of the worker's histogram (what it held before subtracted)
