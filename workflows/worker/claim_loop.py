@@ -46,6 +46,7 @@ from workflows.flow_code import FlowCodeError
 from workflows.identity import this_worker
 from workflows.orchestration.catalogue import WORKFLOW_TAG
 from workflows.orchestration.orchestrator import workflow_run_tags
+from workflows.orchestration.wakeups import WorkListener
 from workflows.orchestration.work_pools import ensure_calculation_work_pool
 from workflows.worker import liveness, notifier, pool_heartbeat, prefect_cancels, reconciler, sweeper
 from workflows.worker.adoption import adopt_flow_run
@@ -64,21 +65,51 @@ class LoadedFlow:
 
 
 class CalculationWorker:
-    def __init__(self, work_pool: str, *, concurrency: int, query_seconds: float, heartbeat_seconds: float) -> None:
+    def __init__(
+        self,
+        work_pool: str,
+        *,
+        concurrency: int,
+        query_seconds: float,
+        heartbeat_seconds: float,
+        idle_poll_seconds: float | None = None,
+    ) -> None:
         self.work_pool = work_pool
         self.name = f"calculation-worker-{socket.gethostname()}-{os.getpid()}"
         self.concurrency = concurrency
         self.query_seconds = query_seconds
+        self.idle_poll_seconds = idle_poll_seconds or query_seconds
         self.heartbeat_seconds = heartbeat_seconds
         self._running: dict[UUID, asyncio.Task[None]] = {}
         self._flows: dict[UUID, LoadedFlow] = {}
         self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()  # a run was launched (wakeups.py), or room was made for one
+        self._listener = WorkListener(self._wake_in)
 
     def stop(self) -> None:
         self._stopping.set()
+        self._wake.set()  # (its loop checks _stopping once woken)
+
+    def _wake_in(self, delay_seconds: float) -> None:
+        if delay_seconds <= 0:
+            self._wake.set()
+        else:  # a retry's backoff: claimed when it is due, not at the next poll
+            asyncio.get_running_loop().call_later(delay_seconds, self._wake.set)
 
     def _forget(self, flow_run_id: UUID, _task: asyncio.Task[None]) -> None:
+        if len(self._running) >= self.concurrency:
+            self._wake.set()  # it was full: runs may be waiting for this room
         self._running.pop(flow_run_id, None)
+
+    async def _wait_for_work(self) -> None:
+        """Until woken (a run launched, room made, stopping) or the poll interval has passed: slow
+        while the database's notifications wake this worker, fast where nothing does."""
+        interval = self.idle_poll_seconds if self._listener.listening else self.query_seconds
+        try:
+            await asyncio.wait_for(self._wake.wait(), interval)
+        except TimeoutError:
+            pass
+        self._wake.clear()
 
     async def run(self) -> None:
         # One client for the worker and every flow run it executes: the flow engine takes the client
@@ -98,15 +129,13 @@ class CalculationWorker:
                     prefect_cancels.serve(client, lambda: list(self._running)),
                     reconciler.serve(me.name),
                     notifier.serve(me.name),
+                    self._listener.serve(),
                 )
             ]
             logger.info("worker %s serving work pool %r", self.name, self.work_pool)
             while not self._stopping.is_set():
                 await self._claim(client)
-                try:
-                    await asyncio.wait_for(self._stopping.wait(), self.query_seconds)
-                except TimeoutError:
-                    pass
+                await self._wait_for_work()
             logger.info("worker stopping; waiting for %d running flow runs", len(self._running))
             if self._running:
                 await asyncio.gather(*self._running.values(), return_exceptions=True)
@@ -218,6 +247,7 @@ def serve() -> None:
         settings.prefect.work_pool,
         concurrency=settings.worker.concurrency,
         query_seconds=settings.worker.query_seconds,
+        idle_poll_seconds=settings.worker.idle_poll_seconds,
         heartbeat_seconds=settings.worker.heartbeat_seconds,
     )
 
