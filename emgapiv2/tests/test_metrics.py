@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from uuid import uuid4
 
 import httpx
 import pytest
@@ -85,3 +86,15 @@ def test_under_gunicorn_every_process_counts_into_one_scrape(tmp_path: Path) -> 
     finally:
         server.send_signal(signal.SIGINT)  # a quick shutdown (SIGTERM waits for the workers' graceful timeout)
         server.wait(10)
+
+
+def test_requests_are_timed_by_route_pattern_never_by_path(client: Client) -> None:
+    ids = [str(uuid4()) for _ in range(3)]
+    for calculation_id in ids:
+        assert client.get(f"/api/v2/calculations/{calculation_id}").status_code == 401
+    client.get("/no/such/page")
+    routes = {labels for name, labels in _scrape(client) if name == "emgapi_http_request_duration_seconds_count"}
+    seen = {dict(labels)["route"] for labels in routes}
+    assert any(route.startswith("api/v2/calculations/<") for route in seen), seen
+    assert "unmatched" in seen
+    assert not any(calculation_id in route for route in seen for calculation_id in ids)
