@@ -97,6 +97,9 @@ def prometheus(live_server: Any, calculation_worker: WorkerProcess, tmp_path: Pa
         # both targets scraped, with the token, before anything is measured
         _until(lambda: server.by("job", "up") == {"emgapi-api": 1, "emgapi-worker": 1}, 15,
                lambda: f"targets not up: {server.http.get('/api/v1/targets').text[:2000]}")  # fmt: skip
+        # the shipped alert rules load in a real Prometheus too
+        groups = server.http.get("/api/v1/rules").json()["data"]["groups"]
+        assert sum(len(group["rules"]) for group in groups) == 10, groups
         yield server
     finally:
         process.terminate()
