@@ -26,6 +26,7 @@ set -euo pipefail
 cd "$ROOT"
 
 PROJECT=${STACK_PROJECT:-emgapi}
+export STACK_PROJECT=$PROJECT  # docker-compose.yaml names the project's network and volume after it
 TIMEOUT=${STACK_TIMEOUT:-600}
 export STACK_WEB_PORT=${STACK_WEB_PORT:-8080} STACK_PREFECT_PORT=${STACK_PREFECT_PORT:-4300}
 export STACK_BIND=${STACK_BIND:-127.0.0.1}
