@@ -102,7 +102,8 @@ def observe_change(run: Calculation | WorkflowRun, from_state: str, to_state: st
         else:
             outcome = "queued"
         updates.append(SUBMISSIONS.labels(kind, tool, outcome).inc)
-    elif to_state == RunState.RUNNING:
+    elif to_state == RunState.RUNNING and from_state in (RunState.QUEUED, RunState.INITIALIZING):
+        # (not a paused workflow run resumed: it was dispatched once)
         latency = _seconds(run.created_at, run.started_at)
         if run.attempt == 1 and latency is not None:
             updates.append(lambda: DISPATCH_LATENCY.labels(kind, tool, backend).observe(latency))

@@ -109,9 +109,10 @@ class ExecutionSettings(BaseModel):
     )
     cgroups: bool = Field(
         True,
-        description="Put each local job in a cgroup of its own where the worker can make one (v1, or a delegated v2 "
-        "subtree): memory and CPUs enforced by the kernel, out of memory detected, the tool's usage measured. Off, or "
-        "where none is writable: memory is an address-space rlimit and only wall time is measured.",
+        description="Put each local job in a cgroup of its own where the worker can make one (cgroup v1; on v2 only "
+        "where the worker's own cgroup already hands memory to its children, which v2 allows only to a cgroup with "
+        "no process of its own): memory and CPUs enforced by the kernel, out of memory detected, the tool's usage "
+        "measured. Off, or where none can be made: memory is an address-space rlimit and only wall time is measured.",
     )
 
 

@@ -24,7 +24,7 @@ from calculations.models import Calculation, CalculationInput, File, WorkflowRun
 from calculations.orchestrator import launch_after_commit
 from calculations.programs import get_program
 from calculations.provenance import Provenance
-from calculations.resources import escalation_plan, grant_resources
+from calculations.resources import RetryIn, escalation_plan, grant_resources
 from calculations.run_kinds import CALCULATION
 from calculations.states import ACTIVE_STATES, ATTEMPT_IN_PROGRESS_STATES, RunState
 from calculations.storage import get_storage
@@ -154,7 +154,7 @@ def check_create_calculation(
     input_bytes = sum(file.size for file in files.values())  # the request's band of measured runs
     granted = recommended_grant(spec, granted, resources, backend=chosen_backend, input_bytes=input_bytes)
     # (after the recommendation: a retry's cap is checked against what the run is given)
-    escalation = escalation_plan(spec.resources, spec.escalation, granted, retry)
+    escalation = escalation_plan(spec.resources, spec.escalation, granted, _checked_retry(retry))
 
     new = NewCalculation(
         program=spec.name,
@@ -173,6 +173,17 @@ def check_create_calculation(
         escalation=escalation,
     )
     return do_create_calculation(owner_id, new)
+
+
+def _checked_retry(retry: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """`retry` as RetryIn reads it: a misspelled key or a wrong type is a 422 naming it, from the SDK
+    and a workflow's steps as from the API (whose body schema checked it already)."""
+    if retry is None:
+        return None
+    try:
+        return RetryIn.model_validate(dict(retry)).model_dump(exclude_none=True)
+    except ValidationError as exc:
+        raise InvalidInput(_format_validation_error("retry.", exc)) from None
 
 
 def _has_all_outputs(calc: Calculation) -> bool:

@@ -1,7 +1,10 @@
 """`GET /api/v2/health`, for probes: open to anyone, so it says which dependency fails and never how
-(an error's text can name hosts, accounts or paths): that goes to the API's log. It is the readiness
-probe; `GET /api/v2/health/live` is the liveness probe, which touches no dependency, so that an outage
-of the database takes the API's pods out of the load balancer without restarting them all."""
+(an error's text can name hosts, accounts or paths): that goes to the API's log. The probes:
+`GET /api/v2/health/ready` (readiness) asks only what the API cannot serve without, the database and
+the storage: with Prefect down it still serves and queues submissions (the reconciler dispatches them
+later), so a Prefect restart must not take every API pod out of the load balancer; `GET
+/api/v2/health/live` (liveness) asks nothing, so that an outage of the database takes the pods out of
+the load balancer without restarting them all."""
 
 import logging
 
@@ -56,6 +59,14 @@ def health(request: HttpRequest) -> tuple[int, HealthOut]:
     """Whether the database, the storage and the orchestrator (Prefect) answer (no auth needed)."""
     orchestrator_name, orchestrator_check = _check_orchestrator()
     checks = {"database": _check_database(), "storage": _check_storage(), orchestrator_name: orchestrator_check}
+    healthy = all(check.ok for check in checks.values())
+    return (200 if healthy else 503), HealthOut(status="ok" if healthy else "degraded", checks=checks)
+
+
+@router.get("/ready", response={200: HealthOut, 503: HealthOut}, auth=None, operation_id="health_ready")
+def ready(request: HttpRequest) -> tuple[int, HealthOut]:
+    """Whether the API can serve: its database and storage answer (Prefect is not asked; no auth needed)."""
+    checks = {"database": _check_database(), "storage": _check_storage()}
     healthy = all(check.ok for check in checks.values())
     return (200 if healthy else 503), HealthOut(status="ok" if healthy else "degraded", checks=checks)
 

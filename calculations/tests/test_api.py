@@ -295,11 +295,25 @@ def test_health_reports_each_dependency(anonymous: ApiClient) -> None:
 
 
 def test_liveness_answers_while_a_dependency_is_down(anonymous: ApiClient) -> None:
-    """The liveness probe asks no dependency: with Prefect down the API is not ready (503), but alive,
-    so Kubernetes takes it out of the load balancer instead of restarting it."""
+    """The liveness probe asks no dependency, and the readiness probe only what the API cannot serve
+    without: with Prefect down /health says so (503), but the API is alive and ready (it queues
+    submissions until Prefect is back), so a Prefect restart takes no API pod out of the load balancer."""
     assert anonymous.get("/health").status_code == 503
     response = anonymous.get("/health/live")
     assert response.status_code == 200 and response.json() == {"status": "ok", "checks": {}}
+    ready = anonymous.get("/health/ready")
+    assert ready.status_code == 200 and set(ready.json()["checks"]) == {"database", "storage"}
+
+
+def test_readiness_fails_without_the_storage(anonymous: ApiClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    from calculations.storage import get_storage
+
+    def broken() -> None:
+        raise OSError("unreachable")
+
+    monkeypatch.setattr(get_storage(), "check", broken)
+    response = anonymous.get("/health/ready")
+    assert response.status_code == 503 and response.json()["checks"]["storage"]["ok"] is False
 
 
 def test_health_says_what_fails_but_never_how(anonymous: ApiClient, monkeypatch: pytest.MonkeyPatch) -> None:

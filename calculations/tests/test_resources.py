@@ -234,3 +234,14 @@ def test_a_retry_cap_outside_what_the_run_may_have_is_refused_naming_it(alice: A
     below = refusal(submit(alice, molecule, {"memory_mb": 2048}, retry={"max_memory_mb": 1024}))
     assert below == "retry.max_memory_mb: 1024 is below what the run is given (2048 MB)"
     assert "retry.on_om" in refusal(submit(alice, molecule, retry={"on_om": False}))  # misspelled: never ignored
+
+
+def test_a_retry_from_the_sdk_is_checked_as_the_apis_is(alice_id: int) -> None:
+    """A flow's `run_tool(..., retry=…)` reaches the action as a dict: a misspelled key or a wrong
+    type is refused naming it (the step then fails saying so), never ignored or a crash."""
+    from calculations.actions import check_create_calculation
+
+    molecules = upload(alice_id, "m.smi", b"CCO\n")
+    for retry, named in (({"on_oom_": False}, "retry.on_oom_"), ({"max_memory_mb": "lots"}, "retry.max_memory_mb")):
+        with pytest.raises(InvalidInput, match=named):
+            check_create_calculation(alice_id, "obabel", inputs={"molecules": molecules.id}, params={}, retry=retry)

@@ -6,7 +6,7 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from calculations.actions import JobOutcome, OutputBlob, do_end_attempt
+from calculations.actions import JobOutcome, OutputBlob, do_end_attempt, do_mark_running, do_start_calculation
 from calculations.errors import InvalidTransition
 from calculations.models import Calculation, CalculationEvent, File
 from calculations.policies import AttemptEnd, retry_delay_seconds
@@ -95,13 +95,12 @@ def _given(memory_mb: int, time_limit_seconds: int, cap_memory: int, cap_time: i
 
 def _next_attempt(calc: Calculation, attempt: int, end: AttemptEnd) -> Calculation:
     """End `attempt` with `end`; if a next one is queued (its `not_before` tells when), start it as the
-    worker would, with what the calculation is now given."""
+    worker does (its record then holds what the calculation is now given)."""
     with transaction.atomic():
         queued = do_end_attempt(calc.id, attempt, end, message="killed")
     if queued.state == S.QUEUED:
-        queued.state = S.RUNNING
-        queued.provenance = update_attempt(queued.provenance, attempt + 1, resources=queued.provenance["resources"])
-        queued.save()
+        do_start_calculation(calc.id, attempt + 1, flow_run_id=None, backend="local", host="h", workdir="w")
+        return do_mark_running(calc.id, attempt + 1, job_id="1", argv=["tool"], executable=None)
     return queued
 
 

@@ -137,8 +137,8 @@ def test_probes_split_liveness_from_readiness_on_real_routes(rendered: dict[str,
     pods = _pod_specs(rendered["production"])
     api = pods["api"]["spec"]["containers"][0]
     live, ready = api["livenessProbe"]["httpGet"]["path"], api["readinessProbe"]["httpGet"]["path"]
-    assert (live, ready) == ("/api/v2/health/live", "/api/v2/health")
-    assert resolve(live).url_name == "live" and resolve(ready).url_name == "health"
+    assert (live, ready) == ("/api/v2/health/live", "/api/v2/health/ready")
+    assert resolve(live).url_name == "live" and resolve(ready).url_name == "ready"
     config = _named(rendered["production"], "ConfigMap", "emgapi-flow-run-config")["data"]
     allowed_hosts = yaml.safe_load(config["EMGAPI_ALLOWED_HOSTS"])
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):

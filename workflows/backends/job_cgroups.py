@@ -12,9 +12,12 @@ cgroup v2 (one unified hierarchy: memory.max, memory.peak, memory.events, cpu.ma
 under the worker's own, in `emgapi-jobs/`. A job joins them through a shell that writes its own pid
 and then `exec`s the job's argv, so nothing the tool does happens outside them.
 
-Where no memory cgroup is writable (a worker that is not root, a container without a delegated
-cgroup), the local backend falls back to rlimits: memory as address space, where an allocation
-fails instead (the tool reports it in its own words), and it measures wall time only.
+Where no memory cgroup can be made, the local backend falls back to rlimits: memory as address space,
+where an allocation fails instead (the tool reports it in its own words), and it measures wall time
+only. So it is on a worker that is not root, and on most cgroup v2 hosts: v2 lets a cgroup hand its
+controllers to children only while it holds no process itself, and the worker is in its own cgroup.
+Moving the worker into a leaf of a delegated subtree (systemd's Delegate=yes) would lift that; it is
+not done yet.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import secrets
 import signal
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -216,14 +220,24 @@ class JobCgroups:
         return bool(self._hierarchies)
 
     def create(self, *, memory_mb: int, cpus: int) -> JobCgroup:
-        name = f"{self._prefix}{next(_counter)}"
+        # (random too: a worker in a container often has the pid an earlier one had, whose cgroup may remain)
+        name = f"{self._prefix}{next(_counter)}-{secrets.token_hex(4)}"
         directories: dict[str, Path] = {}
         version = self._hierarchies[0].version
-        for hierarchy in self._hierarchies:
-            directory = hierarchy.base / name
-            directory.mkdir()
-            for controller in hierarchy.controllers:
-                directories[controller] = directory
+        try:
+            for hierarchy in self._hierarchies:
+                directory = hierarchy.base / name
+                directory.mkdir()
+                for controller in hierarchy.controllers:
+                    directories[controller] = directory
+            self._limit(directories, version, memory_mb=memory_mb, cpus=cpus)
+        except OSError:
+            JobCgroup(directories, version).remove()  # what was made of it
+            raise
+        return JobCgroup(directories, version)
+
+    @staticmethod
+    def _limit(directories: Mapping[str, Path], version: int, *, memory_mb: int, cpus: int) -> None:
         limit = str(memory_mb * 1024**2)
         memory = directories["memory"]
         if version == 2:
@@ -236,7 +250,6 @@ class JobCgroups:
             _write_if_present(memory / "memory.memsw.limit_in_bytes", limit)  # (after the limit: never below it)
             if "cpu" in directories:
                 _write_if_present(directories["cpu"] / "cpu.cfs_quota_us", str(cpus * 100_000))
-        return JobCgroup(directories, version)
 
 
 def _write_if_present(path: Path, value: str) -> None:

@@ -101,7 +101,10 @@ class LocalBackend:
         if self._sandbox is not None:
             self._sandbox.prepare(spec)
             argv = self._sandbox.wrap(spec, argv)
-        cgroup = self._cgroups.create(memory_mb=spec.memory_mb, cpus=spec.cpus) if self._cgroups.available else None
+        try:
+            cgroup = self._cgroups.create(memory_mb=spec.memory_mb, cpus=spec.cpus) if self._cgroups.available else None
+        except OSError as exc:
+            raise BackendUnavailable(f"could not make the job's cgroup ({exc.strerror})") from None
         if cgroup is not None:
             argv = cgroup.join_argv(argv)
         try:

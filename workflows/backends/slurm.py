@@ -34,6 +34,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import socket
 import time
 from dataclasses import dataclass, field
@@ -171,11 +172,13 @@ def sacct_usage(job: list[str], batch: list[str] | None) -> dict[str, float]:
     return usage
 
 
-def _memory_kill(job: _Job, state: str | None) -> str:
+def _memory_kill(job: _Job, state: str | None, exit_pair: tuple[int, int] | None = None) -> str:
     """Who, besides Slurm's OUT_OF_MEMORY, says the job was killed for memory, or ""."""
     if job.job_dir is not None and oom_killed(job.job_dir / USAGE_FILE):
         return "in its container"  # killed by the container's limit, which Slurm never sees
-    if state in ("FAILED", "CANCELLED") and _stepd_killed_for_memory(job.stderr_path):
+    # (the job must have died by SIGKILL too: the line alone is text a tool can print)
+    killed = exit_pair is not None and exit_pair[1] == signal.SIGKILL
+    if state in ("FAILED", "CANCELLED") and killed and _stepd_killed_for_memory(job.stderr_path):
         return "Slurm"  # OverMemoryKill: the job ends FAILED (22.05) or CANCELLED, by SIGKILL
     return ""
 
@@ -422,7 +425,9 @@ class SlurmBackend:
         exit_code = _read_exit_file(job.job_dir)
         if exit_code is None and exit_pair is not None:
             exit_code = exit_pair[0]
-        return self._interpret(job_id, job, state, exit_code, exit_pair, usage, memory_kill=_memory_kill(job, state))
+        return self._interpret(
+            job_id, job, state, exit_code, exit_pair, usage, memory_kill=_memory_kill(job, state, exit_pair)
+        )
 
     @staticmethod
     def _interpret(

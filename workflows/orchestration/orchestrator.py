@@ -200,7 +200,10 @@ def create_flow_run(client: SyncPrefectClient, kind_name: str, run_id: UUID) -> 
         request.on_refused(str(refused))
         return None
     do_record_flow_run(kind, run_id, run.attempt, flow_run.id)
-    notify_work(request.scheduled_for)  # the workers wake for it now, or when its backoff ends
+    try:
+        notify_work(request.scheduled_for)  # the workers wake for it now, or when its backoff ends
+    except Exception:  # (the flow run is made and recorded: the workers' poll finds it)
+        logger.warning("could not notify the workers of flow run %s", flow_run.id, exc_info=True)
     return flow_run.id
 
 

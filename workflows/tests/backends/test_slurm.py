@@ -109,11 +109,13 @@ def test_a_job_slurmstepd_killed_for_memory_is_out_of_memory(tmp_path: Path) -> 
         "slurmstepd-localhost: error: *** JOB 1 ON localhost CANCELLED AT 2026-12-04T17:28:14 ***\n"
     )
     job = _Job(tmp_path, 60, 100, stderr_path=stderr)
-    state = SlurmBackend._interpret("1", job, "FAILED", 0, (0, 9), {}, memory_kill=_memory_kill(job, "FAILED"))
+    killed = _memory_kill(job, "FAILED", (0, 9))
+    state = SlurmBackend._interpret("1", job, "FAILED", 0, (0, 9), {}, memory_kill=killed)
     assert (state.status, state.limit) == (JobStatus.FAILED, JobLimit.MEMORY)
     assert state.message == "killed: out of memory (limit of 100 MB; Slurm)"
+    assert _memory_kill(job, "FAILED", (1, 0)) == ""  # slurmstepd's line, printed by a tool that exited 1
     stderr.write_text("Exceeded job memory limit\n")  # the tool's own words are not slurmstepd's
-    assert _memory_kill(job, "FAILED") == ""
+    assert _memory_kill(job, "FAILED", (0, 9)) == ""
 
 
 def test_accounting_gives_the_batch_steps_usage() -> None:
