@@ -38,6 +38,7 @@ END
 EMGAPI_SECRET_KEY=$(random)
 EMGAPI_DB__URL=postgresql://emgapi:$db_password@postgres:5432/emgapi
 PREFECT_API_AUTH_STRING=$prefect_auth
+EMGAPI_METRICS__TOKEN=$(random)
 END
     write prefect.env <<END
 PREFECT_SERVER_DATABASE_CONNECTION_URL=postgresql+asyncpg://emgapi:$db_password@postgres:5432/prefect
@@ -51,6 +52,7 @@ EMGAPI_DB__URL=postgresql://emgapi:CHANGE-ME@db.example.org:5432/emgapi
 EMGAPI_S3__ACCESS_KEY_ID=CHANGE-ME
 EMGAPI_S3__SECRET_ACCESS_KEY=CHANGE-ME
 PREFECT_API_AUTH_STRING=$prefect_auth
+EMGAPI_METRICS__TOKEN=$(random)
 END
     write prefect.env <<END
 PREFECT_SERVER_DATABASE_CONNECTION_URL=postgresql+asyncpg://emgapi:CHANGE-ME@db.example.org:5432/prefect

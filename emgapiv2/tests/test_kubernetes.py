@@ -228,3 +228,28 @@ def test_the_settings_of_the_manifests_are_documented_settings() -> None:
     for config in KUBERNETES_DIR.rglob("config.env"):
         named = set(re.findall(r"^#?\s*(EMGAPI_[A-Z0-9_]+)=", config.read_text(), re.M))
         assert named and named <= documented, f"{config}: {named - documented}"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_worker_can_be_scraped_with_the_token_and_only_by_a_labelled_namespace(
+    rendered: dict[str, list[dict[str, Any]]], overlay: str
+) -> None:
+    """Metrics from every worker (issue 22): pods share no data_dir, so the token is a generated
+    secret the API and the workers share; the worker listens on its pod's address, on a port that only
+    namespaces labelled emgapi.io/metrics-scraper=true may reach."""
+    objects = rendered[overlay]
+    assert len(_secret(objects, "emgapi-secrets")["EMGAPI_METRICS__TOKEN"]) >= 32
+    config = next(
+        obj for obj in objects if obj["kind"] == "ConfigMap" and obj["metadata"]["name"].startswith("emgapi-config")
+    )
+    assert (config["data"]["EMGAPI_METRICS__WORKER_HOST"], config["data"]["EMGAPI_METRICS__WORKER_PORT"]) == (
+        "0.0.0.0",
+        "9464",
+    )
+    [worker] = _pod_specs(objects)["worker"]["spec"]["containers"]
+    assert {"name": "metrics", "containerPort": 9464, "protocol": "TCP"} in worker["ports"]
+    policy = _named(objects, "NetworkPolicy", "worker-metrics-ingress")["spec"]
+    assert policy["ingress"] == [
+        {"from": [{"namespaceSelector": {"matchLabels": {"emgapi.io/metrics-scraper": "true"}}}],
+         "ports": [{"port": 9464, "protocol": "TCP"}]}
+    ]  # fmt: skip
