@@ -183,27 +183,8 @@ cmd_test() {
   calc_id=$(json "d['id']" <<<"$calc")
   log "submitted prodigal calculation $calc_id (backend ${STACK_BACKEND:-default}): $(json "d['state']" <<<"$calc")"
 
-  local deadline=$(( SECONDS + TIMEOUT )) last=""
-  while :; do
-    calc=$(curl -sf "${auth[@]}" "$API/calculations/$calc_id")
-    state=$(json "d['state']" <<<"$calc")
-    [ "$state" != "$last" ] && log "  $state after $(since "$t") s"
-    last=$state
-    case "$state" in COMPLETE|EXECUTOR_ERROR|SYSTEM_ERROR|CANCELED) break ;; esac
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      log "calculation $calc_id still $state after $TIMEOUT s"
-      compose logs --tail=60 worker >&2
-      exit 1
-    fi
-    sleep 0.25
-  done
+  calc=$(until_complete "$API/calculations/$calc_id" "calculation $calc_id" "$t" worker)
   local calc_seconds; calc_seconds=$(since "$t")
-  if [ "$state" != COMPLETE ]; then
-    log "calculation $calc_id ended $state: $(json "d['error']" <<<"$calc")"
-    curl -s "${auth[@]}" "$API/calculations/$calc_id/logs" >&2 || true
-    compose logs --tail=60 worker >&2
-    exit 1
-  fi
   local proteins genes
   proteins=$(json "d['outputs']['proteins'][0]" <<<"$calc")
   genes=$(curl -sf "${auth[@]}" "$API/files/$proteins/content" | grep -c '^>' || true)
@@ -221,10 +202,37 @@ stack test: PASSED — prodigal calculation $calc_id COMPLETE on backend $(json 
 MSG
 }
 
+# until_complete URL WHAT STARTED SERVICE…: poll the run at URL (a calculation or a workflow run)
+# until it is final, saying each state it reaches; print it if COMPLETE, else exit 1 with its error
+# and the services' last log lines.
+until_complete() {
+  local url=$1 what=$2 started=$3 run state last="" deadline=$(( SECONDS + TIMEOUT ))
+  shift 3
+  while :; do
+    run=$(curl -sf "${auth[@]}" "$url")
+    state=$(json "d['state']" <<<"$run")
+    [ "$state" != "$last" ] && log "  $state after $(since "$started") s"
+    last=$state
+    case "$state" in COMPLETE|EXECUTOR_ERROR|SYSTEM_ERROR|CANCELED) break ;; esac
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      log "$what still $state after $TIMEOUT s"
+      compose logs --tail=60 "$@" >&2
+      exit 1
+    fi
+    sleep 0.25
+  done
+  if [ "$state" != COMPLETE ]; then
+    log "$what ended $state: $(json "d['error']" <<<"$run")"
+    compose logs --tail=80 "$@" >&2
+    exit 1
+  fi
+  echo "$run"
+}
+
 # The docker-worker service: a flow deployed to the Docker work pool runs in a container of the app
 # image on the stack's network, and its steps on the calculation worker.
 docker_pool_test() {  # genome file id
-  local t run run_id state profile_id body
+  local t run run_id profile_id body
   t=$(now)
   compose exec -T worker python -m workflows.deploy annotate_genomes --pool docker >&2
   profile_id=$(curl -sf "${auth[@]}" -F file=@demo/data/family.hmm "$API/files" | json "d['id']")
@@ -232,25 +240,7 @@ docker_pool_test() {  # genome file id
   run=$(curl -sf "${auth[@]}" -H 'Content-Type: application/json' -d "$body" "$API/workflows/annotate-genomes/runs")
   run_id=$(json "d['id']" <<<"$run")
   log "launched annotate-genomes on the Docker work pool: workflow run $run_id"
-  local deadline=$(( SECONDS + TIMEOUT )) last=""
-  while :; do
-    run=$(curl -sf "${auth[@]}" "$API/workflow-runs/$run_id")
-    state=$(json "d['state']" <<<"$run")
-    [ "$state" != "$last" ] && log "  $state after $(since "$t") s"
-    last=$state
-    case "$state" in COMPLETE|EXECUTOR_ERROR|SYSTEM_ERROR|CANCELED) break ;; esac
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      log "workflow run $run_id still $state after $TIMEOUT s"
-      compose logs --tail=60 docker-worker >&2
-      exit 1
-    fi
-    sleep 0.5
-  done
-  if [ "$state" != COMPLETE ]; then
-    log "workflow run $run_id ended $state: $(json "d['error']" <<<"$run")"
-    compose logs --tail=80 docker-worker worker >&2
-    exit 1
-  fi
+  run=$(until_complete "$API/workflow-runs/$run_id" "workflow run $run_id" "$t" docker-worker worker)
   DOCKER_FLOW_RUN=$(json "d['flow_run_id']" <<<"$run")
   DOCKER_SECONDS=$(since "$t")
 }

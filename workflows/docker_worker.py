@@ -5,34 +5,11 @@ container of the platform's image (`container_runner.py` is the container's comm
 created first, with prefect-docker's job template, if no deployment created it yet.
 """
 
-from __future__ import annotations
-
-import asyncio
-import os
-import sys
-
-import django
-
-from emgapiv2.config import get_settings
+from workflows.prefect_worker import serve
 
 
 def main() -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "emgapiv2.settings")
-    django.setup()
-    # imported once Django is set up: Prefect reads the PREFECT_API_URL that the settings give
-    from prefect.client.orchestration import get_client
-
-    from workflows.orchestration.work_pools import ensure_docker_work_pool
-
-    pool = get_settings().prefect.docker_work_pool
-
-    async def create_pool() -> None:
-        async with get_client() as client:
-            await ensure_docker_work_pool(client, pool)
-
-    asyncio.run(create_pool())
-    argv = [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "docker"]
-    os.execv(sys.executable, argv + sys.argv[1:])
+    serve("docker")
 
 
 if __name__ == "__main__":

@@ -177,7 +177,8 @@ def _bare(argv: list[str], cwd: Path) -> tuple[float, float]:
 
 
 def test_usage_is_the_tools_own_as_usr_bin_time_measures_it(tmp_path: Path, cgroups: JobCgroups, genome: bytes) -> None:
-    """Peak memory of a tool that takes 300 MiB, and CPU time of prodigal, within a few % of a bare run's."""
+    """Peak memory of a tool that takes 300 MiB within 5 % of a bare run's, and CPU time of prodigal
+    within a factor of 1.5 of it."""
     (tmp_path / "g.fna").write_bytes(genome * 5)
     dd = ["dd", "if=/dev/zero", "of=/dev/null", "bs=300M", "count=2"]
     prodigal = ["prodigal", "-q", "-p", "meta", "-i", "g.fna", "-o", "/dev/null"]
@@ -194,7 +195,9 @@ def test_usage_is_the_tools_own_as_usr_bin_time_measures_it(tmp_path: Path, cgro
     usage = asyncio.run(measured(prodigal))
     _, bare_cpu = _bare(prodigal, tmp_path)
     cpu = usage["user_cpu_seconds"] + usage["system_cpu_seconds"]
-    assert abs(cpu - bare_cpu) <= 0.2 * bare_cpu + 0.05, (usage, bare_cpu)
+    # (CPU time of the same run varies by up to half on 2 busy cores; what was measured before was the
+    # sandbox's, a hundredth of the tool's)
+    assert bare_cpu / 1.5 <= cpu <= bare_cpu * 1.5, (usage, bare_cpu)
     assert usage["max_rss_mb"] < 100  # prodigal's own few MB, never the worker's (it was 152 MB)
 
 
