@@ -18,7 +18,7 @@ from typing import BinaryIO
 from uuid import UUID
 
 from django.db import transaction
-from django.db.models import Max, Sum
+from django.db.models import F, Max, Sum
 from django.utils import timezone
 
 from calculations.actions.access import access_file_by_id
@@ -26,7 +26,7 @@ from calculations.actions.quotas import storage_limit
 from calculations.actions.transitions import lock_blob
 from calculations.actions.users import lock_user
 from calculations.errors import Conflict, StorageQuotaExceeded
-from calculations.models import Calculation, File, OrphanBlob, TesTask
+from calculations.models import Calculation, File, HeldBytes, OrphanBlob, TesTask
 from calculations.states import ACTIVE_STATES
 from calculations.storage import BlobInfo, StorageError, get_storage
 from calculations.storage.base import hash_stream
@@ -55,15 +55,42 @@ class OutputBlob:
 
 def held_bytes(owner_id: int) -> int:
     """The bytes a user holds: each distinct content once, however many files (copies, cache hits,
-    outputs identical to an upload) point at it."""
-    distinct = File.objects.filter(owner_id=owner_id).values("sha256").annotate(size=Max("size"))
+    outputs identical to an upload) point at it. The running total (`HeldBytes`), kept by `_hold`
+    and `_unhold` as rows come and go."""
+    held = HeldBytes.objects.filter(user_id=owner_id).values_list("bytes", flat=True).first()
+    return int(held or 0)
+
+
+def count_held_bytes(owner_id: int) -> int:
+    """`held_bytes` summed afresh from the user's files (a read of all of them)."""
+    distinct = File.objects.filter(owner_id=owner_id).order_by().values("sha256").annotate(size=Max("size"))
     return int(distinct.aggregate(total=Sum("size"))["total"] or 0)
+
+
+def _add_held(owner_id: int, change: int) -> None:
+    if change and not HeldBytes.objects.filter(user_id=owner_id).update(bytes=F("bytes") + change):
+        HeldBytes.objects.get_or_create(user_id=owner_id)
+        HeldBytes.objects.filter(user_id=owner_id).update(bytes=F("bytes") + change)
+
+
+def _hold(owner_id: int, blobs: Iterable[tuple[str, int]]) -> None:
+    """The user gets rows for these (sha256, size) blobs now: count the ones they did not hold.
+    Call under each blob's lock, before the rows exist (a row of the same bytes, made or deleted
+    meanwhile, takes the same lock)."""
+    _add_held(owner_id, new_bytes(owner_id, blobs))
+
+
+def _unhold(owner_id: int, sha256: str, size: int) -> None:
+    """A row of this blob went (under its lock): the user no longer holds it if it was their last."""
+    if not File.objects.filter(owner_id=owner_id, sha256=sha256).exists():
+        _add_held(owner_id, -size)
 
 
 def new_bytes(owner_id: int, blobs: Iterable[tuple[str, int]]) -> int:
     """How many bytes of these (sha256, size) blobs the user does not hold yet."""
     sizes = dict(blobs)
-    held = set(File.objects.filter(owner_id=owner_id, sha256__in=sizes).values_list("sha256", flat=True))
+    # (unordered: ordered by date, the planner scans all of the user's files instead of (owner, sha256))
+    held = set(File.objects.filter(owner_id=owner_id, sha256__in=sizes).order_by().values_list("sha256", flat=True))
     return sum(size for sha256, size in sizes.items() if sha256 not in held)
 
 
@@ -88,6 +115,13 @@ def quota_message(owner_id: int, adding_bytes: int, what: str, *, excluding: UUI
     reserved = reserved_scratch_bytes(owner_id, excluding=excluding)
     if used + reserved + adding_bytes <= quota:
         return None
+    # refused by the running total: counted afresh first, so that no one is refused wrongly (rows
+    # deleted other than by `do_delete_file`, such as with a deleted calculation, leave it high)
+    if (exact := count_held_bytes(owner_id)) != used:
+        _add_held(owner_id, exact - used)
+        used = exact
+        if used + reserved + adding_bytes <= quota:
+            return None
     scratch = f", your GA4GH TES tasks in flight reserve {reserved} bytes of scratch space" if reserved else ""
     return (
         f"storage quota exceeded: you hold {used} bytes (identical contents count once){scratch}, {what} is "
@@ -154,8 +188,10 @@ def do_register_blob(
             lock_user(owner_id)
             lock_blob(info.sha256)
             # exact now that the digest is known: bytes the user already holds add nothing
-            check_storage_quota(owner_id, new_bytes(owner_id, [(info.sha256, info.size)]))
+            adding = new_bytes(owner_id, [(info.sha256, info.size)])
+            check_storage_quota(owner_id, adding)
             _claim_blob(info.sha256)
+            _add_held(owner_id, adding)
             file = File.objects.create(
                 owner_id=owner_id, name=clean_file_name(name), size=info.size, sha256=info.sha256
             )
@@ -185,19 +221,21 @@ def do_delete_file(owner_id: int, file_id: UUID) -> None:
         )
     lock_blob(file.sha256)
     file.delete()
+    _unhold(owner_id, file.sha256, file.size)
     _release_blob(file.sha256)
 
 
 def add_output_files(calc: Calculation, outputs: Sequence[OutputBlob], *, claim: bool = True) -> None:
     """Output rows of `calc`, owned by its owner, pointing at stored blobs (call within its action).
     `claim`: the worker just stored these blobs, so they may be orphans awaiting the sweep."""
-    if claim:
-        storage = get_storage()
-        for sha256 in sorted({output.sha256 for output in outputs}):
-            lock_blob(sha256)
+    storage = get_storage()
+    for sha256 in sorted({output.sha256 for output in outputs}):
+        lock_blob(sha256)
+        if claim:
             _claim_blob(sha256)
             if not storage.exists(sha256):  # collected between the worker's store and now: a platform fault
                 raise StorageError(f"output blob {sha256} vanished before it was registered")
+    _hold(calc.owner_id, [(output.sha256, output.size) for output in outputs])
     File.objects.bulk_create(
         File(
             owner_id=calc.owner_id,

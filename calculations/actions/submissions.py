@@ -224,14 +224,15 @@ def _usage(owner_id: int, workflow_run_id: UUID | None) -> tuple[ActiveUsage, bo
     """The user's usage, and whether this run has a step in progress, on every submission and every
     step. Each read is narrow on the (owner, state, workflow_run) index: a map's steps waiting for a
     slot are QUEUED rows too, and reading them all on every step made a map's steps cost O(steps)."""
-    mine = Calculation.objects.filter(owner_id=owner_id)
+    mine = Calculation.objects.filter(owner_id=owner_id).order_by()  # (no ordering: it would pick the date index)
     calculations = mine.filter(state__in=ACTIVE_STATES, workflow_run__isnull=True, cached_from__isnull=True).count()
     step_runs = list(
         mine.filter(state__in=ATTEMPT_IN_PROGRESS_STATES, workflow_run__isnull=False).values_list(
             "workflow_run_id", flat=True
         )
     )
-    runs = set(WorkflowRun.objects.filter(owner_id=owner_id, state__in=ACTIVE_STATES).values_list("id", flat=True))
+    active_runs = WorkflowRun.objects.filter(owner_id=owner_id, state__in=ACTIVE_STATES).order_by()
+    runs = set(active_runs.values_list("id", flat=True))
     busy_runs = len(runs.intersection(step_runs))
     usage = ActiveUsage(calculations, len(runs), len(step_runs), len(runs) - busy_runs)
     return usage, workflow_run_id in step_runs

@@ -1,5 +1,5 @@
 from calculations.models.calculations import Calculation, CalculationEvent, CalculationInput
-from calculations.models.files import File, OrphanBlob
+from calculations.models.files import File, HeldBytes, OrphanBlob
 from calculations.models.idempotency import IdempotentRequest
 from calculations.models.notifications import Notification, NotificationStatus, WebhookSecret
 from calculations.models.tes import TesTag, TesTask
@@ -14,6 +14,7 @@ __all__ = [
     "CalculationEvent",
     "CalculationInput",
     "File",
+    "HeldBytes",
     "IdempotentRequest",
     "Notification",
     "NotificationStatus",

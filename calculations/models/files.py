@@ -28,6 +28,20 @@ class File(models.Model):
         return f"{self.name} ({self.sha256[:12]})"
 
 
+class HeldBytes(models.Model):
+    """The distinct bytes a user holds (each content once, however many of their files point at it):
+    a running total kept by the file actions (`calculations/actions/files.py`), so that the storage
+    quota checked for every output and upload costs one row, not a sum over all of the user's files."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, primary_key=True, on_delete=models.CASCADE, related_name="held_bytes"
+    )
+    bytes = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.user_id}: {self.bytes} bytes"
+
+
 class OrphanBlob(models.Model):
     """A blob that lost its last File row: the sweep deletes it once it has stayed an orphan for
     the grace period. Storing the same bytes again (an upload, an output) removes this row first."""

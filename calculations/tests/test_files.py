@@ -21,7 +21,8 @@ from calculations.actions import (
     do_start_calculation,
     held_bytes,
 )
-from calculations.models import OrphanBlob
+from calculations.actions.files import count_held_bytes
+from calculations.models import File, OrphanBlob
 from calculations.policies import AttemptEnd
 from calculations.storage import get_storage
 from conftest import ApiClient
@@ -91,6 +92,28 @@ def test_outputs_that_would_exceed_the_quota_fail_the_calculation_and_say_so(
     assert (ended["state"], ended["outputs"]) == ("EXECUTOR_ERROR", {})
     assert "storage quota exceeded" in ended["error"] and "obabel's output is 101 more" in ended["error"]
     assert OrphanBlob.objects.exists()  # its stored output is collected, not leaked
+
+
+def test_the_running_total_of_held_bytes_matches_a_count_of_the_files_through_every_change(
+    alice: ApiClient, alice_id: int, bob: ApiClient, uploaded: Upload, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The quota reads one row, not all of a user's files: kept as uploads, copies, outputs, cache
+    hits and deletions come and go, and counted afresh before anyone is refused by it."""
+    first, copy = uploaded("m.smi", b"CCO\n"), uploaded("copy.smi", b"CCO\n")
+    calc = _submit(alice, first).json()
+    _run_to_completion(calc["id"], b"x" * 1000)
+    assert _submit(alice, copy).status_code == 200  # a cache hit: output rows of its own, same bytes
+    bob.upload("b.smi", b"CCO\n")  # someone else's copy is theirs
+    assert held_bytes(alice_id) == count_held_bytes(alice_id) == 4 + 1000
+    assert alice.client.delete(f"/api/v2/files/{first}").status_code == 204
+    assert held_bytes(alice_id) == 4 + 1000  # she still holds those bytes, as copy.smi
+    assert alice.client.delete(f"/api/v2/files/{copy}").status_code == 204
+    assert held_bytes(alice_id) == count_held_bytes(alice_id) == 1000
+    # rows gone other than through the actions leave the total high: it is counted afresh, not refused
+    File.objects.filter(owner_id=alice_id).delete()
+    monkeypatch.setattr(get_settings().quota, "storage_bytes", 500)
+    assert alice.upload("fits.smi", b"C" * 400).status_code == 201
+    assert held_bytes(alice_id) == count_held_bytes(alice_id) == 400
 
 
 @pytest.fixture
