@@ -30,7 +30,7 @@ def convert(path: str) -> str:
     return output
 
 
-@flow(name="plain-prefect-map", task_runner=ThreadPoolTaskRunner())
+@flow(name="plain-prefect-map", task_runner=ThreadPoolTaskRunner())  # type: ignore[arg-type]  # (Prefect's own stubs)
 def convert_all(paths: list[str]) -> list[str]:
     return list(convert.map(paths).result())
 
