@@ -2,7 +2,7 @@
 against both tools run bare, and the worker's memory with 1,000 steps waiting on held Slurm jobs.
 Needs a running platform (task up / task start). See README.md.
 
-    python bench/bench_workflows.py map [--count 1000] [--singles 50]
+    python bench/bench_workflows.py map [--counts 500,1000] [--singles 50]
     python bench/bench_workflows.py pipeline [--runs 3]
     python bench/bench_workflows.py held [--count 1000]   (the worker must hold its Slurm jobs: see README)
 """
@@ -10,9 +10,11 @@ Needs a running platform (task up / task start). See README.md.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -86,18 +88,46 @@ def _molecules(api: Api, count: int, tag: str) -> list[str]:
                              range(count)))  # fmt: skip
 
 
-def bench_map(api: Api, count: int, singles: int) -> None:
-    tag = f"map{int(time.time())}"
-    files = _molecules(api, count, tag)
+def _plain_prefect_map(count: int) -> tuple[float, float]:
+    """The anchor: plain Prefect's task.map of obabel (plain_prefect_map.py) against the same Prefect
+    server; its seconds, and the CPU per step of its process and the Prefect server."""
+    server_before = _session_cpu_seconds("prefect")
+    anchor = [sys.executable, str(Path(__file__).with_name("plain_prefect_map.py")), "--count", str(count)]
+    done = subprocess.run(anchor, check=True, capture_output=True, text=True)
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    if figures["done"] != count:
+        raise SystemExit(f"plain Prefect map: {figures['done']}/{count} outputs")
+    cpu = figures["cpu_seconds"] + _session_cpu_seconds("prefect") - server_before
+    return float(figures["seconds"]), cpu / count
+
+
+def _platform_map(api: Api, count: int) -> tuple[float, float, list[str]]:
+    """The platform's map (a pipeline mapping obabel, use_cache false): its seconds, the CPU per step
+    of the worker and the Prefect server (without the tool's processes), and the uploaded files."""
+    files = _molecules(api, count, f"map{int(time.time())}")
     steps = {"convert": {"tool": "obabel", "params": {"output_format": "inchikey"}, "use_cache": False,
                          "inputs": {"molecules": {"each": [f"file:{f}" for f in files]}}}}  # fmt: skip
     cpu_before, started = _platform_cpu(), time.monotonic()
     run = api.wait_run(api.run(steps)["id"])
     elapsed, cpu = time.monotonic() - started, _platform_cpu() - cpu_before
     complete = sum(step["state"] == "COMPLETE" for step in run["steps"])
-    print(f"map of {count} obabel steps in one workflow run: {run['state']}, {complete}/{count} steps COMPLETE in "
-          f"{elapsed:.1f} s ({count / elapsed:.1f} steps/s); platform CPU (Prefect server + worker) "
-          f"{cpu / count * 1000:.0f} ms per step  [target: all COMPLETE within 30 s]", flush=True)  # fmt: skip
+    if (run["state"], complete) != ("COMPLETE", count):
+        raise SystemExit(f"map of {count}: {run['state']}, {complete}/{count} steps COMPLETE: {run['error']}")
+    return elapsed, cpu / count, files
+
+
+def bench_map(api: Api, counts: list[int], singles: int) -> None:
+    """Each count: plain Prefect's task.map first, then the platform's map, on the same machine and
+    Prefect server in the same run, and their ratio (issue 23: >= 1.0)."""
+    files: list[str] = []
+    for count in counts:
+        plain_seconds, plain_cpu = _plain_prefect_map(count)
+        seconds, cpu, files = _platform_map(api, count)
+        print(f"map of {count} obabel steps: the platform {seconds:.1f} s ({count / seconds:.1f} steps/s, worker + "
+              f"Prefect server CPU {cpu * 1000:.0f} ms a step); plain Prefect task.map {plain_seconds:.1f} s "
+              f"({count / plain_seconds:.1f} steps/s, flow process with obabel + Prefect server CPU "
+              f"{plain_cpu * 1000:.0f} ms a step): ratio {plain_seconds / seconds:.2f}  [target >= 1.0]",
+              flush=True)  # fmt: skip
 
     # the same work as single calculations, on `singles` of them: one flow run each
     ids, cpu_before, started = [], _platform_cpu(), time.monotonic()
@@ -110,10 +140,8 @@ def bench_map(api: Api, count: int, singles: int) -> None:
             break
         time.sleep(0.5)
     single_elapsed, single_cpu = time.monotonic() - started, _platform_cpu() - cpu_before
-    projected = count * single_elapsed / singles
     print(f"as single calculations ({singles} measured): {singles / single_elapsed:.1f} calculations/s, platform CPU "
-          f"{single_cpu / singles * 1000:.0f} ms per calculation: {count} would take ~{projected:.0f} s",
-          flush=True)  # fmt: skip
+          f"{single_cpu / singles * 1000:.0f} ms per calculation", flush=True)  # fmt: skip
 
 
 def _bare(tmp: Path) -> float:
@@ -188,13 +216,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mode", choices=["map", "pipeline", "held"])
     parser.add_argument("--url", default=os.environ.get("EMGAPI_PUBLIC_URL", "http://127.0.0.1:8000"))
-    parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument("--count", type=int, default=1000, help="held: steps")
+    parser.add_argument("--counts", default="500,1000", help="map: the sizes, each against plain Prefect")
     parser.add_argument("--singles", type=int, default=50)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     api = Api(args.url, bench_token(args.singles + 10))
     if args.mode == "map":
-        bench_map(api, args.count, args.singles)
+        bench_map(api, [int(count) for count in args.counts.split(",")], args.singles)
     elif args.mode == "pipeline":
         bench_pipeline(api, args.runs)
     else:
