@@ -101,19 +101,20 @@ def _plain_prefect_map(count: int) -> tuple[float, float]:
     return float(figures["seconds"]), cpu / count
 
 
-def _platform_map(api: Api, count: int) -> tuple[float, float, list[str]]:
+def _platform_map(api: Api, count: int) -> tuple[float, float, float, list[str]]:
     """The platform's map (a pipeline mapping obabel, use_cache false): its seconds, the CPU per step
-    of the worker and the Prefect server (without the tool's processes), and the uploaded files."""
+    of the worker and of the Prefect server (without the tool's processes), and the uploaded files."""
     files = _molecules(api, count, f"map{int(time.time())}")
     steps = {"convert": {"tool": "obabel", "params": {"output_format": "inchikey"}, "use_cache": False,
                          "inputs": {"molecules": {"each": [f"file:{f}" for f in files]}}}}  # fmt: skip
-    cpu_before, started = _platform_cpu(), time.monotonic()
+    worker, server, started = _session_cpu_seconds("worker"), _session_cpu_seconds("prefect"), time.monotonic()
     run = api.wait_run(api.run(steps)["id"])
-    elapsed, cpu = time.monotonic() - started, _platform_cpu() - cpu_before
+    elapsed = time.monotonic() - started
+    worker, server = _session_cpu_seconds("worker") - worker, _session_cpu_seconds("prefect") - server
     complete = sum(step["state"] == "COMPLETE" for step in run["steps"])
     if (run["state"], complete) != ("COMPLETE", count):
         raise SystemExit(f"map of {count}: {run['state']}, {complete}/{count} steps COMPLETE: {run['error']}")
-    return elapsed, cpu / count, files
+    return elapsed, worker / count, server / count, files
 
 
 def bench_map(api: Api, counts: list[int], singles: int) -> None:
@@ -122,9 +123,10 @@ def bench_map(api: Api, counts: list[int], singles: int) -> None:
     files: list[str] = []
     for count in counts:
         plain_seconds, plain_cpu = _plain_prefect_map(count)
-        seconds, cpu, files = _platform_map(api, count)
-        print(f"map of {count} obabel steps: the platform {seconds:.1f} s ({count / seconds:.1f} steps/s, worker + "
-              f"Prefect server CPU {cpu * 1000:.0f} ms a step); plain Prefect task.map {plain_seconds:.1f} s "
+        seconds, worker, server, files = _platform_map(api, count)
+        print(f"map of {count} obabel steps: the platform {seconds:.1f} s ({count / seconds:.1f} steps/s, CPU a step: "
+              f"worker {worker * 1000:.0f} ms, Prefect server {server * 1000:.0f} ms); "
+              f"plain Prefect task.map {plain_seconds:.1f} s "
               f"({count / plain_seconds:.1f} steps/s, flow process with obabel + Prefect server CPU "
               f"{plain_cpu * 1000:.0f} ms a step): ratio {plain_seconds / seconds:.2f}  [target >= 1.0]",
               flush=True)  # fmt: skip

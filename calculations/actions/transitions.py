@@ -45,9 +45,9 @@ ACCOUNT_IN_ACTOR = re.compile(r"\b(user|staff):(\d+)\b")
 # holds the cache key's lock the completion then wants: a deadlock, found by 50 concurrent submissions.
 
 
-def lock_run(kind: RunKind[Run], run_id: UUID) -> Run:
-    """The run's row, locked until the transaction ends."""
-    run = kind.model.objects.select_for_update(no_key=True).filter(id=run_id).first()
+def lock_run(kind: RunKind[Run], run_id: UUID, *, defer: tuple[str, ...] = ()) -> Run:
+    """The run's row, locked until the transaction ends (without the `defer` fields, read if used)."""
+    run = kind.model.objects.select_for_update(no_key=True).defer(*defer).filter(id=run_id).first()
     if run is None:
         raise NotFound(f"{kind.name} {run_id} not found")
     return run

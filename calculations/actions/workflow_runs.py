@@ -271,7 +271,8 @@ def do_create_step(
     created (a resumed run finds its steps), or a new one, validated and created as any submission
     (the cache may answer it at once), owned by the workflow run's owner. Refused (InvalidTransition)
     once the run is no longer RUNNING as attempt `attempt`: a canceled run starts no new step."""
-    run = lock_workflow_run(workflow_run_id)
+    # (without its parameters: a map's list every one of its thousand steps would decode)
+    run = lock_run(WORKFLOW_RUN, workflow_run_id, defer=("params", "result", "verdict"))
     existing = Calculation.objects.filter(workflow_run=run, step=step, step_index=index).first()
     if existing is not None:
         return existing

@@ -160,22 +160,21 @@ async def _await_dispatched_attempts(calculation_id: UUID) -> str:
         await asyncio.sleep(poll)
 
 
-def _step_summary(calculation_id: UUID, state: str) -> str:
+def _step_summary(calc: Calculation, state: str) -> str:
     """The step's line: its final state, its argv (paths relative to its work directory) and its
-    calculation's admin page. Database thread."""
-    calc = Calculation.objects.only("provenance", "attempt", "error").get(id=calculation_id)
+    calculation's admin page."""
     record = next((r for r in Provenance.model_validate(calc.provenance).attempts if r.attempt == calc.attempt), None)
     argv = "(not started)"
     if record is not None and record.argv:
         workdir = record.workdir.rstrip("/") + "/"
         argv = shlex.join(arg.replace(workdir, "") if workdir != "/" else arg for arg in record.argv)
     error = f"; {calc.error.strip().splitlines()[0][:300]}" if calc.error.strip() else ""
-    page = admin_url("calculation", calculation_id)
+    page = admin_url("calculation", calc.id)
     return f"{state} (attempt {calc.attempt}){error}; argv: {argv}; calculation: {page}"
 
 
 @task(name="step", task_run_name="{label}", persist_result=False, cache_policy=NO_CACHE, log_prints=False)
-async def execute_step(calculation_id: UUID, label: str, flow_run_id: UUID, remote: bool, row: _Row | None) -> str:
+async def execute_step(calculation_id: UUID, label: str, flow_run_id: UUID, remote: bool, row: _Row | None) -> _Ended:
     """One step, as a task run of the workflow's flow run (seen in the dashboard under `label`): its
     attempts executed here, or, `remote`, each dispatched to the calculation worker. Its last log
     line says how it ended (`STEP_LOGGER`)."""
@@ -184,12 +183,21 @@ async def execute_step(calculation_id: UUID, label: str, flow_run_id: UUID, remo
         state = await _await_dispatched_attempts(calculation_id)
     else:
         state = await _execute_attempts(calculation_id, run_logger, flow_run_id, row)
+    ended: _Ended = await db(_ended)(calculation_id, state)
     extra = getattr(run_logger, "extra", None) or {}
-    PrefectLogAdapter(STEP_LOGGER, extra).info("%s", await db(_step_summary)(calculation_id, state))
-    return state
+    PrefectLogAdapter(STEP_LOGGER, extra).info("%s", ended.summary)
+    return ended
 
 
-def _result(calculation_id: UUID) -> tuple[StepResult, str]:
+@dataclass(frozen=True)
+class _Ended:
+    result: StepResult
+    error: str  # its error, or who canceled it
+    summary: str  # its line in the task run's logs (`_step_summary`)
+
+
+def _ended(calculation_id: UUID, state: str | None = None) -> _Ended:
+    """What the step's end gives its flow and its task run's logs, in one read. Database thread."""
     calc = Calculation.objects.get(id=calculation_id)
     files: dict[str, list[UUID]] = {}
     for role, file_id in (
@@ -207,7 +215,7 @@ def _result(calculation_id: UUID) -> tuple[StepResult, str]:
         cached=calc.cached_from_id is not None,
         files=files,
     )
-    return result, calc.error or _why_canceled(calc)
+    return _Ended(result, calc.error or _why_canceled(calc), _step_summary(calc, state or calc.state))
 
 
 def _why_canceled(calc: Calculation) -> str:
@@ -251,9 +259,9 @@ async def run_step(context: WorkflowContext, call: StepCall) -> StepResult:
     calc: Calculation = await db(_create_step)(context, call)
     if calc.state not in TERMINAL_STATES:
         label = f"{call.name}: {call.tool}" + (f" [{call.index}]" if call.index else "")
-        await execute_step(calc.id, label, context.flow_run_id, context.remote, _Row.of(calc))
-    found: tuple[StepResult, str] = await db(_result)(calc.id)
-    result, error = found
-    if result.state != S.COMPLETE:
-        raise StepFailed(call.name, call.index, call.tool, result.state, error, calc.id)
-    return result
+        ended: _Ended = await execute_step(calc.id, label, context.flow_run_id, context.remote, _Row.of(calc))
+    else:  # answered by the cache at once: no task run
+        ended = await db(_ended)(calc.id)
+    if ended.result.state != S.COMPLETE:
+        raise StepFailed(call.name, call.index, call.tool, ended.result.state, ended.error, calc.id)
+    return ended.result
