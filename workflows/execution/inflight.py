@@ -30,7 +30,9 @@ class InFlightWatcher:
         self.interval_seconds = interval_seconds
         self.heartbeat_seconds = heartbeat_seconds
         self._tracked: dict[UUID, int] = {}  # calculation id -> the attempt this process runs
-        self._canceling: set[UUID] = set()
+        # (calculation, attempt) pairs: a look taken while attempt N ran must not stop attempt N + 1,
+        # which may have started (at once, retried with more memory) before the look came back
+        self._canceling: set[tuple[UUID, int]] = set()
         self._task: asyncio.Task[None] | None = None
         self._last_heartbeat = 0.0
 
@@ -41,12 +43,11 @@ class InFlightWatcher:
 
     def untrack(self, calculation_id: UUID) -> None:
         self._tracked.pop(calculation_id, None)
-        self._canceling.discard(calculation_id)
 
     def is_canceling(self, calculation_id: UUID) -> bool:
         """Its tool must stop: a cancel was requested, or this attempt is no longer the calculation's
         (the worker was taken for dead while it was only paused, and a new attempt was queued)."""
-        return calculation_id in self._canceling
+        return (calculation_id, self._tracked.get(calculation_id)) in self._canceling
 
     async def _poll_forever(self) -> None:
         while self._tracked:
@@ -60,7 +61,7 @@ class InFlightWatcher:
             await asyncio.sleep(self.interval_seconds)
 
     @staticmethod
-    def _query(attempts: dict[UUID, int], heartbeat: bool) -> set[UUID]:
+    def _query(attempts: dict[UUID, int], heartbeat: bool) -> set[tuple[UUID, int]]:
         if heartbeat:
             do_record_heartbeats(attempts)
         current = {
@@ -73,7 +74,7 @@ class InFlightWatcher:
         for calculation_id, attempt in attempts.items():
             row_attempt, state = current.get(calculation_id, (None, None))
             if row_attempt != attempt or state == S.CANCELING:
-                must_stop.add(calculation_id)
+                must_stop.add((calculation_id, attempt))
         return must_stop
 
 
