@@ -50,7 +50,7 @@ from workflows.orchestration.wakeups import WorkListener
 from workflows.orchestration.work_pools import ensure_calculation_work_pool
 from workflows.worker import liveness, notifier, pool_heartbeat, prefect_cancels, reconciler, sweeper
 from workflows.worker.adoption import adopt_flow_run
-from workflows.worker.prefect_patch import disable_suspension_observer
+from workflows.worker.prefect_patch import cache_default_result_storage, disable_suspension_observer
 
 logger = logging.getLogger("workflows.worker")
 
@@ -236,6 +236,7 @@ def serve() -> None:
     """Run the worker until SIGINT or SIGTERM (Django is set up: `__main__.py`)."""
     settings = get_settings()
     disable_suspension_observer()
+    cache_default_result_storage()
     # Prefect's logging set-up (done on import, above) already gives the root logger its console
     # handler: a second handler would print every line twice
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -1,11 +1,19 @@
-"""The worker's one change to Prefect's engine, in its own process only (Prefect is pinned, and the
+"""The worker's changes to Prefect's engine, in its own process only (Prefect is pinned, and each
 patch fails loudly if an upgrade removes what it replaces: `workflows/tests/worker/test_prefect_patch.py`)."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Awaitable, Callable
 from contextlib import nullcontext
+from typing import Any
+from uuid import UUID
 
 import prefect.flow_engine
+import prefect.results
+
+# how long the worker trusts the server's default result storage setting (`cache_default_result_storage`)
+DEFAULT_RESULT_STORAGE_SECONDS = 60.0
 
 
 def disable_suspension_observer() -> None:
@@ -18,3 +26,38 @@ def disable_suspension_observer() -> None:
     if not hasattr(prefect.flow_engine, "observe_flow_run_suspension"):
         raise RuntimeError("prefect.flow_engine.observe_flow_run_suspension is gone: review this patch")
     prefect.flow_engine.observe_flow_run_suspension = lambda *args, **kwargs: nullcontext()  # type: ignore[assignment]
+
+
+_READERS = ("_read_server_default_result_storage_block_id", "_aread_server_default_result_storage_block_id")
+
+
+def cache_default_result_storage(seconds: float = DEFAULT_RESULT_STORAGE_SECONDS) -> None:
+    """Prefect 3.8 asks its server for the default result storage twice at the start of every flow
+    run (a flow without storage of its own), each time with a new API client, whose TLS context
+    alone takes ~15 ms of CPU: 45 % of this worker's CPU for a single calculation (bench/README.md).
+    The worker keeps the answer for `seconds`: a default set meanwhile (`prefect experimental
+    result-storage set`) applies to flow runs that start after that."""
+    if not all(hasattr(prefect.results, name) for name in _READERS):
+        raise RuntimeError(f"prefect.results.{' or '.join(_READERS)} is gone: review this patch")
+    read_sync: Callable[[], UUID | None] = getattr(prefect.results, _READERS[0])
+    read_async: Callable[[], Awaitable[UUID | None]] = getattr(prefect.results, _READERS[1])
+    if getattr(read_sync, "kept_for", None) is not None:
+        return  # (patched already)
+    kept: dict[str, Any] = {}
+
+    def fresh() -> bool:
+        return "value" in kept and time.monotonic() - kept["at"] < seconds
+
+    def keep(value: UUID | None) -> UUID | None:
+        kept.update(value=value, at=time.monotonic())
+        return value
+
+    def kept_sync() -> UUID | None:
+        return kept["value"] if fresh() else keep(read_sync())
+
+    async def kept_async() -> UUID | None:
+        return kept["value"] if fresh() else keep(await read_async())
+
+    kept_sync.kept_for = kept_async.kept_for = seconds  # type: ignore[attr-defined]
+    setattr(prefect.results, _READERS[0], kept_sync)
+    setattr(prefect.results, _READERS[1], kept_async)
