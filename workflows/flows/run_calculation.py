@@ -14,7 +14,9 @@ from workflows.execution.calculation_runs import CalculationRun
 from workflows.orchestration.artifacts import publish_calculation
 
 
-@flow(name="run-calculation", flow_run_name="calc-{calculation_id}", persist_result=False, log_prints=False)
+# (no flow_run_name: the dispatcher names each flow run `calc-<id>` as it creates it, and Prefect's
+# engine would rename it to the same at every start, a request more on every calculation's way)
+@flow(name="run-calculation", persist_result=False, log_prints=False)
 async def run_calculation_flow(calculation_id: UUID) -> State:
     context = get_run_context()
     flow_run_id = context.flow_run.id if context.flow_run else None  # type: ignore[union-attr]
