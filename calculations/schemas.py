@@ -532,6 +532,8 @@ class WorkflowRunOut(WorkflowRunSummaryOut):
 
 def _cancel_request(run: WorkflowRun | Calculation) -> CancelRequest | None:
     """Who asked `run` to stop (read once per object shown: the schema asks for two fields of it)."""
+    if run.state not in (RunState.CANCELING, RunState.CANCELED):
+        return None  # (a run asked to stop is CANCELING until it is CANCELED: no other has such an event)
     if not hasattr(run, "_cancel_request"):
         kind = WORKFLOW_RUN if isinstance(run, WorkflowRun) else CALCULATION
         run._cancel_request = cancel_requests(kind, [run.id]).get(run.id)  # type: ignore[union-attr]

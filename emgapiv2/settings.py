@@ -101,6 +101,10 @@ else:
                 "timeout": config.db.sqlite_timeout_seconds,
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
             },
+            # kept across requests, as PostgreSQL's: opening it (and its PRAGMAs) for every request
+            # was a tenth of a GET's CPU (bench/README.md, read load)
+            "CONN_MAX_AGE": 60,
+            "CONN_HEALTH_CHECKS": True,
         }
     }
 
