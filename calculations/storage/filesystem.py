@@ -81,19 +81,20 @@ class FilesystemBlobStorage:
             handle = self._path(sha256).open("rb")
         except FileNotFoundError as exc:
             raise BlobNotFound(sha256) from exc
-        remaining = limit_bytes
         with handle:
+            size = os.fstat(handle.fileno()).st_size
             # past the end there is nothing to read; and past the largest file the filesystem can
             # hold (ext4: 16 TiB), seek() itself fails (EINVAL)
-            if offset >= os.fstat(handle.fileno()).st_size:
+            if offset >= size:
                 return
             handle.seek(offset)
-            while remaining is None or remaining > 0:
-                chunk = handle.read(CHUNK_BYTES if remaining is None else min(CHUNK_BYTES, remaining))
+            # (at most what is left: read(n) allocates n bytes first, a megabyte for a small input)
+            remaining = size - offset if limit_bytes is None else min(limit_bytes, size - offset)
+            while remaining > 0:
+                chunk = handle.read(min(CHUNK_BYTES, remaining))
                 if not chunk:
                     return
-                if remaining is not None:
-                    remaining -= len(chunk)
+                remaining -= len(chunk)
                 yield chunk
 
     def copy_to_path(self, sha256: str, destination: Path) -> None:
