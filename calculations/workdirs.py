@@ -4,6 +4,7 @@ working directory and its live logs. The worker writes there; the logs endpoint 
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path, PurePath
 from uuid import UUID
 
@@ -12,6 +13,16 @@ from emgapiv2.config import get_settings
 
 def attempt_dir(calculation_id: UUID, attempt: int) -> Path:
     return get_settings().calculations_dir / str(calculation_id) / f"attempt-{attempt}"
+
+
+def remove_attempt_dir(base: Path) -> None:
+    """A completed attempt's directory, and its calculation's once empty: left behind, every sweep
+    would walk them all (file I/O: call in a thread)."""
+    shutil.rmtree(base, ignore_errors=True)
+    try:
+        base.parent.rmdir()  # (only if empty: a directory with another attempt's stays)
+    except OSError:
+        pass
 
 
 def log_paths(calculation_id: UUID, attempt: int) -> tuple[Path, Path]:

@@ -25,7 +25,7 @@ from calculations.states import RunState
 from calculations.storage import StorageError
 from calculations.tes.paths import MountPlan
 from calculations.tes.schemas import ExecutorIn, TaskIn
-from calculations.workdirs import log_paths
+from calculations.workdirs import log_paths, remove_attempt_dir
 from emgapiv2.config import get_settings
 from workflows.backends import BackendUnavailable, JobSpec, JobStatus
 from workflows.backends.base import JobHandle, JobState, Mount
@@ -224,7 +224,7 @@ class TesTaskRunner:
             pass
         final = await self._end(AttemptEnd.SUCCEEDED, "", outputs)
         if final == S.COMPLETE:
-            await asyncio.to_thread(shutil.rmtree, self.base, True)
+            await asyncio.to_thread(remove_attempt_dir, self.base)
         return final
 
     async def _end(self, end: AttemptEnd, message: str, outputs: list[OutputBlob] | None = None) -> RunState:

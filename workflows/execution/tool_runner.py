@@ -18,7 +18,7 @@ from calculations.resources import attempt_resources
 from calculations.states import RunState
 from calculations.storage import StorageError, get_storage
 from calculations.tools import ToolSpec
-from calculations.workdirs import log_paths, staged_input_name
+from calculations.workdirs import log_paths, remove_attempt_dir, staged_input_name
 from emgapiv2.config import get_settings
 from workflows.backends import BackendUnavailable, JobSpec, JobState, JobStatus
 from workflows.db import db
@@ -169,5 +169,5 @@ class ToolRunner:
         # a cancel that arrived as the tool finished wins there: no outputs are registered
         final = await attempt.end(AttemptEnd.SUCCEEDED, "", outcome, outputs)
         if final == S.COMPLETE:  # inputs and outputs are in storage now; the logs too
-            await asyncio.to_thread(shutil.rmtree, base, True)
+            await asyncio.to_thread(remove_attempt_dir, base)
         return final

@@ -117,7 +117,10 @@ def work_directories_due() -> list[Path]:
                     due.append(path)
                 continue
             state, current, finished_at, tool = row
-            for attempt_dir in path.iterdir():
+            attempt_dirs = list(path.iterdir())
+            if not attempt_dirs and _age(path, now_wall) > retention:
+                due.append(path)  # empty: its last attempt's directory went (left so before it went too)
+            for attempt_dir in attempt_dirs:
                 number = _attempt_number(attempt_dir)
                 if number is None:
                     continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import shutil
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -18,7 +19,7 @@ from calculations.models import Calculation, IdempotentRequest
 from calculations.states import RunState
 from calculations.storage import get_storage
 from calculations.tests.factories import make_calculation
-from calculations.workdirs import attempt_dir
+from calculations.workdirs import attempt_dir, remove_attempt_dir
 from emgapiv2.config import get_settings
 from workflows.worker.sweeper import sweep_once
 
@@ -66,6 +67,20 @@ def test_work_directories_go_after_their_retention_and_failed_ones_are_kept_long
     assert [path for path in kept if not path.exists()] == []
     assert counts.work_directories >= 3
     assert not leftover.parent.exists()  # the calculation's own directory went with its last attempt
+
+
+def test_a_completed_attempt_leaves_no_directory_and_empty_ones_left_before_go() -> None:
+    """Left behind, every sweep would walk them all (10,000 after a few maps: the idle worker's CPU)."""
+    done = _attempt(S.COMPLETE, finished_hours_ago=0)
+    remove_attempt_dir(done)  # what a runner does once its attempt completed
+    assert not done.parent.exists()
+    left_empty, recent_empty = (_attempt(S.COMPLETE, finished_hours_ago=2).parent for _ in range(2))
+    for path in (left_empty, recent_empty):
+        for attempt in path.iterdir():
+            shutil.rmtree(attempt)
+    _age(left_empty, 2)
+    asyncio.run(sweep_once())
+    assert not left_empty.exists() and recent_empty.exists()
 
 
 def test_a_failed_tes_tasks_scratch_left_by_a_lost_worker_is_not_kept_for_days() -> None:
