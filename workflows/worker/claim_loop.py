@@ -120,6 +120,13 @@ class CalculationWorker:
             await ensure_calculation_work_pool(client, self.work_pool)
             me = this_worker()
             await liveness.register(me)
+            # its dead predecessors here first (their process is gone: certain), before the reconciler's
+            # first sweep could take their calculations' silence for the reason (the liveness pass does
+            # this again, harmlessly, and judges other workers' silence once it may)
+            try:
+                await liveness.settle_dead_workers(me, judge_silence=False)
+            except Exception:
+                logger.exception("could not settle the attempts of this worker's dead predecessors; retrying")
             services = [
                 asyncio.create_task(service)
                 for service in (
