@@ -75,10 +75,12 @@ from calculations.actions.transitions import RECONCILER_ACTOR, WORKER_ACTOR, do_
 from calculations.actions.uploads import check_create_upload, do_abort_upload, do_complete_upload, do_expire_uploads
 from calculations.actions.workers import do_end_worker, do_register_worker, do_worker_heartbeat
 from calculations.actions.workflow_runs import (
+    NewStep,
     check_resume_workflow_run,
     do_adopt_flow_run,
     do_cancel_steps,
     do_create_step,
+    do_create_steps,
     do_create_workflow_run,
     do_end_workflow_run,
     do_pause_workflow_run,
@@ -99,7 +101,9 @@ __all__ = [
     "access_workflow_run_by_id",
     "do_adopt_flow_run",
     "do_cancel_steps",
+    "NewStep",
     "do_create_step",
+    "do_create_steps",
     "do_create_workflow_run",
     "do_end_workflow_run",
     "do_pause_workflow_run",

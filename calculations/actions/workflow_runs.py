@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -32,7 +33,7 @@ from calculations.actions.transitions import (
 )
 from calculations.actions.users import do_ensure_user
 from calculations.actions.verdicts import expected_step_of, record_workflow_run_verdict
-from calculations.errors import InvalidTransition
+from calculations.errors import InvalidInput, InvalidTransition, NotFound
 from calculations.models import Calculation, WorkflowRun
 from calculations.orchestrator import get_orchestrator, launch_after_commit
 from calculations.policies import AttemptEnd, decide
@@ -252,45 +253,76 @@ def _resume(run: WorkflowRun, attempt: int, message: str, actor: str) -> Workflo
     return run
 
 
+@dataclass(frozen=True)
+class NewStep:
+    """A step a workflow's flow asks for: its name and index, its tool, inputs (file ids by role), and
+    what `check_create_calculation` takes besides."""
+
+    step: str
+    index: int
+    tool: str
+    inputs: Mapping[str, UUID]
+    params: Mapping[str, Any]
+    backend: str | None = None
+    use_cache: bool = True
+    resources: Mapping[str, int | None] | None = None
+    retry: Mapping[str, Any] | None = None
+
+
+STEP_REFUSALS = (InvalidInput, NotFound, ValueError)  # what refuses one step of a batch, not the others
+
+
 @transaction.atomic
-def do_create_step(
-    workflow_run_id: UUID,
-    attempt: int,
-    *,
-    step: str,
-    index: int,
-    tool: str,
-    inputs: Mapping[str, UUID],
-    params: Mapping[str, Any],
-    backend: str | None = None,
-    use_cache: bool = True,
-    resources: Mapping[str, int | None] | None = None,
-    retry: Mapping[str, Any] | None = None,
-) -> Calculation:
-    """The calculation of step (`step`, `index`) of the workflow run: the one an earlier attempt
-    created (a resumed run finds its steps), or a new one, validated and created as any submission
-    (the cache may answer it at once), owned by the workflow run's owner. Refused (InvalidTransition)
-    once the run is no longer RUNNING as attempt `attempt`: a canceled run starts no new step."""
-    # (without its parameters: a map's list every one of its thousand steps would decode)
+def do_create_steps(workflow_run_id: UUID, attempt: int, steps: Sequence[NewStep]) -> list[Calculation | Exception]:
+    """The calculation of each step of the workflow run, in order: the one an earlier attempt created
+    (a resumed run finds its steps), or a new one, validated and created as any submission (the cache
+    may answer it at once), owned by the run's owner; or what refused that step (`STEP_REFUSALS`, or
+    InvalidTransition once the run is no longer RUNNING as attempt `attempt`: a canceled run starts no
+    new step). One transaction for all of them: the run is locked and its existing steps are read once
+    (a map's thousand steps are created a batch at a time, `workflows/execution/steps.py`)."""
+    # (without its parameters: a map's list every batch would decode)
     run = lock_run(WORKFLOW_RUN, workflow_run_id, defer=("params", "result", "verdict"))
-    existing = Calculation.objects.filter(workflow_run=run, step=step, step_index=index).first()
-    if existing is not None:
-        return existing
-    if run.state != S.RUNNING or run.attempt != attempt:
-        raise InvalidTransition(
-            f"workflow run {run.id} is {run.state} (attempt {run.attempt}): "
-            f"step {step!r} of attempt {attempt} not started"
-        )
+    names, indexes = {new.step for new in steps}, {new.index for new in steps}
+    existing = {
+        (calc.step, calc.step_index): calc
+        for calc in Calculation.objects.filter(workflow_run=run, step__in=names, step_index__in=indexes).order_by()
+    }
+    stopped = run.state != S.RUNNING or run.attempt != attempt
     verifying = run.expected_steps is not None  # a rerun that verifies repeats every step
-    return check_create_calculation(
-        run.owner_id,
-        tool,
-        inputs=inputs,
-        params=params,
-        use_cache=use_cache and not verifying,
-        backend=backend,
-        step=StepRef(workflow_run_id=run.id, name=step, index=index),
-        expected_outputs=expected_step_of(run, step, index) if verifying else None,
-        resources=resources,
-        retry=retry,
-    )
+    created: list[Calculation | Exception] = []
+    for new in steps:
+        if (found := existing.get((new.step, new.index))) is not None:
+            created.append(found)
+            continue
+        if stopped:
+            message = f"workflow run {run.id} is {run.state} (attempt {run.attempt}): step {new.step!r} of attempt "
+            created.append(InvalidTransition(f"{message}{attempt} not started"))
+            continue
+        try:
+            with transaction.atomic():  # (a savepoint: a refused step leaves nothing behind)
+                calc = check_create_calculation(
+                    run.owner_id,
+                    new.tool,
+                    inputs=new.inputs,
+                    params=new.params,
+                    use_cache=new.use_cache and not verifying,
+                    backend=new.backend,
+                    step=StepRef(workflow_run_id=run.id, name=new.step, index=new.index),
+                    expected_outputs=expected_step_of(run, new.step, new.index) if verifying else None,
+                    resources=new.resources,
+                    retry=new.retry,
+                )
+        except STEP_REFUSALS as exc:
+            created.append(exc)
+            continue
+        existing[new.step, new.index] = calc  # (a batch that names a step twice gets it once)
+        created.append(calc)
+    return created
+
+
+def do_create_step(workflow_run_id: UUID, attempt: int, **step: Any) -> Calculation:
+    """`do_create_steps` for one step (`NewStep`'s fields): its calculation, or what refused it."""
+    (calc,) = do_create_steps(workflow_run_id, attempt, [NewStep(**step)])
+    if isinstance(calc, Exception):
+        raise calc
+    return calc

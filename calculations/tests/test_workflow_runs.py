@@ -14,7 +14,7 @@ import pytest
 
 from calculations import actions
 from calculations.actions import do_set_user_quota
-from calculations.errors import InvalidTransition, QuotaExceeded
+from calculations.errors import InvalidInput, InvalidTransition, QuotaExceeded
 from calculations.models import Calculation, WorkflowRun
 from calculations.policies import AttemptEnd
 from conftest import ApiClient
@@ -250,6 +250,34 @@ def test_steps_are_calculations_created_whatever_the_quota_and_found_again_when_
     with pytest.raises(InvalidTransition):
         _step(run, files, 3, attempt=1)  # the old attempt may start nothing
     assert [s["index"] for s in alice.get(f"/workflow-runs/{run.id}").json()["steps"]] == [0, 1, 2]
+
+
+def test_a_batch_of_steps_refuses_only_its_bad_steps_and_a_stopped_run_starts_none(
+    alice_id: int, files: dict[str, str]
+) -> None:
+    run = _running_run(alice_id)
+    molecule = UUID(files["molecule"])
+
+    def new(index: int, file_id: UUID = molecule, **params: str) -> actions.NewStep:
+        return actions.NewStep("convert", index, "obabel", {"molecules": file_id}, params or {"output_format": "sdf"})
+
+    first = _step(run, files, 0)
+    created = actions.do_create_steps(
+        run.id, 1, [new(0), new(1), new(2, uuid4()), new(3, output_format="nope"), new(4), new(4)]
+    )
+    assert created[0] == first  # found again, not created twice
+    assert isinstance(created[1], Calculation) and created[1].step_index == 1
+    assert isinstance(created[2], InvalidInput) and "not found" in str(created[2])
+    assert isinstance(created[3], InvalidInput) and "output_format" in str(created[3])
+    assert created[4] == created[5]  # a step named twice is one step
+    assert set(Calculation.objects.filter(workflow_run=run).values_list("step_index", flat=True)) == {0, 1, 4}
+
+    alice_cancels = actions.do_request_cancel_workflow_run(run.id, actor="user:alice")
+    assert alice_cancels.state in ("CANCELING", "CANCELED")
+    again = actions.do_create_steps(run.id, 1, [new(1), new(5)])
+    assert again[0] == created[1]  # an existing step is still found
+    assert isinstance(again[1], InvalidTransition) and "'convert' of attempt 1 not started" in str(again[1])
+    assert not Calculation.objects.filter(workflow_run=run, step_index=5).exists()
 
 
 def test_cancel_cancels_every_step_and_no_new_step_starts(

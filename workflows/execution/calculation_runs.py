@@ -1,11 +1,12 @@
 """Running a calculation's current attempt: the single path above the backends, for every program.
 
-`CalculationRun` starts the attempt (a workflow's step first waits for its owner's quota and a local
-slot: `step_slots.py`), has the in-flight watcher heartbeat for it, and hands it to the runner its
-program names (`calculations/programs.py`): a tool's (`tool_runner.py`) or a TES task's
-(`tes_runner.py`). Whatever runs, the working directory, staging, output validation and every state
-change happen in this package, through the actions. An exception no runner foresaw ends the attempt
-as a platform error, without its text, which a library may have filled with what an engine answered.
+`CalculationRun` starts the attempt (a workflow's step first waits for its run's turn and its owner's
+quota, and its job for a local slot: `step_slots.py`), has the in-flight watcher heartbeat for it,
+and hands it to the runner its program names (`calculations/programs.py`): a tool's
+(`tool_runner.py`) or a TES task's (`tes_runner.py`). Whatever runs, the working directory, staging,
+output validation and every state change happen in this package, through the actions. An exception
+no runner foresaw ends the attempt as a platform error, without its text, which a library may have
+filled with what an engine answered.
 
 An `Attempt` is what every runner sees of it, whatever it runs: its backend, the cancel check before
 a job starts, a job's start recorded on the row (or the job stopped if the attempt moved on
@@ -83,11 +84,30 @@ class Attempt:
 
     backend: ExecutionBackend  # the calculation's backend, set once the attempt has started
 
-    def __init__(self, calculation_id: UUID, number: int, backend_name: str, logger: logging.Logger | Any) -> None:
+    def __init__(
+        self,
+        calculation_id: UUID,
+        number: int,
+        backend_name: str,
+        logger: logging.Logger | Any,
+    ) -> None:
         self.calculation_id = calculation_id
         self.number = number
         self.backend_name = backend_name
         self.logger = logger
+        self.step_slot: step_slots.StepSlot | None = None  # a workflow step's (`step_slots.turn`)
+
+    async def job_slot(self) -> None:
+        """Before the attempt's job starts: a workflow step waits for a local slot for it (the run's
+        next step starts meanwhile)."""
+        if self.step_slot is not None:
+            await self.step_slot.job_slot()
+
+    async def job_done(self) -> None:
+        """The attempt's last job has ended: a workflow step's local slot goes on now, while this one
+        stores its outputs and records its end."""
+        if self.step_slot is not None:
+            await self.step_slot.job_done()
 
     async def current_state(self) -> RunState:
         state = await db(lambda: Calculation.objects.values_list("state", flat=True).get(id=self.calculation_id))()
@@ -219,11 +239,11 @@ class CalculationRun:
             worker=this_worker().name,
         )  # fmt: skip
         run_id = calc.workflow_run_id
-        slot = AsyncExitStack()  # a step's local slot, from its start to its end
+        slot = AsyncExitStack()  # a step's turn in its run, then its job's local slot
         try:
-            if run_id is not None:  # a step waits, QUEUED, for its owner's quota and a local slot
+            if run_id is not None:  # a step waits, QUEUED, for its run's turn and its owner's quota
                 turn = step_slots.turn(calc.id, attempt.number, calc.owner_id, run_id, attempt.backend_name, start)
-                await slot.enter_async_context(turn)
+                attempt.step_slot = await slot.enter_async_context(turn)
             else:
                 await start()
         except InvalidTransition as exc:

@@ -1,18 +1,23 @@
-"""Where a workflow's steps wait their turn in a worker: for their owner's quota, then for a local slot.
+"""Where a workflow's steps wait their turn in a worker: for their owner's quota, then, started, for a
+local slot for their job.
 
-A step waits QUEUED, costing nothing (not even an attempt, should its worker die meanwhile), and
-starts its attempt only once it has both:
-- **the quota.** A step counts against its owner's active-calculations quota while its attempt is
-  in progress (`calculations.actions.submissions.has_step_slot`). The steps of one workflow run that
-  wait queue here, in order: only the first asks the database, again when a step of the same owner
-  ends in this worker, or every `worker.cancel_check_seconds` (a slot freed elsewhere, or the step
-  canceled). A run with no step in progress always gets its next one.
-- **a local slot.** At most `workflow.local_step_slots` steps run on the local backend at once in a
-  worker (its CPUs). A freed slot goes to the owners waiting in turn (round robin), each owner's
-  steps in order: one user's map of thousands cannot hold back another user's single step.
+A step waits QUEUED, costing nothing (not even an attempt, should its worker die meanwhile), until
+it has the first of these; its job then waits for the second:
+- **its run's turn and the quota.** A step counts against its owner's active-calculations quota
+  while its attempt is in progress (`calculations.actions.submissions.has_step_slot`). The steps of
+  one workflow run that wait queue here, in order: only the first asks the database, again when a
+  step of the same owner ends in this worker, or every `worker.cancel_check_seconds` (a slot freed
+  elsewhere, or the step canceled). A run with no step in progress always gets its next one.
+- **then, started and staged, a local slot for its job.** At most `workflow.local_step_slots` jobs
+  run on the local backend at once in a worker (its CPUs). The step keeps its run's turn until it
+  has one, so the run's next step starts and stages its inputs while the jobs run, and at most one
+  step of a run waits started without a slot. The slot is given back when the job ends: the outputs
+  are stored and the end recorded outside it. A freed slot goes to the owners waiting in turn (round
+  robin), each owner's steps in order: one user's map of thousands cannot hold back another user's
+  single step.
 A step's first try goes straight to its start (`do_start_calculation`), which checks the quota
 exactly, under the owner's lock: most steps find room, and ask the database once. Only a step
-refused there asks `has_step_slot` before each later try; it gives its local slot back meanwhile.
+refused there asks `has_step_slot` before each later try.
 """
 
 from __future__ import annotations
@@ -97,6 +102,45 @@ _run_queues: dict[UUID, _RunQueue] = {}
 _local: FairSlots | None = None
 
 
+class StepSlot:
+    """A started step's place: its run's turn until it has a local slot for its job (`job_slot`), so
+    that the run's next step starts and stages its inputs meanwhile, and at most one of the run's
+    steps waits started without one; then the local slot, until its job has ended (`job_done`)."""
+
+    def __init__(self, queue: _RunQueue, workflow_run_id: UUID, owner_id: int, backend: str) -> None:
+        self._queue, self._run_id, self._owner_id, self._backend = queue, workflow_run_id, owner_id, backend
+        self._local = AsyncExitStack()
+        self._has_turn, self._has_slot = True, False
+
+    async def job_slot(self) -> None:
+        """Wait for a local slot (other backends need none), then let the run's next step have its turn."""
+        if not self._has_slot:
+            await self._local.enter_async_context(local_slot(self._owner_id, self._backend))
+            self._has_slot = True
+        self._end_turn()
+
+    async def job_done(self) -> None:
+        """The job has ended: the local slot goes on (its outputs are stored and its end recorded outside it)."""
+        self._has_slot = False
+        await self._local.aclose()
+
+    async def close(self) -> None:
+        self._end_turn()
+        await self._local.aclose()
+
+    def _end_turn(self) -> None:
+        if self._has_turn:
+            self._has_turn = False
+            _leave(self._queue, self._run_id)
+
+
+def _leave(queue: _RunQueue, workflow_run_id: UUID) -> None:
+    queue.turn.release()
+    queue.waiters -= 1
+    if not queue.waiters:
+        _run_queues.pop(workflow_run_id, None)
+
+
 @asynccontextmanager
 async def turn(
     calculation_id: UUID,
@@ -105,38 +149,37 @@ async def turn(
     workflow_run_id: UUID,
     backend: str,
     start: Callable[[], Awaitable[Any]],
-) -> AsyncIterator[None]:
-    """Wait until the step may start (the quota, then a local slot), `start` it, and hold its local
-    slot until the block ends. InvalidTransition if the step is no longer QUEUED as `attempt`."""
+) -> AsyncIterator[StepSlot]:
+    """Wait for the run's turn and the owner's quota, `start` the step, and hold the run's turn until
+    its job has a local slot (`StepSlot`). InvalidTransition if the step is no longer QUEUED as `attempt`."""
     queue = _run_queues.setdefault(workflow_run_id, _RunQueue(owner_id))
     queue.waiters += 1
-    slot = AsyncExitStack()
     try:
-        async with queue.turn:
-            hopeful = True  # the first try: the start itself checks the quota
-            while True:
-                queue.freed.clear()
-                if hopeful or await db(_has_slot)(calculation_id, attempt, owner_id, workflow_run_id):
-                    hopeful = False
-                    await slot.enter_async_context(local_slot(owner_id, backend))
-                    try:
-                        await start()
-                        break
-                    except QuotaExceeded:  # taken meanwhile (another run, an API submission)
-                        await slot.aclose()  # the local slot goes back to whoever's turn it is
-                with suppress(TimeoutError):
-                    await asyncio.wait_for(queue.freed.wait(), get_settings().worker.cancel_check_seconds)
+        await queue.turn.acquire()
     except BaseException:
-        await slot.aclose()
-        raise
-    finally:
         queue.waiters -= 1
         if not queue.waiters:
             _run_queues.pop(workflow_run_id, None)
+        raise
     try:
-        yield
+        hopeful = True  # the first try: the start itself checks the quota
+        while True:
+            queue.freed.clear()
+            if hopeful or await db(_has_slot)(calculation_id, attempt, owner_id, workflow_run_id):
+                hopeful = False
+                with suppress(QuotaExceeded):  # taken meanwhile (another run, an API submission)
+                    await start()
+                    break
+            with suppress(TimeoutError):
+                await asyncio.wait_for(queue.freed.wait(), get_settings().worker.cancel_check_seconds)
+    except BaseException:
+        _leave(queue, workflow_run_id)
+        raise
+    slot = StepSlot(queue, workflow_run_id, owner_id, backend)
+    try:
+        yield slot
     finally:
-        await slot.aclose()
+        await slot.close()
 
 
 def _has_slot(calculation_id: UUID, attempt: int, owner_id: int, workflow_run_id: UUID) -> bool:
@@ -154,7 +197,7 @@ def step_ended(owner_id: int) -> None:
 
 
 def local_slot(owner_id: int, backend: str) -> AbstractAsyncContextManager[Any]:
-    """Held while a local step stages, runs and stores its outputs (other backends need none)."""
+    """Held while a local step's job runs (other backends need none)."""
     global _local
     if backend != "local":
         return nullcontext()

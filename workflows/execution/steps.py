@@ -241,22 +241,71 @@ class StepCall:
     retry: Mapping[str, Any] | None = None
 
 
-def _create_step(context: WorkflowContext, call: StepCall) -> Calculation:
-    """The step's calculation (created, or found from an earlier attempt); StepFailed if refused."""
+CREATION_BATCH = 20  # a batch holds the one database thread (every started step's calls) for ~0.1 s
+
+
+def _create_steps(context: WorkflowContext, calls: list[StepCall]) -> list[Calculation | StepFailed]:
+    """Each step's calculation (created, or found from an earlier attempt), or the StepFailed that
+    says why it was refused. Database thread."""
+    results: list[Calculation | Exception] = [InvalidInput("not created")] * len(calls)
+    steps, positions = [], []
+    for position, call in enumerate(calls):
+        try:
+            file_ids = {role: UUID(str(value)) for role, value in call.inputs.items()}
+        except ValueError as exc:
+            results[position] = exc
+            continue
+        steps.append(actions.NewStep(
+            call.name, call.index, call.tool, file_ids, dict(call.params or {}), call.backend, call.use_cache,
+            call.resources, call.retry,
+        ))  # fmt: skip
+        positions.append(position)
     try:
-        file_ids = {role: UUID(str(value)) for role, value in call.inputs.items()}
-        return actions.do_create_step(
-            context.workflow_run_id, context.attempt, step=call.name, index=call.index, tool=call.tool,
-            inputs=file_ids, params=dict(call.params or {}), backend=call.backend, use_cache=call.use_cache,
-            resources=call.resources, retry=call.retry,
-        )  # fmt: skip
-    except (InvalidInput, NotFound, ValueError, InvalidTransition) as exc:
-        raise StepFailed(call.name, call.index, call.tool, "not started", str(exc), None) from None
+        created = actions.do_create_steps(context.workflow_run_id, context.attempt, steps) if steps else []
+    except (NotFound, InvalidTransition) as exc:  # the run itself is gone
+        created = [exc] * len(steps)
+    for position, calc in zip(positions, created, strict=True):
+        results[position] = calc
+    return [
+        StepFailed(call.name, call.index, call.tool, "not started", str(result), None)
+        if isinstance(result, Exception)
+        else result
+        for call, result in zip(calls, results, strict=True)
+    ]
+
+
+async def _create_in_batches(context: WorkflowContext) -> None:
+    """Create the steps the flow asked for, a batch at a time, in the order asked, until none waits."""
+    while context.uncreated:
+        batch, context.uncreated = context.uncreated[:CREATION_BATCH], context.uncreated[CREATION_BATCH:]
+        try:
+            results: list[Calculation | StepFailed] = await db(_create_steps)(context, [call for call, _ in batch])
+        except Exception as exc:  # (the database gone for longer than `db` retries): each caller raises it
+            results = [exc] * len(batch)  # type: ignore[list-item]
+        for (_call, future), result in zip(batch, results, strict=True):
+            if future.done():  # its caller was canceled meanwhile
+                continue
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+
+async def create_step(context: WorkflowContext, call: StepCall) -> Calculation:
+    """The step's calculation, created (or found again) with the others the flow asks for meanwhile:
+    a map's thousand steps, created one by one, held every started step's own database calls behind
+    them in the one database thread (the first step started after 8 s), and each paid for its own
+    transaction and lookups. StepFailed if refused."""
+    future: asyncio.Future[Calculation] = asyncio.get_running_loop().create_future()
+    context.uncreated.append((call, future))
+    if context.creator is None or context.creator.done():
+        context.creator = asyncio.create_task(_create_in_batches(context))
+    return await future
 
 
 async def run_step(context: WorkflowContext, call: StepCall) -> StepResult:
     """Create the step and execute it until it has ended; its outputs, or StepFailed."""
-    calc: Calculation = await db(_create_step)(context, call)
+    calc = await create_step(context, call)
     if calc.state not in TERMINAL_STATES:
         label = f"{call.name}: {call.tool}" + (f" [{call.index}]" if call.index else "")
         ended: _Ended = await execute_step(calc.id, label, context.flow_run_id, context.remote, _Row.of(calc))

@@ -119,6 +119,7 @@ class TesTaskRunner:
     ) -> RunState | None:
         """Run executor `index`; a state if the attempt ended with it, None to go on."""
         attempt, calc, backend = self.attempt, self.calc, self.attempt.backend
+        await attempt.job_slot()
         if attempt.is_canceling():
             return await self._end(AttemptEnd.CANCELED, f"canceled before executor {index} started")
         argv = _argv(executor)
@@ -146,6 +147,7 @@ class TesTaskRunner:
         attempt.logger.info("TES task %s: executor %s (%s) is %s job %s", calc.id, index, executor.image,
                             backend.kind, handle.job_id)  # fmt: skip
         state, over = await self._wait_within_scratch(handle)
+        await attempt.job_done()
         await self._record(index, executor, state, starts, started)
         self.last_exit = state.exit_code
         for name, value in state.resource_usage.items():

@@ -125,6 +125,7 @@ class ToolRunner:
             image=spec.image.name if spec.image else None,
             network=spec.network,
         )
+        await attempt.job_slot()
         if attempt.is_canceling():
             return await attempt.end(AttemptEnd.CANCELED, "canceled before the tool started")
         backend = attempt.backend
@@ -139,6 +140,7 @@ class ToolRunner:
             return await attempt.end(AttemptEnd.CANCELED, "canceled while starting")
         attempt.logger.info("calculation %s: %s job %s running: %s", calc.id, backend.kind, handle.job_id, argv)
         state = await attempt.wait(handle)
+        await attempt.job_done()
         return await self._record(attempt, workdir, base, state)
 
     async def _record(self, attempt: Attempt, workdir: Path, base: Path, state: JobState) -> RunState:

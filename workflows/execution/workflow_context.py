@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 from uuid import UUID
 
 from prefect.context import FlowRunContext
@@ -25,6 +26,10 @@ class WorkflowContext:
     remote: bool = False  # in a Docker-pool container: steps are dispatched to the calculation worker
     error: str | None = None  # why the run failed, when Prefect's final state would not say (a pause timeout)
     counters: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    # the steps asked for and not yet created, each with its future, and the task creating them in
+    # batches (`steps.create_step`)
+    uncreated: list[Any] = field(default_factory=list)
+    creator: asyncio.Task[None] | None = None
 
     def next_index(self, step: str) -> int:
         """The index of the next call of the step named `step` (its call order)."""

@@ -93,25 +93,39 @@ def test_a_runs_steps_wait_for_the_quota_in_turn_and_a_step_ending_wakes_them(qu
     assert run_id not in step_slots._run_queues  # nothing kept once no step waits
 
 
-def test_a_step_whose_start_is_refused_gives_its_local_slot_back(quota: list[bool]) -> None:
-    """The quota was taken between the check and the start (another run, an API submission)."""
+def test_a_runs_next_step_starts_while_a_job_runs_and_a_slot_is_held_only_by_a_running_job(
+    quota: list[bool],
+) -> None:
+    """One local slot: while step 0's job runs, step 1 starts and waits for the slot (step 2 waits,
+    QUEUED, behind it); step 0's slot goes on when its job ends, before its end is recorded."""
     quota[0] = True
-    served: list[str] = []
+    run_id, seen = uuid4(), []
+    jobs_end = {name: asyncio.Event() for name in ("s0", "s1", "s2")}
 
-    async def refused() -> None:
-        served.append("refused")
-        quota[0] = False
-        raise QuotaExceeded("taken meanwhile")
+    async def start(name: str) -> None:
+        seen.append(f"{name} started")
 
-    async def other_user() -> None:
-        async with step_slots.local_slot(8, "local"):
-            served.append("other user")
+    async def step(name: str) -> None:
+        async with step_slots.turn(uuid4(), 1, 7, run_id, "local", partial(start, name)) as slot:
+            await slot.job_slot()
+            seen.append(f"{name} job")
+            await jobs_end[name].wait()
+            await slot.job_done()
+            seen.append(f"{name} job ended")
+            await asyncio.sleep(0.05)  # its outputs stored, its end recorded: the next job runs meanwhile
 
     async def main() -> None:
-        waiting = asyncio.create_task(step_slots.turn(uuid4(), 1, 7, uuid4(), "local", refused).__aenter__())
+        steps = [asyncio.create_task(step(name)) for name in ("s0", "s1", "s2")]
         await asyncio.sleep(0.05)
-        await asyncio.wait_for(other_user(), 5)  # the slot is free again
-        waiting.cancel()
+        assert seen == ["s0 started", "s0 job", "s1 started"]
+        jobs_end["s0"].set()
+        await asyncio.sleep(0.01)
+        assert seen[3:] == ["s0 job ended", "s1 job", "s2 started"]
+        for event in jobs_end.values():
+            event.set()
+        await asyncio.wait_for(asyncio.gather(*steps), 5)
 
     asyncio.run(main())
-    assert served == ["refused", "other user"]
+    assert run_id not in step_slots._run_queues
+
+
