@@ -127,5 +127,3 @@ def test_a_runs_next_step_starts_while_a_job_runs_and_a_slot_is_held_only_by_a_r
 
     asyncio.run(main())
     assert run_id not in step_slots._run_queues
-
-
