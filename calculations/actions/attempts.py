@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from calculations.actions.files import OutputBlob, add_output_files, do_release_outputs, new_bytes, quota_message
 from calculations.actions.followers import complete_followers, release_followers
+from calculations.actions.rows import first_row
 from calculations.actions.submissions import check_step_slot
 from calculations.actions.transitions import WORKER_ACTOR, apply_transition, check_attempt, lock_calculation
 from calculations.actions.verdicts import record_calculation_verdict
@@ -54,7 +55,7 @@ def do_start_calculation(
 ) -> Calculation:
     """The worker starts attempt `attempt`. A workflow run's step may have to wait for its owner's
     quota first (QuotaExceeded: it stays QUEUED, and counts nothing while it waits)."""
-    step_of = Calculation.objects.filter(id=calculation_id).values_list("owner_id", "workflow_run_id").first()
+    step_of = first_row(Calculation.objects.filter(id=calculation_id).values_list("owner_id", "workflow_run_id"))
     if step_of is not None and step_of[1] is not None:
         check_step_slot(*step_of)  # the user first, then the row: the order every action takes them in
     calc = lock_calculation(calculation_id)

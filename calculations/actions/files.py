@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from calculations.actions.access import access_file_by_id
 from calculations.actions.quotas import storage_limit
+from calculations.actions.rows import first_row
 from calculations.actions.transitions import lock_blob
 from calculations.actions.users import lock_user
 from calculations.errors import Conflict, StorageQuotaExceeded
@@ -57,7 +58,7 @@ def held_bytes(owner_id: int) -> int:
     """The bytes a user holds: each distinct content once, however many files (copies, cache hits,
     outputs identical to an upload) point at it. The running total (`HeldBytes`), kept by `_hold`
     and `_unhold` as rows come and go."""
-    held = HeldBytes.objects.filter(user_id=owner_id).values_list("bytes", flat=True).first()
+    held = first_row(HeldBytes.objects.filter(user_id=owner_id).values_list("bytes", flat=True))
     return int(held or 0)
 
 

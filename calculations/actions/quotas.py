@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from django.db import transaction
 
+from calculations.actions.rows import first_row
 from calculations.actions.users import do_ensure_user
 from calculations.models import UserQuota
 from emgapiv2.config import get_settings
 
 
 def _own(owner_id: int) -> UserQuota | None:
-    return UserQuota.objects.filter(user_id=owner_id).first()
+    return first_row(UserQuota.objects.filter(user_id=owner_id))
 
 
 def active_limit(owner_id: int) -> int:

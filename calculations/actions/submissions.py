@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from calculations.actions.followers import copy_outputs, shared_provenance
 from calculations.actions.notifications import check_notify
 from calculations.actions.quotas import active_limit
+from calculations.actions.rows import first_row
 from calculations.actions.transitions import lock_cache_key, record_event, user_actor
 from calculations.actions.users import lock_user
 from calculations.caching import compute_cache_key
@@ -135,7 +136,7 @@ def check_create_calculation(
     files: dict[str, File] = {}
     for role in spec.inputs:
         file_id = inputs[role.name]
-        file = File.objects.filter(id=file_id, owner_id=owner_id).first()
+        file = first_row(File.objects.filter(id=file_id, owner_id=owner_id))
         if file is None:
             raise InvalidInput(f"input {role.name!r}: file {file_id} not found")
         head = read_head(storage, file.sha256, HEAD_BYTES)

@@ -17,6 +17,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from calculations.actions.notifications import enqueue_notification
+from calculations.actions.rows import first_row
 from calculations.errors import InvalidTransition, NotFound
 from calculations.metrics import observe_change
 from calculations.models import Calculation
@@ -47,7 +48,7 @@ ACCOUNT_IN_ACTOR = re.compile(r"\b(user|staff):(\d+)\b")
 
 def lock_run(kind: RunKind[Run], run_id: UUID, *, defer: tuple[str, ...] = ()) -> Run:
     """The run's row, locked until the transaction ends (without the `defer` fields, read if used)."""
-    run = kind.model.objects.select_for_update(no_key=True).defer(*defer).filter(id=run_id).first()
+    run = first_row(kind.model.objects.select_for_update(no_key=True).defer(*defer).filter(id=run_id))
     if run is None:
         raise NotFound(f"{kind.name} {run_id} not found")
     return run

@@ -13,6 +13,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 
+from calculations.actions.rows import first_row
 from emgapiv2.config import get_settings
 
 ADMIN_PASSWORD_FILE = "admin-password"  # in the data directory
@@ -31,7 +32,7 @@ def do_ensure_operator() -> Any:
 def lock_user(user_id: int) -> None:
     """The user's row, locked: one claimant of their quotas at a time (a submission, a step's start, an
     upload). Every action that locks more takes the user first, then the rest."""
-    get_user_model().objects.select_for_update(no_key=True).filter(id=user_id).first()
+    first_row(get_user_model().objects.select_for_update(no_key=True).filter(id=user_id))
 
 
 @dataclass(frozen=True)

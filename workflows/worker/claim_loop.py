@@ -50,7 +50,11 @@ from workflows.orchestration.wakeups import WorkListener
 from workflows.orchestration.work_pools import ensure_calculation_work_pool
 from workflows.worker import liveness, notifier, pool_heartbeat, prefect_cancels, reconciler, sweeper
 from workflows.worker.adoption import adopt_flow_run
-from workflows.worker.prefect_patch import cache_default_result_storage, disable_suspension_observer
+from workflows.worker.prefect_patch import (
+    cache_default_result_storage,
+    disable_suspension_observer,
+    read_event_label_limit_once,
+)
 
 logger = logging.getLogger("workflows.worker")
 
@@ -244,6 +248,7 @@ def serve() -> None:
     settings = get_settings()
     disable_suspension_observer()
     cache_default_result_storage()
+    read_event_label_limit_once()
     # Prefect's logging set-up (done on import, above) already gives the root logger its console
     # handler: a second handler would print every line twice
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")

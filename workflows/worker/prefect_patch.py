@@ -9,6 +9,7 @@ from contextlib import nullcontext
 from typing import Any
 from uuid import UUID
 
+import prefect.events.schemas.events
 import prefect.flow_engine
 import prefect.results
 
@@ -61,3 +62,29 @@ def cache_default_result_storage(seconds: float = DEFAULT_RESULT_STORAGE_SECONDS
     kept_sync.kept_for = kept_async.kept_for = seconds  # type: ignore[attr-defined]
     setattr(prefect.results, _READERS[0], kept_sync)
     setattr(prefect.results, _READERS[1], kept_async)
+
+
+_LABEL_LIMIT = "PREFECT_EVENTS_MAXIMUM_LABELS_PER_RESOURCE"
+
+
+class _Fixed:
+    """A Prefect setting read once: what `.value()` gave at the worker's start."""
+
+    def __init__(self, value: Any) -> None:
+        self._value = value
+
+    def value(self) -> Any:
+        return self._value
+
+
+def read_event_label_limit_once() -> None:
+    """Prefect checks each resource of every event it emits against its label limit, reading the
+    setting anew each time through the whole settings context: 2.6 % of the worker's CPU in a map
+    (a task run's three state events, each with its related resources). Settings do not change in a
+    running worker, so it is read once, here."""
+    module = prefect.events.schemas.events
+    current = getattr(module, _LABEL_LIMIT, None)
+    if current is None:
+        raise RuntimeError(f"prefect.events.schemas.events.{_LABEL_LIMIT} is gone: review this patch")
+    if not isinstance(current, _Fixed):
+        setattr(module, _LABEL_LIMIT, _Fixed(current.value()))

@@ -6,11 +6,16 @@ import asyncio
 from contextlib import nullcontext
 from uuid import uuid4
 
+import prefect.events.schemas.events
 import prefect.flow_engine
 import prefect.results
 import pytest
 
-from workflows.worker.prefect_patch import cache_default_result_storage, disable_suspension_observer
+from workflows.worker.prefect_patch import (
+    cache_default_result_storage,
+    disable_suspension_observer,
+    read_event_label_limit_once,
+)
 
 
 def test_the_per_run_suspension_observer_is_switched_off() -> None:
@@ -55,3 +60,18 @@ def test_the_default_result_storage_is_asked_again_once_its_time_is_up(monkeypat
 
 async def aread_none() -> None:
     return None
+
+
+def test_the_event_label_limit_is_read_once_and_still_enforced(monkeypatch: pytest.MonkeyPatch) -> None:
+    module = prefect.events.schemas.events
+    name = "PREFECT_EVENTS_MAXIMUM_LABELS_PER_RESOURCE"
+    monkeypatch.setattr(module, name, getattr(module, name))  # (put back afterwards)
+    limit = getattr(module, name).value()
+    read_event_label_limit_once()
+    reads: list[int] = []
+    monkeypatch.setattr("prefect.settings.legacy.get_current_settings", lambda: reads.append(1))
+    labels = {"prefect.resource.id": "x", **{f"label-{i}": "v" for i in range(limit - 1)}}
+    assert module.Resource(labels).id == "x"  # (without reading any setting)
+    with pytest.raises(ValueError, match="maximum number of labels"):
+        module.Resource({**labels, "one-too-many": "v"})
+    assert reads == []
