@@ -277,7 +277,11 @@ def _create_steps(context: WorkflowContext, calls: list[StepCall]) -> list[Calcu
 async def _create_in_batches(context: WorkflowContext) -> None:
     """Create the steps the flow asked for, a batch at a time, in the order asked, until none waits."""
     while context.uncreated:
-        batch, context.uncreated = context.uncreated[:CREATION_BATCH], context.uncreated[CREATION_BATCH:]
+        # (a step whose caller is gone, its flow canceled meanwhile, is not created)
+        waiting = [(call, future) for call, future in context.uncreated if not future.done()]
+        batch, context.uncreated = waiting[:CREATION_BATCH], waiting[CREATION_BATCH:]
+        if not batch:
+            return
         try:
             results: list[Calculation | StepFailed] = await db(_create_steps)(context, [call for call, _ in batch])
         except Exception as exc:  # (the database gone for longer than `db` retries): each caller raises it
