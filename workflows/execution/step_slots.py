@@ -99,6 +99,7 @@ class _RunQueue:
 
 
 _run_queues: dict[UUID, _RunQueue] = {}
+LOCAL = "local"  # the backend whose jobs share the worker's CPUs
 _local: FairSlots | None = None
 
 
@@ -117,7 +118,7 @@ class StepSlot:
         if not self._has_slot:
             await self._local.enter_async_context(local_slot(self._owner_id, self._backend))
             self._has_slot = True
-        self._end_turn()
+        self.end_turn()
 
     async def job_done(self) -> None:
         """The job has ended: the local slot goes on (its outputs are stored and its end recorded outside it)."""
@@ -125,10 +126,11 @@ class StepSlot:
         await self._local.aclose()
 
     async def close(self) -> None:
-        self._end_turn()
+        self.end_turn()
         await self._local.aclose()
 
-    def _end_turn(self) -> None:
+    def end_turn(self) -> None:
+        """The run's next step may start now."""
         if self._has_turn:
             self._has_turn = False
             _leave(self._queue, self._run_id)
@@ -176,6 +178,8 @@ async def turn(
         _leave(queue, workflow_run_id)
         raise
     slot = StepSlot(queue, workflow_run_id, owner_id, backend)
+    if backend != LOCAL:
+        slot.end_turn()  # no local slot to wait for: the run's next step may start at once
     try:
         yield slot
     finally:
@@ -199,7 +203,7 @@ def step_ended(owner_id: int) -> None:
 def local_slot(owner_id: int, backend: str) -> AbstractAsyncContextManager[Any]:
     """Held while a local step's job runs (other backends need none)."""
     global _local
-    if backend != "local":
+    if backend != LOCAL:
         return nullcontext()
     if _local is None:
         _local = FairSlots(get_settings().workflow.local_step_slots or os.cpu_count() or 1)

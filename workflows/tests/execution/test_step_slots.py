@@ -127,3 +127,27 @@ def test_a_runs_next_step_starts_while_a_job_runs_and_a_slot_is_held_only_by_a_r
 
     asyncio.run(main())
     assert run_id not in step_slots._run_queues
+
+
+def test_a_step_on_another_backend_lets_its_runs_next_step_start_at_once(quota: list[bool]) -> None:
+    """No local slot to wait for: a container or Slurm step does not hold its run's turn while it stages."""
+    quota[0] = True
+    run_id, started = uuid4(), []
+    staged = asyncio.Event()
+
+    async def start(name: str) -> None:
+        started.append(name)
+
+    async def step(name: str) -> None:
+        async with step_slots.turn(uuid4(), 1, 7, run_id, "slurm", partial(start, name)) as slot:
+            await staged.wait()  # staging its inputs
+            await slot.job_slot()
+
+    async def main() -> None:
+        steps = [asyncio.create_task(step(name)) for name in ("s0", "s1")]
+        await asyncio.sleep(0.05)
+        assert started == ["s0", "s1"]
+        staged.set()
+        await asyncio.wait_for(asyncio.gather(*steps), 5)
+
+    asyncio.run(main())
