@@ -47,12 +47,32 @@ def dead_workers(me: WorkerIdentity, *, judge_silence: bool = True) -> list[tupl
     )
     dead: dict[str, str] = {}
     for worker in silences:
-        same_machine = bool(me.boot_id) and worker.host == me.host and worker.boot_id == me.boot_id
-        if same_machine and worker.start_ticks and not is_running(worker.pid, worker.start_ticks):
-            dead[worker.name] = f"exited (process {worker.pid} is gone)"
+        if exited := _exited(worker, me):
+            dead[worker.name] = exited
         elif judge_silence and worker.silent > dead_after:
             dead[worker.name] = f"has been silent for {worker.silent.total_seconds():.0f} s"
     return list(dead.items())
+
+
+def _exited(worker: WorkerProcess, me: WorkerIdentity) -> str | None:
+    """What happened to `worker`, if it ran on this machine and its process is gone."""
+    same_machine = bool(me.boot_id) and worker.host == me.host and worker.boot_id == me.boot_id
+    if same_machine and worker.start_ticks and not is_running(worker.pid, worker.start_ticks):
+        return f"exited (process {worker.pid} is gone)"
+    return None
+
+
+def lost_reason(worker_name: str, what: str) -> str:
+    return f"worker lost: its worker {worker_name} {what}"
+
+
+def exited_workers(me: WorkerIdentity, names: set[str]) -> dict[str, str]:
+    """Of the workers named, those whose process on this machine is gone, and what happened to each
+    (database thread): a calculation whose heartbeat stopped because its worker exited is settled
+    for that, the more exact reason, whichever sweep finds it first."""
+    return {
+        worker.name: what for worker in WorkerProcess.objects.filter(name__in=names) if (what := _exited(worker, me))
+    }
 
 
 def attempts_held_by(name: str) -> list[LostAttempt]:
@@ -82,7 +102,7 @@ async def settle_dead_workers(me: WorkerIdentity, *, judge_silence: bool = True)
         if not await db(actions.do_end_worker)(name, f"found dead by {me.name}: it {what}"):
             continue  # another worker got there first
         for calc in await db(attempts_held_by)(name):
-            reason = f"worker lost: its worker {name} {what}"
+            reason = lost_reason(name, what)
             outcome = await db(settle)(calc, reason, actor=f"worker:{me.name}")
             if outcome != "moved on":
                 settled += 1
@@ -92,7 +112,7 @@ async def settle_dead_workers(me: WorkerIdentity, *, judge_silence: bool = True)
                     logger.warning("could not stop the job of calculation %s in %s s", calc["id"], STOP_SECONDS)
                 await mark_flow_run_ended(calc["flow_run_id"], reason, canceled=outcome == "canceled")
         # after its steps were settled: the resumed attempt finds them QUEUED for their next attempt
-        reason = f"worker lost: its worker {name} {what}"
+        reason = lost_reason(name, what)
         for _, flow_run_id, canceled in await db(resume_workflow_runs_of)(name, reason, f"worker:{me.name}"):
             settled += 1
             await mark_flow_run_ended(flow_run_id, reason, canceled=canceled)

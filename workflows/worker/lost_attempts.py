@@ -24,7 +24,7 @@ from workflows.identity import group_members, this_worker
 logger = logging.getLogger(__name__)
 S = RunState
 SETTLED = {S.QUEUED: "retried", S.CANCELED: "canceled"}
-LOST_FIELDS = ("id", "attempt", "state", "flow_run_id", "backend", "backend_job_id")
+LOST_FIELDS = ("id", "attempt", "state", "flow_run_id", "backend", "backend_job_id", "worker")
 
 
 class LostAttempt(TypedDict):
@@ -34,6 +34,7 @@ class LostAttempt(TypedDict):
     flow_run_id: UUID | None
     backend: str
     backend_job_id: str
+    worker: str  # the name of the worker that ran it
 
 
 def settle(calc: LostAttempt, reason: str, *, actor: str = actions.RECONCILER_ACTOR) -> str:

@@ -39,8 +39,10 @@ from calculations.run_kinds import CALCULATION, WORKFLOW_RUN, RunKind
 from calculations.states import ACTIVE_STATES, ATTEMPT_IN_PROGRESS_STATES, RunState
 from emgapiv2.config import get_settings
 from workflows.db import db
+from workflows.identity import this_worker
 from workflows.orchestration.flow_runs import mark_flow_run_ended, read_flow_runs
 from workflows.orchestration.orchestrator import dispatch
+from workflows.worker.liveness import exited_workers, lost_reason
 from workflows.worker.lost_attempts import LOST_FIELDS, LostAttempt, settle, stop_orphan
 from workflows.worker.periodic import every
 from workflows.worker.prefect_cancels import cancel_rows_of
@@ -172,11 +174,17 @@ async def settle_lost_workflow_runs(counts: dict[str, int]) -> None:
 
 async def settle_stale_heartbeats(counts: dict[str, int]) -> None:
     """Calculations whose worker stopped heartbeating lost it: settle them, stop their job."""
-    for calc in await db(_stale)():
+    stale = await db(_stale)()
+    if not stale:
+        return
+    exited = await db(exited_workers)(this_worker(), {calc["worker"] for calc in stale if calc["worker"]})
+    for calc in stale:
         silent = (timezone.now() - calc["heartbeat_at"]).total_seconds() if calc["heartbeat_at"] else None
         reason = "heartbeat lost: its worker " + (
             f"has been silent for {silent:.0f} s" if silent is not None else "never reported"
         )
+        if what := exited.get(calc["worker"]):
+            reason = lost_reason(calc["worker"], what)
         outcome = await db(settle)(calc, reason)
         if outcome in counts:
             counts[outcome] += 1
