@@ -84,13 +84,7 @@ class Attempt:
 
     backend: ExecutionBackend  # the calculation's backend, set once the attempt has started
 
-    def __init__(
-        self,
-        calculation_id: UUID,
-        number: int,
-        backend_name: str,
-        logger: logging.Logger | Any,
-    ) -> None:
+    def __init__(self, calculation_id: UUID, number: int, backend_name: str, logger: logging.Logger | Any) -> None:
         self.calculation_id = calculation_id
         self.number = number
         self.backend_name = backend_name

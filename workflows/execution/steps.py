@@ -27,7 +27,7 @@ from prefect.logging.loggers import PrefectLogAdapter
 
 from calculations import actions
 from calculations.admin_links import admin_url
-from calculations.errors import InvalidInput, InvalidTransition, NotFound
+from calculations.errors import InvalidInput, NotFound
 from calculations.models import Calculation, File
 from calculations.provenance import Provenance
 from calculations.run_kinds import CALCULATION
@@ -260,9 +260,9 @@ def _create_steps(context: WorkflowContext, calls: list[StepCall]) -> list[Calcu
             call.resources, call.retry,
         ))  # fmt: skip
         positions.append(position)
-    try:
+    try:  # (a stopped run refuses each step; only a run that is gone refuses them all)
         created = actions.do_create_steps(context.workflow_run_id, context.attempt, steps) if steps else []
-    except (NotFound, InvalidTransition) as exc:  # the run itself is gone
+    except NotFound as exc:
         created = [exc] * len(steps)
     for position, calc in zip(positions, created, strict=True):
         results[position] = calc
