@@ -97,15 +97,15 @@ def bare_usage(argv: list[str], runs: int = 3) -> dict[str, float]:
 def assert_measured_as_bare(measured: dict[str, float], argv: list[str]) -> None:
     """A backend's measure of `argv` agrees with /usr/bin/time's of it run bare: peak memory within
     25 % (or 8 MiB: the shells and the page cache a cgroup counts besides). User CPU time within a
-    factor of 1.75 (or 0.06 s: clock ticks), system CPU time within 4: on this 2-core machine, shared
+    factor of 1.75 (or 0.06 s: clock ticks), system CPU time within 8: on this 2-core machine, shared
     with other work, the same run's user time varies by up to 60 %, and its system time (dd zeroing
-    pages, in a container's memory cgroup) by 3 times (Podman in CI: 0.80 s against 0.27 bare);
-    measuring the wrong process is off by 100 times."""
+    pages, in a container's memory cgroup) by over 5 times (Podman in CI: 0.80 s against 0.27 bare;
+    Docker in CI: 0.48 s against 0.09); measuring the wrong process is off by 100 times."""
     bare = bare_usage(argv)
     print(f"measured {measured}, bare under /usr/bin/time {bare}")  # the figures, with -s
     assert measured.keys() >= {"wall_seconds", "user_cpu_seconds", "system_cpu_seconds", "max_rss_mb"}
     assert abs(measured["max_rss_mb"] - bare["max_rss_mb"]) <= max(0.25 * bare["max_rss_mb"], 8), (measured, bare)
-    for key, factor in (("user_cpu_seconds", 1.75), ("system_cpu_seconds", 4)):
+    for key, factor in (("user_cpu_seconds", 1.75), ("system_cpu_seconds", 8)):
         assert bare[key] / factor - 0.06 <= measured[key] <= bare[key] * factor + 0.06, (key, measured, bare)
     cpu = measured["user_cpu_seconds"] + measured["system_cpu_seconds"]
     assert cpu <= measured["wall_seconds"] + 1  # one thread: never more CPU than time (Slurm: whole seconds)
