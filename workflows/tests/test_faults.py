@@ -65,7 +65,11 @@ def test_a_worker_killed_mid_run_costs_a_retry_never_a_calculation(
 
         final = api.wait_for(calc["id"], TERMINAL, timeout_seconds=60)
         assert final["state"] == "COMPLETE", final["error"]
-        assert final["attempts"] == 2 and "worker lost: its worker" in final["error"]
+        # settled by the restarted worker's liveness ("worker lost") or, when its predecessor's row was
+        # not found as exited (under CI load, peers declare the test's workers dead and they register
+        # again), by the heartbeat sweep: either way retried once, never failed
+        assert final["attempts"] == 2
+        assert final["error"].startswith(("worker lost: its worker", "heartbeat lost: its worker")), final["error"]
         assert list(final["outputs"]) == ["copy"] and len(final["outputs"]["copy"]) == 1  # no duplicated outputs
         assert api.content(final["outputs"]["copy"][0]) == text
         assert [a["attempt"] for a in final["provenance"]["attempts"]] == [1, 2]
