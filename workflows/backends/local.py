@@ -79,7 +79,7 @@ class LocalBackend:
             sandbox = Sandbox.from_settings(settings.sandbox_user, allow_unsandboxed=settings.allow_unsandboxed)
         self._sandbox = sandbox
         if cgroups is None:
-            cgroups = JobCgroups.detect() if settings.cgroups else JobCgroups([])
+            cgroups = JobCgroups.detect(favor=settings.cgroups_favor_moves) if settings.cgroups else JobCgroups([])
         self._cgroups = cgroups
 
     def _limited_argv(self, spec: JobSpec) -> list[str]:
