@@ -497,8 +497,8 @@ def test_a_run_shows_its_steps_to_come_their_outputs_and_who_canceled_it(
     shown = alice.get(f"/workflow-runs/{run.id}").json()
     assert sorted((s["name"], s["index"]) for s in shown["pending_steps"]) == [("hits", 0), ("more", 1)]
     first, second = shown["steps"]
-    assert [(f["name"], f["size"], f["sha256"], f["output_role"]) for f in first["outputs"]] == [
-        ("p.faa", blob.size, blob.sha256, "proteins")
+    assert [(f["name"], f["size"], f["sha256"], f["output_role"], f["produced_by"]) for f in first["outputs"]] == [
+        ("p.faa", blob.size, blob.sha256, "proteins", str(genes.id))  # (produced_by was null here before)
     ]
     assert alice.get(f"/files/{first['outputs'][0]['id']}").status_code == 200  # the owner's own file
     assert first["canceled_by"] is None and first["finished_at"] is not None
