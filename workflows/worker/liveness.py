@@ -1,8 +1,9 @@
 """Each worker's own liveness, apart from any calculation's heartbeat.
 
 A worker registers itself (`WorkerProcess`), heartbeats every `worker.liveness_seconds`, and on the
-same beat looks for workers that died: a peer silent for `worker.dead_after_seconds`, or one of its
-own predecessors on this machine whose process is gone (found at once, on start). The attempts a
+same beat looks for workers that died: a peer silent for `worker.dead_after_seconds`, or a worker
+on this machine whose process is gone (found at once, on start), even one whose registration a peer
+had ended while it was only slow, if it holds attempts. The attempts a
 dead worker held are settled as lost (the policy table retries them), their jobs stopped (a local
 process group too, when it runs here), and their flow runs ended in Prefect. Two workers that find
 the same dead one race harmlessly: only one of them ends its registration, and settles it.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import NoReturn
 from uuid import UUID
@@ -36,22 +38,38 @@ logger = logging.getLogger(__name__)
 STOP_SECONDS = 30
 
 
-def dead_workers(me: WorkerIdentity, *, judge_silence: bool = True) -> list[tuple[str, str]]:
-    """(name, what happened) of registered workers that are dead (database thread). Silence is
-    measured on the database's clock, which wrote every heartbeat: workers' clocks may differ."""
+@dataclass(frozen=True)
+class DeadWorker:
+    name: str
+    what: str  # what happened to it
+    registered: bool  # its registration is still open (else a peer ended it, and it was never back)
+
+
+def dead_workers(me: WorkerIdentity, *, judge_silence: bool = True) -> list[DeadWorker]:
+    """The workers that are dead (database thread). Silence is measured on the database's clock,
+    which wrote every heartbeat: workers' clocks may differ.
+
+    Besides the registered ones: a worker its peers took for dead while it was only slow (under
+    load) registers again at its next beat, and meanwhile it may start attempts. Killed before it
+    could, its registration stays ended while it holds them: its process being gone says it is dead,
+    as for any other (else only the heartbeat sweep would find them, later)."""
     dead_after = timedelta(seconds=get_settings().worker.dead_after_seconds)
     silences = (
         WorkerProcess.objects.filter(ended_at__isnull=True)
         .exclude(name=me.name)
         .annotate(silent=ExpressionWrapper(Now() - F("heartbeat_at"), output_field=DurationField()))
     )
-    dead: dict[str, str] = {}
+    dead: list[DeadWorker] = []
     for worker in silences:
         if exited := _exited(worker, me):
-            dead[worker.name] = exited
+            dead.append(DeadWorker(worker.name, exited, registered=True))
         elif judge_silence and worker.silent > dead_after:
-            dead[worker.name] = f"has been silent for {worker.silent.total_seconds():.0f} s"
-    return list(dead.items())
+            dead.append(DeadWorker(worker.name, f"has been silent for {worker.silent.total_seconds():.0f} s", True))
+    holders = Calculation.objects.filter(state__in=ATTEMPT_IN_PROGRESS_STATES).exclude(worker="").values("worker")
+    for ended in WorkerProcess.objects.filter(ended_at__isnull=False, name__in=holders).exclude(name=me.name):
+        if exited := _exited(ended, me):
+            dead.append(DeadWorker(ended.name, exited, registered=False))
+    return dead
 
 
 def _exited(worker: WorkerProcess, me: WorkerIdentity) -> str | None:
@@ -98,9 +116,10 @@ def resume_workflow_runs_of(name: str, reason: str, actor: str) -> list[tuple[UU
 async def settle_dead_workers(me: WorkerIdentity, *, judge_silence: bool = True) -> int:
     """Settle the attempts of every dead worker this worker finds; return how many."""
     settled = 0
-    for name, what in await db(dead_workers)(me, judge_silence=judge_silence):
-        if not await db(actions.do_end_worker)(name, f"found dead by {me.name}: it {what}"):
-            continue  # another worker got there first
+    for dead in await db(dead_workers)(me, judge_silence=judge_silence):
+        name, what = dead.name, dead.what
+        if dead.registered and not await db(actions.do_end_worker)(name, f"found dead by {me.name}: it {what}"):
+            continue  # another worker got there first (an ended one's attempts: each settled once, `settle`)
         for calc in await db(attempts_held_by)(name):
             reason = lost_reason(name, what)
             outcome = await db(settle)(calc, reason, actor=f"worker:{me.name}")
