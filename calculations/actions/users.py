@@ -32,7 +32,9 @@ def do_ensure_operator() -> Any:
 def lock_user(user_id: int) -> None:
     """The user's row, locked: one claimant of their quotas at a time (a submission, a step's start, an
     upload). Every action that locks more takes the user first, then the rest."""
-    first_row(get_user_model().objects.select_for_update(no_key=True).filter(id=user_id))
+    first_row(
+        get_user_model().objects.select_for_update(no_key=True).filter(id=user_id).values_list("id")
+    )  # (not the whole row)
 
 
 @dataclass(frozen=True)
