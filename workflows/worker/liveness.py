@@ -3,10 +3,10 @@
 A worker registers itself (`WorkerProcess`), heartbeats every `worker.liveness_seconds`, and on the
 same beat looks for workers that died: a peer silent for `worker.dead_after_seconds`, or a worker
 on this machine whose process is gone (found at once, on start), even one whose registration a peer
-had ended while it was only slow, if it holds attempts. The attempts a
-dead worker held are settled as lost (the policy table retries them), their jobs stopped (a local
-process group too, when it runs here), and their flow runs ended in Prefect. Two workers that find
-the same dead one race harmlessly: only one of them ends its registration, and settles it.
+had ended while it was only slow, if it holds attempts or workflow runs. The attempts a dead worker
+held are settled as lost (the policy table retries them), their jobs stopped (a local process group
+too, when it runs here), and their flow runs ended in Prefect. Two workers that find the same dead
+one race harmlessly: only one of them ends its registration, and each attempt is settled once.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from datetime import timedelta
 from typing import NoReturn
 from uuid import UUID
 
-from django.db.models import DurationField, ExpressionWrapper, F
+from django.db.models import DurationField, ExpressionWrapper, F, Q
 from django.db.models.functions import Now
 
 from calculations import actions
@@ -65,8 +65,10 @@ def dead_workers(me: WorkerIdentity, *, judge_silence: bool = True) -> list[Dead
             dead.append(DeadWorker(worker.name, exited, registered=True))
         elif judge_silence and worker.silent > dead_after:
             dead.append(DeadWorker(worker.name, f"has been silent for {worker.silent.total_seconds():.0f} s", True))
-    holders = Calculation.objects.filter(state__in=ATTEMPT_IN_PROGRESS_STATES).exclude(worker="").values("worker")
-    for ended in WorkerProcess.objects.filter(ended_at__isnull=False, name__in=holders).exclude(name=me.name):
+    attempts = Calculation.objects.filter(state__in=ATTEMPT_IN_PROGRESS_STATES).exclude(worker="").values("worker")
+    runs = WorkflowRun.objects.filter(state__in=ACTIVE_STATES).exclude(worker="").values("worker")
+    holders = WorkerProcess.objects.filter(Q(name__in=attempts) | Q(name__in=runs), ended_at__isnull=False)
+    for ended in holders.exclude(name=me.name):
         if exited := _exited(ended, me):
             dead.append(DeadWorker(ended.name, exited, registered=False))
     return dead
