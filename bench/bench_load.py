@@ -7,6 +7,12 @@ own CPU is part of the figure. Start the platform first (`./taskw start`), then:
 
     python bench/bench_load.py                 # 100, 200 and 400 requests/s, 20 s each
     python bench/bench_load.py --rates 200 --seconds 20
+
+Against another deployment (the compose stack: `task stack-up`), give its URL and a token of its own
+in EMGAPI_TOKEN (as the `emgapi` client takes it; never on the command line, which `ps` shows):
+
+    EMGAPI_TOKEN=$(docker-compose -p emgapi exec -T api python manage.py create_token bench | tail -1) \
+        python bench/bench_load.py --url http://127.0.0.1:8080
 """
 
 from __future__ import annotations
@@ -88,7 +94,7 @@ def main() -> None:
     parser.add_argument("--rates", type=float, nargs="+", default=[100, 200, 400])
     parser.add_argument("--seconds", type=float, default=20)
     args = parser.parse_args()
-    token = bench_token(10)
+    token = os.environ.get("EMGAPI_TOKEN") or bench_token(10)
     path = f"/api/v2/calculations/{_a_calculation(args.url, token)}"
     for rate in args.rates:
         result = asyncio.run(run_rate(args.url, token, path, rate, args.seconds))
