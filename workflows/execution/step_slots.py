@@ -138,6 +138,10 @@ class StepSlot:
 
 def _leave(queue: _RunQueue, workflow_run_id: UUID) -> None:
     queue.turn.release()
+    _forget_waiter(queue, workflow_run_id)
+
+
+def _forget_waiter(queue: _RunQueue, workflow_run_id: UUID) -> None:
     queue.waiters -= 1
     if not queue.waiters:
         _run_queues.pop(workflow_run_id, None)
@@ -159,9 +163,7 @@ async def turn(
     try:
         await queue.turn.acquire()
     except BaseException:
-        queue.waiters -= 1
-        if not queue.waiters:
-            _run_queues.pop(workflow_run_id, None)
+        _forget_waiter(queue, workflow_run_id)
         raise
     try:
         hopeful = True  # the first try: the start itself checks the quota

@@ -179,12 +179,13 @@ async def settle_stale_heartbeats(counts: dict[str, int]) -> None:
         return
     exited = await db(exited_workers)(this_worker(), {calc["worker"] for calc in stale if calc["worker"]})
     for calc in stale:
-        silent = (timezone.now() - calc["heartbeat_at"]).total_seconds() if calc["heartbeat_at"] else None
-        reason = "heartbeat lost: its worker " + (
-            f"has been silent for {silent:.0f} s" if silent is not None else "never reported"
-        )
         if what := exited.get(calc["worker"]):
             reason = lost_reason(calc["worker"], what)
+        elif calc["heartbeat_at"] is not None:
+            silent = (timezone.now() - calc["heartbeat_at"]).total_seconds()
+            reason = f"heartbeat lost: its worker has been silent for {silent:.0f} s"
+        else:
+            reason = "heartbeat lost: its worker never reported"
         outcome = await db(settle)(calc, reason)
         if outcome in counts:
             counts[outcome] += 1
