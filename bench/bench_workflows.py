@@ -102,17 +102,20 @@ def _server_settled(before: float, timeout_seconds: float = 120.0) -> float:
     return last - before
 
 
-def _plain_prefect_map(count: int) -> tuple[float, float]:
+def _plain_prefect_map(count: int, *, sandboxed: bool = False) -> tuple[float, float | None]:
     """The anchor: plain Prefect's task.map of obabel (plain_prefect_map.py) against the same Prefect
-    server; its seconds, and the CPU per step of its process and the Prefect server."""
+    server; its seconds, and the CPU per step of its process and the Prefect server (None when
+    `sandboxed`: each obabel in the platform's sandbox, the floor of an isolated step)."""
     server_before = _session_cpu_seconds("prefect")
     anchor = [sys.executable, str(Path(__file__).with_name("plain_prefect_map.py")), "--count", str(count)]
-    done = subprocess.run(anchor, check=True, capture_output=True, text=True)
+    done = subprocess.run(anchor + (["--sandboxed"] if sandboxed else []), check=True, capture_output=True, text=True)
     figures = json.loads(done.stdout.strip().splitlines()[-1])
     if figures["done"] != count:
-        raise SystemExit(f"plain Prefect map: {figures['done']}/{count} outputs")
-    cpu = figures["cpu_seconds"] + _server_settled(server_before)
-    return float(figures["seconds"]), cpu / count
+        raise SystemExit(f"plain Prefect map{' (sandboxed)' if sandboxed else ''}: {figures['done']}/{count} outputs")
+    server = _server_settled(server_before)
+    if figures["cpu_seconds"] is None:
+        return float(figures["seconds"]), None
+    return float(figures["seconds"]), (figures["cpu_seconds"] + server) / count
 
 
 def _platform_map(api: Api, count: int) -> tuple[float, float, float, list[str]]:
@@ -135,17 +138,22 @@ def _platform_map(api: Api, count: int) -> tuple[float, float, float, list[str]]
 
 
 def bench_map(api: Api, counts: list[int], singles: int) -> None:
-    """Each count: plain Prefect's task.map first, then the platform's map, on the same machine and
-    Prefect server in the same run, and their ratio (issue 23: >= 1.0)."""
+    """Each count: plain Prefect's task.map first, then the same with the platform's isolation (its
+    floor), then the platform's map, on the same machine and Prefect server in the same run, and their
+    ratios (issue 23: >= 1.0 to plain Prefect)."""
     files: list[str] = []
     for count in counts:
         plain_seconds, plain_cpu = _plain_prefect_map(count)
+        floor_seconds, _ = _plain_prefect_map(count, sandboxed=True)
         seconds, worker, server, files = _platform_map(api, count)
         print(f"map of {count} obabel steps: the platform {seconds:.1f} s ({count / seconds:.1f} steps/s, CPU a step: "
               f"worker {worker * 1000:.0f} ms, Prefect server {server * 1000:.0f} ms); "
               f"plain Prefect task.map {plain_seconds:.1f} s "
               f"({count / plain_seconds:.1f} steps/s, flow process with obabel + Prefect server CPU "
-              f"{plain_cpu * 1000:.0f} ms a step): ratio {plain_seconds / seconds:.2f}  [target >= 1.0]",
+              f"{(plain_cpu or 0) * 1000:.0f} ms a step): ratio {plain_seconds / seconds:.2f}  [target >= 1.0]; "
+              f"the same with each obabel in the platform's sandbox and cgroups (the floor of an isolated step) "
+              f"{floor_seconds:.1f} s: ratio {floor_seconds / seconds:.2f} to it, and the floor's own "
+              f"{plain_seconds / floor_seconds:.2f}",
               flush=True)  # fmt: skip
 
     # the same work as single calculations, on `singles` of them: one flow run each
