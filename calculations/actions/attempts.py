@@ -14,7 +14,14 @@ from uuid import UUID
 from django.db import transaction
 from django.utils import timezone
 
-from calculations.actions.files import OutputBlob, add_output_files, do_release_outputs, new_bytes, quota_message
+from calculations.actions.files import (
+    OutputBlob,
+    add_output_files,
+    do_release_outputs,
+    lock_blobs,
+    new_bytes,
+    quota_message,
+)
 from calculations.actions.followers import complete_followers, release_followers
 from calculations.actions.rows import first_row
 from calculations.actions.submissions import check_step_slot
@@ -153,14 +160,18 @@ def do_end_attempt(
     is `message`, CANCELED if a cancel was requested meanwhile, or QUEUED as the next attempt."""
     calc = lock_calculation(calculation_id)
     check_attempt(calc, attempt)
-    if end is AttemptEnd.SUCCEEDED and (too_much := _outputs_over_quota(calc, outputs)):
-        end, message = AttemptEnd.OUTPUTS_TOO_LARGE, too_much
+    adding = 0
+    if end is AttemptEnd.SUCCEEDED:
+        lock_blobs(outputs)  # the quota and the output rows below count the same bytes as new
+        adding = new_bytes(calc.owner_id, [(output.sha256, output.size) for output in outputs])
+        if too_much := _outputs_over_quota(calc, adding):
+            end, message = AttemptEnd.OUTPUTS_TOO_LARGE, too_much
     limit = POLICIES[end].escalates
     given, more = next_grant(calc.provenance, attempt, limit) if limit else (None, None)
     decision = decide(end, current_state=S(calc.state), attempt=attempt, can_escalate=more is not None)
     observe_attempt_end(calc, end, decision.state)
     if decision.state == S.COMPLETE:
-        return _complete(calc, attempt, outputs, outcome, actor)
+        return _complete(calc, attempt, outputs, outcome, actor, adding)
     do_release_outputs(outputs)  # stored by the worker, kept by no one
     fields = _finish_fields(calc, attempt, outcome)
     if decision.escalated and limit and given and more:
@@ -191,21 +202,25 @@ def do_end_attempt(
     return calc
 
 
-def _outputs_over_quota(calc: Calculation, outputs: Sequence[OutputBlob]) -> str | None:
-    adding = new_bytes(calc.owner_id, [(output.sha256, output.size) for output in outputs])
+def _outputs_over_quota(calc: Calculation, adding: int) -> str | None:
     # a TES task's outputs replace the scratch space it reserved
     return quota_message(calc.owner_id, adding, f"{calc.tool}'s output", excluding=calc.id)
 
 
 def _complete(
-    calc: Calculation, attempt: int, outputs: Sequence[OutputBlob], outcome: JobOutcome | None, actor: str
+    calc: Calculation,
+    attempt: int,
+    outputs: Sequence[OutputBlob],
+    outcome: JobOutcome | None,
+    actor: str,
+    adding: int,
 ) -> Calculation:
     by_role: dict[str, list[str]] = {}
     for output in outputs:
         by_role.setdefault(output.role, []).append(output.sha256)
     fields = _finish_fields(calc, attempt, outcome, outputs=by_role)
     calc = apply_transition(calc, attempt, S.COMPLETE, actor=actor, reason="tool succeeded", **fields)
-    add_output_files(calc, outputs)
+    add_output_files(calc, outputs, new=adding)
     record_calculation_verdict(calc)
     complete_followers(calc)
     return calc

@@ -226,17 +226,29 @@ def do_delete_file(owner_id: int, file_id: UUID) -> None:
     _release_blob(file.sha256)
 
 
-def add_output_files(calc: Calculation, outputs: Sequence[OutputBlob], *, claim: bool = True) -> None:
-    """Output rows of `calc`, owned by its owner, pointing at stored blobs (call within its action).
-    `claim`: the worker just stored these blobs, so they may be orphans awaiting the sweep."""
-    storage = get_storage()
+def lock_blobs(outputs: Sequence[OutputBlob]) -> None:
+    """Each output's blob lock, in one order (`lock_blob`)."""
     for sha256 in sorted({output.sha256 for output in outputs}):
         lock_blob(sha256)
+
+
+def add_output_files(
+    calc: Calculation, outputs: Sequence[OutputBlob], *, claim: bool = True, new: int | None = None
+) -> None:
+    """Output rows of `calc`, owned by its owner, pointing at stored blobs (call within its action).
+    `claim`: the worker just stored these blobs, so they may be orphans awaiting the sweep. `new`:
+    their `new_bytes`, if the caller counted them already under their locks (`lock_blobs`)."""
+    storage = get_storage()
+    lock_blobs(outputs)
+    for sha256 in sorted({output.sha256 for output in outputs}):
         if claim:
             _claim_blob(sha256)
             if not storage.exists(sha256):  # collected between the worker's store and now: a platform fault
                 raise StorageError(f"output blob {sha256} vanished before it was registered")
-    _hold(calc.owner_id, [(output.sha256, output.size) for output in outputs])
+    if new is None:
+        _hold(calc.owner_id, [(output.sha256, output.size) for output in outputs])
+    else:
+        _add_held(calc.owner_id, new)
     File.objects.bulk_create(
         File(
             owner_id=calc.owner_id,
@@ -254,8 +266,8 @@ def add_output_files(calc: Calculation, outputs: Sequence[OutputBlob], *, claim:
 def do_release_outputs(outputs: Sequence[OutputBlob]) -> None:
     """Outputs the worker stored that were not registered (the attempt ended otherwise): orphans,
     unless some row already holds the same bytes."""
+    lock_blobs(outputs)
     for sha256 in sorted({output.sha256 for output in outputs}):
-        lock_blob(sha256)
         _release_blob(sha256)
 
 

@@ -52,7 +52,11 @@ def _staged_by_role(word: str, roles: set[str]) -> str:
 
 def _waiting_followers(leader: Calculation) -> list[Calculation]:
     lock_cache_key(leader.cache_key)
-    return list(leader.cache_followers.select_for_update(no_key=True).filter(state=S.QUEUED))
+    waiting = Calculation.objects.filter(cached_from_id=leader.id, state=S.QUEUED).order_by()
+    # (most calculations have none: asking first, under the key's lock, spares each end a locked read)
+    if not waiting.exists():
+        return []
+    return list(waiting.select_for_update(no_key=True))
 
 
 def complete_followers(leader: Calculation) -> None:
