@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from django.db.models import Q
+from django.db.models import Count, Q
 from ninja import FilterSchema, Schema
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -538,6 +538,27 @@ class WorkflowRunOut(WorkflowRunSummaryOut):
     def resolve_canceled_at(run: WorkflowRun) -> datetime | None:
         request = _cancel_request(run)
         return request.at if request else None
+
+
+class WorkflowRunProgressOut(WorkflowRunSummaryOut):
+    """A run's state and how far its steps are, without the steps themselves: what to poll while
+    following a run (a 1,000-step run's whole answer is 0.6 MB, and ~90 ms of the server's CPU)."""
+
+    step_states: dict[RunState, int] = Field(
+        description="How many of its steps are in each state (only the states some step is in)."
+    )
+    pending_steps: int = Field(
+        description="Steps its plan holds that were not created yet (a pipeline's; 0 for another workflow's)."
+    )
+
+    @staticmethod
+    def resolve_step_states(run: WorkflowRun) -> dict[str, int]:
+        by_state = run.steps.order_by().values("state").annotate(count=Count("id"))
+        return dict(by_state.values_list("state", "count"))
+
+    @staticmethod
+    def resolve_pending_steps(run: WorkflowRun) -> int:
+        return len(WorkflowRunOut.resolve_pending_steps(run))
 
 
 def _cancel_request(run: WorkflowRun | Calculation) -> CancelRequest | None:

@@ -28,6 +28,7 @@ from calculations.schemas import (
     WorkflowRunFilters,
     WorkflowRunIn,
     WorkflowRunOut,
+    WorkflowRunProgressOut,
     WorkflowRunSummaryOut,
 )
 from calculations.workflow_params import check_workflow_params, find_workflow
@@ -90,6 +91,18 @@ def list_workflow_runs(request: AuthedRequest, filters: Query[WorkflowRunFilters
 def get_workflow_run(request: AuthedRequest, workflow_run_id: UUID) -> WorkflowRun:
     """A run: its steps with their outputs, the steps its plan has yet to create (`pending_steps`), what
     its flow returned (`result`), and who asked it to stop (`canceled_by`, `canceled_at`)."""
+    return access_workflow_run_by_id(request.auth.id, workflow_run_id)
+
+
+@runs_router.get(
+    "/{workflow_run_id}/progress",
+    response={200: WorkflowRunProgressOut, 404: ErrorOut},
+    operation_id="get_workflow_run_progress",
+)
+def get_workflow_run_progress(request: AuthedRequest, workflow_run_id: UUID) -> WorkflowRun:
+    """A run's state and how many of its steps are in each state, without the steps: what to poll while
+    following a run (`GET /workflow-runs/{id}` lists every step with its outputs), then read it whole
+    once it has ended."""
     return access_workflow_run_by_id(request.auth.id, workflow_run_id)
 
 

@@ -103,6 +103,7 @@ def test_every_route_answers_a_foreign_object_as_if_it_did_not_exist(
     } <= set(walked)
     assert "POST /api/v2/crates" in walked
     assert "GET /api/v2/notifications/{notification_id}" in walked
+    assert "GET /api/v2/workflow-runs/{workflow_run_id}/progress" in walked
     assert {
         "POST /api/v2/calculations/{calculation_id}/rerun",
         "POST /api/v2/workflow-runs/{workflow_run_id}/rerun",

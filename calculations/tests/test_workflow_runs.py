@@ -509,3 +509,10 @@ def test_a_run_shows_its_steps_to_come_their_outputs_and_who_canceled_it(
     calc = alice.get(f"/calculations/{more.id}").json()
     assert (calc["canceled_by"], calc["canceled_at"]) == (second["canceled_by"], second["canceled_at"])
     assert alice.get(f"/calculations/{genes.id}").json()["canceled_by"] is None
+    # what a client polls while it follows the run: the same, counted, without the steps
+    progress = alice.get(f"/workflow-runs/{run.id}/progress").json()
+    assert progress["step_states"] == {"COMPLETE": 1, "CANCELED": 1} and progress["pending_steps"] == 2
+    assert {key: progress[key] for key in ("id", "state", "error", "finished_at")} == {
+        key: shown[key] for key in ("id", "state", "error", "finished_at")
+    }
+    assert "steps" not in progress

@@ -21,6 +21,7 @@ from emgapi_client.types import (
     WebhookSecret,
     Workflow,
     WorkflowRun,
+    WorkflowRunProgress,
     WorkflowRunSummary,
 )
 from emgapi_client.webhooks import verify_signature
@@ -52,6 +53,7 @@ __all__ = [
     "WaitTimeout",
     "Workflow",
     "WorkflowRun",
+    "WorkflowRunProgress",
     "WorkflowRunSummary",
     "__version__",
     "verify_signature",

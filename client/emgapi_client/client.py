@@ -57,6 +57,7 @@ from emgapi_client.types import (
     WebhookSecret,
     Workflow,
     WorkflowRun,
+    WorkflowRunProgress,
     WorkflowRunSummary,
 )
 
@@ -70,7 +71,7 @@ DEFAULT_PRESIGNED_THRESHOLD_BYTES = 64 * 2**20
 _NO_PRESIGNED_UPLOADS = frozenset({404, 405, 409, 501})
 _FIRST_POLL_SECONDS = 0.1
 
-_Polled = TypeVar("_Polled", Calculation, WorkflowRun)
+_Polled = TypeVar("_Polled", Calculation, WorkflowRun, WorkflowRunProgress)
 
 
 def normalise_url(url: str) -> str:
@@ -638,6 +639,11 @@ class Client:
     def get_workflow_run(self, run_id: str) -> WorkflowRun:
         return cast(WorkflowRun, self._json("GET", f"/workflow-runs/{run_id}"))
 
+    def get_workflow_run_progress(self, run_id: str) -> WorkflowRunProgress:
+        """The run's state and how many of its steps are in each state, without the steps (a large
+        run's whole answer lists every step with its outputs): cheap to poll."""
+        return cast(WorkflowRunProgress, self._json("GET", f"/workflow-runs/{run_id}/progress"))
+
     def list_workflow_runs(
         self, *, state: str | None = None, workflow: str | None = None, limit: int = 100, offset: int = 0
     ) -> list[WorkflowRunSummary]:
@@ -662,7 +668,18 @@ class Client:
         timeout_seconds: float | None = None,
         on_update: Callable[[WorkflowRun], None] | None = None,
     ) -> WorkflowRun:
-        """Poll until the run is final (a PAUSED run waits for an operator: this goes on waiting)."""
+        """Poll until the run is final (a PAUSED run waits for an operator: this goes on waiting), then
+        read it whole. Without `on_update`, which sees the whole run at every poll, only its progress is
+        polled (`get_workflow_run_progress`; the whole run from a server without that route)."""
+        if on_update is None:
+            try:
+                self._wait(lambda: self.get_workflow_run_progress(run_id), timeout_seconds, None)
+            except ApiError as exc:
+                if exc.status_code != 404:
+                    raise
+                # an older server, or no such run: the whole run says which
+                return self._wait(lambda: self.get_workflow_run(run_id), timeout_seconds, None)
+            return self.get_workflow_run(run_id)
         return self._wait(lambda: self.get_workflow_run(run_id), timeout_seconds, on_update)
 
 

@@ -192,6 +192,13 @@ class WorkflowRun(WorkflowRunSummary):
     verdict: NotRequired[Verdict | None]  # a verifying rerun's, once it ended, step by step
 
 
+class WorkflowRunProgress(WorkflowRunSummary):
+    """A run without its steps (GET /workflow-runs/{id}/progress): what a wait polls."""
+
+    step_states: dict[State, int]  # how many of its steps are in each state
+    pending_steps: int  # steps its plan has yet to create (a pipeline's)
+
+
 class Resources(TypedDict, total=False):
     """What a calculation asks for; each one left out is the tool's own (GET /tools/{name} shows them
     and the tool's maxima). Above the tool's or the deployment's maximum is a 422 naming it."""
