@@ -33,7 +33,7 @@ from calculations.actions.transitions import (
 )
 from calculations.actions.users import do_ensure_user
 from calculations.actions.verdicts import expected_step_of, record_workflow_run_verdict
-from calculations.errors import InvalidInput, InvalidTransition, NotFound
+from calculations.errors import Conflict, InvalidInput, InvalidTransition, NotFound
 from calculations.models import Calculation, WorkflowRun
 from calculations.orchestrator import get_orchestrator, launch_after_commit
 from calculations.policies import AttemptEnd, decide
@@ -150,7 +150,14 @@ def check_resume_workflow_run(owner_id: int, workflow_run_id: UUID, run_input: d
     paused with (422 naming the field) and names only the owner's files (404)."""
     run = access_workflow_run_by_id(owner_id, workflow_run_id)
     flow_run_id = _resumable(run)
-    check_resume_input(owner_id, flow_run_id, run_input)
+    try:
+        check_resume_input(owner_id, flow_run_id, run_input)
+    except Conflict:
+        # Prefect's flow run is no longer paused: most likely a concurrent resume won after this one
+        # read the row. Its commit awaited under the row's lock, the run says so ("already resumed").
+        with transaction.atomic():
+            _resumable(lock_workflow_run(run.id))
+        raise
     return do_resume_workflow_run(run.id, flow_run_id, run_input, actor=user_actor(owner_id))
 
 

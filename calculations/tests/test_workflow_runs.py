@@ -417,6 +417,27 @@ def test_of_concurrent_resumes_one_wins_and_the_others_hear_it_was_resumed(
     assert events[-1] == ("RUNNING", f"user:{alice_id}")  # the resume is logged once, as the user's
 
 
+def test_a_resume_overtaken_by_a_concurrent_one_hears_it_was_resumed(
+    alice: ApiClient, alice_id: int, paused_in_prefect: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loser read the run PAUSED, and by the time it asks Prefect for the form the winner has
+    resumed the flow run: it hears why, not Prefect's "not paused"."""
+    from calculations.errors import Conflict
+    from workflows.orchestration import paused_runs
+
+    run = _paused_run(alice_id)
+    profile = alice.upload("a.hmm", b"HMMER3/f\n").json()["id"]
+
+    def won_meanwhile(flow_run_id: UUID) -> dict[str, Any]:
+        actions.do_resume_workflow_run(run.id, flow_run_id, {"profile": profile}, actor=f"user:{alice_id}")
+        raise Conflict(f"flow run {flow_run_id} is not paused")
+
+    monkeypatch.setattr(paused_runs, "paused_input_schema", won_meanwhile)
+    late = alice.post(f"/workflow-runs/{run.id}/resume", {"input": {"profile": profile, "evalue": 0.5}})
+    assert late.status_code == 409 and "already resumed" in late.json()["detail"], late.content
+    assert paused_in_prefect == [(run.flow_run_id, {"profile": profile})]  # the winner's input alone
+
+
 def test_a_resume_prefect_refuses_leaves_the_run_paused(
     alice: ApiClient, alice_id: int, paused_in_prefect: list[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
