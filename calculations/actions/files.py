@@ -237,9 +237,10 @@ def add_output_files(
 ) -> None:
     """Output rows of `calc`, owned by its owner, pointing at stored blobs (call within its action).
     `claim`: the worker just stored these blobs, so they may be orphans awaiting the sweep. `new`:
-    their `new_bytes`, if the caller counted them already under their locks (`lock_blobs`)."""
+    their `new_bytes`, if the caller took their locks (`lock_blobs`) and counted them already."""
     storage = get_storage()
-    lock_blobs(outputs)
+    if new is None:
+        lock_blobs(outputs)
     for sha256 in sorted({output.sha256 for output in outputs}):
         if claim:
             _claim_blob(sha256)

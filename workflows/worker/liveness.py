@@ -64,7 +64,9 @@ def dead_workers(me: WorkerIdentity, *, judge_silence: bool = True) -> list[Dead
         if exited := _exited(worker, me):
             dead.append(DeadWorker(worker.name, exited, registered=True))
         elif judge_silence and worker.silent > dead_after:
-            dead.append(DeadWorker(worker.name, f"has been silent for {worker.silent.total_seconds():.0f} s", True))
+            dead.append(
+                DeadWorker(worker.name, f"has been silent for {worker.silent.total_seconds():.0f} s", registered=True)
+            )
     attempts = Calculation.objects.filter(state__in=ATTEMPT_IN_PROGRESS_STATES).exclude(worker="").values("worker")
     runs = WorkflowRun.objects.filter(state__in=ACTIVE_STATES).exclude(worker="").values("worker")
     holders = WorkerProcess.objects.filter(Q(name__in=attempts) | Q(name__in=runs), ended_at__isnull=False)
